@@ -1,0 +1,112 @@
+"""The ``rluf`` command line: the project's only argument parser."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from rluf_ray import __version__
+from rluf_ray.config import ConfigError, RlufConfig, load
+from rluf_ray.errors import RlufError, StageNotBuilt
+from rluf_ray.stages.registry import STAGES
+
+EXIT_CONFIG = 2
+BENCHES = ("generate", "judge", "calibrate", "dpo")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config (default: the embedded tiny_cpu.yaml)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set generation.sampling_num=20 (repeatable)",
+    )
+    p.add_argument("--output-dir", help="artifact root (overrides output_dir)")
+    p.add_argument("--force", action="store_true", help="redo the stage even if its artifacts are complete")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="rluf", description="Conformal Feedback Alignment on Ray.")
+    parser.add_argument("--version", action="version", version=f"rluf-ray {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for spec in STAGES:
+        p = sub.add_parser(spec.name, help=f"run the {spec.name} stage")
+        _common(p)
+        if spec.name == "calibrate":
+            p.add_argument("--quantile", type=float, help="run one miscoverage level alpha (e.g. 0.2)")
+        if spec.name == "train":
+            p.add_argument("--pairs", help="train on an external weighted pairs JSONL")
+        if spec.name in ("generate", "feedback", "evaluate"):
+            p.add_argument("--dry-run", action="store_true", help="print judge calls and cost, call nothing")
+    p = sub.add_parser("run-all", help="run every stage in order, skipping complete ones")
+    _common(p)
+    p = sub.add_parser("bench", help="side-by-side benchmarks (last line: JSON)")
+    p.add_argument("name", choices=BENCHES)
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> RlufConfig:
+    overrides = list(args.overrides)
+    if getattr(args, "quantile", None) is not None:
+        overrides.append(f"conformal.quantile_bars=[{args.quantile}]")
+    if getattr(args, "pairs", None):
+        overrides.append(f"dpo.pairs_path={args.pairs}")
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    return load(args.config, overrides)
+
+
+def _run_bench(name: str, argv: list[str]) -> int:
+    try:
+        mod = importlib.import_module(f"rluf_ray.bench.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name in (f"rluf_ray.bench.{name}", "rluf_ray.bench"):
+            raise StageNotBuilt(f"benchmark '{name}' is not built yet") from None
+        raise
+    return int(mod.main(argv) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``rluf`` and ``python -m rluf_ray``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        if args.command == "bench":
+            return _run_bench(args.name, list(args.bench_args))
+        cfg = _config(args)
+        from rluf_ray.io.artifacts import ArtifactStore
+        from rluf_ray.pipeline import run_all, run_stage
+
+        store = ArtifactStore(cfg.output_dir)
+        if args.command == "run-all":
+            run_all(cfg, store, force=args.force)
+        else:
+            options = {"dry_run": bool(getattr(args, "dry_run", False))}
+            run_stage(cfg, store, args.command, force=args.force, options=options)
+        return 0
+    except ConfigError as exc:
+        print(f"rluf: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except RlufError as exc:
+        print(f"rluf: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("rluf: interrupted; finished work is kept, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,419 @@
+"""The one typed configuration of rluf-ray.
+
+Every YAML file under ``rluf_ray/configs`` is an instance of :class:`RlufConfig`; unknown keys are
+rejected and every field carries a description. ``load(path, overrides)`` is the only way the CLI
+builds a config. Defaults match the original research project's configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "tiny_cpu.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported to the user as one line naming the key path."""
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraConfig(Section):
+    enabled: bool = Field(False, description="Train LoRA adapters instead of all weights.")
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA alpha (scaling numerator).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="Module names that receive adapters.",
+    )
+
+
+class ModelConfig(Section):
+    base_model: str = Field(
+        "embedded:tiny-llama",
+        description="Base causal LM: a local path, a hub id, or 'embedded:tiny-llama' (built locally, no download).",
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weights dtype for training and generation."
+    )
+    max_context: int = Field(
+        1024, ge=32, description="Context length in tokens; longer prompts are truncated (post body cut)."
+    )
+    trust_remote_code: bool = Field(False, description="Passed to transformers loaders.")
+    embedded_hidden_size: int = Field(128, ge=64, description="Width of the embedded tiny Llama.")
+    embedded_layers: int = Field(2, ge=1, description="Layers of the embedded tiny Llama.")
+    embedded_heads: int = Field(
+        2, ge=1, description="Attention heads of the embedded tiny Llama (head_dim must be >= 64)."
+    )
+    embedded_vocab_size: int = Field(
+        1024, ge=300, description="Byte-level BPE vocabulary size of the embedded tokenizer."
+    )
+
+    @model_validator(mode="after")
+    def _head_dim(self) -> ModelConfig:
+        if self.embedded_hidden_size % self.embedded_heads:
+            raise ValueError("embedded_hidden_size must be divisible by embedded_heads")
+        if self.embedded_hidden_size // self.embedded_heads < 64:
+            raise ValueError("embedded head_dim (hidden_size / heads) must be >= 64 for vLLM")
+        return self
+
+
+class DemoDataConfig(Section):
+    train_docs: int = Field(1200, ge=1, description="Documents in the SFT split of the embedded demo.")
+    calibration_docs: int = Field(60, ge=1, description="Documents in the calibration split.")
+    test_docs: int = Field(40, ge=1, description="Documents in the test split.")
+    seed: int = Field(1234, description="Seed of the deterministic demo generator.")
+
+
+class TldrConfig(Section):
+    hub_id: str = Field("openai/summarize_from_feedback", description="Hub dataset id.")
+    subset: str = Field("axis", description="Dataset configuration name.")
+    split: str = Field("validation", description="Dataset split to read.")
+    max_post_words: int = Field(300, ge=1, description="Posts with more words are dropped.")
+
+
+class DataConfig(Section):
+    source: Literal["demo", "tldr", "files"] = Field(
+        "demo", description="demo: embedded generated dataset; tldr: summarize_from_feedback; files: local."
+    )
+    demo: DemoDataConfig = Field(default_factory=DemoDataConfig, description="Embedded demo settings.")
+    tldr: TldrConfig = Field(default_factory=TldrConfig, description="summarize_from_feedback settings.")
+    train_file: str | None = Field(None, description="JSONL/Parquet with prompt and reference (files).")
+    calibration_file: str | None = Field(None, description="JSONL/Parquet for calibration (files).")
+    test_file: str | None = Field(None, description="JSONL/Parquet for test prompts (files).")
+    prompt_template: str = Field(
+        "Please summarize this text:\n{post}\nSummary:",
+        description="Prompt template; must contain {post} and end with the answer cue.",
+    )
+    calibration_size: int = Field(50, ge=1, description="Calibration prompts (original: 50).")
+    test_size: int = Field(50, ge=1, description="Test prompts that receive prediction sets.")
+    sft_size: int | None = Field(None, ge=1, description="Cap on SFT examples (None: all).")
+    seed: int = Field(42, description="Seed for shuffling and splitting loaded data.")
+
+    @model_validator(mode="after")
+    def _template(self) -> DataConfig:
+        if "{post}" not in self.prompt_template:
+            raise ValueError("prompt_template must contain {post}")
+        return self
+
+
+class SftConfig(Section):
+    learning_rate: float = Field(2e-5, gt=0, description="SFT learning rate (original: 2e-5).")
+    num_epochs: float = Field(5, gt=0, description="SFT epochs (original: 5).")
+    max_length: int = Field(1024, ge=16, description="Max tokens per example (original: 1024).")
+    per_device_batch_size: int = Field(4, ge=1, description="Batch size per Train worker.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    warmup_ratio: float = Field(0.03, ge=0, le=1, description="Share of steps for LR warm-up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    bf16: bool = Field(False, description="bf16 mixed precision (GPUs).")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
+    fsdp: str = Field("", description="transformers FSDP option string, e.g. 'full_shard auto_wrap'.")
+    deepspeed: str | None = Field(None, description="Path to a DeepSpeed JSON config (e.g. ZeRO-3).")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA settings.")
+    save_steps: int = Field(200, ge=1, description="Checkpoint every N optimiser steps.")
+    logging_steps: int = Field(10, ge=1, description="Log every N steps.")
+    seed: int = Field(42, description="Training seed.")
+
+
+class GenerationConfig(Section):
+    engine: Literal["hf", "vllm"] = Field("hf", description="Sampling engine: transformers or vLLM.")
+    sampling_num: int = Field(
+        60, ge=1, description="Samples per prompt, one engine request each (original: 60)."
+    )
+    temperature: float = Field(0.35, ge=0, description="Sampling temperature (original: 0.35).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling.")
+    max_new_tokens: int = Field(128, ge=1, description="New tokens per sample (original: 128).")
+    seed: int = Field(42, description="Sampling seed (original: 42).")
+    prompts_per_batch: int = Field(4, ge=1, description="Prompts per engine call (batch size).")
+    vllm_gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="vLLM memory share (on CPU builds: share of RAM; 0.3 on a shared box)."
+    )
+    vllm_enable_prefix_caching: bool = Field(True, description="vLLM prefix caching.")
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor-parallel size.")
+    score_calibration: bool = Field(
+        True, description="Judge-score each unique calibration answer against its reference."
+    )
+
+
+class PriceConfig(Section):
+    prompt_per_million: float = Field(2.5, ge=0, description="Dollars per million prompt tokens.")
+    completion_per_million: float = Field(10.0, ge=0, description="Dollars per million completion tokens.")
+
+
+class JudgeConfig(Section):
+    provider: Literal["offline", "openai"] = Field(
+        "openai",
+        description="offline: deterministic reference-based judge; openai: any OpenAI-compatible API.",
+    )
+    model: str = Field("gpt-4o", description="Judge model name at the endpoint.")
+    base_url: str | None = Field(None, description="OpenAI-compatible base URL (None: api.openai.com).")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
+    requests_per_minute: int = Field(500, ge=1, description="Cluster-wide request budget per minute.")
+    tokens_per_minute: int = Field(30000, ge=1, description="Cluster-wide token budget per minute.")
+    max_in_flight_per_actor: int = Field(32, ge=1, description="Concurrent calls per judge actor.")
+    max_retries: int = Field(6, ge=0, description="Retries on 429/5xx/timeouts/connection errors.")
+    max_parse_retries: int = Field(2, ge=0, description="Re-asks for a malformed reply.")
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout in seconds.")
+    temperature: float = Field(0.0, ge=0, description="Judge sampling temperature.")
+    max_tokens: int = Field(256, ge=1, description="Max completion tokens per judge call.")
+    cache_path: str | None = Field(
+        None, description="SQLite cache file (None: <output_dir>/judge_cache.sqlite)."
+    )
+    max_dollars: float | None = Field(None, ge=0, description="Hard spending cap per stage (None: no cap).")
+    prices: PriceConfig = Field(default_factory=PriceConfig, description="Price table for the cost ledger.")
+    offline_noise: float = Field(
+        0.0, ge=0, le=0.5, description="Offline judge: seeded probability of flipping a preference."
+    )
+    seed: int = Field(0, description="Seed of the offline judge's noise.")
+
+
+class WeightsRange(Section):
+    start: float = Field(0.0, description="First grid value (original: 0.0).")
+    stop: float = Field(2.0, description="Last grid value, inclusive (original: 2.0).")
+    step: float = Field(0.2, gt=0, description="Grid step (original: 0.2).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WeightsRange:
+        if self.stop < self.start:
+            raise ValueError("stop must be >= start")
+        return self
+
+    def values(self) -> list[float]:
+        """Grid values from start to stop inclusive."""
+        n = int(round((self.stop - self.start) / self.step))
+        return [round(self.start + i * self.step, 10) for i in range(n + 1)]
+
+
+class ConformalConfig(Section):
+    protocol: Literal["split", "cfa"] = Field(
+        "split",
+        description="split: tuning/calibration split conformal; cfa: the original repeated-split procedure.",
+    )
+    label_rule: Literal["any_acceptable", "top_answer"] = Field(
+        "any_acceptable", description="Which answer's score is a prompt's calibration score."
+    )
+    quantile_bars: list[float] = Field(
+        default_factory=lambda: [0.2, 0.5], description="Miscoverage levels alpha (original: 0.2, 0.5)."
+    )
+    accuracy_threshold: float = Field(
+        0.7, ge=0, le=1, description="Judge score at or above which an answer is acceptable (original: 0.7)."
+    )
+    weights_range: WeightsRange = Field(
+        default_factory=WeightsRange, description="Grid for w1 and w2 (original: 0.0..2.0 step 0.2)."
+    )
+    random_count: int = Field(50, ge=1, description="Random splits in the grid search (original: 50).")
+    split_num: int = Field(3, ge=2, description="Parts per random split (original: 3).")
+    tuning_fraction: float = Field(
+        0.5, gt=0, lt=1, description="split protocol: share of calibration prompts used to tune (w1, w2)."
+    )
+    similarity_vector_size: int = Field(200, ge=1, description="FastText vector size (original: 200).")
+    similarity_epochs: int = Field(10, ge=1, description="FastText training epochs.")
+    seed: int = Field(42, description="Seed for splits and the similarity model.")
+    grid_chunks: int = Field(8, ge=1, description="Ray CPU tasks the grid search fans out over.")
+
+    @model_validator(mode="after")
+    def _alphas(self) -> ConformalConfig:
+        if not self.quantile_bars:
+            raise ValueError("quantile_bars must not be empty")
+        for a in self.quantile_bars:
+            if not 0 < a < 1:
+                raise ValueError(f"quantile_bars values must lie in (0, 1), got {a}")
+        return self
+
+
+class FeedbackConfig(Section):
+    max_pairs_per_prompt: int | None = Field(
+        None, ge=1, description="Cap on annotated pairs per prompt (None: all pairs of unique answers)."
+    )
+    debias_order: bool = Field(True, description="Randomise answer order per pair to remove position bias.")
+    seed: int = Field(42, description="Seed of the order randomisation.")
+    use_batch_api: bool = Field(False, description="Use the OpenAI Batch API (half price, hours latency).")
+
+
+class WeightsConfig(Section):
+    in_small_set: float = Field(
+        0.5, description="Weight of an answer only in the 50% set (1 - largest alpha)."
+    )
+    in_large_set_only: float = Field(0.8, description="Weight of an answer only in the 80% set.")
+    in_both: float = Field(0.65, description="Weight of an answer in both sets.")
+    in_neither: float = Field(0.0, description="Weight of an answer in neither set.")
+
+
+class DpoConfig(Section):
+    learning_rate: float = Field(1.5e-6, gt=0, description="DPO learning rate (original: 1.5e-6).")
+    beta: float = Field(0.1, gt=0, description="DPO beta.")
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = Field("sigmoid", description="TRL DPO loss type.")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="cDPO label smoothing.")
+    reduction: Literal["mean", "normalized"] = Field(
+        "mean", description="mean: sum(w*l)/B (original); normalized: sum(w*l)/sum(w)."
+    )
+    drop_zero_weight: bool | None = Field(
+        None, description="Filter zero-weight pairs before training (None: on with normalized)."
+    )
+    num_epochs: float = Field(1, gt=0, description="DPO epochs.")
+    per_device_batch_size: int = Field(4, ge=1, description="Batch size per Train worker.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    max_length: int = Field(1024, ge=16, description="Max prompt+completion tokens.")
+    max_prompt_length: int = Field(896, ge=8, description="Max prompt tokens (post body cut beyond).")
+    precompute_ref_log_probs: bool = Field(False, description="Precompute reference log-probs once.")
+    bf16: bool = Field(False, description="bf16 mixed precision (GPUs).")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
+    fsdp: str = Field("", description="transformers FSDP option string.")
+    deepspeed: str | None = Field(None, description="Path to a DeepSpeed JSON config.")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA settings.")
+    save_steps: int = Field(200, ge=1, description="Checkpoint every N optimiser steps.")
+    logging_steps: int = Field(1, ge=1, description="Log every N steps.")
+    seed: int = Field(42, description="Training seed.")
+    pairs_path: str | None = Field(
+        None, description="External weighted pairs JSONL (prompt, chosen, rejected, weight) to train on."
+    )
+
+
+class InferenceConfig(Section):
+    max_new_tokens: int = Field(128, ge=1, description="New tokens per test summary.")
+    temperature: float = Field(0.0, ge=0, description="0: greedy decoding.")
+    test_size: int | None = Field(None, ge=1, description="Held-out prompts to generate for (None: all).")
+
+
+class EvaluationConfig(Section):
+    model: str = Field("gpt-4o", description="Judge model for the 4-axis rubric (original: gpt-4o).")
+    axes: list[str] = Field(
+        default_factory=lambda: ["accuracy", "relevance", "completeness", "expression"],
+        description="Rubric axes, each scored 0-10.",
+    )
+
+
+class ResourcesConfig(Section):
+    engine_actors: int = Field(1, ge=1, description="Sampling engine actors.")
+    gpus_per_actor: float = Field(0, ge=0, description="GPUs per engine actor (0 on CPU).")
+    cpus_per_actor: float = Field(1, gt=0, description="CPUs per engine actor.")
+    cpus_per_task: float = Field(1, gt=0, description="CPUs per calibration task.")
+    judge_actors: int = Field(2, ge=1, description="Async judge actors.")
+    train_workers: int = Field(1, ge=1, description="Ray Train workers.")
+    use_gpu: bool = Field(False, description="Ray Train workers use GPUs.")
+    cpus_per_train_worker: float = Field(1, gt=0, description="CPUs per Train worker.")
+
+
+class RlufConfig(Section):
+    """The whole pipeline's configuration."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Base model.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Datasets and splits.")
+    sft: SftConfig = Field(default_factory=SftConfig, description="Supervised fine-tuning.")
+    generation: GenerationConfig = Field(default_factory=GenerationConfig, description="N-sample generation.")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="LLM judge client.")
+    conformal: ConformalConfig = Field(default_factory=ConformalConfig, description="Conformal calibration.")
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig, description="Pairwise AI feedback.")
+    weights: WeightsConfig = Field(default_factory=WeightsConfig, description="Uncertainty weights.")
+    dpo: DpoConfig = Field(default_factory=DpoConfig, description="Weighted DPO.")
+    inference: InferenceConfig = Field(default_factory=InferenceConfig, description="Test-set inference.")
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="Evaluation.")
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="Ray resources.")
+    output_dir: str = Field("outputs", description="Root of the artifact store (a path or pyarrow.fs URI).")
+
+
+def _format_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = len(err.errors()) - 1
+    return f"{loc}: {msg}" + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value`` (value read as YAML) into a key path and a value."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+    key, raw = item.split("=", 1)
+    path = [p for p in key.strip().split(".")]
+    if not all(path):
+        raise ConfigError(f"--set {item!r}: empty key component")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value is not valid YAML ({exc.__class__.__name__})") from exc
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply dotted ``KEY=VALUE`` overrides to a nested dict (in place) and return it."""
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(path)}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, raising ConfigError with a one-line reason."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}: malformed YAML{where}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def from_dict(data: Mapping[str, Any]) -> RlufConfig:
+    """Validate a nested dict, raising ConfigError naming the key path."""
+    try:
+        return RlufConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc)) from None
+
+
+def load(path: str | Path | None = None, overrides: Iterable[str] = ()) -> RlufConfig:
+    """Load a YAML config (the embedded default when ``path`` is None) and apply overrides."""
+    data = read_yaml(path if path is not None else DEFAULT_CONFIG)
+    apply_overrides(data, overrides)
+    return from_dict(data)
+
+
+def select(cfg: RlufConfig, keys: Iterable[str]) -> dict[str, Any]:
+    """The values of the given dotted keys (sections or leaves), as plain JSON-able data."""
+    dumped = cfg.model_dump(mode="json")
+    out: dict[str, Any] = {}
+    for key in sorted(set(keys)):
+        node: Any = dumped
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise KeyError(f"unknown config key {key!r}")
+            node = node[part]
+        out[key] = node
+    return out
+
+
+def fingerprint(cfg: RlufConfig, keys: Iterable[str]) -> str:
+    """A stable hash of exactly the given config keys."""
+    blob = json.dumps(select(cfg, keys), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()

@@ -1,0 +1,117 @@
+"""The embedded tiny causal LM: a byte-level BPE tokenizer and a small Llama, built locally.
+
+No hub download: the tokenizer is trained on the run's own text, the model is randomly initialised
+from a seed, and both are saved with ``save_pretrained`` so that transformers (and vLLM, since the
+head dimension is >= 64) load them like any hub checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+EMBEDDED_PREFIX = "embedded:"
+SPECIAL_TOKENS = ("<|pad|>", "<|bos|>", "<|eos|>")
+
+
+def is_embedded(name: str) -> bool:
+    """Whether a model name refers to the locally built model."""
+    return name.startswith(EMBEDDED_PREFIX)
+
+
+def build_tokenizer(texts: Iterable[str], vocab_size: int = 1024):  # -> PreTrainedTokenizerFast
+    """Train a byte-level BPE tokenizer on ``texts`` (deterministic for the same texts)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    bos = tok.token_to_id("<|bos|>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<|bos|> $A", pair="<|bos|> $A $B", special_tokens=[("<|bos|>", bos)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|bos|>",
+        eos_token="<|eos|>",
+        pad_token="<|pad|>",
+        padding_side="left",
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def build_model(
+    vocab_size: int,
+    hidden_size: int = 128,
+    layers: int = 2,
+    heads: int = 2,
+    max_positions: int = 1024,
+    seed: int = 0,
+    pad_token_id: int = 0,
+    bos_token_id: int = 1,
+    eos_token_id: int = 2,
+):  # -> LlamaForCausalLM
+    """A randomly initialised Llama with head_dim = hidden_size / heads (>= 64 for vLLM)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if hidden_size // heads < 64:
+        raise ValueError(f"head_dim {hidden_size // heads} < 64: vLLM cannot load this model")
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=4 * hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        head_dim=hidden_size // heads,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        pad_token_id=pad_token_id,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        torch_dtype="float32",
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+def build_embedded(
+    texts: Iterable[str],
+    out_dir: str | Path,
+    vocab_size: int = 1024,
+    hidden_size: int = 128,
+    layers: int = 2,
+    heads: int = 2,
+    max_positions: int = 1024,
+    seed: int = 0,
+) -> Path:
+    """Build tokenizer and model and ``save_pretrained`` both into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(texts, vocab_size)
+    model = build_model(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        layers=layers,
+        heads=heads,
+        max_positions=max_positions,
+        seed=seed,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    tokenizer.save_pretrained(out)
+    model.save_pretrained(out)
+    return out

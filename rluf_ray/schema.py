@@ -1,0 +1,73 @@
+"""Row contracts between stages: artifact names, column names and Arrow types.
+
+A stage writes exactly these columns and a downstream stage reads only these, so each stage can be
+rewritten without touching its neighbours. Answers are keyed by (prompt_id, answer) where
+``answer`` is the *normalised* text (see ``rluf_ray.core.text.normalize_answer``).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# --- prompts (every stage that reads data) -------------------------------------------------------
+PROMPT_SCHEMA = pa.schema(
+    [
+        ("prompt_id", pa.string()),  # stable id of the source document / post
+        ("post", pa.string()),  # the text to summarise
+        ("reference", pa.string()),  # the reference summary
+    ]
+)
+
+# --- generate: outputs/generation/{calibration,test}/*.parquet ------------------------------------
+GENERATION_SPLITS = ("calibration", "test")
+GENERATION_SCHEMA = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("split", pa.string()),  # "calibration" or "test"
+        ("prompt", pa.string()),  # the prompt as sent to the model (after truncation)
+        ("reference", pa.string()),
+        ("answers", pa.list_(pa.string())),  # unique normalised answers, most frequent first
+        ("counts", pa.list_(pa.int64())),  # samples per answer; sums to num_samples
+        ("texts", pa.list_(pa.string())),  # one raw text per normalised answer
+        ("mean_logprobs", pa.list_(pa.float64())),  # mean token log-prob per answer (NaN if unknown)
+        ("num_samples", pa.int64()),
+        ("truncated", pa.bool_()),  # the post body was cut to fit the context
+    ]
+)
+
+# --- generate: outputs/generation/scores.parquet (calibration split only) -------------------------
+SCORES_ARTIFACT = "scores.parquet"
+SCORE_SCHEMA = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("answer", pa.string()),  # normalised answer
+        ("score", pa.float64()),  # judge score in [0, 1]; null when the call failed (never 0)
+        ("error", pa.string()),  # reason when score is null
+    ]
+)
+
+# --- calibrate: outputs/calibration/prediction_sets.parquet ---------------------------------------
+PREDICTION_SETS_ARTIFACT = "prediction_sets.parquet"
+PREDICTION_SET_SCHEMA = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("alpha", pa.float64()),
+        ("answer", pa.string()),  # normalised answer in the set
+        ("nonconformity", pa.float64()),
+    ]
+)
+
+# --- feedback: outputs/feedback/pairs.jsonl --------------------------------------------------------
+PAIRS_ARTIFACT = "pairs.jsonl"
+PAIR_COLUMNS = (
+    "prompt_id",
+    "prompt",
+    "chosen",  # raw text of the preferred answer
+    "rejected",
+    "chosen_answer",  # normalised keys, for prediction-set lookups
+    "rejected_answer",
+)
+
+# --- assign-weights: outputs/weights/weighted_pairs.jsonl (the original's released format + ids) --
+WEIGHTED_PAIRS_ARTIFACT = "weighted_pairs.jsonl"
+WEIGHTED_PAIR_COLUMNS = ("prompt", "chosen", "rejected", "weight")

@@ -1,0 +1,1 @@
+"""Pipeline stages: the only layer that imports Ray."""
