@@ -1,0 +1,87 @@
+"""Shared test fixtures: one local Ray per test session, offline Hugging Face, shared data paths."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("PYTHONHASHSEED", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+WEIGHTED_SAMPLE = SHARED_DATA / "cfa_weighted_dpo_sample.jsonl"
+
+
+def _has_gpu() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # pragma: no cover - torch missing
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip GPU tests cleanly where no CUDA device exists."""
+    if _has_gpu():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none found)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def weighted_sample_path() -> Path:
+    """The released weighted DPO sample in ../shared/data (skips only where it is absent)."""
+    if not WEIGHTED_SAMPLE.is_file():
+        pytest.skip(f"{WEIGHTED_SAMPLE} is absent (CI always has ../shared beside the clone)")
+    return WEIGHTED_SAMPLE
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole test session: explicit local start, own temp dir, auth off.
+
+    ``address="local"`` never attaches to a leftover cluster; RAY_ADDRESS is cleared for the same
+    reason. Tests that need Ray take this fixture and are marked ``ray``.
+    """
+    import ray
+
+    os.environ.pop("RAY_ADDRESS", None)
+    tmp = tempfile.mkdtemp(prefix="rluf-ray-test-")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=tmp,
+        configure_logging=False,
+        runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0", "RAY_AUTH_MODE": "disabled"}},
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    return _free_port()
