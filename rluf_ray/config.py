@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "tiny_cpu.yaml"
@@ -67,7 +67,7 @@ class ModelConfig(Section):
         if self.embedded_hidden_size % self.embedded_heads:
             raise ValueError("embedded_hidden_size must be divisible by embedded_heads")
         if self.embedded_hidden_size // self.embedded_heads < 64:
-            raise ValueError("embedded head_dim (hidden_size / heads) must be >= 64 for vLLM")
+            raise ValueError("embedded_hidden_size / embedded_heads (head_dim) must be >= 64 for vLLM")
         return self
 
 
@@ -224,14 +224,15 @@ class ConformalConfig(Section):
     seed: int = Field(42, description="Seed for splits and the similarity model.")
     grid_chunks: int = Field(8, ge=1, description="Ray CPU tasks the grid search fans out over.")
 
-    @model_validator(mode="after")
-    def _alphas(self) -> ConformalConfig:
-        if not self.quantile_bars:
-            raise ValueError("quantile_bars must not be empty")
-        for a in self.quantile_bars:
+    @field_validator("quantile_bars")
+    @classmethod
+    def _alphas(cls, value: list[float]) -> list[float]:
+        if not value:
+            raise ValueError("must not be empty")
+        for a in value:
             if not 0 < a < 1:
-                raise ValueError(f"quantile_bars values must lie in (0, 1), got {a}")
-        return self
+                raise ValueError(f"values must lie in (0, 1), got {a}")
+        return value
 
 
 class FeedbackConfig(Section):
@@ -328,7 +329,7 @@ class RlufConfig(Section):
 def _format_error(err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "<root>"
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     more = len(err.errors()) - 1

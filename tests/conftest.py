@@ -64,16 +64,11 @@ def ray_session():
     """
     import ray
 
+    from rluf_ray.io.ray_runtime import ensure_ray
+
     os.environ.pop("RAY_ADDRESS", None)
     tmp = tempfile.mkdtemp(prefix="rluf-ray-test-")
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        _temp_dir=tmp,
-        configure_logging=False,
-        runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0", "RAY_AUTH_MODE": "disabled"}},
-    )
+    ensure_ray(num_cpus=2, address="local", _temp_dir=tmp)
     try:
         yield ray
     finally:

@@ -59,6 +59,7 @@ class Manifest:
     wall_time_s: float = 0.0
     finished_at: str = ""
     status: str = "complete"
+    run_id: str = ""  # unique per run: a redone upstream always invalidates its downstream
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -231,6 +232,7 @@ class ArtifactStore:
             versions=package_versions(),
             wall_time_s=round(wall_time_s, 3),
             finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            run_id=uuid.uuid4().hex,
         )
         self.write_json(stage, MANIFEST, man.to_dict())
         return man

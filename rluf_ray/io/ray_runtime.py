@@ -8,6 +8,16 @@ from typing import Any
 
 log = logging.getLogger("rluf.ray")
 
+# Environment that every worker must share with the driver (offline hub, FastText determinism).
+PROPAGATED_ENV = (
+    "HF_HUB_OFFLINE",
+    "HF_DATASETS_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "PYTHONHASHSEED",
+    "TOKENIZERS_PARALLELISM",
+    "RAY_AUTH_MODE",
+)
+
 
 def cluster_address() -> str | None:
     """The cluster to join: RAY_ADDRESS (set by ``ray job submit`` for drivers), else None."""
@@ -32,8 +42,6 @@ def ensure_ray(num_cpus: int | None = None, **overrides: Any) -> None:
     if ray.is_initialized():
         return
     addr = cluster_address()
-    # Our working tree ships to workers through the package install; keep HF offline flags and the
-    # PYTHONHASHSEED (FastText determinism) identical on every worker.
     env_vars = {
         k: os.environ[k]
         for k in ("HF_HUB_OFFLINE", "PYTHONHASHSEED", "TOKENIZERS_PARALLELISM")

@@ -1,0 +1,81 @@
+"""Artifact store: atomic writes, manifests written last, completeness checks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from rluf_ray.io.artifacts import MANIFEST, TMP_MARK, ArtifactStore
+
+
+def test_roundtrip_json_jsonl_parquet(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    store.write_json("calibration", "chosen.json", {"w1": 0.2})
+    assert store.read_json("calibration", "chosen.json") == {"w1": 0.2}
+    n = store.write_jsonl("feedback", "pairs.jsonl", ({"i": i, "t": "é"} for i in range(5)))
+    assert n == 5
+    assert [r["i"] for r in store.iter_jsonl("feedback", "pairs.jsonl")] == list(range(5))
+    table = pa.table({"prompt_id": ["a", "b"], "x": [1.5, 2.5]})
+    assert store.write_parquet("generation", "calibration/part-0.parquet", table) == 2
+    assert store.read_parquet("generation", "calibration").column("x").to_pylist() == [1.5, 2.5]
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    store.write_jsonl("feedback", "pairs.jsonl", [{"i": 0}])
+
+    def rows():
+        yield {"i": 1}
+        raise RuntimeError("killed halfway")
+
+    with pytest.raises(RuntimeError):
+        store.write_jsonl("feedback", "pairs.jsonl", rows())
+    # The old complete file is still there, and no temporary file is left behind.
+    assert list(store.iter_jsonl("feedback", "pairs.jsonl")) == [{"i": 0}]
+    assert not [f for f in os.listdir(tmp_path / "feedback") if f.startswith(TMP_MARK)]
+
+
+def test_manifest_lists_files_and_detects_tampering(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    store.write_json("sft", "a.json", {"x": 1})
+    store.write_bytes("sft", "model/weights.bin", b"0123456789")
+    man = store.complete("sft", "cfg-hash", {}, rows={"train": 3}, wall_time_s=1.23456)
+    assert man.files == {"a.json": len(b'{\n  "x": 1\n}'), "model/weights.bin": 10}
+    assert man.rows == {"train": 3} and man.wall_time_s == 1.235
+    assert "python" in man.versions and "numpy" in man.versions
+    assert store.is_complete("sft", "cfg-hash", {})
+    assert not store.is_complete("sft", "other-hash", {})
+    assert not store.is_complete("sft", "cfg-hash", {"x": "y"})
+    # A file that is truncated or missing makes the stage incomplete.
+    (tmp_path / "sft" / "model" / "weights.bin").write_bytes(b"01234")
+    assert not store.is_complete("sft", "cfg-hash", {})
+
+
+def test_invalidate_and_clear(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    store.write_json("weights", "w.json", [1])
+    store.complete("weights", "h", {})
+    h1 = store.manifest_hash("weights")
+    assert h1 and store.exists("weights", MANIFEST)
+    store.invalidate("weights")
+    assert store.manifest("weights") is None and store.manifest_hash("weights") is None
+    assert not store.is_complete("weights", "h", {})
+    store.clear("weights")
+    assert not (tmp_path / "weights").exists()
+
+
+def test_corrupt_manifest_is_incomplete(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    store.write_bytes("sft", MANIFEST, b"{not json")
+    assert store.manifest("sft") is None
+    assert not store.is_complete("sft", "h", {})
+
+
+def test_uri_root(tmp_path: Path) -> None:
+    store = ArtifactStore(f"file://{tmp_path}/out")
+    store.write_json("report", "r.json", {"ok": True})
+    assert (tmp_path / "out" / "report" / "r.json").is_file()
+    assert store.read_json("report", "r.json") == {"ok": True}

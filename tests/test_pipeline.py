@@ -1,0 +1,124 @@
+"""Pipeline: skip what is complete, --force redoes, upstream changes invalidate downstream,
+a stage killed halfway is never complete."""
+
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from rluf_ray import pipeline
+from rluf_ray.config import load
+from rluf_ray.errors import StageNotBuilt, UpstreamMissing
+from rluf_ray.io.artifacts import ArtifactStore
+from rluf_ray.pipeline import StageResult, is_complete, run_stage
+from rluf_ray.stages import registry
+
+CALLS: list[str] = []
+
+
+def _make_module(name: str, fail: bool = False) -> types.ModuleType:
+    mod = types.ModuleType(name)
+
+    def run(cfg, ctx):
+        CALLS.append(ctx.spec.name)
+        ctx.store.write_json(ctx.dir, "out.json", {"stage": ctx.spec.name})
+        if fail:
+            raise RuntimeError("killed halfway")
+        return StageResult(rows={"n": 1})
+
+    mod.run = run  # type: ignore[attr-defined]
+    return mod
+
+
+@pytest.fixture
+def fake_stages(monkeypatch: pytest.MonkeyPatch):
+    """Two fake stages a -> b wired into the registry."""
+    CALLS.clear()
+    specs = {
+        "sft": replace(registry.BY_NAME["sft"], module="fake_stage_a"),
+        "generate": replace(registry.BY_NAME["generate"], module="fake_stage_b"),
+    }
+    monkeypatch.setitem(sys.modules, "fake_stage_a", _make_module("fake_stage_a"))
+    monkeypatch.setitem(sys.modules, "fake_stage_b", _make_module("fake_stage_b"))
+    by_name = dict(registry.BY_NAME, **specs)
+    monkeypatch.setattr(pipeline, "BY_NAME", by_name)
+    monkeypatch.setattr(pipeline, "STAGES", tuple(specs.values()))
+    return by_name
+
+
+def test_skip_force_and_invalidation(tmp_path: Path, fake_stages) -> None:
+    cfg = load(None, [f"output_dir={tmp_path}"])
+    store = ArtifactStore(tmp_path)
+    assert pipeline.run_all(cfg, store) == ["sft", "generate"]
+    assert pipeline.run_all(cfg, store) == []  # both complete: skipped
+    assert CALLS == ["sft", "generate"]
+    # A key that only generate reads re-runs generate only.
+    cfg2 = load(None, [f"output_dir={tmp_path}", "generation.temperature=0.9"])
+    assert pipeline.run_all(cfg2, store) == ["generate"]
+    # --force on the upstream stage changes its manifest, which invalidates downstream.
+    assert run_stage(cfg2, store, "sft", force=True) is not None
+    assert not is_complete(cfg2, store, fake_stages["generate"])
+    assert pipeline.run_all(cfg2, store) == ["generate"]
+    # A resources-only change re-runs nothing.
+    cfg3 = load(None, [f"output_dir={tmp_path}", "generation.temperature=0.9", "resources.engine_actors=5"])
+    assert pipeline.run_all(cfg3, store) == []
+
+
+def test_killed_stage_is_not_complete(tmp_path: Path, fake_stages, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load(None, [f"output_dir={tmp_path}"])
+    store = ArtifactStore(tmp_path)
+    pipeline.run_all(cfg, store)
+    assert is_complete(cfg, store, fake_stages["generate"])
+    monkeypatch.setitem(sys.modules, "fake_stage_b", _make_module("fake_stage_b", fail=True))
+    with pytest.raises(RuntimeError):
+        run_stage(cfg, store, "generate", force=True)
+    assert not is_complete(cfg, store, fake_stages["generate"])
+    assert store.manifest("generation") is None
+
+
+def test_upstream_missing(tmp_path: Path, fake_stages) -> None:
+    cfg = load(None, [f"output_dir={tmp_path}"])
+    with pytest.raises(UpstreamMissing, match="generate needs sft first"):
+        run_stage(cfg, ArtifactStore(tmp_path), "generate")
+
+
+def test_stage_not_built() -> None:
+    spec = replace(registry.BY_NAME["evaluate"], module="rluf_ray.stages.does_not_exist")
+    with pytest.raises(StageNotBuilt, match="stage 'evaluate' is not built yet"):
+        spec.runner()
+
+
+def test_registry_is_consistent() -> None:
+    names = [s.name for s in registry.STAGES]
+    assert names == [
+        "sft",
+        "generate",
+        "calibrate",
+        "feedback",
+        "assign-weights",
+        "train",
+        "infer",
+        "evaluate",
+    ]
+    dirs = {s.artifact_dir for s in registry.STAGES}
+    assert dirs == {
+        "sft",
+        "generation",
+        "calibration",
+        "feedback",
+        "weights",
+        "training",
+        "inference",
+        "evaluation",
+    }
+    cfg = load(None)
+    seen: set[str] = set()
+    for spec in registry.STAGES:
+        assert set(spec.upstream) <= seen, f"{spec.name} reads a stage that runs after it"
+        seen.add(spec.name)
+        pipeline.stage_fingerprint(cfg, spec)  # every declared key exists
+        assert not any(k.startswith(("resources", "output_dir")) for k in spec.reads)
