@@ -1,0 +1,59 @@
+"""Uncertainty weights for preference pairs from conformal prediction-set membership.
+
+Two prediction sets per prompt: the *small* one (largest alpha, e.g. 0.5 -> 50% coverage) and the
+*large* one (smallest alpha, e.g. 0.2 -> 80% coverage). An answer's weight depends on which sets
+hold it; a pair's weight is the mean of its two answers' weights (the original scheme).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WeightScheme:
+    """Weight of an answer by membership (defaults: the original project's scheme)."""
+
+    in_small_only: float = 0.5
+    in_large_only: float = 0.8
+    in_both: float = 0.65
+    in_neither: float = 0.0
+
+    def answer_weight(self, in_small: bool, in_large: bool) -> float:
+        """The weight of one answer given its membership in the two sets."""
+        if in_small and in_large:
+            return self.in_both
+        if in_small:
+            return self.in_small_only
+        if in_large:
+            return self.in_large_only
+        return self.in_neither
+
+
+def small_and_large_alpha(alphas: Iterable[float]) -> tuple[float, float]:
+    """(alpha of the small set, alpha of the large set) from exactly two miscoverage levels."""
+    levels = sorted(set(alphas))
+    if len(levels) != 2:
+        raise ValueError(f"the weighting scheme needs exactly two miscoverage levels, got {levels}")
+    return levels[1], levels[0]
+
+
+SetIndex = Mapping[float, Mapping[str, set[str]]]  # alpha -> prompt_id -> answers in the set
+
+
+def pair_weight(
+    scheme: WeightScheme,
+    sets: SetIndex,
+    prompt_id: str,
+    answer_a: str,
+    answer_b: str,
+    small_alpha: float,
+    large_alpha: float,
+) -> float:
+    """Mean of the two answers' weights; an answer of a prompt without sets is in neither."""
+    small = sets.get(small_alpha, {}).get(prompt_id, set())
+    large = sets.get(large_alpha, {}).get(prompt_id, set())
+    wa = scheme.answer_weight(answer_a in small, answer_a in large)
+    wb = scheme.answer_weight(answer_b in small, answer_b in large)
+    return (wa + wb) / 2.0
