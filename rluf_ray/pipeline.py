@@ -107,4 +107,28 @@ def run_all(
             continue
         if run_stage(cfg, store, spec.name, force=force) is not None:
             ran.append(spec.name)
+    write_report(store)
     return ran
+
+
+def write_report(store: ArtifactStore) -> dict[str, Any]:
+    """Collect every complete stage's rows, metrics and wall time into ``report/summary.{json,md}``."""
+    stages: dict[str, Any] = {}
+    for spec in STAGES:
+        man = store.manifest(spec.artifact_dir)
+        if man is None:
+            continue
+        stages[spec.name] = {
+            "rows": man.rows,
+            "metrics": man.metrics,
+            "wall_time_s": man.wall_time_s,
+            "finished_at": man.finished_at,
+        }
+    lines = ["# rluf-ray run summary", "", "| stage | wall time (s) | rows |", "|---|---|---|"]
+    for name, info in stages.items():
+        rows = ", ".join(f"{k}={v}" for k, v in info["rows"].items())
+        lines.append(f"| {name} | {info['wall_time_s']:.1f} | {rows} |")
+    summary = {"stages": stages}
+    store.write_json("report", "summary.json", summary)
+    store.write_bytes("report", "summary.md", ("\n".join(lines) + "\n").encode())
+    return summary

@@ -122,3 +122,14 @@ def test_registry_is_consistent() -> None:
         seen.add(spec.name)
         pipeline.stage_fingerprint(cfg, spec)  # every declared key exists
         assert not any(k.startswith(("resources", "output_dir")) for k in spec.reads)
+
+
+def test_run_all_writes_report(tmp_path: Path, fake_stages) -> None:
+    cfg = load(None, [f"output_dir={tmp_path}"])
+    pipeline.run_all(cfg, ArtifactStore(tmp_path))
+    import json
+
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert set(summary["stages"]) == {"sft", "generate"}
+    assert summary["stages"]["sft"]["rows"] == {"n": 1}
+    assert "| generate |" in (tmp_path / "report" / "summary.md").read_text()
