@@ -64,6 +64,7 @@ def settings_from(cfg: RlufConfig, chunks: int) -> cp.ConformalSettings:
         tuning_fraction=c.tuning_fraction,
         seed=c.seed,
         chunks=chunks,
+        min_cells_per_chunk=c.min_cells_per_task,
     )
 
 

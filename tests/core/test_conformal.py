@@ -154,7 +154,10 @@ def test_chunking_does_not_change_the_result():
     for protocol in ("split", "cfa"):
         base = cp.ConformalSettings(protocol=protocol, random_count=5, grid_values=(0.0, 0.5, 1.0, 1.5))
         one = cp.calibrate(table, base)
-        many = cp.calibrate(table, cp.ConformalSettings(**{**base.__dict__, "chunks": 5}))
+        many = cp.calibrate(
+            table, cp.ConformalSettings(**{**base.__dict__, "chunks": 5, "min_cells_per_chunk": 0})
+        )
+        assert len(cp.chunk_slices(16, 5, 1000, 0)) == 5
         assert one.calibrations == many.calibrations
         for a in base.alphas:
             np.testing.assert_array_equal(one.surfaces[a], many.surfaces[a])
@@ -175,3 +178,11 @@ def test_bad_input_counts_and_small_set_error():
     }
     with pytest.raises(cp.ConformalError, match="n=1"):
         cp.calibrate(table, cp.ConformalSettings(alphas=(0.2,), random_count=2))
+
+
+def test_chunk_slices_cover_the_grid_in_order_and_respect_min_cells():
+    sl = cp.chunk_slices(121, 8)
+    assert [i for s in sl for i in range(121)[s]] == list(range(121)) and len(sl) == 8
+    assert len(cp.chunk_slices(121, 8, cells_per_point=1000, min_cells=50_000)) == 2
+    assert len(cp.chunk_slices(121, 8, cells_per_point=10, min_cells=50_000)) == 1
+    assert len(cp.chunk_slices(3, 8)) == 3

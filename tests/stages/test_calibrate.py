@@ -77,6 +77,7 @@ def write_generation(store: ArtifactStore, n_cal: int = 40, n_test: int = 12, se
 
 def _cfg(**conformal) -> RlufConfig:
     base = {"random_count": 6, "similarity_vector_size": 16, "similarity_epochs": 2, "grid_chunks": 1}
+    base["min_cells_per_task"] = 0  # small test inputs: still fan out over grid_chunks tasks
     base["weights_range"] = {"start": 0.0, "stop": 2.0, "step": 0.5}
     base.update(conformal)
     return RlufConfig.model_validate({"conformal": base})
