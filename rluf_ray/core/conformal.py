@@ -43,6 +43,9 @@ index mod ``split_num`` into calibration / validation / test parts; the threshol
 ``np.percentile(cal_scores, ceil((n+1)(1-alpha))/n*100)`` (linear interpolation); weights minimise
 the mean validation set size; the threshold used for the final sets is the one from the *last*
 split. A prompt without an acceptable label scores 20 (the original's sentinel) instead of inf.
+With ``label_rule: top_answer`` this is exactly the original's labelling (its calibration score was
+the most frequent answer's score when the judge accepted it, else 20); ``any_acceptable`` is allowed
+too. Weights are chosen per alpha in both protocols, as the original did.
 One difference to the original: every grid point sees the same seeded splits (the original
 reshuffled per grid point), which makes the search deterministic and independent of chunking.
 """
@@ -548,6 +551,24 @@ def input_counts(table: AnswerTable, accuracy_threshold: float, rule: LabelRule)
     }
 
 
+def check_sizes(table: AnswerTable, settings: ConformalSettings) -> int:
+    """Raise ConformalError (naming n and alpha) when the labelled prompts are too few for an alpha.
+
+    Returns the number of labelled prompts. Cheap: the stage calls it before training FastText.
+    """
+    n = int(has_label(table.judge, settings.label_rule).sum())
+    for a in settings.alphas:
+        if settings.protocol == "cfa":
+            cfa_threshold(np.zeros(len(cfa_parts(n, settings.split_num)[0])), a)
+            if n < 2:
+                raise ConformalError(f"cfa protocol needs at least 2 calibration prompts, got n={n}")
+        else:
+            tune, cal = tuning_calibration_split(n, settings.tuning_fraction, settings.seed)
+            order_stat_rank(len(cal), a)
+            order_stat_rank((len(tune) + 1) // 2, a)
+    return n
+
+
 def calibrate(
     table: AnswerTable, settings: ConformalSettings, map_chunks: Any = serial_map
 ) -> CalibrationResult:
@@ -558,6 +579,7 @@ def calibrate(
     result does not depend on the number of chunks.
     """
     counts = input_counts(table, settings.accuracy_threshold, settings.label_rule)
+    check_sizes(table, settings)
     keep = np.flatnonzero(has_label(table.judge, settings.label_rule))
     data = table.take(keep)
     n = len(keep)
@@ -570,8 +592,6 @@ def calibrate(
 
     if settings.protocol == "cfa":
         n_cal = len(cfa_parts(n, settings.split_num)[0])
-        for a in alphas:  # fail early, naming n and alpha
-            cfa_threshold(np.zeros(n_cal), a)
         perms = make_permutations(n, settings.random_count, settings.seed)
         shared = {"parts": score_parts(data), "accept": accept, "rule": rule, "perms": perms}
         shared.update(alphas=alphas, split_num=settings.split_num)
@@ -595,9 +615,6 @@ def calibrate(
         objective = stats.mean_size * settings.random_count  # per-prompt mean validation size
     else:
         tune, cal = tuning_calibration_split(n, settings.tuning_fraction, settings.seed)
-        for a in alphas:
-            order_stat_rank(len(cal), a)
-            order_stat_rank((len(tune) + 1) // 2, a)
         parts_all = score_parts(data)
         tune_parts = ScoreParts(
             parts_all.freq_term[tune], parts_all.half_entropy[tune], parts_all.sim[tune], parts_all.mask[tune]

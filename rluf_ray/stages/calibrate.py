@@ -220,7 +220,7 @@ def plot_hist(sizes: dict[float, np.ndarray]) -> bytes:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     top = max((int(s.max()) for s in sizes.values() if s.size), default=0)
-    bins = np.arange(-0.5, top + 1.5, 1.0)
+    bins = [b - 0.5 for b in range(top + 2)]
     for alpha, s in sorted(sizes.items()):
         ax.hist(s, bins=bins, alpha=0.5, label=f"alpha={alpha}")
     ax.set_xlabel("prediction set size (unique answers)")
@@ -239,6 +239,10 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     if not cal:
         raise RlufError("calibrate: the calibration split is empty")
 
+    settings = settings_from(cfg, p["chunks"])
+    zero_sims = [[0.0] * len(r["answers"]) for r in cal + test]
+    cp.check_sizes(build_tables(cal, test, scores, zero_sims)[0], settings)  # fail before FastText
+
     t0 = time.perf_counter()
     settings_sim = similarity.SimilaritySettings(
         vector_size=c.similarity_vector_size, epochs=c.similarity_epochs, seed=c.seed
@@ -250,7 +254,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     cal_t, test_t = build_tables(cal, test, scores, sims)
 
     t0 = time.perf_counter()
-    result = cp.calibrate(cal_t, settings_from(cfg, p["chunks"]), map_chunks=ray_map(p["num_cpus"]))
+    result = cp.calibrate(cal_t, settings, map_chunks=ray_map(p["num_cpus"]))
     t_grid = time.perf_counter() - t0
 
     table, sizes = set_rows(test_t, result.calibrations)
