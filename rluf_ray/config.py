@@ -223,6 +223,12 @@ class ConformalConfig(Section):
     similarity_epochs: int = Field(10, ge=1, description="FastText training epochs.")
     seed: int = Field(42, description="Seed for splits and the similarity model.")
     grid_chunks: int = Field(8, ge=1, description="Ray CPU tasks the grid search fans out over.")
+    min_cells_per_task: int = Field(
+        8_000_000,
+        ge=0,
+        description="Least work per grid task (grid points x splits x prompts x answers x alphas): small "
+        "inputs use fewer tasks so task overhead does not dominate; results never depend on it. 0: off.",
+    )
 
     @field_validator("quantile_bars")
     @classmethod

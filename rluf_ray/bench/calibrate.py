@@ -1,0 +1,286 @@
+"""Benchmark: the original calibration procedure as a per-answer Python loop vs rluf-ray's vectorised one.
+
+Both sides run the ``cfa`` protocol (the original: random 3-way splits, interpolated percentile,
+weights by mean validation set size, threshold from the last split; top-answer labels) on the same
+synthetic generation output, with the same seeded splits and the same precomputed FastText
+similarities, and must produce identical prediction sets. FastText training and Ray start-up are
+timed on their own lines, outside both timers. ``ours_s_10k`` times ours alone on 10,000 calibration
+prompts with the full grid. The last line printed is a JSON object.
+
+    rluf bench calibrate [--prompts 50] [--answers 12] [--grid 11] [--splits 50] [--prompts-10k 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+from typing import Any
+
+import numpy as np
+
+from rluf_ray.core import conformal as cp
+from rluf_ray.core import similarity
+
+WORDS = (
+    "i my he she landlord rent job boss girlfriend boyfriend friend car money school exam trip dog cat "
+    "parents sister brother wedding party apartment roommate work quit moved broke up told asked angry "
+    "happy worried loan debt college advice help need want think feel"
+).split()
+
+
+# ---- synthetic generation output ---------------------------------------------------------------
+def synthetic(n: int, answers: int, seed: int, samples: int = 60) -> list[dict[str, Any]]:
+    """Prompts with ~``answers`` unique answers (most frequent first), counts summing to ``samples``."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        k = max(1, int(rng.poisson(answers - 1)) + 1)
+        probs = rng.dirichlet(np.full(k, 2.0))
+        drawn = np.sort(rng.multinomial(samples, probs))[::-1]
+        counts = [int(c) for c in drawn if c > 0]
+        base = list(rng.choice(WORDS, size=8))
+        texts: list[str] = []
+        while len(texts) < len(counts):
+            words = list(base)
+            for _ in range(int(rng.integers(1, 4))):
+                words[int(rng.integers(0, len(words)))] = str(rng.choice(WORDS))
+            t = " ".join(words[: int(rng.integers(4, 9))])
+            if t not in texts:
+                texts.append(t)
+        judge = [float(np.clip(rng.beta(4, 1.5) - 0.08 * j, 0.0, 1.0)) for j in range(len(counts))]
+        rows.append({"prompt_id": f"p{i:06d}", "answers": texts, "counts": counts, "judge": judge})
+    return rows
+
+
+# ---- baseline: the original procedure, answer by answer ----------------------------------------
+def _score_dict(freq: dict[str, int], w1: float, w2: float, sims: dict[tuple[str, str], float]) -> dict:
+    """Scores of one prompt's answers, one answer at a time (the original's loop)."""
+    total = sum(freq.values())
+    num = 0.0
+    for v in freq.values():
+        if total > 0:
+            num += -(v / total) * math.log(v / total)
+    if total <= 1:
+        total = 2
+    h = num / math.log(total)
+    out: dict[str, float] = {}
+    top = ""
+    for rank, (key, v) in enumerate(freq.items()):
+        out[key] = 10 - v / total * 10 + h / 2 * w1
+        if rank == 0:
+            top = key
+        else:
+            out[key] -= sims[(key, top)] * w2
+    return out
+
+
+def baseline(
+    cal: list[dict],
+    test: list[dict],
+    sims: dict[tuple[str, str], float],
+    values: list[float],
+    perms: list[list[int]],
+    alphas: list[float],
+    accuracy_threshold: float,
+    split_num: int = 3,
+) -> dict[float, list[list[str]]]:
+    """The original calibration (top-answer labels, sentinel 20) and its test sets, per alpha."""
+    freqs = [dict(zip(r["answers"], r["counts"], strict=True)) for r in cal]
+    top_ok = [r["judge"][0] >= accuracy_threshold for r in cal]
+    out: dict[float, list[list[str]]] = {}
+    for alpha in alphas:
+        best, best_w, best_q = float("inf"), (0.0, 0.0), 0.0
+        for w1 in values:
+            for w2 in values:
+                val_sum = val_q = 0
+                q_value = 0.0
+                for perm in perms:
+                    scores, val, tst = [], [], []
+                    for pos, idx in enumerate(perm):
+                        if pos % split_num == 0:
+                            if top_ok[idx]:
+                                d = _score_dict(freqs[idx], w1, w2, sims)
+                                scores.append(d[cal[idx]["answers"][0]])
+                            else:
+                                scores.append(20)
+                        elif pos % split_num == 1:
+                            val.append(idx)
+                        else:
+                            tst.append(idx)
+                    bar = len(scores)
+                    q = np.ceil((bar + 1) * (1 - alpha)) / bar * 100
+                    q_value = np.percentile(sorted(scores, reverse=True), q)
+                    for idx in val:
+                        d = _score_dict(freqs[idx], w1, w2, sims)
+                        val_sum += len([k for k, s in d.items() if s <= q_value])
+                        val_q += 1
+                    for idx in tst:  # the original also sized and scored its test parts
+                        d = _score_dict(freqs[idx], w1, w2, sims)
+                        _ = [k for k, s in d.items() if s <= q_value]
+                avg = val_sum / len(perms) / val_q
+                if avg < best:
+                    best, best_w, best_q = avg, (w1, w2), q_value
+        sets = []
+        for r in test:
+            d = _score_dict(dict(zip(r["answers"], r["counts"], strict=True)), best_w[0], best_w[1], sims)
+            sets.append([k for k, s in d.items() if s <= best_q])
+        out[alpha] = sets
+    return out
+
+
+# ---- ours ----------------------------------------------------------------------------------------
+def _table(rows: list[dict], sims: dict[tuple[str, str], float], judge: bool = True) -> cp.AnswerTable:
+    return cp.pad_table(
+        [r["counts"] for r in rows],
+        [[0.0] + [sims[(a, r["answers"][0])] for a in r["answers"][1:]] for r in rows],
+        [r["judge"] for r in rows] if judge else None,
+        [r["answers"] for r in rows],
+        [r["prompt_id"] for r in rows],
+    )
+
+
+def ours(
+    cal_t: cp.AnswerTable,
+    test_t: cp.AnswerTable,
+    settings: cp.ConformalSettings,
+    map_chunks: Any,
+) -> tuple[dict[float, list[list[str]]], int]:
+    """rluf-ray's calibration (Ray tasks over grid chunks) and its test sets per alpha; tasks used."""
+    res = cp.calibrate(cal_t, settings, map_chunks=map_chunks)
+    parts = cp.score_parts(test_t)
+    out = {}
+    for c in res.calibrations:
+        member = cp.in_set(cp.nonconformity(parts, c.w1, c.w2), test_t.mask, c.threshold)
+        out[c.alpha] = [[test_t.answers[i][j] for j in np.flatnonzero(row)] for i, row in enumerate(member)]
+    return out, int(res.report["grid_tasks"])
+
+
+def main(argv: list[str]) -> int:
+    """Run the side-by-side benchmark; the last printed line is JSON."""
+    ap = argparse.ArgumentParser(prog="rluf bench calibrate")
+    ap.add_argument("--prompts", type=int, default=50, help="calibration prompts (and as many test prompts)")
+    ap.add_argument("--answers", type=int, default=12, help="mean unique answers per prompt")
+    ap.add_argument("--grid", type=int, default=11, help="grid values per weight (0..2)")
+    ap.add_argument("--splits", type=int, default=50, help="random splits (random_count)")
+    ap.add_argument("--prompts-10k", type=int, default=10_000, help="calibration prompts for ours_s_10k")
+    ap.add_argument("--tasks", type=int, default=0, help="Ray tasks (grid chunks); 0: number of CPUs")
+    ap.add_argument("--repeats", type=int, default=5, help="timed runs of ours (median reported)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    cpus = os.cpu_count() or 1
+    tasks = args.tasks or cpus
+    print(f"machine: {cpus} CPUs, {platform.platform()}, python {platform.python_version()}")
+    values = [round(2.0 * i / (args.grid - 1), 10) for i in range(args.grid)] if args.grid > 1 else [0.0]
+    alphas = [0.2, 0.5]
+    cal = synthetic(args.prompts, args.answers, args.seed)
+    test = synthetic(args.prompts, args.answers, args.seed + 1)
+    big = synthetic(args.prompts_10k, args.answers, args.seed + 2)
+    print(
+        f"data: {len(cal)} calibration + {len(test)} test prompts, "
+        f"{np.mean([len(r['answers']) for r in cal]):.1f} unique answers each; grid {len(values)}x{len(values)}, "
+        f"{args.splits} splits, alphas {alphas}"
+    )
+
+    t0 = time.perf_counter()
+    rows = cal + test + big
+    sim_lists = similarity.top_answer_similarities(
+        [r["answers"] for r in rows],
+        [a for r in rows for a in r["answers"]],
+        similarity.SimilaritySettings(vector_size=200, epochs=5, seed=args.seed),
+    )
+    sims = {
+        (a, r["answers"][0]): s
+        for r, row in zip(rows, sim_lists, strict=True)
+        for a, s in zip(r["answers"], row, strict=True)
+    }
+    print(f"fasttext_train_and_similarities_s: {time.perf_counter() - t0:.2f} (outside both timers)")
+
+    import ray
+
+    from rluf_ray.io.ray_runtime import ensure_ray
+    from rluf_ray.stages.calibrate import ray_map
+
+    started = not ray.is_initialized()
+    t0 = time.perf_counter()
+    ensure_ray()
+    map_chunks = ray_map(1)
+    warm = cp.pad_table([[3, 2, 1]] * 8, judge=[[0.9, 0.9, 0.9]] * 8)
+    warm_settings = cp.ConformalSettings(
+        protocol="cfa", alphas=(0.5,), grid_values=(0.0, 1.0), random_count=1
+    )
+    cp.calibrate(warm, cp.ConformalSettings(**{**warm_settings.__dict__, "chunks": tasks}), map_chunks)
+    print(
+        f"ray_startup_s: {time.perf_counter() - t0:.2f} (outside both timers; includes warming {tasks} workers)"
+    )
+
+    try:
+        settings = cp.ConformalSettings(
+            protocol="cfa",
+            label_rule="top_answer",
+            alphas=tuple(alphas),
+            grid_values=tuple(values),
+            random_count=args.splits,
+            seed=args.seed,
+            chunks=tasks,
+        )
+        perms = cp.make_permutations(len(cal), args.splits, args.seed).tolist()
+        t0 = time.perf_counter()
+        base_sets = baseline(cal, test, sims, values, perms, alphas, settings.accuracy_threshold)
+        baseline_s = time.perf_counter() - t0
+        print(f"baseline_s: {baseline_s:.3f} (per-answer Python loop of the original procedure)")
+
+        runs = []
+        for _ in range(max(1, args.repeats)):  # median of repeats: a shared 2-core box is noisy
+            t0 = time.perf_counter()
+            our_sets, used = ours(_table(cal, sims), _table(test, sims, judge=False), settings, map_chunks)
+            runs.append(time.perf_counter() - t0)
+        ours_s = float(np.median(runs))
+        print(
+            f"ours_s: {ours_s:.4f} (median of {len(runs)}, min {min(runs):.4f}; {used} Ray task(s): "
+            "small inputs are not split below min_cells_per_chunk)"
+        )
+        identical = our_sets == base_sets
+        print(f"identical_sets: {identical}")
+        if not identical:
+            raise SystemExit("prediction sets differ between baseline and ours")
+
+        big_t = _table(big, sims)
+        t0 = time.perf_counter()
+        _, used_10k = ours(big_t, _table(test, sims, judge=False), settings, map_chunks)
+        ours_s_10k = time.perf_counter() - t0
+        print(
+            f"ours_s_10k: {ours_s_10k:.3f} ({len(big)} calibration prompts, cfa protocol, {used_10k} Ray tasks)"
+        )
+        t0 = time.perf_counter()
+        split_settings = cp.ConformalSettings(
+            **{**settings.__dict__, "protocol": "split", "label_rule": "any_acceptable"}
+        )
+        ours(big_t, _table(test, sims, judge=False), split_settings, map_chunks)
+        ours_split_s_10k = time.perf_counter() - t0
+        print(f"ours_split_s_10k: {ours_split_s_10k:.3f} ({len(big)} calibration prompts, split protocol)")
+    finally:
+        if started:
+            ray.shutdown()
+    result = {
+        "baseline_s": round(baseline_s, 4),
+        "ours_s": round(ours_s, 4),
+        "ours_min_s": round(min(runs), 4),
+        "ratio": round(baseline_s / ours_s, 1),
+        "ours_s_10k": round(ours_s_10k, 3),
+        "ours_split_s_10k": round(ours_split_s_10k, 3),
+        "identical_sets": identical,
+        "cpus": cpus,
+        "tasks": used,
+        "tasks_10k": used_10k,
+        "prompts": len(cal),
+        "grid": len(values),
+        "splits": args.splits,
+        "prompts_10k": len(big),
+    }
+    print(json.dumps(result))
+    return 0

@@ -1,0 +1,308 @@
+"""Stage calibrate: split-conformal prediction sets for the test prompts.
+
+Reads generate's frequency tables (calibration and test splits) and judge scores, trains the FastText
+similarity model on the run's text (sampled answers of both splits, references and prompts; the SFT
+data could be added later), fans the (w1, w2) grid search out as Ray CPU tasks over chunks of grid
+points (``ray.remote`` applied here, at the call site), reduces on the driver, and writes:
+
+- ``prediction_sets.parquet`` (PREDICTION_SET_SCHEMA): every (test prompt, alpha, answer in the set);
+- ``calibration.json``: chosen weights, thresholds and calibration sizes per alpha;
+- ``report.json``: coverage and set sizes on held-out calibration prompts, input counts, grid surfaces;
+- ``set_size_surface.png`` and ``set_size_hist.png``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from rluf_ray.config import RlufConfig
+from rluf_ray.core import conformal as cp
+from rluf_ray.core import similarity
+from rluf_ray.errors import RlufError
+from rluf_ray.pipeline import StageContext, StageResult
+from rluf_ray.schema import PREDICTION_SET_SCHEMA, PREDICTION_SETS_ARTIFACT, SCORES_ARTIFACT
+
+log = logging.getLogger("rluf.calibrate")
+
+CALIBRATION_JSON = "calibration.json"
+REPORT_JSON = "report.json"
+SURFACE_PNG = "set_size_surface.png"
+HIST_PNG = "set_size_hist.png"
+
+
+def plan(cfg: RlufConfig) -> dict[str, Any]:
+    """Ray arguments for the grid search: one CPU task per chunk of grid points."""
+    c = cfg.conformal
+    points = len(c.weights_range.values()) ** 2
+    return {
+        "num_cpus": cfg.resources.cpus_per_task,
+        "chunks": max(1, min(c.grid_chunks, points)),
+        "grid_points": points,
+        "protocol": c.protocol,
+    }
+
+
+def settings_from(cfg: RlufConfig, chunks: int) -> cp.ConformalSettings:
+    """The core's settings from the config section."""
+    c = cfg.conformal
+    return cp.ConformalSettings(
+        protocol=c.protocol,
+        label_rule=c.label_rule,
+        alphas=tuple(c.quantile_bars),
+        accuracy_threshold=c.accuracy_threshold,
+        grid_values=tuple(c.weights_range.values()),
+        random_count=c.random_count,
+        split_num=c.split_num,
+        tuning_fraction=c.tuning_fraction,
+        seed=c.seed,
+        chunks=chunks,
+        min_cells_per_chunk=c.min_cells_per_task,
+    )
+
+
+def _call_chunk(func: Callable[..., Any], shared: dict[str, Any], args: dict[str, Any]) -> Any:
+    """Body of one Ray task: one chunk of grid points."""
+    return func(**shared, **args)
+
+
+def ray_map(num_cpus: float) -> Callable[..., list[Any]]:
+    """A ``map_chunks`` for ``conformal.calibrate`` that runs each chunk as a Ray CPU task."""
+
+    def map_chunks(
+        func: Callable[..., Any], shared: dict[str, Any], chunk_args: list[dict[str, Any]]
+    ) -> list:
+        import ray
+
+        from rluf_ray.io.ray_runtime import ensure_ray
+
+        ensure_ray()
+        shared_ref = ray.put(shared)  # the score arrays travel once through the object store
+        task = ray.remote(_call_chunk).options(num_cpus=num_cpus)
+        return ray.get([task.remote(func, shared_ref, args) for args in chunk_args])
+
+    return map_chunks
+
+
+# ---- inputs --------------------------------------------------------------------------------------
+def _rows(table: pa.Table) -> list[dict[str, Any]]:
+    rows = table.to_pylist()
+    rows.sort(key=lambda r: str(r["prompt_id"]))  # parquet part order must not matter
+    return rows
+
+
+def load_inputs(ctx: StageContext) -> tuple[list[dict], list[dict], dict[tuple[str, str], float | None]]:
+    """Calibration rows, test rows and judge scores keyed by (prompt_id, answer)."""
+    gen = ctx.upstream_dir("generate")
+    try:
+        cal = _rows(ctx.store.read_parquet(gen, "calibration"))
+        test = _rows(ctx.store.read_parquet(gen, "test"))
+        scores_tab = ctx.store.read_parquet(gen, SCORES_ARTIFACT)
+    except (FileNotFoundError, OSError) as exc:
+        raise RlufError(f"calibrate: generation artifacts missing or unreadable ({exc})") from None
+    scores: dict[tuple[str, str], float | None] = {}
+    for r in scores_tab.to_pylist():
+        v = r["score"]
+        scores[(r["prompt_id"], r["answer"])] = None if v is None or math.isnan(v) else float(v)
+    for r in cal + test:
+        if not r["answers"]:
+            raise RlufError(f"calibrate: prompt {r['prompt_id']} has no answers")
+        if len(r["answers"]) != len(r["counts"]):
+            raise RlufError(f"calibrate: prompt {r['prompt_id']} has answers and counts of different lengths")
+    return cal, test, scores
+
+
+def corpus_of(rows: list[dict]) -> list[str]:
+    """The similarity model's training text: every sampled answer, reference and prompt of the run."""
+    out: list[str] = []
+    for r in rows:
+        out.extend(t for t in (r.get("texts") or []) if t)
+        out.extend(a for a in r["answers"] if a)
+        for key in ("reference", "prompt"):
+            if r.get(key):
+                out.append(r[key])
+    return out
+
+
+def build_tables(
+    cal: list[dict], test: list[dict], scores: dict[tuple[str, str], float | None], sims: list[list[float]]
+) -> tuple[cp.AnswerTable, cp.AnswerTable]:
+    """Padded tables for both splits (``sims`` covers cal rows then test rows)."""
+    judge = [[scores.get((r["prompt_id"], a)) for a in r["answers"]] for r in cal]
+    cal_t = cp.pad_table(
+        [r["counts"] for r in cal],
+        sims[: len(cal)],
+        judge,
+        [r["answers"] for r in cal],
+        [r["prompt_id"] for r in cal],
+    )
+    test_t = cp.pad_table(
+        [r["counts"] for r in test],
+        sims[len(cal) :],
+        None,
+        [r["answers"] for r in test],
+        [r["prompt_id"] for r in test],
+    )
+    return cal_t, test_t
+
+
+# ---- outputs -------------------------------------------------------------------------------------
+def json_safe(obj: Any) -> Any:
+    """Non-finite floats as strings ("inf", "nan"), so the JSON artifacts stay strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def set_rows(test: cp.AnswerTable, cals: list[cp.Calibration]) -> tuple[pa.Table, dict[float, np.ndarray]]:
+    """Prediction-set rows for every alpha, and each alpha's set sizes."""
+    cols: dict[str, list[Any]] = {"prompt_id": [], "alpha": [], "answer": [], "nonconformity": []}
+    sizes: dict[float, np.ndarray] = {}
+    parts = cp.score_parts(test)
+    for c in cals:
+        scores = cp.nonconformity(parts, c.w1, c.w2)
+        member = cp.in_set(scores, test.mask, c.threshold)
+        sizes[c.alpha] = member.sum(axis=1)
+        for i, j in zip(*np.nonzero(member), strict=True):
+            cols["prompt_id"].append(test.prompt_ids[i])
+            cols["alpha"].append(c.alpha)
+            cols["answer"].append(test.answers[i][j])
+            cols["nonconformity"].append(float(scores[i, j]))
+    return pa.table(cols, schema=PREDICTION_SET_SCHEMA), sizes
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def plot_surface(surfaces: dict[float, np.ndarray], values: list[float], cals: list[cp.Calibration]) -> bytes:
+    """Heat maps of the grid-search objective (mean set size) over (w1, w2), one per alpha."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(surfaces), figsize=(4.5 * len(surfaces), 4), squeeze=False)
+    for ax, c in zip(axes[0], cals, strict=True):
+        im = ax.imshow(surfaces[c.alpha], origin="lower", cmap="viridis")
+        ticks = range(0, len(values), max(1, len(values) // 6))
+        ax.set_xticks(list(ticks), [f"{values[t]:g}" for t in ticks])
+        ax.set_yticks(list(ticks), [f"{values[t]:g}" for t in ticks])
+        ax.set_xlabel("w2 (similarity)")
+        ax.set_ylabel("w1 (entropy)")
+        ax.set_title(f"alpha={c.alpha}: mean set size")
+        ax.plot([values.index(c.w2)], [values.index(c.w1)], "r*", markersize=12)
+        fig.colorbar(im, ax=ax)
+    data = _png(fig)
+    plt.close(fig)
+    return data
+
+
+def plot_hist(sizes: dict[float, np.ndarray]) -> bytes:
+    """Histogram of test-prompt set sizes per alpha."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    top = max((int(s.max()) for s in sizes.values() if s.size), default=0)
+    bins = [b - 0.5 for b in range(top + 2)]
+    for alpha, s in sorted(sizes.items()):
+        ax.hist(s, bins=bins, alpha=0.5, label=f"alpha={alpha}")
+    ax.set_xlabel("prediction set size (unique answers)")
+    ax.set_ylabel("test prompts")
+    ax.legend()
+    data = _png(fig)
+    plt.close(fig)
+    return data
+
+
+def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
+    """Calibrate on the calibration split and write prediction sets for the test split."""
+    p = plan(cfg)
+    c = cfg.conformal
+    cal, test, scores = load_inputs(ctx)
+    if not cal:
+        raise RlufError("calibrate: the calibration split is empty")
+
+    settings = settings_from(cfg, p["chunks"])
+    zero_sims = [[0.0] * len(r["answers"]) for r in cal + test]
+    cp.check_sizes(build_tables(cal, test, scores, zero_sims)[0], settings)  # fail before FastText
+
+    t0 = time.perf_counter()
+    settings_sim = similarity.SimilaritySettings(
+        vector_size=c.similarity_vector_size, epochs=c.similarity_epochs, seed=c.seed
+    )
+    sims = similarity.top_answer_similarities(
+        [r["answers"] for r in cal + test], corpus_of(cal + test), settings_sim
+    )
+    t_sim = time.perf_counter() - t0
+    cal_t, test_t = build_tables(cal, test, scores, sims)
+
+    t0 = time.perf_counter()
+    result = cp.calibrate(cal_t, settings, map_chunks=ray_map(p["num_cpus"]))
+    t_grid = time.perf_counter() - t0
+
+    table, sizes = set_rows(test_t, result.calibrations)
+    n_sets = ctx.store.write_parquet(ctx.dir, PREDICTION_SETS_ARTIFACT, table)
+    chosen = {
+        str(k.alpha): {"w1": k.w1, "w2": k.w2, "threshold": k.threshold, "n_calibration": k.n_calibration}
+        for k in result.calibrations
+    }
+    ctx.store.write_json(
+        ctx.dir,
+        CALIBRATION_JSON,
+        json_safe({"protocol": c.protocol, "label_rule": c.label_rule, "per_alpha": chosen}),
+    )
+    test_sizes = {
+        str(a): {
+            "mean": float(s.mean()) if s.size else 0.0,
+            "median": float(np.median(s)) if s.size else 0.0,
+            "empty": int((s == 0).sum()),
+        }
+        for a, s in sizes.items()
+    }
+    test_counts = {
+        "prompts": len(test),
+        "prompts_single_answer": int((test_t.mask.sum(axis=1) == 1).sum()) if len(test) else 0,
+    }
+    report = {
+        **result.report,
+        "calibration_inputs": result.counts,
+        "test_inputs": test_counts,
+        "test_set_size": test_sizes,
+        "surfaces": {str(a): s.round(6).tolist() for a, s in result.surfaces.items()},
+        "timing_s": {"similarity": round(t_sim, 3), "grid_search": round(t_grid, 3)},
+        "plan": p,
+    }
+    ctx.store.write_json(ctx.dir, REPORT_JSON, json_safe(report))
+    values = list(result.report["grid_values"])
+    ctx.store.write_bytes(ctx.dir, SURFACE_PNG, plot_surface(result.surfaces, values, result.calibrations))
+    ctx.store.write_bytes(ctx.dir, HIST_PNG, plot_hist(sizes))
+    log.info("calibrate: %s", {a: (v["w1"], v["w2"], round(v["threshold"], 4)) for a, v in chosen.items()})
+    metrics = {
+        f"alpha_{a}": {
+            "coverage_mean": v.get("coverage_mean"),
+            "set_size_mean": v.get("set_size_mean"),
+            "threshold": v["threshold"],
+        }
+        for a, v in result.report["per_alpha"].items()
+    }
+    metrics.update({"inputs": result.counts, "timing_s": report["timing_s"]})
+    return StageResult(
+        rows={"prediction_sets": n_sets, "test_prompts": len(test)}, metrics=json_safe(metrics)
+    )

@@ -1,0 +1,147 @@
+"""Stage calibrate on synthetic generation artifacts (GENERATION_SCHEMA / SCORE_SCHEMA)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from rluf_ray.config import RlufConfig
+from rluf_ray.errors import RlufError
+from rluf_ray.io.artifacts import ArtifactStore
+from rluf_ray.pipeline import StageContext
+from rluf_ray.schema import (
+    GENERATION_SCHEMA,
+    PREDICTION_SET_SCHEMA,
+    PREDICTION_SETS_ARTIFACT,
+    SCORE_SCHEMA,
+    SCORES_ARTIFACT,
+)
+from rluf_ray.stages import calibrate
+from rluf_ray.stages.registry import BY_NAME
+
+WORDS = "cat dog rent landlord birthday girlfriend job boss car money friend school exam trip".split()
+
+
+def _rows(split: str, n: int, rng: np.random.Generator) -> list[dict]:
+    rows = []
+    for i in range(n):
+        k = int(rng.integers(1, 8))
+        counts = np.sort(rng.multinomial(20, rng.dirichlet(np.ones(k))))[::-1]
+        counts = [int(c) for c in counts if c > 0]
+        answers = []
+        while len(answers) < len(counts):
+            a = " ".join(rng.choice(WORDS, size=int(rng.integers(2, 6))))
+            if a not in answers:
+                answers.append(a)
+        rows.append(
+            {
+                "prompt_id": f"{split}-{i:03d}",
+                "split": split,
+                "prompt": f"Please summarize this text:\n{' '.join(rng.choice(WORDS, 20))}\nSummary:",
+                "reference": " ".join(rng.choice(WORDS, 5)),
+                "answers": answers,
+                "counts": counts,
+                "texts": [a.capitalize() + "." for a in answers],
+                "mean_logprobs": [float("nan")] * len(answers),
+                "num_samples": 20,
+                "truncated": False,
+            }
+        )
+    return rows
+
+
+def write_generation(store: ArtifactStore, n_cal: int = 40, n_test: int = 12, seed: int = 0) -> dict:
+    """Synthetic generate outputs: two splits (two parquet parts each) and judge scores."""
+    rng = np.random.default_rng(seed)
+    cal, test = _rows("calibration", n_cal, rng), _rows("test", n_test, rng)
+    for split, rows in (("calibration", cal), ("test", test)):
+        half = len(rows) // 2
+        for part, chunk in enumerate((rows[:half], rows[half:])):
+            store.write_parquet(
+                "generation", f"{split}/part-{part}.parquet", pa.Table.from_pylist(chunk, GENERATION_SCHEMA)
+            )
+    scores = []
+    for r in cal:
+        for j, a in enumerate(r["answers"]):
+            failed = rng.uniform() < 0.05
+            s = None if failed else float(np.clip(rng.beta(3, 1) - 0.1 * j, 0, 1))
+            scores.append(
+                {"prompt_id": r["prompt_id"], "answer": a, "score": s, "error": "timeout" if failed else None}
+            )
+    store.write_parquet("generation", SCORES_ARTIFACT, pa.Table.from_pylist(scores, SCORE_SCHEMA))
+    return {"cal": cal, "test": test, "scores": scores}
+
+
+def _cfg(**conformal) -> RlufConfig:
+    base = {"random_count": 6, "similarity_vector_size": 16, "similarity_epochs": 2, "grid_chunks": 1}
+    base["min_cells_per_task"] = 0  # small test inputs: still fan out over grid_chunks tasks
+    base["weights_range"] = {"start": 0.0, "stop": 2.0, "step": 0.5}
+    base.update(conformal)
+    return RlufConfig.model_validate({"conformal": base})
+
+
+def _ctx(store: ArtifactStore) -> StageContext:
+    return StageContext(spec=BY_NAME["calibrate"], store=store)
+
+
+def test_plan_is_pure():
+    cfg = _cfg(grid_chunks=4)
+    assert calibrate.plan(cfg) == {"num_cpus": 1.0, "chunks": 4, "grid_points": 25, "protocol": "split"}
+    assert calibrate.plan(_cfg(grid_chunks=1000))["chunks"] == 25
+
+
+@pytest.mark.ray
+def test_run_writes_sets_report_and_plots_identically_for_1_and_many_tasks(tmp_path, ray_session):
+    store = ArtifactStore(tmp_path / "out")
+    data = write_generation(store)
+    ctx = _ctx(store)
+    res = calibrate.run(_cfg(grid_chunks=1), ctx)
+    sets1 = store.read_parquet("calibration", PREDICTION_SETS_ARTIFACT)
+    chosen1 = store.read_json("calibration", "calibration.json")
+    res4 = calibrate.run(_cfg(grid_chunks=4), ctx)
+    sets4 = store.read_parquet("calibration", PREDICTION_SETS_ARTIFACT)
+    assert sets1.schema.equals(PREDICTION_SET_SCHEMA)
+    assert sets1.equals(sets4)
+    assert chosen1 == store.read_json("calibration", "calibration.json")
+    assert res.rows == res4.rows and res.rows["prediction_sets"] == sets1.num_rows > 0
+    assert set(sets1.column("alpha").to_pylist()) == {0.2, 0.5}
+    test_ids = {r["prompt_id"] for r in data["test"]}
+    assert set(sets1.column("prompt_id").to_pylist()) <= test_ids
+    answers = {r["prompt_id"]: set(r["answers"]) for r in data["test"]}
+    for row in sets1.to_pylist():
+        assert row["answer"] in answers[row["prompt_id"]]
+        assert row["nonconformity"] <= float(chosen1["per_alpha"][str(row["alpha"])]["threshold"])
+    report = json.loads((tmp_path / "out/calibration/report.json").read_text())
+    assert report["calibration_inputs"]["prompts"] == 40
+    assert report["calibration_inputs"]["answers_missing_score"] > 0
+    for a in ("0.2", "0.5"):
+        assert 0 <= report["per_alpha"][a]["coverage_mean"] <= 1
+        assert np.asarray(report["surfaces"][a]).shape == (5, 5)
+    for png in ("set_size_surface.png", "set_size_hist.png"):
+        assert (tmp_path / "out/calibration" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.ray
+def test_single_quantile_and_cfa_protocol(tmp_path, ray_session):
+    store = ArtifactStore(tmp_path / "out")
+    write_generation(store, seed=1)
+    calibrate.run(_cfg(quantile_bars=[0.5], protocol="cfa", grid_chunks=3), _ctx(store))
+    sets = store.read_parquet("calibration", PREDICTION_SETS_ARTIFACT)
+    assert set(sets.column("alpha").to_pylist()) == {0.5}
+    chosen = store.read_json("calibration", "calibration.json")
+    assert chosen["protocol"] == "cfa" and list(chosen["per_alpha"]) == ["0.5"]
+
+
+def test_too_few_calibration_prompts_is_a_clear_error(tmp_path):
+    store = ArtifactStore(tmp_path / "out")
+    write_generation(store, n_cal=4, n_test=2)
+    with pytest.raises(RlufError, match=r"n=2.*alpha=0\.2|alpha=0\.2.*n=2"):
+        calibrate.run(_cfg(), _ctx(store))
+
+
+def test_missing_generation_artifacts(tmp_path):
+    with pytest.raises(RlufError, match="generation artifacts missing"):
+        calibrate.run(_cfg(), _ctx(ArtifactStore(tmp_path / "out")))
