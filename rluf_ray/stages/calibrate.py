@@ -79,6 +79,8 @@ def ray_map(num_cpus: float) -> Callable[..., list[Any]]:
     def map_chunks(
         func: Callable[..., Any], shared: dict[str, Any], chunk_args: list[dict[str, Any]]
     ) -> list:
+        if len(chunk_args) == 1:  # one chunk: a remote task would only add its round trip
+            return [func(**shared, **chunk_args[0])]
         import ray
 
         from rluf_ray.io.ray_runtime import ensure_ray
