@@ -178,6 +178,21 @@ class JudgeConfig(Section):
         0.0, ge=0, le=0.5, description="Offline judge: seeded probability of flipping a preference."
     )
     seed: int = Field(0, description="Seed of the offline judge's noise.")
+    rate_window_s: float = Field(
+        60.0, gt=0, description="Length of the sliding window the request/token budgets apply to (60 s)."
+    )
+    rate_safety: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Extra share of the window the limiter keeps, so network jitter cannot push a window over.",
+    )
+    backoff_base_s: float = Field(1.0, gt=0, description="First retry delay (doubles per retry, jittered).")
+    backoff_max_s: float = Field(60.0, gt=0, description="Longest retry delay (a Retry-After may ask more).")
+    budget_name: str = Field(
+        "rluf-judge-budget",
+        description="Name of the cluster-wide budget actor; calls sharing it share one RPM/TPM budget.",
+    )
 
 
 class WeightsRange(Section):
