@@ -192,14 +192,38 @@ def _dedupe(reqs: Iterable[JudgeRequest]) -> list[JudgeRequest]:
     return out
 
 
+def batch_state_dir(cfg: RlufConfig) -> str:
+    """Where Batch API runs keep the id of the batch in progress (beside the cache)."""
+    return os.path.join(os.path.dirname(os.path.abspath(cache_path(cfg))), "judge_batches")
+
+
 def judge_requests(
-    cfg: RlufConfig, reqs: Sequence[JudgeRequest], run: str = "judge"
+    cfg: RlufConfig, reqs: Sequence[JudgeRequest], run: str = "judge", batch: bool = False
 ) -> tuple[list[JudgeResult], dict[str, Any]]:
     """Judge every request exactly once (duplicate keys are judged once) and return results in input
     order of the unique keys, plus a report (the merged cost ledger, budget stats, and
-    ``budget_exhausted`` when ``judge.max_dollars`` stopped the run)."""
+    ``budget_exhausted`` when ``judge.max_dollars`` stopped the run).
+
+    ``batch`` uses the OpenAI Batch API (half price, resumable by batch id) from the driver instead
+    of the real-time actors; the feedback stage passes ``feedback.use_batch_api``.
+    """
     reqs = _dedupe(reqs)
     j = cfg.judge
+    if batch and j.provider != "offline":
+        import asyncio
+
+        from rluf_ray.io.judge_batch import BatchJudge
+        from rluf_ray.io.judge_cache import JudgeCache
+
+        bj = BatchJudge(j, batch_state_dir(cfg), JudgeCache(cache_path(cfg)), run_name=run)
+        results = asyncio.run(bj.run(reqs))
+        exhausted = any((r.error or "").startswith("max_dollars") for r in results)
+        return results, {
+            **bj.ledger.to_dict(),
+            "provider": j.provider,
+            "mode": "batch",
+            "budget_exhausted": exhausted,
+        }
     if j.provider == "offline":
         from rluf_ray.core.offline_judge import OfflineJudge
 
@@ -271,6 +295,32 @@ def score_requests(rows: Iterable[Mapping[str, Any]]) -> list[JudgeRequest]:
             score_request(answer_key(row["prompt_id"], row["answer"]), row["post"], row["reference"], shown)
         )
     return out
+
+
+def calibration_score_rows(
+    generation_rows: Iterable[Mapping[str, Any]], posts: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Expand GENERATION_SCHEMA rows of the calibration split into one score item per unique answer.
+
+    ``posts`` maps prompt_id to the source post (the generation rows carry the prompt, not the post).
+    Rows of the test split are skipped: as in the original, only calibration answers are scored.
+    """
+    items = []
+    for g in generation_rows:
+        if g.get("split", "calibration") != "calibration":
+            continue
+        texts = g.get("texts") or g["answers"]
+        for answer, text in zip(g["answers"], texts, strict=True):
+            items.append(
+                {
+                    "prompt_id": g["prompt_id"],
+                    "post": posts[g["prompt_id"]],
+                    "reference": g["reference"],
+                    "answer": answer,
+                    "text": text,
+                }
+            )
+    return items
 
 
 def score_answers(

@@ -80,6 +80,7 @@ class FakeOpenAI:
         window_s: float = 60.0,
         api_key: str | None = None,
         reply: Callable[[Sequence[dict[str, Any]]], str] = fake_reply,
+        batch_delay_s: float = 0.0,
     ) -> None:
         self.latency_s = latency_s
         self.faults = faults or Faults()
@@ -89,6 +90,10 @@ class FakeOpenAI:
         self.api_key = api_key
         self.reply = reply
         self.arrivals: list[Arrival] = []
+        self.batch_delay_s = batch_delay_s
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.batch_creates = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -201,6 +206,121 @@ class FakeOpenAI:
             }
         )
 
+    # -- files and batches (the Batch API) ------------------------------------------------------
+    def _file_obj(self, fid: str, name: str, purpose: str) -> dict[str, Any]:
+        return {
+            "id": fid,
+            "object": "file",
+            "bytes": len(self.files[fid]),
+            "created_at": int(time.time()),
+            "filename": name,
+            "purpose": purpose,
+            "status": "processed",
+        }
+
+    async def _upload(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        f = form.get("file")
+        purpose = str(form.get("purpose", "batch"))
+        data = f.file.read() if hasattr(f, "file") else str(f or "").encode()
+        fid = f"file-{len(self.files) + 1}"
+        self.files[fid] = data
+        name = getattr(f, "filename", "upload.jsonl")
+        return web.json_response(self._file_obj(fid, name, purpose))
+
+    async def _file_content(self, request: web.Request) -> web.StreamResponse:
+        fid = request.match_info["fid"]
+        if fid not in self.files:
+            return web.json_response({"error": {"message": "no such file"}}, status=404)
+        return web.Response(body=self.files[fid], content_type="application/octet-stream")
+
+    def _batch_line(self, line: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """One output line of a batch (and whether it is an error line)."""
+        body = line.get("body", {})
+        r = self.rng.random()
+        f = self.faults
+        if r < f.p_500:
+            return {
+                "id": f"batch_req_{line['custom_id']}",
+                "custom_id": line["custom_id"],
+                "response": {"status_code": 500, "body": {"error": {"message": "internal error"}}},
+                "error": None,
+            }, True
+        malformed = r < f.p_500 + f.p_malformed
+        messages = body.get("messages", [])
+        content = "I would rather not say." if malformed else self.reply(messages)
+        pt = 3 + sum(4 + len(str(m.get("content", ""))) // 4 for m in messages)
+        ct = max(1, len(content) // 4)
+        completion = {
+            "id": f"chatcmpl-b-{line['custom_id']}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
+        }
+        out = {
+            "id": f"batch_req_{line['custom_id']}",
+            "custom_id": line["custom_id"],
+            "response": {"status_code": 200, "request_id": "r", "body": completion},
+            "error": None,
+        }
+        return out, False
+
+    def _advance(self, b: dict[str, Any]) -> None:
+        if b["status"] in ("completed", "failed", "cancelled", "expired"):
+            return
+        if time.monotonic() - b["_t0"] < self.batch_delay_s:
+            b["status"] = "in_progress"
+            return
+        lines = [json.loads(x) for x in self.files[b["input_file_id"]].decode().splitlines() if x.strip()]
+        outs, errs = [], []
+        for line in lines:
+            res, is_err = self._batch_line(line)
+            (errs if is_err else outs).append(json.dumps(res))
+        oid = f"file-{len(self.files) + 1}"
+        self.files[oid] = ("\n".join(outs) + "\n").encode()
+        b["output_file_id"] = oid
+        if errs:
+            eid = f"file-{len(self.files) + 1}"
+            self.files[eid] = ("\n".join(errs) + "\n").encode()
+            b["error_file_id"] = eid
+        b["status"] = "completed"
+        b["completed_at"] = int(time.time())
+        b["request_counts"] = {"total": len(lines), "completed": len(outs), "failed": len(errs)}
+
+    def _batch_obj(self, b: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in b.items() if not k.startswith("_")}
+
+    async def _create_batch(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if body.get("input_file_id") not in self.files:
+            return web.json_response({"error": {"message": "no such input file"}}, status=400)
+        self.batch_creates += 1
+        bid = f"batch_{self.batch_creates}"
+        self.batches[bid] = {
+            "id": bid,
+            "object": "batch",
+            "endpoint": body.get("endpoint", "/v1/chat/completions"),
+            "input_file_id": body["input_file_id"],
+            "completion_window": body.get("completion_window", "24h"),
+            "status": "validating",
+            "created_at": int(time.time()),
+            "output_file_id": None,
+            "error_file_id": None,
+            "_t0": time.monotonic(),
+        }
+        return web.json_response(self._batch_obj(self.batches[bid]))
+
+    async def _get_batch(self, request: web.Request) -> web.StreamResponse:
+        b = self.batches.get(request.match_info["bid"])
+        if b is None:
+            return web.json_response({"error": {"message": "no such batch"}}, status=404)
+        self._advance(b)
+        return web.json_response(self._batch_obj(b))
+
     # -- lifecycle -----------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
@@ -217,6 +337,10 @@ class FakeOpenAI:
         async def boot() -> None:
             app = web.Application()
             app.router.add_post("/v1/chat/completions", self._chat)
+            app.router.add_post("/v1/files", self._upload)
+            app.router.add_get("/v1/files/{fid}/content", self._file_content)
+            app.router.add_post("/v1/batches", self._create_batch)
+            app.router.add_get("/v1/batches/{bid}", self._get_batch)
             self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
             await self._runner.setup()
             await web.SockSite(self._runner, sock, backlog=1024).start()

@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks: ``rluf bench NAME`` runs ``rluf_ray.bench.NAME.main(argv)``."""
