@@ -55,7 +55,7 @@ def _baseline(base_url: str, seconds: float, pause: float, stop: threading.Event
     end = time.monotonic() + seconds
     i = 0
     while time.monotonic() < end and not stop.is_set():
-        msgs = render(score_request(str(i), f"post {i}", "reference", f"answer {i}"))
+        msgs: Any = render(score_request(str(i), f"post {i}", "reference", f"answer {i}"))
         try:
             client.chat.completions.create(model="gpt-4o", messages=msgs, temperature=0.0, max_tokens=256)
         except Exception:

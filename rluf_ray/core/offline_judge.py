@@ -3,9 +3,10 @@
 It answers the same requests as the API judge with the same result type, so the embedded default
 runs end to end on a laptop. Scores are ROUGE-L F1 against the reference; a pairwise preference picks
 the output with the higher ROUGE-L F1 (ties broken by a hash of the record, never by position); the
-rubric maps ROUGE-L precision / F1 / recall and a length ratio to 0-10. ``noise`` mimics annotator
-disagreement: with that probability a preference is flipped and a score or rubric axis is replaced
-by a uniform draw, seeded per request key so results do not depend on order or batching.
+rubric maps ROUGE-L precision / F1 / recall and a length ratio to 0-10. ``noise``
+(``judge.offline_noise``) mimics annotator disagreement: with that probability a pairwise preference
+is flipped, seeded per request key so results do not depend on order or batching. Scores and rubrics
+stay deterministic functions of the texts.
 """
 
 from __future__ import annotations
@@ -46,12 +47,8 @@ class OfflineJudge:
         """Answer one request (synchronously)."""
         f = req.fields
         ref = f.get("reference", "")
-        rng = self._rng(req)
-        flip = self.noise > 0 and rng.random() < self.noise
         if req.task == "score":
             value: object = self._rouge(f["answer"], ref)[2]
-            if flip:
-                value = rng.random()
         elif req.task == "pairwise":
             if not ref:
                 return JudgeResult(req.key, None, "offline: pairwise needs a reference", attempts=0)
@@ -61,13 +58,14 @@ class OfflineJudge:
                 pref = 1 if f1 > f2 else 2
             else:
                 pref = 1 + _digest(f["instruction"], f["input"], *sorted((f["output_1"], f["output_2"]))) % 2
+            flip = self.noise > 0 and self._rng(req).random() < self.noise
             value = (3 - pref) if flip else pref
         elif req.task == "rubric":
             p, r, f1 = self._rouge(f["answer"], ref)
             la, lr = len(f["answer"].split()), max(1, len(ref.split()))
             length = min(la, lr) / max(la, lr) if la else 0.0
             raw = {"accuracy": p, "relevance": f1, "completeness": r, "expression": length}
-            value = {axis: float(round(10 * (rng.random() if flip else raw[axis]))) for axis in RUBRIC_AXES}
+            value = {axis: float(round(10 * raw[axis])) for axis in RUBRIC_AXES}
         else:  # pragma: no cover - Literal guards this
             raise ValueError(f"unknown task {req.task!r}")
         return JudgeResult(req.key, value, None, attempts=0)

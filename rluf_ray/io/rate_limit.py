@@ -38,6 +38,7 @@ class _Slot:
     tokens: int
     dollars: float
     run: str
+    in_log: bool = True
 
 
 @dataclass
@@ -72,6 +73,7 @@ class SlidingWindowBudget:
         self._open: dict[int, _Slot] = {}
         self._ids = itertools.count(1)
         self._next = -float("inf")
+        self._tokens = 0  # tokens of the slots in the log
         self.granted = 0
         self.refused = 0
 
@@ -94,18 +96,23 @@ class SlidingWindowBudget:
     # -- internals -----------------------------------------------------------------------------
     def _prune(self, now: float) -> None:
         while self._log and self._log[0].t <= now - self.window:
-            self._log.popleft()
+            old = self._log.popleft()
+            old.in_log = False
+            self._tokens -= old.tokens
 
     def _earliest(self, start: float, tokens: int) -> float:
         """Earliest time >= start at which a slot with ``tokens`` keeps both windows under cap."""
-        t = start
+        # The log is sorted by time: walk its head past the slots that leave the window (usually few).
+        t, i, skipped, n = start, 0, 0, len(self._log)
         while True:
             lo = t - self.window
-            inside = [s for s in self._log if s.t > lo]
-            if len(inside) + 1 <= self.rpm and sum(s.tokens for s in inside) + tokens <= self.tpm:
+            while i < n and self._log[i].t <= lo:
+                skipped += self._log[i].tokens
+                i += 1
+            if (n - i) + 1 <= self.rpm and (self._tokens - skipped) + tokens <= self.tpm:
                 return t
             # Move just past the oldest slot still inside the window and check again.
-            t = max(t, inside[0].t + self.window + 1e-9)
+            t = max(t, self._log[i].t + self.window + 1e-9)
 
     # -- API ---------------------------------------------------------------------------------
     def reserve(self, tokens: int, dollars: float = 0.0, run: str = "default") -> dict[str, Any]:
@@ -126,6 +133,7 @@ class SlidingWindowBudget:
         t = self._earliest(max(now, self._next), tokens)
         slot = _Slot(next(self._ids), t, tokens, dollars, run)
         self._log.append(slot)
+        self._tokens += tokens
         self._open[slot.id] = slot
         self._next = t + self.interval
         r.reserved += dollars
@@ -138,6 +146,8 @@ class SlidingWindowBudget:
         if slot is None:
             return
         if tokens is not None:
+            if slot.in_log:
+                self._tokens += tokens - slot.tokens
             slot.tokens = tokens
         r = self.runs.setdefault(slot.run, _Run())
         r.reserved -= slot.dollars

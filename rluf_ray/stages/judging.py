@@ -172,7 +172,7 @@ def _budget_actor(p: Mapping[str, Any]) -> Any:
     import ray
 
     b = p["budget"]
-    handle = (
+    handle: Any = (
         ray.remote(BudgetActor)
         .options(name=b["name"], namespace=b["namespace"], get_if_exists=True, **p["budget_options"])
         .remote(b["rpm"], b["tpm"], b["window_s"], b["safety"])
@@ -244,7 +244,7 @@ def judge_requests(
     p = plan(cfg)
     budget = _budget_actor(p)
     ray.get(budget.open_run.remote(run, j.max_dollars))
-    workers = [
+    workers: list[Any] = [
         ray.remote(JudgeWorker)
         .options(**p["actor_options"])
         .remote(j.model_dump(mode="json"), p["budget"]["name"], run, p["cache_path"], key, j.seed + i)

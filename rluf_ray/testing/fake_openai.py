@@ -222,7 +222,7 @@ class FakeOpenAI:
         form = await request.post()
         f = form.get("file")
         purpose = str(form.get("purpose", "batch"))
-        data = f.file.read() if hasattr(f, "file") else str(f or "").encode()
+        data = f.file.read() if isinstance(f, web.FileField) else str(f or "").encode()
         fid = f"file-{len(self.files) + 1}"
         self.files[fid] = data
         name = getattr(f, "filename", "upload.jsonl")
@@ -276,7 +276,8 @@ class FakeOpenAI:
             b["status"] = "in_progress"
             return
         lines = [json.loads(x) for x in self.files[b["input_file_id"]].decode().splitlines() if x.strip()]
-        outs, errs = [], []
+        outs: list[str] = []
+        errs: list[str] = []
         for line in lines:
             res, is_err = self._batch_line(line)
             (errs if is_err else outs).append(json.dumps(res))

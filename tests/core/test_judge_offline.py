@@ -52,6 +52,11 @@ def test_noise_is_seeded_and_flips_about_the_requested_share():
     assert other != [noisy.judge_one(r).value for r in reqs]
 
 
+def test_noise_leaves_scores_alone():
+    req = score_request("k", "post", "the cat sat on the mat", "the cat sat")
+    assert OfflineJudge(0.5, seed=1).judge_one(req).value == OfflineJudge().judge_one(req).value
+
+
 def test_noise_bounds():
     with pytest.raises(ValueError):
         OfflineJudge(0.7)

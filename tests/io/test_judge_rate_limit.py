@@ -83,3 +83,31 @@ def test_pause_pushes_later_slots():
     b.reserve(1)
     b.pause(5.0)
     assert b.reserve(1)["delay"] == pytest.approx(5.0)
+
+
+def test_random_load_never_exceeds_either_cap():
+    """Randomised arrivals, token sizes and refunds: every window of slots stays within both caps."""
+    import random
+
+    rng = random.Random(5)
+    clock = Clock()
+    b = SlidingWindowBudget(rpm=25, tpm=2000, window_s=5.0, safety=0.0, clock=clock)
+    granted: list[tuple[float, int]] = []
+    open_ids = []
+    for _ in range(400):
+        clock.t += rng.expovariate(10.0)
+        tokens = rng.randint(20, 200)
+        g = b.reserve(tokens)
+        granted.append((clock.t + g["delay"], tokens))
+        open_ids.append((g["id"], len(granted) - 1))
+        if rng.random() < 0.7 and open_ids:
+            sid, idx = open_ids.pop(0)
+            used = rng.randint(1, granted[idx][1])  # a refund: the server reported fewer tokens
+            b.settle(sid, tokens=used)
+            granted[idx] = (granted[idx][0], used)
+    times = [t for t, _ in granted]
+    assert times == sorted(times)
+    assert over_cap_windows(times, 5.0, 25) == 0
+    for i, (t0, _) in enumerate(granted):
+        in_window = sum(tok for t, tok in granted[i:] if t < t0 + 5.0)
+        assert in_window <= 2000
