@@ -13,7 +13,7 @@ from rluf_ray.testing.fake_openai import FakeOpenAI, Faults, over_cap_windows, w
 KEY_ENV = "RLUF_JUDGE_TEST_KEY"
 
 
-def cfg_for(tmp_path, base_url: str, **judge) -> RlufConfig:
+def cfg_for(tmp_path, base_url: str, actors: int = 2, **judge) -> RlufConfig:
     j = {
         "provider": "openai",
         "base_url": base_url,
@@ -29,7 +29,7 @@ def cfg_for(tmp_path, base_url: str, **judge) -> RlufConfig:
     }
     j.update(judge)
     return RlufConfig.model_validate(
-        {"output_dir": str(tmp_path / "out"), "judge": j, "resources": {"judge_actors": 2}}
+        {"output_dir": str(tmp_path / "out"), "judge": j, "resources": {"judge_actors": actors}}
     )
 
 
@@ -106,6 +106,7 @@ def test_max_dollars_stops_cleanly_and_keeps_finished_work(ray_session, tmp_path
         cfg = cfg_for(
             tmp_path,
             srv.base_url,
+            actors=1,
             max_dollars=3.0,
             prices={"prompt_per_million": 1000.0, "completion_per_million": 1000.0},
         )
@@ -126,10 +127,19 @@ def test_calibration_score_rows_skip_the_test_split():
     from rluf_ray.stages.judging import calibration_score_rows
 
     gen = [
-        {"prompt_id": "a", "split": "calibration", "reference": "r", "answers": ["x y", "z"], "texts": ["X y.", "Z!"]},
+        {
+            "prompt_id": "a",
+            "split": "calibration",
+            "reference": "r",
+            "answers": ["x y", "z"],
+            "texts": ["X y.", "Z!"],
+        },
         {"prompt_id": "b", "split": "test", "reference": "r", "answers": ["q"], "texts": ["Q"]},
     ]
     items = calibration_score_rows(gen, {"a": "post a", "b": "post b"})
-    assert [(i["prompt_id"], i["answer"], i["text"]) for i in items] == [("a", "x y", "X y."), ("a", "z", "Z!")]
+    assert [(i["prompt_id"], i["answer"], i["text"]) for i in items] == [
+        ("a", "x y", "X y."),
+        ("a", "z", "Z!"),
+    ]
     reqs = score_requests(items)
     assert reqs[0].fields["answer"] == "X y." and reqs[0].key == "a\x1fx y"  # judge sees the raw text
