@@ -178,6 +178,31 @@ class JudgeConfig(Section):
         0.0, ge=0, le=0.5, description="Offline judge: seeded probability of flipping a preference."
     )
     seed: int = Field(0, description="Seed of the offline judge's noise.")
+    rate_window_s: float = Field(
+        60.0,
+        gt=0,
+        description="Sliding window of the request/token budgets: the *_per_minute caps hold per window of "
+        "this length (60 s; tests shorten it).",
+    )
+    rate_safety: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Extra share of the window the limiter keeps, so network jitter cannot push a window over.",
+    )
+    backoff_base_s: float = Field(1.0, gt=0, description="First retry delay (doubles per retry, jittered).")
+    backoff_max_s: float = Field(60.0, gt=0, description="Longest retry delay (a Retry-After may ask more).")
+    batch_price_factor: float = Field(
+        0.5, ge=0, le=1, description="Batch API price as a share of the normal price (OpenAI: half)."
+    )
+    batch_poll_s: float = Field(30.0, gt=0, description="Seconds between Batch API status polls.")
+    batch_timeout_s: float = Field(
+        26 * 3600.0, gt=0, description="Give up waiting for a batch after this long (it stays resumable)."
+    )
+    budget_name: str = Field(
+        "rluf-judge-budget",
+        description="Name of the cluster-wide budget actor; calls sharing it share one RPM/TPM budget.",
+    )
 
 
 class WeightsRange(Section):

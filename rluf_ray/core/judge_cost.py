@@ -1,0 +1,103 @@
+"""Token estimates and the cost ledger of judge calls (pure; prices come from ``judge.prices``).
+
+The token estimate needs no download (tiktoken fetches its encodings at run time, which fails
+offline): about 3 characters per token for the prompt plus a fixed overhead per message, plus the
+full ``max_tokens`` for the completion. A real tokenizer can be passed instead where one is local.
+The rate limiter reserves this estimate before a call and corrects it from the reported usage.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+CHARS_PER_TOKEN = 3.0
+TOKENS_PER_MESSAGE = 4
+TOKENS_PER_REPLY = 3
+
+
+def estimate_prompt_tokens(
+    messages: Iterable[Mapping[str, str]], count: Callable[[str], int] | None = None
+) -> int:
+    """Prompt tokens of chat messages: a tokenizer's count, else ceil(chars / 3), plus overheads."""
+    total = TOKENS_PER_REPLY
+    for m in messages:
+        text = m.get("content", "")
+        total += TOKENS_PER_MESSAGE + (count(text) if count else math.ceil(len(text) / CHARS_PER_TOKEN))
+    return total
+
+
+def dollars(
+    prompt_tokens: int, completion_tokens: int, prompt_per_million: float, completion_per_million: float
+) -> float:
+    """Price of a call from the per-million-token prices."""
+    return (prompt_tokens * prompt_per_million + completion_tokens * completion_per_million) / 1e6
+
+
+@dataclass
+class CostLedger:
+    """Calls, cache hits, tokens and dollars of one stage; mergeable across actors."""
+
+    prompt_per_million: float = 0.0
+    completion_per_million: float = 0.0
+    calls: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    dollars: float = 0.0
+    scored: int = 0
+    missing: int = 0
+    missing_reasons: dict[str, int] = field(default_factory=dict)
+
+    def price(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """Price of a call at this ledger's prices."""
+        return dollars(prompt_tokens, completion_tokens, self.prompt_per_million, self.completion_per_million)
+
+    def charge(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """Record one call's reported usage (``calls`` counts HTTP attempts separately); returns its price."""
+        cost = self.price(prompt_tokens, completion_tokens)
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        self.dollars += cost
+        return cost
+
+    def outcome(self, ok: bool, cached: bool = False, reason: str | None = None) -> None:
+        """Record one request's final outcome (scored, cached, or missing with a reason)."""
+        if cached:
+            self.cache_hits += 1
+        if ok:
+            self.scored += 1
+        else:
+            self.missing += 1
+            kind = (reason or "unknown").split(":", 1)[0]
+            self.missing_reasons[kind] = self.missing_reasons.get(kind, 0) + 1
+
+    def merge(self, other: CostLedger | Mapping[str, Any]) -> None:
+        """Add another ledger (or its dict form) into this one."""
+        o = other if isinstance(other, Mapping) else other.to_dict()
+        for name in (
+            "calls",
+            "cache_hits",
+            "prompt_tokens",
+            "completion_tokens",
+            "dollars",
+            "scored",
+            "missing",
+        ):
+            setattr(self, name, getattr(self, name) + o.get(name, 0))
+        for k, v in o.get("missing_reasons", {}).items():
+            self.missing_reasons[k] = self.missing_reasons.get(k, 0) + v
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "cache_hits": self.cache_hits,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "dollars": round(self.dollars, 6),
+            "scored": self.scored,
+            "missing": self.missing,
+            "missing_reasons": dict(sorted(self.missing_reasons.items())),
+        }

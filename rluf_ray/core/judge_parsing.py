@@ -1,0 +1,110 @@
+"""Pure parsers of judge replies: each returns a value or an explicit :class:`ParseFailure`.
+
+A parser never invents a default score: anything it cannot read with confidence is a failure with a
+reason, which the client re-asks a bounded number of times and finally records as missing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+RUBRIC_AXES = ("accuracy", "relevance", "completeness", "expression")
+
+_NUM = r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))"
+_SCORE_LINE = re.compile(r"score\s*[:=]\s*\**\s*" + _NUM, re.IGNORECASE)
+_BARE_NUM = re.compile(r"^\s*" + _NUM + r"\s*$")
+_PREF = re.compile(r"preferred\s*[:=]?\s*\**\s*(?:response|output)?\s*\(?\s*([0-9]+)\s*\)?", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ParseFailure:
+    """Why a reply could not be read."""
+
+    reason: str
+
+
+def parse_score(reply: str) -> float | ParseFailure:
+    """``Score: x`` (or a bare number) with x in [0, 1]; several different scores are a failure."""
+    if not isinstance(reply, str) or not reply.strip():
+        return ParseFailure("empty reply")
+    found = [float(m) for m in _SCORE_LINE.findall(reply)]
+    if not found:
+        bare = _BARE_NUM.match(reply)
+        if bare is None:
+            return ParseFailure("no 'Score:' line")
+        found = [float(bare.group(1))]
+    if len(set(found)) > 1:
+        return ParseFailure(f"conflicting scores {sorted(set(found))}")
+    value = found[0]
+    if not 0.0 <= value <= 1.0:
+        return ParseFailure(f"score {value} outside [0, 1]")
+    return value
+
+
+def parse_preference(reply: str) -> int | ParseFailure:
+    """``Preferred: 1`` or ``Preferred: 2``; anything else (or both) is a failure."""
+    if not isinstance(reply, str) or not reply.strip():
+        return ParseFailure("empty reply")
+    found = {int(m) for m in _PREF.findall(reply)}
+    if not found:
+        return ParseFailure("no 'Preferred:' line")
+    if len(found) > 1:
+        return ParseFailure(f"conflicting preferences {sorted(found)}")
+    value = found.pop()
+    if value not in (1, 2):
+        return ParseFailure(f"preference {value} is not 1 or 2")
+    return value
+
+
+def _first_json_object(text: str) -> dict[str, Any] | None:
+    start = text.find("{")
+    while start != -1:
+        depth = 0
+        for i in range(start, len(text)):
+            if text[i] == "{":
+                depth += 1
+            elif text[i] == "}":
+                depth -= 1
+                if depth == 0:
+                    try:
+                        obj = json.loads(text[start : i + 1])
+                    except json.JSONDecodeError:
+                        break
+                    return obj if isinstance(obj, dict) else None
+        start = text.find("{", start + 1)
+    return None
+
+
+def parse_rubric(reply: str, axes: tuple[str, ...] = RUBRIC_AXES) -> dict[str, float] | ParseFailure:
+    """A JSON object with every axis a number in [0, 10]; a missing or bad axis is a failure."""
+    if not isinstance(reply, str) or not reply.strip():
+        return ParseFailure("empty reply")
+    obj = _first_json_object(reply)
+    if obj is None:
+        return ParseFailure("no JSON object")
+    lowered = {str(k).strip().lower(): v for k, v in obj.items()}
+    out: dict[str, float] = {}
+    for axis in axes:
+        v = lowered.get(axis)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return ParseFailure(f"axis {axis!r} missing or not a number")
+        if not 0 <= v <= 10:
+            return ParseFailure(f"axis {axis!r} = {v} outside [0, 10]")
+        out[axis] = float(v)
+    return out
+
+
+PARSERS: dict[str, Callable[[str], Any]] = {
+    "score": parse_score,
+    "pairwise": parse_preference,
+    "rubric": parse_rubric,
+}
+
+
+def parse(task: str, reply: str) -> Any:
+    """Dispatch to the task's parser."""
+    return PARSERS[task](reply)

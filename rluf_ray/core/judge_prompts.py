@@ -1,0 +1,138 @@
+"""Judge prompt templates (files under ``rluf_ray/prompts``, versioned by name) and their rendering.
+
+A template file has optional ``#`` comment lines, then a ``=== system ===`` and a ``=== user ===``
+section. ``{name}`` placeholders are filled from the request's fields; only names the task declares are
+substituted, so braces inside posts or in JSON examples are left alone. The template's file stem
+(``score_v1``) is its version and is part of every cache key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+PROMPT_DIR = Path(__file__).resolve().parent.parent / "prompts"
+
+Task = Literal["score", "pairwise", "rubric"]
+TASK_FIELDS: dict[str, tuple[str, ...]] = {
+    "score": ("post", "reference", "answer"),
+    "pairwise": ("instruction", "input", "output_1", "output_2"),
+    "rubric": ("post", "reference", "answer"),
+}
+DEFAULT_TEMPLATES: dict[str, str] = {"score": "score_v1", "pairwise": "pairwise_v1", "rubric": "rubric_v1"}
+
+_SECTION = re.compile(r"^=== (system|user) ===[ \t]*$", re.MULTILINE)
+_PLACEHOLDER = re.compile(r"\{([a-z_0-9]+)\}")
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    """One judge question: the task, the caller's id for it, and the template fields.
+
+    ``reference`` is used by the offline judge (the reference summary to compare with); the API judge
+    sees only what the template renders.
+    """
+
+    task: Task
+    key: str
+    fields: dict[str, str]
+    template: str | None = None
+
+    @property
+    def version(self) -> str:
+        """The template version (file stem) this request is rendered with."""
+        return self.template or DEFAULT_TEMPLATES[self.task]
+
+
+@dataclass
+class JudgeResult:
+    """The outcome of one request: a parsed value, or None with the reason it is missing."""
+
+    key: str
+    value: Any = None
+    error: str | None = None
+    raw: str | None = None
+    attempts: int = 0
+    cached: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Template:
+    """A parsed template file."""
+
+    version: str
+    system: str
+    user: str
+
+
+@lru_cache(maxsize=32)
+def load_template(version: str, directory: str | None = None) -> Template:
+    """Read and split ``<directory>/<version>.txt`` (the packaged prompts by default)."""
+    if not re.fullmatch(r"[a-z0-9_]+", version):
+        raise ValueError(f"bad template version {version!r}")
+    path = Path(directory) if directory else PROMPT_DIR
+    text = (path / f"{version}.txt").read_text(encoding="utf-8")
+    parts = _SECTION.split(text)
+    # parts = [preamble, name, body, name, body]
+    sections = {parts[i]: parts[i + 1].strip("\n") for i in range(1, len(parts) - 1, 2)}
+    if set(sections) != {"system", "user"}:
+        raise ValueError(f"template {version}: needs exactly a system and a user section")
+    return Template(version, sections["system"], sections["user"])
+
+
+def fill(text: str, fields: dict[str, str], allowed: tuple[str, ...]) -> str:
+    """Replace ``{name}`` for each allowed name; a missing field is an error, other braces stay."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in allowed:
+            return m.group(0)
+        if name not in fields:
+            raise KeyError(f"template field {name!r} missing")
+        return str(fields[name])
+
+    return _PLACEHOLDER.sub(sub, text)
+
+
+def render(request: JudgeRequest, directory: str | None = None) -> list[dict[str, str]]:
+    """The chat messages for a request."""
+    tpl = load_template(request.version, directory)
+    allowed = TASK_FIELDS[request.task]
+    return [
+        {"role": "system", "content": fill(tpl.system, request.fields, allowed)},
+        {"role": "user", "content": fill(tpl.user, request.fields, allowed)},
+    ]
+
+
+def score_request(key: str, post: str, reference: str, answer: str) -> JudgeRequest:
+    """A request to score ``answer`` against the post and the reference, in [0, 1]."""
+    return JudgeRequest("score", key, {"post": post, "reference": reference, "answer": answer})
+
+
+def pairwise_request(
+    key: str, instruction: str, input_text: str, output_1: str, output_2: str, reference: str = ""
+) -> JudgeRequest:
+    """An AlpacaFarm-format pairwise request; ``reference`` only guides the offline judge."""
+    fields = {
+        "instruction": instruction,
+        "input": input_text,
+        "output_1": output_1,
+        "output_2": output_2,
+        "reference": reference,
+    }
+    return JudgeRequest("pairwise", key, fields)
+
+
+def rubric_request(key: str, post: str, reference: str, answer: str) -> JudgeRequest:
+    """A request for the 4-axis rubric of ``answer``."""
+    return JudgeRequest("rubric", key, {"post": post, "reference": reference, "answer": answer})

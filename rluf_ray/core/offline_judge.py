@@ -1,0 +1,79 @@
+"""The offline judge: reference-based (ROUGE-L from ``rouge-score``), deterministic, no network.
+
+It answers the same requests as the API judge with the same result type, so the embedded default
+runs end to end on a laptop. Scores are ROUGE-L F1 against the reference; a pairwise preference picks
+the output with the higher ROUGE-L F1 (ties broken by a hash of the record, never by position); the
+rubric maps ROUGE-L precision / F1 / recall and a length ratio to 0-10. ``noise``
+(``judge.offline_noise``) mimics annotator disagreement: with that probability a pairwise preference
+is flipped, seeded per request key so results do not depend on order or batching. Scores and rubrics
+stay deterministic functions of the texts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+
+from rouge_score import rouge_scorer
+
+from rluf_ray.core.judge_parsing import RUBRIC_AXES
+from rluf_ray.core.judge_prompts import JudgeRequest, JudgeResult
+
+
+def _digest(*parts: str) -> int:
+    h = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(h[:8], "big")
+
+
+class OfflineJudge:
+    """Deterministic reference-based judge with optional seeded label noise."""
+
+    def __init__(self, noise: float = 0.0, seed: int = 0) -> None:
+        if not 0.0 <= noise <= 0.5:
+            raise ValueError("noise must lie in [0, 0.5]")
+        self.noise = noise
+        self.seed = seed
+        self._scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+
+    def _rng(self, req: JudgeRequest) -> random.Random:
+        return random.Random(_digest(str(self.seed), req.task, req.key))
+
+    def _rouge(self, candidate: str, reference: str) -> tuple[float, float, float]:
+        s = self._scorer.score(reference, candidate)["rougeL"]
+        return float(s.precision), float(s.recall), float(s.fmeasure)
+
+    def judge_one(self, req: JudgeRequest) -> JudgeResult:
+        """Answer one request (synchronously)."""
+        f = req.fields
+        ref = f.get("reference", "")
+        if req.task == "score":
+            value: object = self._rouge(f["answer"], ref)[2]
+        elif req.task == "pairwise":
+            if not ref:
+                return JudgeResult(req.key, None, "offline: pairwise needs a reference", attempts=0)
+            f1 = self._rouge(f["output_1"], ref)[2]
+            f2 = self._rouge(f["output_2"], ref)[2]
+            if f1 != f2:
+                pref = 1 if f1 > f2 else 2
+            else:
+                pref = 1 + _digest(f["instruction"], f["input"], *sorted((f["output_1"], f["output_2"]))) % 2
+            flip = self.noise > 0 and self._rng(req).random() < self.noise
+            value = (3 - pref) if flip else pref
+        elif req.task == "rubric":
+            p, r, f1 = self._rouge(f["answer"], ref)
+            la, lr = len(f["answer"].split()), max(1, len(ref.split()))
+            length = min(la, lr) / max(la, lr) if la else 0.0
+            raw = {"accuracy": p, "relevance": f1, "completeness": r, "expression": length}
+            value = {axis: float(round(10 * raw[axis])) for axis in RUBRIC_AXES}
+        else:  # pragma: no cover - Literal guards this
+            raise ValueError(f"unknown task {req.task!r}")
+        return JudgeResult(req.key, value, None, attempts=0)
+
+    async def judge(self, req: JudgeRequest) -> JudgeResult:
+        """Same interface as the API judge."""
+        return self.judge_one(req)
+
+    async def judge_many(self, reqs: Sequence[JudgeRequest]) -> list[JudgeResult]:
+        """Answer many requests, in order."""
+        return [self.judge_one(r) for r in reqs]

@@ -1,0 +1,98 @@
+"""Content-addressed judge cache on disk: SQLite in WAL mode, safe with many processes writing.
+
+The key hashes everything that determines a reply: the endpoint's model name, the template version,
+the rendered messages and the sampling parameters. Only replies that parsed are stored, so a rerun of
+a stage costs zero calls for everything that succeeded before and retries only what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS judge_cache (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    template TEXT NOT NULL,
+    reply TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+def cache_key(
+    model: str, template: str, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]
+) -> str:
+    """SHA-256 of the canonical JSON of (model, template version, messages, sampling params)."""
+    blob = json.dumps(
+        {"model": model, "template": template, "messages": list(messages), "params": dict(params)},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedReply:
+    reply: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class JudgeCache:
+    """A process-local handle on the shared SQLite cache file."""
+
+    def __init__(self, path: str | os.PathLike[str], timeout_s: float = 60.0) -> None:
+        self.path = os.fspath(path)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(
+            self.path, timeout=timeout_s, check_same_thread=False, isolation_level=None
+        )
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+            self._conn.execute(_SCHEMA)
+
+    def get(self, key: str) -> CachedReply | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT reply, prompt_tokens, completion_tokens FROM judge_cache WHERE key = ?", (key,)
+            ).fetchone()
+        return CachedReply(row[0], int(row[1]), int(row[2])) if row else None
+
+    def contains(self, key: str) -> bool:
+        with self._lock:
+            return (
+                self._conn.execute("SELECT 1 FROM judge_cache WHERE key = ?", (key,)).fetchone() is not None
+            )
+
+    def put(
+        self, key: str, model: str, template: str, reply: str, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """Store a parsed reply; the first writer of a key wins (replies for one key are equivalent)."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO judge_cache VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, model, template, reply, int(prompt_tokens), int(completion_tokens), time.time()),
+            )
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM judge_cache").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

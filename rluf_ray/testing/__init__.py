@@ -1,0 +1,1 @@
+"""Test doubles that ship with the package (the benchmarks use them too)."""

@@ -1,0 +1,75 @@
+"""Parsers return a value or an explicit ParseFailure, never a default score."""
+
+from __future__ import annotations
+
+import pytest
+
+from rluf_ray.core.judge_parsing import ParseFailure, parse, parse_preference, parse_rubric, parse_score
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("Score: 0.8", 0.8),
+        ("score = 1", 1.0),
+        ("Reasoning first.\nScore: **0.25**", 0.25),
+        ("0", 0.0),
+        (" .5 ", 0.5),
+        ("Score: 0.4\nScore: 0.4", 0.4),
+    ],
+)
+def test_parse_score_values(reply, expected):
+    assert parse_score(reply) == expected
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["", "   ", "I cannot grade this.", "Score: 1.5", "Score: -0.1", "Score: 0.2\nScore: 0.9", "7/10", None],
+)
+def test_parse_score_failures(reply):
+    out = parse_score(reply)
+    assert isinstance(out, ParseFailure)
+    assert out.reason
+
+
+def test_zero_is_a_score_not_a_failure():
+    out = parse_score("Score: 0.0")
+    assert out == 0.0 and not isinstance(out, ParseFailure)
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [("Preferred: 1", 1), ("preferred: 2", 2), ("Preferred: Response (2)", 2), ("Preferred: output 1", 1)],
+)
+def test_parse_preference(reply, expected):
+    assert parse_preference(reply) == expected
+
+
+@pytest.mark.parametrize("reply", ["", "Both are fine.", "Preferred: 3", "Preferred: 1\nPreferred: 2"])
+def test_parse_preference_failures(reply):
+    assert isinstance(parse_preference(reply), ParseFailure)
+
+
+def test_parse_rubric():
+    out = parse_rubric('Here: {"accuracy": 7, "Relevance": 8.5, "completeness": 0, "expression": 10} done')
+    assert out == {"accuracy": 7.0, "relevance": 8.5, "completeness": 0.0, "expression": 10.0}
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "no json",
+        '{"accuracy": 7, "relevance": 8, "completeness": 6}',
+        '{"accuracy": 11, "relevance": 8, "completeness": 6, "expression": 1}',
+        '{"accuracy": "7", "relevance": 8, "completeness": 6, "expression": 1}',
+        '{"accuracy": true, "relevance": 8, "completeness": 6, "expression": 1}',
+        "[1, 2, 3]",
+    ],
+)
+def test_parse_rubric_failures(reply):
+    assert isinstance(parse_rubric(reply), ParseFailure)
+
+
+def test_dispatch():
+    assert parse("score", "Score: 0.5") == 0.5
+    assert parse("pairwise", "Preferred: 2") == 2

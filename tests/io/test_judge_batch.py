@@ -1,0 +1,110 @@
+"""Batch API mode against the loopback server's files and batches endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+import pytest
+
+from rluf_ray.config import JudgeConfig
+from rluf_ray.core.judge_prompts import render, score_request
+from rluf_ray.io.judge_batch import BatchJudge, batch_lines, read_output_line
+from rluf_ray.io.judge_cache import JudgeCache
+from rluf_ray.testing.fake_openai import FakeOpenAI, Faults, fake_score
+
+
+def reqs(n: int):
+    return [score_request(f"k{i}", f"post {i}", "ref", f"answer {i}") for i in range(n)]
+
+
+def cfg(srv: FakeOpenAI, **kw) -> JudgeConfig:
+    return JudgeConfig(base_url=srv.base_url, batch_poll_s=0.05, timeout_s=5, **kw)
+
+
+def test_batch_lines_and_output_parsing():
+    data = batch_lines(
+        "m", [("c1", [{"role": "user", "content": "hi"}])], {"temperature": 0.0, "max_tokens": 5}
+    )
+    line = json.loads(data.decode())
+    assert line == {
+        "custom_id": "c1",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {
+            "model": "m",
+            "messages": [{"role": "user", "content": "hi"}],
+            "temperature": 0.0,
+            "max_tokens": 5,
+        },
+    }
+    ok = {
+        "response": {
+            "status_code": 200,
+            "body": {
+                "choices": [{"message": {"content": "x"}}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+            },
+        }
+    }
+    assert read_output_line(ok) == ("x", 3, 1, None)
+    assert read_output_line({"response": {"status_code": 500, "body": {}}})[3].startswith("server_error")
+    assert read_output_line({"error": {"message": "bad"}})[3] == "batch_item: bad"
+
+
+def test_batch_round_trip_retries_faulty_lines_and_caches(tmp_path):
+    rs = reqs(40)
+    with FakeOpenAI(faults=Faults(p_500=0.1, p_malformed=0.1), seed=1) as srv:
+        c = cfg(srv, max_parse_retries=3, prices={"prompt_per_million": 2.0, "completion_per_million": 8.0})
+        bj = BatchJudge(c, str(tmp_path / "state"), JudgeCache(tmp_path / "c.sqlite"), api_key="k")
+        results = asyncio.run(bj.run(rs))
+        assert srv.batch_creates >= 2  # faulty lines went into a second round
+        assert not srv.arrivals  # no real-time calls
+        again = BatchJudge(c, str(tmp_path / "state"), JudgeCache(tmp_path / "c.sqlite"), api_key="k")
+        creates = srv.batch_creates
+        second = asyncio.run(again.run(rs))
+        assert srv.batch_creates == creates  # rerun: all cached, no batch
+    assert [r.key for r in results] == [r.key for r in rs]
+    assert all(r.ok and r.value == fake_score(render(q)) for r, q in zip(results, rs, strict=True))
+    assert all(r.cached for r in second)
+    led = bj.ledger
+    # Half price: the ledger's prices are the configured ones times batch_price_factor (0.5).
+    assert led.dollars == pytest.approx((led.prompt_tokens * 1.0 + led.completion_tokens * 4.0) / 1e6)
+    assert os.listdir(tmp_path / "state") == []  # finished rounds leave no state behind
+
+
+def test_batch_resumes_by_id_after_restart(tmp_path):
+    rs = reqs(5)
+    with FakeOpenAI(batch_delay_s=1.0) as srv:
+        c = cfg(srv, batch_timeout_s=0.2)  # the first "process" gives up before the batch is done
+        first = asyncio.run(BatchJudge(c, str(tmp_path / "s"), None, api_key="k").run(rs))
+        assert all(r.error.startswith("batch_timeout") for r in first)
+        assert srv.batch_creates == 1 and len(os.listdir(tmp_path / "s")) == 1
+        c2 = cfg(srv)
+        second = asyncio.run(BatchJudge(c2, str(tmp_path / "s"), None, api_key="k").run(rs))
+        assert srv.batch_creates == 1  # resumed the same batch id, did not create another
+    assert all(r.ok for r in second)
+
+
+def test_judge_requests_batch_mode(tmp_path, monkeypatch):
+    from rluf_ray.config import RlufConfig
+    from rluf_ray.stages.judging import judge_requests
+
+    monkeypatch.setenv("RLUF_BATCH_TEST_KEY", "sk-b")
+    rs = reqs(6) + reqs(2)  # duplicate keys are judged once
+    with FakeOpenAI() as srv:
+        full = RlufConfig.model_validate(
+            {
+                "output_dir": str(tmp_path),
+                "judge": {
+                    "base_url": srv.base_url,
+                    "api_key_env": "RLUF_BATCH_TEST_KEY",
+                    "batch_poll_s": 0.05,
+                },
+            }
+        )
+        results, report = judge_requests(full, rs, run="feedback", batch=True)
+        assert srv.batch_creates == 1 and not srv.arrivals
+    assert [r.key for r in results] == [r.key for r in reqs(6)]
+    assert report["mode"] == "batch" and report["scored"] == 6 and not report["budget_exhausted"]
