@@ -75,6 +75,7 @@ class DemoDataConfig(Section):
     train_docs: int = Field(1200, ge=1, description="Documents in the SFT split of the embedded demo.")
     calibration_docs: int = Field(60, ge=1, description="Documents in the calibration split.")
     test_docs: int = Field(40, ge=1, description="Documents in the test split.")
+    eval_docs: int = Field(30, ge=1, description="Documents in the held-out eval split (infer/evaluate).")
     seed: int = Field(1234, description="Seed of the deterministic demo generator.")
 
 
@@ -94,12 +95,18 @@ class DataConfig(Section):
     train_file: str | None = Field(None, description="JSONL/Parquet with prompt and reference (files).")
     calibration_file: str | None = Field(None, description="JSONL/Parquet for calibration (files).")
     test_file: str | None = Field(None, description="JSONL/Parquet for test prompts (files).")
+    eval_file: str | None = Field(None, description="JSONL/Parquet for held-out eval prompts (files).")
     prompt_template: str = Field(
         "Please summarize this text:\n{post}\nSummary:",
         description="Prompt template; must contain {post} and end with the answer cue.",
     )
     calibration_size: int = Field(50, ge=1, description="Calibration prompts (original: 50).")
-    test_size: int = Field(50, ge=1, description="Test prompts that receive prediction sets.")
+    test_size: int = Field(
+        50, ge=1, description="Test prompts: they receive prediction sets and become the DPO pairs' prompts."
+    )
+    eval_size: int = Field(
+        50, ge=1, description="Held-out prompts for infer/evaluate (never seen by SFT, calibration or DPO)."
+    )
     sft_size: int | None = Field(None, ge=1, description="Cap on SFT examples (None: all).")
     seed: int = Field(42, description="Seed for shuffling and splitting loaded data.")
 

@@ -28,8 +28,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-Split = Literal["train", "calibration", "test"]
-SPLITS: tuple[Split, ...] = ("train", "calibration", "test")
+Split = Literal["train", "calibration", "test", "eval"]
+SPLITS: tuple[Split, ...] = ("train", "calibration", "test", "eval")
 LEVELS = 4
 
 FIRST_NAMES = (

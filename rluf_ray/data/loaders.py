@@ -88,13 +88,13 @@ def tldr_rows(
 
 
 def partition_by_id(
-    rows: list[dict[str, str]], calibration_size: int, test_size: int, seed: int
+    rows: list[dict[str, str]], calibration_size: int, test_size: int, seed: int, eval_size: int = 0
 ) -> dict[str, list[dict[str, str]]]:
-    """Split rows into calibration, test and train (SFT) parts, disjoint by prompt id.
+    """Split rows into calibration, test, eval and train (SFT) parts, disjoint by prompt id.
 
     Rows are ordered by id and shuffled with ``seed`` (so the result does not depend on the input
-    order); the first ``calibration_size`` are calibration, the next ``test_size`` test, the rest
-    train. Ids must be unique (``tldr_rows`` dedups).
+    order); the first ``calibration_size`` are calibration, the next ``test_size`` test, the next
+    ``eval_size`` eval, the rest train. Ids must be unique (``tldr_rows`` dedups).
     """
     ids = [r["prompt_id"] for r in rows]
     if len(set(ids)) != len(ids):
@@ -103,8 +103,9 @@ def partition_by_id(
     random.Random(seed).shuffle(ordered)
     cal = ordered[:calibration_size]
     test = ordered[calibration_size : calibration_size + test_size]
-    train = ordered[calibration_size + test_size :]
-    return {"calibration": cal, "test": test, "train": train}
+    held = ordered[calibration_size + test_size : calibration_size + test_size + eval_size]
+    train = ordered[calibration_size + test_size + eval_size :]
+    return {"calibration": cal, "test": test, "eval": held, "train": train}
 
 
 def load_tldr_hub(hub_id: str, subset: str, split: str) -> Iterable[Mapping[str, Any]]:

@@ -31,8 +31,8 @@ from rluf_ray.errors import RlufError
 
 log = logging.getLogger("rluf.data")
 
-SplitName = Literal["train", "calibration", "test"]
-SPLIT_NAMES: tuple[SplitName, ...] = ("train", "calibration", "test")
+SplitName = Literal["train", "calibration", "test", "eval"]
+SPLIT_NAMES: tuple[SplitName, ...] = ("train", "calibration", "test", "eval")
 
 
 def _check_split(split: str) -> None:
@@ -50,6 +50,8 @@ def split_count(cfg: RlufConfig, split: SplitName) -> int:
         return min(d.train_docs, cfg.data.sft_size or d.train_docs)
     if split == "calibration":
         return min(d.calibration_docs, cfg.data.calibration_size)
+    if split == "eval":
+        return min(d.eval_docs, cfg.data.eval_size)
     return min(d.test_docs, cfg.data.test_size)
 
 
@@ -76,7 +78,7 @@ def load_split(cfg: RlufConfig, split: SplitName) -> list[dict[str, str]]:
     if source == "tldr":
         t = cfg.data.tldr
         parts = _tldr_parts(t.hub_id, t.subset, t.split, t.max_post_words, cfg.data.calibration_size,
-                            cfg.data.test_size, cfg.data.seed)  # fmt: skip
+                            cfg.data.test_size, cfg.data.seed, cfg.data.eval_size)  # fmt: skip
         rows = parts[split]
     elif source == "files":
         rows = _file_split(cfg, split)
@@ -95,22 +97,29 @@ def _wanted(cfg: RlufConfig, split: str) -> int | None:
         return cfg.data.calibration_size
     if split == "test":
         return cfg.data.test_size
+    if split == "eval":
+        return cfg.data.eval_size
     return cfg.data.sft_size
 
 
 @lru_cache(maxsize=4)
 def _tldr_parts(
-    hub_id: str, subset: str, hub_split: str, max_post_words: int, cal: int, test: int, seed: int
+    hub_id: str, subset: str, hub_split: str, max_post_words: int, cal: int, test: int, seed: int, held: int
 ) -> dict[str, list[dict[str, str]]]:
     rows, stats = loaders.tldr_rows(loaders.load_tldr_hub(hub_id, subset, hub_split), max_post_words)
     log.info("tldr %s/%s: %s", hub_id, subset, stats.as_dict())
     if not rows:
         raise RlufError(f"{hub_id} ({subset}, {hub_split}): no usable posts after filtering")
-    return loaders.partition_by_id(rows, cal, test, seed)
+    return loaders.partition_by_id(rows, cal, test, seed, held)
 
 
 def _file_split(cfg: RlufConfig, split: str) -> list[dict[str, str]]:
-    key = {"train": "train_file", "calibration": "calibration_file", "test": "test_file"}[split]
+    key = {
+        "train": "train_file",
+        "calibration": "calibration_file",
+        "test": "test_file",
+        "eval": "eval_file",
+    }[split]
     path = getattr(cfg.data, key)
     if not path:
         raise RlufError(f"data.source=files needs data.{key} for the {split} split")
@@ -119,7 +128,7 @@ def _file_split(cfg: RlufConfig, split: str) -> list[dict[str, str]]:
         log.info("%s: %s", path, stats.as_dict())
     if split == "train":
         held_out: set[str] = set()
-        for other in ("calibration_file", "test_file"):
+        for other in ("calibration_file", "test_file", "eval_file"):
             other_path = getattr(cfg.data, other)
             if other_path:
                 other_rows, _ = loaders.file_rows(loaders.read_records(other_path), source=str(other_path))

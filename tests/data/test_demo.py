@@ -33,7 +33,7 @@ def test_documents_do_not_depend_on_other_split_sizes() -> None:
 
 def test_splits_disjoint_by_id_and_text() -> None:
     cfg = load(overrides=["data.demo.train_docs=300"])
-    parts = {s: load_split(cfg, s) for s in ("train", "calibration", "test")}
+    parts = {s: load_split(cfg, s) for s in ("train", "calibration", "test", "eval")}
     ids = {s: {r["prompt_id"] for r in rows} for s, rows in parts.items()}
     assert len(ids["train"]) == 300
     assert len(ids["calibration"]) == 50  # calibration_size 50 of 60 documents
@@ -41,6 +41,8 @@ def test_splits_disjoint_by_id_and_text() -> None:
     assert not ids["train"] & ids["calibration"]
     assert not ids["train"] & ids["test"]
     assert not ids["calibration"] & ids["test"]
+    assert len(ids["eval"]) == 30
+    assert not ids["eval"] & (ids["train"] | ids["calibration"] | ids["test"])
     for rows in parts.values():
         assert all(set(r) == {"prompt_id", "post", "reference"} for r in rows)
 

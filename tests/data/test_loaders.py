@@ -48,7 +48,8 @@ def test_partition_disjoint_and_order_independent() -> None:
     assert a == b
     assert [len(a[k]) for k in ("calibration", "test", "train")] == [5, 7, 18]
     ids = {k: {r["prompt_id"] for r in v} for k, v in a.items()}
-    assert not ids["train"] & (ids["calibration"] | ids["test"])
+    assert not ids["train"] & (ids["calibration"] | ids["test"] | ids["eval"])
+    assert not ids["eval"] & (ids["calibration"] | ids["test"])
     assert not ids["calibration"] & ids["test"]
     assert loaders.partition_by_id(rows, 5, 7, seed=1) != a
     with pytest.raises(ValueError):
@@ -67,14 +68,21 @@ def test_tldr_source_through_load_split(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(loaders, "load_tldr_hub", fake_hub)
     splits._tldr_parts.cache_clear()
     cfg = load(
-        overrides=["data.source=tldr", "data.calibration_size=10", "data.test_size=5", "data.sft_size=8"]
+        overrides=[
+            "data.source=tldr",
+            "data.calibration_size=10",
+            "data.test_size=5",
+            "data.sft_size=8",
+            "data.eval_size=6",
+        ]
     )
-    parts = {s: splits.load_split(cfg, s) for s in ("train", "calibration", "test")}
+    parts = {s: splits.load_split(cfg, s) for s in ("train", "calibration", "test", "eval")}
     splits._tldr_parts.cache_clear()
     assert calls[0] == ("openai/summarize_from_feedback", "axis", "validation")
-    assert [len(parts[s]) for s in ("calibration", "test", "train")] == [10, 5, 8]
+    assert [len(parts[s]) for s in ("calibration", "test", "eval", "train")] == [10, 5, 6, 8]
     ids = {s: {r["prompt_id"] for r in v} for s, v in parts.items()}
-    assert not ids["train"] & (ids["calibration"] | ids["test"])
+    assert not ids["train"] & (ids["calibration"] | ids["test"] | ids["eval"])
+    assert not ids["eval"] & (ids["calibration"] | ids["test"])
 
 
 def test_files_source_jsonl_and_parquet(tmp_path: Path) -> None:
