@@ -333,6 +333,7 @@ class EvaluationConfig(Section):
         default_factory=lambda: ["accuracy", "relevance", "completeness", "expression"],
         description="Rubric axes, each scored 0-10.",
     )
+    use_batch_api: bool = Field(False, description="Judge through the OpenAI Batch API (half price).")
 
 
 class ResourcesConfig(Section):

@@ -77,14 +77,18 @@ def run_stage(
             f"{name} needs {', '.join(missing)} first (missing or stale for this config): "
             f"run `rluf {missing[0]}` or `rluf run-all`"
         )
+    run = spec.runner()
+    opts = dict(options or {})
+    if opts.get("dry_run"):  # prints what the stage would spend; writes nothing, completes nothing
+        run(cfg, StageContext(spec=spec, store=store, options=opts))
+        return None
     if not force and is_complete(cfg, store, spec):
         log.info("%s: complete for this config, skipped (use --force to redo)", name)
         return None
-    run = spec.runner()
     store.invalidate(spec.artifact_dir)
     log.info("%s: running", name)
     t0 = time.perf_counter()
-    result = run(cfg, StageContext(spec=spec, store=store, options=dict(options or {})))
+    result = run(cfg, StageContext(spec=spec, store=store, options=opts))
     if not isinstance(result, StageResult):
         result = StageResult()
     wall = time.perf_counter() - t0

@@ -71,3 +71,29 @@ PAIR_COLUMNS = (
 # --- assign-weights: outputs/weights/weighted_pairs.jsonl (the original's released format + ids) --
 WEIGHTED_PAIRS_ARTIFACT = "weighted_pairs.jsonl"
 WEIGHTED_PAIR_COLUMNS = ("prompt", "chosen", "rejected", "weight")
+
+# --- infer: outputs/inference/predictions.parquet (held-out eval split, one row per model x prompt) --
+PREDICTIONS_ARTIFACT = "predictions.parquet"
+PREDICTION_SCHEMA = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("model", pa.string()),  # "sft" or "rluf"
+        ("prompt", pa.string()),
+        ("reference", pa.string()),
+        ("prediction", pa.string()),
+    ]
+)
+
+# --- evaluate: outputs/evaluation/scores.parquet -----------------------------------------------------
+EVAL_SCORES_ARTIFACT = "scores.parquet"
+EVAL_SCORE_SCHEMA = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("model", pa.string()),
+        ("accuracy", pa.float64()),  # each axis 0-10; null when the judge call failed
+        ("relevance", pa.float64()),
+        ("completeness", pa.float64()),
+        ("expression", pa.float64()),
+        ("error", pa.string()),
+    ]
+)

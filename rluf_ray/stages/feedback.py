@@ -1,0 +1,124 @@
+"""feedback: pairwise AI preferences over each test prompt's unique answers -> DPO pairs.
+
+Every unordered pair of a prompt's unique answers (or a seeded sample of them, when
+``feedback.max_pairs_per_prompt`` caps it) goes to the judge as an AlpacaFarm-style record
+(instruction, input, output_1, output_2). The order of the two outputs is randomised per pair
+(``rluf_ray.core.pairs``), so position bias averages out; the share of "output 1 wins" is reported.
+A comparison that finally fails is recorded with its reason and yields no pair.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from rluf_ray.config import RlufConfig
+from rluf_ray.core.judge_prompts import JudgeRequest, pairwise_request
+from rluf_ray.core.pairs import PairTask, chosen_rejected, pair_tasks
+from rluf_ray.data.splits import load_split
+from rluf_ray.errors import RlufError
+from rluf_ray.pipeline import StageContext, StageResult
+from rluf_ray.schema import PAIRS_ARTIFACT
+from rluf_ray.stages import judging
+
+log = logging.getLogger("rluf.feedback")
+
+ANNOTATIONS_ARTIFACT = "annotations.jsonl"
+
+
+def instruction_of(template: str) -> str:
+    """The instruction part of the prompt template (the text before the post)."""
+    head = template.split("{post}", 1)[0].strip()
+    return head or "Summarize the following text."
+
+
+def build_requests(
+    cfg: RlufConfig, rows: list[dict[str, Any]], posts: dict[str, str]
+) -> tuple[list[JudgeRequest], dict[str, tuple[PairTask, dict[str, Any]]]]:
+    """Pairwise judge requests for every selected pair, and key -> (task, generation row)."""
+    f = cfg.feedback
+    instruction = instruction_of(cfg.data.prompt_template)
+    reqs: list[JudgeRequest] = []
+    index: dict[str, tuple[PairTask, dict[str, Any]]] = {}
+    for row in rows:
+        pid, answers, texts = row["prompt_id"], list(row["answers"]), list(row["texts"])
+        post = posts.get(pid, row["prompt"])
+        for task in pair_tasks(pid, answers, f.max_pairs_per_prompt, f.seed, f.debias_order):
+            key = f"{pid}\x1f{task.first}\x1f{task.second}"
+            reqs.append(
+                pairwise_request(
+                    key, instruction, post, texts[task.first], texts[task.second], row["reference"]
+                )
+            )
+            index[key] = (task, row)
+    return reqs, index
+
+
+def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
+    """Annotate pairs with the judge and write DPO pairs plus every annotation (failures included)."""
+    store = ctx.store
+    try:
+        table = store.read_parquet(ctx.upstream_dir("generate"), "test")
+    except (FileNotFoundError, OSError) as exc:
+        raise RlufError(f"feedback: generation test split missing ({exc})") from None
+    rows = sorted(table.select(["prompt_id", "prompt", "reference", "answers", "texts"]).to_pylist(),
+                  key=lambda r: r["prompt_id"])  # fmt: skip
+    posts = {r["prompt_id"]: r["post"] for r in load_split(cfg, "test")}
+    reqs, index = build_requests(cfg, rows, posts)
+    if ctx.options.get("dry_run"):
+        print(judging.format_dry_run(judging.dry_run(cfg, reqs, "feedback")))
+        return StageResult()
+    if not reqs:
+        raise RlufError("feedback: no prompt has two or more unique answers to compare")
+    log.info("feedback: %d comparisons over %d prompts", len(reqs), len(rows))
+    results, report = judging.judge_requests(cfg, reqs, run="feedback", batch=cfg.feedback.use_batch_api)
+    if report.get("budget_exhausted"):
+        raise RlufError(
+            f"feedback: judge.max_dollars={cfg.judge.max_dollars} reached; finished calls are cached, "
+            "raise the cap and rerun"
+        )
+    failures: Counter[str] = Counter()
+    position_1 = 0
+
+    def pairs() -> Iterator[dict[str, Any]]:
+        nonlocal position_1
+        for res in results:
+            task, row = index[res.key]
+            if not res.ok:
+                failures[(res.error or "unknown").split(":", 1)[0]] += 1
+                continue
+            position_1 += int(res.value == 1)
+            win, lose = chosen_rejected(task, int(res.value))
+            yield {
+                "prompt_id": row["prompt_id"],
+                "prompt": row["prompt"],
+                "chosen": row["texts"][win],
+                "rejected": row["texts"][lose],
+                "chosen_answer": row["answers"][win],
+                "rejected_answer": row["answers"][lose],
+            }
+
+    def annotations() -> Iterator[dict[str, Any]]:
+        for res in results:
+            task, _ = index[res.key]
+            yield {"prompt_id": task.prompt_id, "output_1": task.first, "output_2": task.second,
+                   "flipped": task.flipped, "preference": res.value, "error": res.error,
+                   "cached": res.cached}  # fmt: skip
+
+    n_pairs = store.write_jsonl(ctx.dir, PAIRS_ARTIFACT, pairs())
+    store.write_jsonl(ctx.dir, ANNOTATIONS_ARTIFACT, annotations())
+    if n_pairs == 0:
+        raise RlufError(f"feedback: every comparison failed ({dict(failures)})")
+    metrics = {
+        "comparisons": len(reqs),
+        "pairs": n_pairs,
+        "missing": sum(failures.values()),
+        "missing_by_reason": dict(failures),
+        "output_1_win_share": position_1 / n_pairs,
+        "judge": {k: v for k, v in report.items() if k != "budget"},
+    }
+    log.info("feedback: %d pairs, %d missing, output-1 win share %.3f", n_pairs, metrics["missing"],
+             metrics["output_1_win_share"])  # fmt: skip
+    return StageResult(rows={"pairs": n_pairs, "comparisons": len(reqs)}, metrics=metrics)
