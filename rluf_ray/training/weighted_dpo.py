@@ -181,6 +181,18 @@ class WeightedDPOTrainer(DPOTrainer):
         m["weight/mean"].append(gather(weights.float()).mean().item())
 
 
+def curves_from_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per logged training step (loss, reward accuracy and margins, mean weight, ...)."""
+    rows = []
+    for log in log_history:
+        if "loss" not in log or "step" not in log:
+            continue
+        row: dict[str, Any] = {"step": int(log["step"]), "epoch": float(log.get("epoch", 0.0))}
+        row.update({k: float(log[k]) for k in CURVE_KEYS if k in log})
+        rows.append(row)
+    return rows
+
+
 class CurveLogger(TrainerCallback):
     """Appends every training log (loss, reward accuracy and margins, mean weight) to a JSONL file."""
 
