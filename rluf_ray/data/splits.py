@@ -1,0 +1,171 @@
+"""THE data interface of every stage: ``load_split(cfg, split)`` -> PROMPT_SCHEMA rows.
+
+Sources (``data.source``):
+
+* ``demo``: the embedded generated dataset (``rluf_ray.data.demo``); documents are built by index,
+  so a split can also be produced in streaming batches (:func:`demo_batch`) without materialising
+  it on the driver; the generate stage does that for large calibration sets.
+* ``tldr``: openai/summarize_from_feedback, deduplicated by ``info.id`` and partitioned by id into
+  calibration, test and SFT parts (disjoint).
+* ``files``: local JSONL/Parquet files with prompt and reference columns; SFT rows whose id also
+  appears in the calibration or test file are dropped.
+
+Sizes: calibration takes ``data.calibration_size`` rows, test ``data.test_size``, train all rows or
+``data.sft_size``. A split with fewer rows than asked returns what it has (logged).
+
+Prompt rendering and truncation go through :func:`rluf_ray.core.text.fit_prompt` (see
+:func:`fit_rows`), so truncations are counted the same way in every stage.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import lru_cache
+from typing import Any, Literal
+
+from rluf_ray.config import RlufConfig
+from rluf_ray.core.text import fit_prompt
+from rluf_ray.data import demo, loaders
+from rluf_ray.errors import RlufError
+
+log = logging.getLogger("rluf.data")
+
+SplitName = Literal["train", "calibration", "test"]
+SPLIT_NAMES: tuple[SplitName, ...] = ("train", "calibration", "test")
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLIT_NAMES:
+        raise RlufError(f"unknown split {split!r}; expected one of {', '.join(SPLIT_NAMES)}")
+
+
+def split_count(cfg: RlufConfig, split: SplitName) -> int:
+    """Number of rows ``load_split`` returns (cheap for the demo: no documents are built)."""
+    _check_split(split)
+    if cfg.data.source != "demo":
+        return len(load_split(cfg, split))
+    d = cfg.data.demo
+    if split == "train":
+        return min(d.train_docs, cfg.data.sft_size or d.train_docs)
+    if split == "calibration":
+        return min(d.calibration_docs, cfg.data.calibration_size)
+    return min(d.test_docs, cfg.data.test_size)
+
+
+def demo_batch(seed: int, split: str, indices: Sequence[int]) -> dict[str, list[str]]:
+    """Columns (prompt_id, post, reference) of the demo documents with the given indices."""
+    docs = [demo.make_doc(seed, split, int(i)) for i in indices]
+    return {
+        "prompt_id": [d.prompt_id for d in docs],
+        "post": [d.post for d in docs],
+        "reference": [d.reference for d in docs],
+    }
+
+
+def load_split(cfg: RlufConfig, split: SplitName) -> list[dict[str, str]]:
+    """The rows of ``split`` (keys prompt_id, post, reference), honouring the configured sizes."""
+    _check_split(split)
+    source = cfg.data.source
+    if source == "demo":
+        n = split_count(cfg, split)
+        wanted = _wanted(cfg, split)
+        if wanted is not None and n < wanted:
+            log.warning("demo %s split has %d documents, fewer than the %d asked", split, n, wanted)
+        return [d.row() for d in demo.iter_docs(cfg.data.demo.seed, split, n)]
+    if source == "tldr":
+        t = cfg.data.tldr
+        parts = _tldr_parts(t.hub_id, t.subset, t.split, t.max_post_words, cfg.data.calibration_size,
+                            cfg.data.test_size, cfg.data.seed)  # fmt: skip
+        rows = parts[split]
+    elif source == "files":
+        rows = _file_split(cfg, split)
+    else:  # pragma: no cover - the config validates the literal
+        raise RlufError(f"unknown data.source {source!r}")
+    wanted = _wanted(cfg, split)
+    if wanted is not None:
+        if len(rows) < wanted:
+            log.warning("%s split has %d rows, fewer than the %d asked", split, len(rows), wanted)
+        rows = rows[:wanted]
+    return [dict(r) for r in rows]
+
+
+def _wanted(cfg: RlufConfig, split: str) -> int | None:
+    if split == "calibration":
+        return cfg.data.calibration_size
+    if split == "test":
+        return cfg.data.test_size
+    return cfg.data.sft_size
+
+
+@lru_cache(maxsize=4)
+def _tldr_parts(
+    hub_id: str, subset: str, hub_split: str, max_post_words: int, cal: int, test: int, seed: int
+) -> dict[str, list[dict[str, str]]]:
+    rows, stats = loaders.tldr_rows(loaders.load_tldr_hub(hub_id, subset, hub_split), max_post_words)
+    log.info("tldr %s/%s: %s", hub_id, subset, stats.as_dict())
+    if not rows:
+        raise RlufError(f"{hub_id} ({subset}, {hub_split}): no usable posts after filtering")
+    return loaders.partition_by_id(rows, cal, test, seed)
+
+
+def _file_split(cfg: RlufConfig, split: str) -> list[dict[str, str]]:
+    key = {"train": "train_file", "calibration": "calibration_file", "test": "test_file"}[split]
+    path = getattr(cfg.data, key)
+    if not path:
+        raise RlufError(f"data.source=files needs data.{key} for the {split} split")
+    rows, stats = loaders.file_rows(loaders.read_records(path), source=str(path))
+    if stats.duplicates or stats.empty:
+        log.info("%s: %s", path, stats.as_dict())
+    if split == "train":
+        held_out: set[str] = set()
+        for other in ("calibration_file", "test_file"):
+            other_path = getattr(cfg.data, other)
+            if other_path:
+                other_rows, _ = loaders.file_rows(loaders.read_records(other_path), source=str(other_path))
+                held_out.update(r["prompt_id"] for r in other_rows)
+        rows, dropped = loaders.drop_ids(rows, held_out)
+        if dropped:
+            log.warning("dropped %d SFT rows whose id is also a calibration/test prompt", dropped)
+    return rows
+
+
+# ---- prompt rendering --------------------------------------------------------------------------
+def prompt_budget(cfg: RlufConfig, max_new_tokens: int | None = None) -> int:
+    """Tokens a prompt may use: the context minus the new tokens to generate."""
+    new = cfg.generation.max_new_tokens if max_new_tokens is None else max_new_tokens
+    budget = cfg.model.max_context - new
+    if budget < 8:
+        raise RlufError(
+            f"model.max_context ({cfg.model.max_context}) leaves no room for a prompt after {new} new tokens"
+        )
+    return budget
+
+
+def token_counter(tokenizer: Any) -> Callable[[str], int]:
+    """``count_tokens`` for :func:`fit_prompt` from a Hugging Face tokenizer (special tokens included)."""
+
+    def count(text: str) -> int:
+        return len(tokenizer(text)["input_ids"])
+
+    return count
+
+
+def fit_rows(
+    rows: Iterable[dict[str, Any]], count_tokens: Callable[[str], int], max_tokens: int, template: str
+) -> Iterator[dict[str, Any]]:
+    """Add ``prompt`` (rendered, cut to ``max_tokens``) and ``truncated`` to each row."""
+    for row in rows:
+        try:
+            fitted = fit_prompt(row["post"], max_tokens, count_tokens, template)
+        except ValueError as exc:
+            raise RlufError(str(exc)) from None
+        yield {**row, "prompt": fitted.prompt, "truncated": fitted.truncated}
+
+
+def tokenizer_corpus(cfg: RlufConfig, limit: int = 2000) -> Iterator[str]:
+    """Texts to train the embedded tokenizer on: the template and the first training rows."""
+    yield cfg.data.prompt_template.replace("{post}", "")
+    for row in load_split(cfg, "train")[:limit]:
+        yield row["post"]
+        yield row["reference"]

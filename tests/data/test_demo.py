@@ -1,0 +1,85 @@
+"""The embedded demo generator: deterministic, disjoint splits, graded difficulty."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from rluf_ray.config import load
+from rluf_ray.core.text import normalize_answer
+from rluf_ray.data import demo
+from rluf_ray.data.splits import demo_batch, load_split, split_count
+
+
+def _digest(docs: list[demo.DemoDoc]) -> str:
+    blob = json.dumps([d.to_dict() for d in docs], sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def test_same_seed_same_bytes_and_other_seed_differs() -> None:
+    a = demo.generate_split(7, "calibration", 40)
+    b = demo.generate_split(7, "calibration", 40)
+    c = demo.generate_split(8, "calibration", 40)
+    assert _digest(a) == _digest(b)
+    assert _digest(a) != _digest(c)
+    assert sum(x.post != y.post for x, y in zip(a, c, strict=True)) >= 35
+
+
+def test_documents_do_not_depend_on_other_split_sizes() -> None:
+    small = load(overrides=["data.demo.train_docs=10", "data.demo.calibration_docs=5"])
+    large = load(overrides=["data.demo.train_docs=500", "data.demo.calibration_docs=5"])
+    assert load_split(small, "calibration") == load_split(large, "calibration")
+
+
+def test_splits_disjoint_by_id_and_text() -> None:
+    cfg = load(overrides=["data.demo.train_docs=300"])
+    parts = {s: load_split(cfg, s) for s in ("train", "calibration", "test")}
+    ids = {s: {r["prompt_id"] for r in rows} for s, rows in parts.items()}
+    assert len(ids["train"]) == 300
+    assert len(ids["calibration"]) == 50  # calibration_size 50 of 60 documents
+    assert len(ids["test"]) == 40
+    assert not ids["train"] & ids["calibration"]
+    assert not ids["train"] & ids["test"]
+    assert not ids["calibration"] & ids["test"]
+    for rows in parts.values():
+        assert all(set(r) == {"prompt_id", "post", "reference"} for r in rows)
+
+
+def test_graded_difficulty() -> None:
+    docs = demo.generate_split(1234, "train", 200)
+    by_level: dict[int, list[demo.DemoDoc]] = {}
+    for d in docs:
+        by_level.setdefault(d.difficulty, []).append(d)
+    assert sorted(by_level) == [0, 1, 2, 3]
+    mean_words = [sum(len(d.post.split()) for d in by_level[k]) / len(by_level[k]) for k in range(4)]
+    assert mean_words == sorted(mean_words) and mean_words[3] > 2 * mean_words[0]
+    # Level 0 is canonical: the reference's facts appear in a fixed wording; higher levels paraphrase.
+    assert all(d.post.startswith(f"{d.name}, a ") for d in by_level[0])
+    assert len({d.post.split(",")[0] == d.name for d in by_level[3]}) == 2
+    # Harder documents mention other names (distractors); level 0 mentions only the event's person.
+    others = [sum(f in d.post for f in demo.FIRST_NAMES) for d in by_level[3]]
+    assert min(others) >= 2
+    assert all(sum(f in d.post for f in demo.FIRST_NAMES) == 1 for d in by_level[0])
+
+
+def test_reference_carries_the_documents_facts() -> None:
+    for d in demo.generate_split(3, "test", 40):
+        for fact in (d.name, d.town, d.day, str(d.count)):
+            assert fact in d.post and fact in d.reference
+        assert d.reference == f"{d.name} {d.action} in {d.town} on {d.day}; {d.count} people came."
+        assert normalize_answer(d.reference)  # survives normalisation
+
+
+def test_short_enough_for_the_tiny_context() -> None:
+    docs = demo.generate_split(1234, "train", 400)
+    assert max(len(d.post) for d in docs) < 700  # < ~250 byte-level tokens even before BPE merges
+
+
+def test_demo_batch_matches_load_split() -> None:
+    cfg = load(overrides=["data.calibration_size=12"])
+    rows = load_split(cfg, "calibration")
+    assert split_count(cfg, "calibration") == 12
+    batch = demo_batch(cfg.data.demo.seed, "calibration", [3, 4])
+    assert batch["prompt_id"] == [rows[3]["prompt_id"], rows[4]["prompt_id"]]
+    assert batch["post"] == [rows[3]["post"], rows[4]["post"]]
+    assert batch["reference"] == [rows[3]["reference"], rows[4]["reference"]]
