@@ -129,6 +129,7 @@ class SftConfig(Section):
     max_failures: int = Field(
         2, ge=-1, description="Ray Train FailureConfig: worker failures to recover from the last checkpoint."
     )
+    max_steps: int = Field(-1, ge=-1, description="Stop after N optimiser steps (-1: run num_epochs).")
 
 
 class GenerationConfig(Section):

@@ -25,6 +25,10 @@ def test_plan_cpu_defaults():
     assert p["lora"] is None
     assert p["max_prompt_tokens"] == min(cfg.dpo.max_prompt_length, cfg.model.max_context)
     assert p["run_name"].startswith("dpo-")
+    from rluf_ray.training.weighted_dpo import WeightedDPOConfig
+
+    built = WeightedDPOConfig(output_dir="unused", **{**a, "ddp_backend": None})  # all real fields
+    assert built.weight_reduction == "mean" and built.use_cpu
 
 
 def test_plan_gpu_scale_knobs_and_lora():
