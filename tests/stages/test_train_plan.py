@@ -87,3 +87,19 @@ def test_bad_pair_files_give_one_line_errors(tmp_path, line, msg):
         read_jsonl_pairs(str(path))
     with pytest.raises(RlufError, match="not found"):
         read_jsonl_pairs(str(tmp_path / "absent.jsonl"))
+
+
+def test_plan_7b_config_scale_knobs():
+    from rluf_ray.config import CONFIG_DIR
+
+    cfg = load(CONFIG_DIR / "llama2_7b_tldr.yaml")
+    p = plan(cfg)
+    a = p["trainer_args"]
+    assert a["ddp_backend"] == "nccl" and a["bf16"] and a["gradient_checkpointing"]
+    assert a.get("fsdp") or a.get("deepspeed")
+    assert (
+        a["per_device_train_batch_size"] * a["gradient_accumulation_steps"] * cfg.resources.train_workers
+        == 128
+    )
+    assert a["precompute_ref_log_probs"] is True
+    assert p["scaling_config"].use_gpu and p["scaling_config"].num_workers == cfg.resources.train_workers

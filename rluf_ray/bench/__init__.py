@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks: ``rluf bench NAME`` imports ``rluf_ray.bench.NAME`` and calls ``main(argv)``."""
