@@ -133,6 +133,10 @@ class SftConfig(Section):
     save_steps: int = Field(200, ge=1, description="Checkpoint every N optimiser steps.")
     logging_steps: int = Field(10, ge=1, description="Log every N steps.")
     seed: int = Field(42, description="Training seed.")
+    max_failures: int = Field(
+        2, ge=-1, description="Ray Train FailureConfig: worker failures to recover from the last checkpoint."
+    )
+    max_steps: int = Field(-1, ge=-1, description="Stop after N optimiser steps (-1: run num_epochs).")
 
 
 class GenerationConfig(Section):
@@ -316,6 +320,10 @@ class DpoConfig(Section):
     save_steps: int = Field(200, ge=1, description="Checkpoint every N optimiser steps.")
     logging_steps: int = Field(1, ge=1, description="Log every N steps.")
     seed: int = Field(42, description="Training seed.")
+    max_failures: int = Field(
+        2, ge=-1, description="Ray Train FailureConfig: worker failures to recover from the last checkpoint."
+    )
+    max_steps: int = Field(-1, ge=-1, description="Stop after N optimiser steps (-1: run num_epochs).")
     pairs_path: str | None = Field(
         None, description="External weighted pairs JSONL (prompt, chosen, rejected, weight) to train on."
     )

@@ -47,16 +47,29 @@ def stage_fingerprint(cfg: RlufConfig, spec: StageSpec) -> str:
     return fingerprint(cfg, spec.reads)
 
 
-def upstream_hashes(store: ArtifactStore, spec: StageSpec) -> dict[str, str | None]:
+def required_upstream(cfg: RlufConfig, spec: StageSpec) -> tuple[str, ...]:
+    """The upstream stages this config needs: ``train`` with ``dpo.pairs_path`` skips assign-weights."""
+    if spec.name == "train" and cfg.dpo.pairs_path:
+        return tuple(u for u in spec.upstream if u != "assign-weights")
+    return spec.upstream
+
+
+def upstream_hashes(
+    store: ArtifactStore, spec: StageSpec, names: tuple[str, ...] | None = None
+) -> dict[str, str | None]:
     """Current manifest hashes of the stage's upstream stages (None where absent)."""
-    return {name: store.manifest_hash(BY_NAME[name].artifact_dir) for name in spec.upstream}
+    return {
+        name: store.manifest_hash(BY_NAME[name].artifact_dir)
+        for name in (spec.upstream if names is None else names)
+    }
 
 
 def is_complete(cfg: RlufConfig, store: ArtifactStore, spec: StageSpec) -> bool:
     """Complete for this config: its manifest matches, and so (recursively) do its upstreams'."""
-    if not all(is_complete(cfg, store, BY_NAME[u]) for u in spec.upstream):
+    needed = required_upstream(cfg, spec)
+    if not all(is_complete(cfg, store, BY_NAME[u]) for u in needed):
         return False
-    ups = upstream_hashes(store, spec)
+    ups = upstream_hashes(store, spec, needed)
     if any(h is None for h in ups.values()):
         return False
     return store.is_complete(spec.artifact_dir, stage_fingerprint(cfg, spec), ups)  # type: ignore[arg-type]
@@ -71,7 +84,8 @@ def run_stage(
 ) -> Manifest | None:
     """Run one stage unless complete (``force`` redoes it). Returns its manifest, None if skipped."""
     spec = BY_NAME[name]
-    missing = [u for u in spec.upstream if not is_complete(cfg, store, BY_NAME[u])]
+    needed = required_upstream(cfg, spec)
+    missing = [u for u in needed if not is_complete(cfg, store, BY_NAME[u])]
     if missing:
         raise UpstreamMissing(
             f"{name} needs {', '.join(missing)} first (missing or stale for this config): "
@@ -92,7 +106,7 @@ def run_stage(
     if not isinstance(result, StageResult):
         result = StageResult()
     wall = time.perf_counter() - t0
-    ups = {k: v for k, v in upstream_hashes(store, spec).items() if v is not None}
+    ups = {k: v for k, v in upstream_hashes(store, spec, needed).items() if v is not None}
     man = store.complete(
         spec.artifact_dir, stage_fingerprint(cfg, spec), ups, result.rows, result.metrics, wall
     )

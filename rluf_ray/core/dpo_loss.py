@@ -1,0 +1,96 @@
+"""Per-pair DPO losses, per-pair weighting and reduction: pure torch, no trainer, no Ray.
+
+The losses return one value per pair (like torchtune's ``DPOLoss``); weighting and reduction happen
+outside them, so the uncertainty weights of CFA multiply each pair's loss *before* the batch
+reduction:
+
+- ``mean`` (the original research code): ``sum_i w_i * l_i / B``;
+- ``normalized``: ``sum_i w_i * l_i / sum_i w_i`` (zero, with its graph kept, when all weights are 0).
+
+The formulas match TRL 1.16's ``DPOTrainer`` for ``sigmoid``, ``hinge`` and ``ipo`` (ipo normalises
+the log-ratios by completion length as TRL does). ``label_smoothing`` > 0 with ``sigmoid`` is cDPO
+(conservative DPO): ``-(1-e) log s(b*d) - e log s(-b*d)``; TRL 1.16 only uses it for its robust/EXO
+losses, so with the default 0 both agree exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+LossType = Literal["sigmoid", "hinge", "ipo"]
+Reduction = Literal["mean", "normalized"]
+LOSS_TYPES: tuple[str, ...] = ("sigmoid", "hinge", "ipo")
+REDUCTIONS: tuple[str, ...] = ("mean", "normalized")
+
+
+def per_pair_losses(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float,
+    loss_type: str = "sigmoid",
+    label_smoothing: float = 0.0,
+    chosen_lengths: torch.Tensor | None = None,
+    rejected_lengths: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One DPO loss per pair from summed completion log-probs (shape ``[B]`` each).
+
+    ``chosen_lengths``/``rejected_lengths`` (completion token counts) are required for ``ipo``.
+    """
+    chosen_logratios = chosen_logps - ref_chosen_logps
+    rejected_logratios = rejected_logps - ref_rejected_logps
+    if loss_type == "sigmoid":
+        logits = beta * (chosen_logratios - rejected_logratios)
+        if label_smoothing == 0.0:
+            return -F.logsigmoid(logits)
+        return -(1 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
+    if loss_type == "hinge":
+        return torch.relu(1 - beta * (chosen_logratios - rejected_logratios))
+    if loss_type == "ipo":
+        if chosen_lengths is None or rejected_lengths is None:
+            raise ValueError("ipo needs chosen_lengths and rejected_lengths")
+        delta = chosen_logratios / chosen_lengths.clamp(
+            min=1.0
+        ) - rejected_logratios / rejected_lengths.clamp(min=1.0)
+        return (delta - 1 / (2 * beta)) ** 2
+    raise ValueError(f"unknown loss_type {loss_type!r}; expected one of {', '.join(LOSS_TYPES)}")
+
+
+def reduce_weighted(losses: torch.Tensor, weights: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Multiply per-pair losses by their weights, then reduce: ``mean`` or ``normalized``.
+
+    ``mean`` divides by the batch size B (the original); ``normalized`` by the sum of weights
+    (an all-zero batch gives ``0 * sum(l)``: a zero loss whose gradient is exactly zero).
+    """
+    if losses.shape != weights.shape:
+        raise ValueError(f"losses {tuple(losses.shape)} and weights {tuple(weights.shape)} differ in shape")
+    weights = weights.to(dtype=losses.dtype, device=losses.device)
+    weighted = weights * losses
+    if reduction == "mean":
+        return weighted.sum() / losses.numel()
+    if reduction == "normalized":
+        total = weights.sum()
+        if float(total) == 0.0:
+            return weighted.sum() * 0.0
+        return weighted.sum() / total
+    raise ValueError(f"unknown reduction {reduction!r}; expected one of {', '.join(REDUCTIONS)}")
+
+
+def drop_zero_enabled(reduction: str, drop_zero_weight: bool | None) -> bool:
+    """Whether zero-weight pairs are filtered out before training (None: on with ``normalized``)."""
+    if drop_zero_weight is None:
+        return reduction == "normalized"
+    return bool(drop_zero_weight)
+
+
+def validate_weights(weights: list[float]) -> None:
+    """Reject weights that would corrupt the loss: NaN, infinite or negative."""
+    for i, w in enumerate(weights):
+        if w != w or w in (float("inf"), float("-inf")):
+            raise ValueError(f"pair {i}: weight {w} is not finite")
+        if w < 0:
+            raise ValueError(f"pair {i}: weight {w} is negative")

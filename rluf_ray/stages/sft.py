@@ -1,0 +1,168 @@
+"""Stage ``sft``: causal-LM fine-tuning on prompt -> summary under Ray Train's TorchTrainer.
+
+With ``model.base_model: embedded:...`` the base model is first built locally (byte-level BPE
+tokenizer trained on the SFT texts + a seeded tiny Llama) into ``outputs/sft/base``. Training runs
+TRL's SFTTrainer (loss on summary tokens only, EOS after every summary) in each Train worker; HF
+checkpoints go through Ray Train checkpointing (``outputs/sft/checkpoints/<run>`` while running), so
+a killed run resumes from the last one. The final model + tokenizer are ``save_pretrained`` into
+``outputs/sft/model``, which the generate and train stages load.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from typing import Any
+
+from rluf_ray.config import RlufConfig, fingerprint
+from rluf_ray.errors import RlufError
+from rluf_ray.pipeline import StageContext, StageResult
+from rluf_ray.stages.train import lora_kwargs
+from rluf_ray.training.ray_train import hf_distributed_args, scaling_config
+
+log = logging.getLogger("rluf.sft")
+
+MODEL_DIR = "model"
+BASE_DIR = "base"
+CURVES = "curves.jsonl"
+SUMMARY = "sft_summary.json"
+CHECKPOINTS = "checkpoints"
+
+
+def trainer_args(cfg: RlufConfig) -> dict[str, Any]:
+    """TRL SFTConfig kwargs from the config (completion-only loss; EOS appended by TRL)."""
+    s = cfg.sft
+    use_gpu = cfg.resources.use_gpu
+    if (s.bf16 or s.fsdp or s.deepspeed) and not use_gpu:
+        raise RlufError("sft.bf16/fsdp/deepspeed need GPUs: set resources.use_gpu=true (or turn them off)")
+    args: dict[str, Any] = {
+        "learning_rate": s.learning_rate,
+        "num_train_epochs": s.num_epochs,
+        "max_steps": s.max_steps,
+        "max_length": min(s.max_length, cfg.model.max_context),
+        "per_device_train_batch_size": s.per_device_batch_size,
+        "gradient_accumulation_steps": s.gradient_accumulation_steps,
+        "warmup_steps": min(s.warmup_ratio, 0.999999),  # transformers 5: a float < 1 is a ratio
+        "weight_decay": s.weight_decay,
+        "bf16": s.bf16,
+        "gradient_checkpointing": s.gradient_checkpointing,
+        "completion_only_loss": True,
+        "packing": False,
+        "save_strategy": "steps",
+        "save_steps": s.save_steps,
+        "save_total_limit": 2,
+        "logging_steps": s.logging_steps,
+        "seed": s.seed,
+        "report_to": "none",
+        "dataset_num_proc": None,
+        "disable_tqdm": True,
+        **hf_distributed_args(use_gpu),
+    }
+    if s.fsdp:
+        args["fsdp"] = s.fsdp
+    if s.deepspeed:
+        args["deepspeed"] = s.deepspeed
+    return args
+
+
+def plan(cfg: RlufConfig) -> dict[str, Any]:
+    """Ray Train arguments for SFT: ScalingConfig, SFTConfig kwargs, LoRA, failure budget, run name."""
+    r = cfg.resources
+    return {
+        "scaling_config": scaling_config(r.train_workers, r.use_gpu, r.cpus_per_train_worker),
+        "trainer_args": trainer_args(cfg),
+        "lora": lora_kwargs(cfg.sft.lora),
+        "max_failures": cfg.sft.max_failures,
+        "dtype": cfg.model.dtype,
+        "run_name": "sft-" + fingerprint(cfg, ("model", "data", "sft"))[:12],
+    }
+
+
+def base_model_path(cfg: RlufConfig, ctx: StageContext) -> str:
+    """The model SFT starts from: built locally for ``embedded:``, else the configured path/hub id."""
+    from rluf_ray.data.tiny_model import build_embedded, is_embedded
+
+    name = cfg.model.base_model
+    if not is_embedded(name):
+        return name
+    from rluf_ray.data.splits import tokenizer_corpus
+
+    m = cfg.model
+    out = ctx.store.local_path(ctx.dir, BASE_DIR)
+    build_embedded(
+        tokenizer_corpus(cfg),
+        out_dir=out,
+        vocab_size=m.embedded_vocab_size,
+        hidden_size=m.embedded_hidden_size,
+        layers=m.embedded_layers,
+        heads=m.embedded_heads,
+        max_positions=m.max_context,
+        seed=cfg.sft.seed,
+    )
+    return out
+
+
+def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
+    """Build (embedded) or load the base model, fine-tune under Ray Train, export ``sft/model``."""
+    import ray
+    from ray.train.torch import TorchTrainer
+    from transformers import AutoTokenizer
+
+    from rluf_ray.data.splits import load_split
+    from rluf_ray.io.ray_runtime import ensure_ray
+    from rluf_ray.training.ray_train import export_final, run_config
+    from rluf_ray.training.sft import build_sft_rows, sft_train_loop
+
+    p = plan(cfg)
+    rows = load_split(cfg, "train")
+    if not rows:
+        raise RlufError("the SFT (train) split is empty")
+    base = base_model_path(cfg, ctx)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+    except OSError as exc:
+        raise RlufError(
+            f"cannot load the base model's tokenizer from {base!r}: {exc.__class__.__name__}"
+        ) from None
+    sft_rows, truncated = build_sft_rows(
+        rows, tokenizer, p["trainer_args"]["max_length"], cfg.data.prompt_template
+    )
+    log.info("sft: %d examples (%d prompts truncated), base %s", len(sft_rows), truncated, base)
+
+    ensure_ray()
+    storage = ctx.store.local_path(ctx.dir, CHECKPOINTS)
+    trainer = TorchTrainer(
+        sft_train_loop,
+        train_loop_config={
+            "model_path": base,
+            "dtype": cfg.model.dtype,
+            "trainer_args": p["trainer_args"],
+            "lora": p["lora"],
+            "rows": ray.put(sft_rows),
+            "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: exercises FailureConfig resume
+        },
+        scaling_config=p["scaling_config"],
+        run_config=run_config(p["run_name"], storage, p["max_failures"]),
+    )
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # Ray Train's TrainingFailedError wraps the worker's exception
+        raise RlufError(
+            f"SFT failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
+    model_dir = ctx.store.local_path(ctx.dir, MODEL_DIR)
+    export_final(result, model_dir, ctx.store.local_path(ctx.dir, CURVES))
+    shutil.rmtree(storage, ignore_errors=True)
+    metrics = dict(result.metrics or {})
+    summary = {
+        "examples": len(sft_rows),
+        "truncated_prompts": truncated,
+        "base_model": cfg.model.base_model,
+        "workers": cfg.resources.train_workers,
+        **{k: metrics[k] for k in ("train_loss", "global_step", "resumed") if k in metrics},
+    }
+    ctx.store.write_json(ctx.dir, SUMMARY, summary)
+    if not os.path.isfile(os.path.join(model_dir, "config.json")):
+        raise RlufError(f"SFT finished but {model_dir} holds no model")
+    return StageResult(rows={"examples": len(sft_rows)}, metrics=summary)

@@ -1,0 +1,197 @@
+"""Stage ``train``: weighted DPO on the weighted pairs under Ray Train's TorchTrainer.
+
+Reads ``outputs/weights/weighted_pairs.jsonl`` (or ``dpo.pairs_path`` / ``rluf train --pairs PATH``,
+the original released format), starts the policy from ``outputs/sft/model`` with the SFT model as
+reference (or the LoRA adapters disabled), and writes ``outputs/training/model`` (HF format),
+``curves.jsonl`` (loss, reward accuracy, reward margins, mean weight per logged step) and
+``train_summary.json``. Ray Train checkpoints live in ``outputs/training/checkpoints/<run>`` while
+the run is going, so a killed run (or a failed worker, through FailureConfig) resumes from the
+last one; they are removed once the final model is exported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from typing import Any
+
+from rluf_ray.config import RlufConfig, fingerprint
+from rluf_ray.core.dpo_loss import drop_zero_enabled
+from rluf_ray.errors import RlufError
+from rluf_ray.pipeline import StageContext, StageResult
+from rluf_ray.schema import WEIGHTED_PAIRS_ARTIFACT
+from rluf_ray.training.ray_train import hf_distributed_args, scaling_config
+
+log = logging.getLogger("rluf.train")
+
+MODEL_DIR = "model"
+CURVES = "curves.jsonl"
+SUMMARY = "train_summary.json"
+CHECKPOINTS = "checkpoints"
+
+
+def lora_kwargs(lora: Any) -> dict[str, Any] | None:
+    """peft LoraConfig kwargs, or None when LoRA is off."""
+    if not lora.enabled:
+        return None
+    return {
+        "r": lora.r,
+        "lora_alpha": lora.alpha,
+        "lora_dropout": lora.dropout,
+        "target_modules": list(lora.target_modules),
+    }
+
+
+def trainer_args(cfg: RlufConfig) -> dict[str, Any]:
+    """WeightedDPOConfig kwargs (TRL DPOConfig + weighting) from the config."""
+    d = cfg.dpo
+    use_gpu = cfg.resources.use_gpu
+    if (d.bf16 or d.fsdp or d.deepspeed) and not use_gpu:
+        raise RlufError("dpo.bf16/fsdp/deepspeed need GPUs: set resources.use_gpu=true (or turn them off)")
+    args: dict[str, Any] = {
+        "learning_rate": d.learning_rate,
+        "beta": d.beta,
+        "loss_type": [d.loss_type],
+        "label_smoothing": d.label_smoothing,
+        "weight_reduction": d.reduction,
+        "drop_zero_weight": drop_zero_enabled(d.reduction, d.drop_zero_weight),
+        "num_train_epochs": d.num_epochs,
+        "max_steps": d.max_steps,
+        "per_device_train_batch_size": d.per_device_batch_size,
+        "gradient_accumulation_steps": d.gradient_accumulation_steps,
+        "max_length": d.max_length,
+        "precompute_ref_log_probs": d.precompute_ref_log_probs,
+        "bf16": d.bf16,
+        "gradient_checkpointing": d.gradient_checkpointing,
+        "save_strategy": "steps",
+        "save_steps": d.save_steps,
+        "save_total_limit": 2,
+        "logging_steps": d.logging_steps,
+        "seed": d.seed,
+        "report_to": "none",
+        "dataset_num_proc": None,
+        "disable_tqdm": True,
+        **hf_distributed_args(use_gpu),
+    }
+    if d.fsdp:
+        args["fsdp"] = d.fsdp
+    if d.deepspeed:
+        args["deepspeed"] = d.deepspeed
+    return args
+
+
+def plan(cfg: RlufConfig) -> dict[str, Any]:
+    """Ray Train arguments for the DPO run: ScalingConfig, trainer args, LoRA, failure budget."""
+    r = cfg.resources
+    return {
+        "scaling_config": scaling_config(r.train_workers, r.use_gpu, r.cpus_per_train_worker),
+        "trainer_args": trainer_args(cfg),
+        "lora": lora_kwargs(cfg.dpo.lora),
+        "max_failures": cfg.dpo.max_failures,
+        "dtype": cfg.model.dtype,
+        "max_prompt_tokens": min(cfg.dpo.max_prompt_length, cfg.model.max_context),
+        "run_name": "dpo-" + fingerprint(cfg, ("model", "data.prompt_template", "dpo"))[:12],
+    }
+
+
+def load_pairs(cfg: RlufConfig, ctx: StageContext) -> tuple[list[dict[str, Any]], str]:
+    """The weighted pairs (external file or the weights stage's artifact) and where they came from."""
+    from rluf_ray.training.pairs import read_jsonl_pairs
+
+    if cfg.dpo.pairs_path:
+        return read_jsonl_pairs(cfg.dpo.pairs_path), cfg.dpo.pairs_path
+    store = ctx.store
+    weights_dir = ctx.upstream_dir("assign-weights")
+    if not store.exists(weights_dir, WEIGHTED_PAIRS_ARTIFACT):
+        raise RlufError(
+            f"no {weights_dir}/{WEIGHTED_PAIRS_ARTIFACT}: run `rluf assign-weights` or pass --pairs"
+        )
+    path = store.path(weights_dir, WEIGHTED_PAIRS_ARTIFACT)
+    if store.local:
+        return read_jsonl_pairs(path), path
+    from rluf_ray.training.pairs import _check_row
+
+    rows = [
+        _check_row(r, f"{path}:{i + 1}")
+        for i, r in enumerate(store.iter_jsonl(weights_dir, WEIGHTED_PAIRS_ARTIFACT))
+    ]
+    if not rows:
+        raise RlufError(f"{path}: no weighted pairs")
+    return rows, path
+
+
+def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
+    """Fit prompts, train weighted DPO under Ray Train, export the final model and curves."""
+    from ray.train.torch import TorchTrainer
+    from transformers import AutoTokenizer
+
+    from rluf_ray.io.ray_runtime import ensure_ray
+    from rluf_ray.training.dpo_loop import dpo_train_loop
+    from rluf_ray.training.pairs import fit_pair_prompts, tokenizer_counters
+    from rluf_ray.training.ray_train import export_final, run_config
+
+    p = plan(cfg)
+    sft_model = ctx.store.local_path(ctx.upstream_dir("sft"), MODEL_DIR)
+    if not os.path.isfile(os.path.join(sft_model, "config.json")):
+        raise RlufError(f"no SFT model at {sft_model}: run `rluf sft` first")
+    raw, source = load_pairs(cfg, ctx)
+    tokenizer = AutoTokenizer.from_pretrained(sft_model)
+    count, keep_end = tokenizer_counters(tokenizer)
+    pairs, stats = fit_pair_prompts(raw, p["max_prompt_tokens"], count, cfg.data.prompt_template, keep_end)
+    dropped = stats.zero_weight if p["trainer_args"]["drop_zero_weight"] else 0
+    if stats.pairs - dropped == 0:
+        raise RlufError(f"{source}: every pair has weight 0, nothing to train on")
+    log.info(
+        "train: %d pairs from %s (%d prompts truncated, %d zero-weight%s)",
+        stats.pairs,
+        source,
+        stats.truncated_prompts,
+        stats.zero_weight,
+        ", dropped" if dropped else "",
+    )
+
+    import ray
+
+    ensure_ray()
+    storage = ctx.store.local_path(ctx.dir, CHECKPOINTS)
+    trainer = TorchTrainer(
+        dpo_train_loop,
+        train_loop_config={
+            "model_path": sft_model,
+            "dtype": p["dtype"],
+            "trainer_args": p["trainer_args"],
+            "lora": p["lora"],
+            "pairs": ray.put(pairs),
+            "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: exercises FailureConfig resume
+        },
+        scaling_config=p["scaling_config"],
+        run_config=run_config(p["run_name"], storage, p["max_failures"]),
+    )
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # Ray Train's TrainingFailedError wraps the worker's exception
+        raise RlufError(
+            f"DPO training failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
+    model_dir = ctx.store.local_path(ctx.dir, MODEL_DIR)
+    curves = ctx.store.local_path(ctx.dir, CURVES)
+    export_final(result, model_dir, curves)
+    shutil.rmtree(storage, ignore_errors=True)
+    metrics = dict(result.metrics or {})
+    summary = {
+        "source": source,
+        "pairs": stats.pairs,
+        "truncated_prompts": stats.truncated_prompts,
+        "off_template_prompts": stats.off_template_prompts,
+        "zero_weight_pairs": stats.zero_weight,
+        "dropped_zero_weight": dropped,
+        "reduction": cfg.dpo.reduction,
+        "workers": cfg.resources.train_workers,
+        **{k: metrics[k] for k in ("train_loss", "global_step", "resumed") if k in metrics},
+    }
+    ctx.store.write_json(ctx.dir, SUMMARY, summary)
+    return StageResult(
+        rows={"pairs": stats.pairs, "trained_pairs": stats.pairs - dropped},
+        metrics=summary,
+    )

@@ -1,0 +1,117 @@
+"""Weighted preference pairs: read the released format (prompt, chosen, rejected, weight), fit prompts.
+
+Rows of the original project's released JSONL (and of our ``weights`` stage) carry a rendered prompt
+("Please summarize this text:\\n<post>\\nSummary:"). A prompt longer than the budget goes through
+``rluf_ray.core.text.fit_prompt``: the post body is cut, the instruction and the closing cue survive,
+and the cut is counted. A prompt that does not follow the template keeps its end (the answer cue)
+and is counted as truncated too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rluf_ray.core.dpo_loss import validate_weights
+from rluf_ray.core.text import fit_prompt
+from rluf_ray.errors import RlufError
+
+REQUIRED = ("prompt", "chosen", "rejected", "weight")
+
+
+@dataclass
+class PairStats:
+    """Counts for the stage manifest."""
+
+    pairs: int = 0
+    truncated_prompts: int = 0
+    off_template_prompts: int = 0
+    zero_weight: int = 0
+
+
+def read_jsonl_pairs(path: str) -> list[dict[str, Any]]:
+    """Read a weighted pairs JSONL (one-line errors naming the line for bad rows)."""
+    rows: list[dict[str, Any]] = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise RlufError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+                rows.append(_check_row(row, f"{path}:{n}"))
+    except FileNotFoundError:
+        raise RlufError(f"weighted pairs file not found: {path}") from None
+    if not rows:
+        raise RlufError(f"{path}: no weighted pairs")
+    return rows
+
+
+def _check_row(row: Any, where: str) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise RlufError(f"{where}: expected a JSON object")
+    missing = [k for k in REQUIRED if k not in row]
+    if missing:
+        raise RlufError(f"{where}: missing {', '.join(missing)}")
+    try:
+        weight = float(row["weight"])
+        validate_weights([weight])
+    except (TypeError, ValueError) as exc:
+        raise RlufError(f"{where}: bad weight {row['weight']!r} ({exc})") from None
+    for k in ("prompt", "chosen", "rejected"):
+        if not isinstance(row[k], str):
+            raise RlufError(f"{where}: {k} must be a string")
+    return {"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"], "weight": weight}
+
+
+def split_template(template: str) -> tuple[str, str]:
+    """The text before and after ``{post}`` in the prompt template."""
+    head, _, tail = template.partition("{post}")
+    return head, tail
+
+
+def fit_pair_prompts(
+    rows: Iterable[Mapping[str, Any]],
+    max_prompt_tokens: int,
+    count_tokens: Callable[[str], int],
+    template: str,
+    cut_tokens_from_start: Callable[[str, int], str] | None = None,
+) -> tuple[list[dict[str, Any]], PairStats]:
+    """Fit every prompt into ``max_prompt_tokens`` with the project's truncation helper; count cuts."""
+    head, tail = split_template(template)
+    out: list[dict[str, Any]] = []
+    stats = PairStats()
+    for row in rows:
+        prompt = row["prompt"]
+        if count_tokens(prompt) > max_prompt_tokens:
+            stats.truncated_prompts += 1
+            if prompt.startswith(head) and prompt.endswith(tail) and len(prompt) >= len(head) + len(tail):
+                post = prompt[len(head) : len(prompt) - len(tail)]
+                prompt = fit_prompt(post, max_prompt_tokens, count_tokens, template).prompt
+            else:
+                stats.off_template_prompts += 1
+                if cut_tokens_from_start is None:
+                    raise RlufError("an over-long prompt does not follow data.prompt_template")
+                prompt = cut_tokens_from_start(prompt, max_prompt_tokens)
+        stats.pairs += 1
+        stats.zero_weight += float(row["weight"]) == 0.0
+        out.append({**row, "prompt": prompt})
+    return out, stats
+
+
+def tokenizer_counters(tokenizer: Any) -> tuple[Callable[[str], int], Callable[[str], str]]:
+    """(count_tokens, keep-the-last-n-tokens) for a HF tokenizer, counting special tokens as TRL does."""
+
+    def count(text: str) -> int:
+        return len(tokenizer(text)["input_ids"])
+
+    def keep_end(text: str, n: int) -> str:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        specials = count("") or 0
+        return tokenizer.decode(ids[-max(1, n - specials) :])
+
+    return count, keep_end

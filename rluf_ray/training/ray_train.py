@@ -1,0 +1,143 @@
+"""Shared Ray Train wiring for the HF/TRL trainers (SFT and weighted DPO).
+
+- ``scaling_config`` / ``run_config``: TorchTrainer arguments from the config (gloo on CPU, NCCL on GPU:
+  Ray's TorchConfig picks the backend from ``use_gpu``; the HF args get the matching ``ddp_backend``).
+- ``RankZeroReportCallback``: after each HF ``save`` the latest HF checkpoint (model, optimiser,
+  scheduler, RNG, trainer state) is reported to Ray Train from rank 0 (the other ranks report
+  metrics only), so Ray Train keeps it in ``storage_path/<run name>/``.
+- ``resume_checkpoint``: inside the loop, the HF checkpoint directory of the latest Ray Train
+  checkpoint (after a worker failure with ``FailureConfig``, or a rerun with the same run name).
+- ``report_final``: rank 0 saves the final model + tokenizer (``save_pretrained``) and the curves
+  as the last Ray Train checkpoint; the driver copies it out with ``export_final``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+HF_CHECKPOINT = "checkpoint"  # the HF Trainer checkpoint inside a Ray Train checkpoint
+FINAL_MODEL = "model"  # the final save_pretrained model inside the last Ray Train checkpoint
+CURVES = "curves.jsonl"
+
+
+def scaling_config(workers: int, use_gpu: bool, cpus_per_worker: float) -> Any:
+    """Ray Train ScalingConfig: ``workers`` workers, each with its CPUs (and one GPU when ``use_gpu``)."""
+    from ray.train import ScalingConfig
+
+    resources: dict[str, float] = {"CPU": float(cpus_per_worker)}
+    if use_gpu:
+        resources["GPU"] = 1.0
+    return ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources)
+
+
+def hf_distributed_args(use_gpu: bool) -> dict[str, Any]:
+    """HF TrainingArguments that agree with the Ray Train process group (gloo on CPU, NCCL on GPU)."""
+    return {"use_cpu": not use_gpu, "ddp_backend": "nccl" if use_gpu else "gloo"}
+
+
+def run_config(name: str, storage_path: str, max_failures: int, num_to_keep: int = 2) -> Any:
+    """Ray Train RunConfig: a named run (resumable by name), FailureConfig and checkpoint retention."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+
+    return RunConfig(
+        name=name,
+        storage_path=storage_path,
+        failure_config=FailureConfig(max_failures=max_failures),
+        checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep),
+    )
+
+
+class RankZeroReportCallback(TrainerCallback):
+    """Report each new HF checkpoint to Ray Train from rank 0 (all ranks report, as Ray requires)."""
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        import ray.train
+        from ray.train import Checkpoint
+        from transformers.trainer_utils import get_last_checkpoint
+
+        metrics: dict[str, Any] = {"step": int(state.global_step)}
+        for log in state.log_history:
+            metrics.update({k: v for k, v in log.items() if isinstance(v, (int, float))})
+        src = get_last_checkpoint(args.output_dir) if ray.train.get_context().get_world_rank() == 0 else None
+        if src is None:
+            ray.train.report(metrics=metrics)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copytree(src, Path(tmp, HF_CHECKPOINT))
+            ray.train.report(metrics=metrics, checkpoint=Checkpoint.from_directory(tmp))
+
+
+class FailAtStep(TrainerCallback):
+    """Test hook: raise once at a given step on a fresh (not resumed) run, to exercise FailureConfig."""
+
+    def __init__(self, step: int, resumed: bool):
+        self.step, self.resumed = step, resumed
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not self.resumed and state.global_step == self.step:
+            raise RuntimeError(f"injected failure at step {self.step}")
+
+
+@contextlib.contextmanager
+def resume_checkpoint() -> Iterator[str | None]:
+    """The HF checkpoint directory to resume from (None on a fresh start), valid inside the block."""
+    import ray.train
+
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        yield None
+        return
+    with ckpt.as_directory() as d:
+        path = Path(d, HF_CHECKPOINT)
+        yield str(path) if path.is_dir() else None
+
+
+def report_final(trainer: Any, tokenizer: Any, metrics: dict[str, Any], curves: str | None = None) -> None:
+    """Save the final model and tokenizer (HF format) and report them as the last Ray Train checkpoint."""
+    import ray.train
+    from ray.train import Checkpoint
+
+    rank = ray.train.get_context().get_world_rank()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp, FINAL_MODEL)
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if hasattr(model, "merge_and_unload"):  # LoRA: ship a plain merged model that vLLM can load
+            if rank == 0:
+                model.merge_and_unload().save_pretrained(out)
+        else:
+            trainer.save_model(str(out))  # every rank: gathers FSDP/ZeRO-3 shards, writes on rank 0
+        if rank != 0:
+            ray.train.report(metrics=metrics)
+            return
+        tokenizer.save_pretrained(out)
+        if curves and os.path.exists(curves):
+            shutil.copy(curves, Path(tmp, CURVES))
+        ray.train.report(metrics=metrics, checkpoint=Checkpoint.from_directory(tmp))
+
+
+def export_final(result: Any, model_dir: str, curves_path: str | None = None) -> None:
+    """Driver side: copy the final model (and curves) out of the run's last checkpoint."""
+    if result.checkpoint is None:
+        raise RuntimeError("the training run reported no final checkpoint")
+    with result.checkpoint.as_directory() as d:
+        src = Path(d, FINAL_MODEL)
+        if not src.is_dir():
+            raise RuntimeError(f"the last checkpoint has no {FINAL_MODEL}/ directory")
+        if os.path.exists(model_dir):
+            shutil.rmtree(model_dir)
+        shutil.copytree(src, model_dir)
+        if curves_path and Path(d, CURVES).is_file():
+            shutil.copy(Path(d, CURVES), curves_path)
+
+
+def local_output_dir(prefix: str) -> str:
+    """A per-worker scratch directory for the HF Trainer's own checkpoints."""
+    return tempfile.mkdtemp(prefix=f"rluf-{prefix}-")

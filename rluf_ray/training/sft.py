@@ -1,0 +1,119 @@
+"""SFT on prompt -> summary data with TRL's SFTTrainer: loss on summary tokens only, EOS after each.
+
+The dataset is TRL's prompt-completion format: ``prompt`` is the rendered template (post body cut to
+fit by ``fit_prompt``), ``completion`` is " " + the reference. With that format SFTTrainer
+(``completion_only_loss=True``) masks every prompt token (label -100) and appends the tokenizer's
+EOS to every completion, so sampling stops after a summary instead of running to max_new_tokens.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rluf_ray.errors import RlufError
+from rluf_ray.training.ray_train import (
+    FailAtStep,
+    RankZeroReportCallback,
+    local_output_dir,
+    report_final,
+    resume_checkpoint,
+)
+
+MIN_PROMPT_TOKENS = 8
+
+
+def completion_text(reference: str) -> str:
+    """The SFT target: the reference after one space (the prompt ends with the answer cue)."""
+    return " " + reference.strip()
+
+
+def build_sft_rows(
+    rows: Iterable[Mapping[str, Any]], tokenizer: Any, max_length: int, template: str
+) -> tuple[list[dict[str, str]], int]:
+    """Prompt-completion rows whose prompt+completion+EOS fit ``max_length``; returns (rows, truncated)."""
+    from rluf_ray.core.text import fit_prompt
+
+    def count(text: str) -> int:
+        return len(tokenizer(text)["input_ids"])
+
+    out: list[dict[str, str]] = []
+    truncated = 0
+    for row in rows:
+        completion = completion_text(row["reference"])
+        budget = max_length - len(tokenizer(completion, add_special_tokens=False)["input_ids"]) - 1  # EOS
+        if budget < MIN_PROMPT_TOKENS:
+            raise RlufError(
+                f"prompt {row.get('prompt_id', '?')}: its reference alone needs more than sft.max_length={max_length}"
+            )
+        try:
+            fitted = fit_prompt(row["post"], budget, count, template)
+        except ValueError as exc:
+            raise RlufError(str(exc)) from None
+        truncated += fitted.truncated
+        out.append({"prompt": fitted.prompt, "completion": completion})
+    return out, truncated
+
+
+def sft_trainer(model: Any, tokenizer: Any, rows: list[dict[str, str]], args: Any, **kwargs: Any) -> Any:
+    """TRL's SFTTrainer on prompt-completion rows (completion-only loss, EOS appended)."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    if not rows:
+        raise RlufError("no SFT examples")
+    if not args.completion_only_loss:
+        raise ValueError("SFT here trains on the summary only: completion_only_loss must be True")
+    return SFTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer, **kwargs
+    )
+
+
+def sft_train_loop(config: dict[str, Any]) -> None:
+    """SFT inside a Ray Train worker; resumes from the latest Ray Train checkpoint."""
+    import ray
+    import torch
+    from ray.train.huggingface.transformers import prepare_trainer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig
+
+    rows = config["rows"]
+    if isinstance(rows, ray.ObjectRef):
+        rows = ray.get(rows)
+    out_dir = local_output_dir("sft")
+    tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
+    model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=getattr(torch, config["dtype"]))
+    peft_config = None
+    if config.get("lora"):
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(task_type="CAUSAL_LM", **config["lora"])
+    args = SFTConfig(output_dir=out_dir, **config["trainer_args"])
+    trainer = sft_trainer(
+        model, tokenizer, rows, args, peft_config=peft_config, callbacks=[RankZeroReportCallback()]
+    )
+    trainer = prepare_trainer(trainer)
+    with resume_checkpoint() as ckpt:
+        if config.get("fail_at_step"):
+            trainer.add_callback(FailAtStep(int(config["fail_at_step"]), resumed=ckpt is not None))
+        result = trainer.train(resume_from_checkpoint=ckpt)
+    curves = os.path.join(out_dir, "curves.jsonl")
+    _write_curves(trainer.state.log_history, curves)
+    metrics = {
+        "train_loss": float(result.training_loss),
+        "global_step": int(trainer.state.global_step),
+        "resumed": ckpt is not None,
+    }
+    report_final(trainer, tokenizer, metrics, curves)
+
+
+def _write_curves(history: list[dict[str, Any]], path: str) -> None:
+    import json
+
+    keys = ("loss", "learning_rate", "grad_norm", "mean_token_accuracy", "entropy")
+    with open(path, "w", encoding="utf-8") as f:
+        for log in history:
+            if "loss" in log and "step" in log:
+                row = {"step": int(log["step"]), **{k: float(log[k]) for k in keys if k in log}}
+                f.write(json.dumps(row) + "\n")

@@ -1,0 +1,213 @@
+"""Weighted DPO on top of TRL 1.16: a minimal ``DPOTrainer`` subclass and a weight-carrying collator.
+
+TRL's preference collator and signature columns drop unknown columns, so a ``weight`` column never
+reaches the loss on its own. Here it is carried on purpose:
+
+1. ``WeightedPreferenceCollator`` adds ``batch["weight"]`` (float, one per pair);
+2. ``WeightedDPOTrainer._set_signature_columns_if_needed`` keeps the ``weight`` column;
+3. ``WeightedDPOTrainer._compute_loss`` computes the per-pair losses (``rluf_ray.core.dpo_loss``),
+   multiplies them by the weights and reduces (``mean``: sum(w*l)/B, ``normalized``: sum(w*l)/sum(w)).
+
+Everything else is TRL's: dataset tokenisation, reference model or disabled LoRA adapters,
+``precompute_ref_log_probs``, the fused LM head, DDP/FSDP/DeepSpeed through ``Trainer``.
+Supported loss types: ``sigmoid``, ``hinge``, ``ipo`` (the per-pair ones this project configures).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from datasets import Dataset
+from transformers import TrainerCallback
+from trl import DPOConfig, DPOTrainer
+from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+from rluf_ray.core.dpo_loss import LOSS_TYPES, REDUCTIONS, drop_zero_enabled, per_pair_losses, reduce_weighted
+
+WEIGHT_COLUMN = "weight"
+_NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps", WEIGHT_COLUMN}
+CURVE_KEYS = (
+    "loss",
+    "rewards/accuracies",
+    "rewards/margins",
+    "rewards/chosen",
+    "rewards/rejected",
+    "weight/mean",
+    "learning_rate",
+    "grad_norm",
+)
+
+
+@dataclass
+class WeightedDPOConfig(DPOConfig):
+    """TRL's ``DPOConfig`` plus the per-pair weighting options."""
+
+    weight_reduction: str = field(
+        default="mean",
+        metadata={"help": "mean: sum(w*l)/B (the original CFA code); normalized: sum(w*l)/sum(w)."},
+    )
+    drop_zero_weight: bool | None = field(
+        default=None,
+        metadata={"help": "Filter zero-weight pairs out before training (None: on with normalized)."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.weight_reduction not in REDUCTIONS:
+            raise ValueError(f"weight_reduction must be one of {REDUCTIONS}, got {self.weight_reduction!r}")
+
+
+@dataclass
+class WeightedPreferenceCollator(DataCollatorForPreference):
+    """TRL's preference collator that also returns ``weight`` (float32, one per pair)."""
+
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        out = super().torch_call(examples)
+        if WEIGHT_COLUMN not in examples[0]:
+            raise KeyError(f"examples have no {WEIGHT_COLUMN!r} field: the weight would be lost")
+        out[WEIGHT_COLUMN] = torch.tensor([float(ex[WEIGHT_COLUMN]) for ex in examples], dtype=torch.float32)
+        return out
+
+
+def drop_zero_weight_pairs(dataset: Dataset) -> tuple[Dataset, int]:
+    """The dataset without its zero-weight pairs, and how many were dropped."""
+    before = len(dataset)
+    kept = dataset.filter(lambda w: float(w) != 0.0, input_columns=[WEIGHT_COLUMN])
+    return kept, before - len(kept)
+
+
+class WeightedDPOTrainer(DPOTrainer):
+    """``DPOTrainer`` whose loss is the weighted reduction of per-pair DPO losses."""
+
+    def __init__(
+        self, model: Any, ref_model: Any = None, args: WeightedDPOConfig | None = None, **kwargs: Any
+    ):
+        dpo_args = args
+        if not isinstance(dpo_args, WeightedDPOConfig):
+            raise TypeError("WeightedDPOTrainer needs args=WeightedDPOConfig(...)")
+        loss_types = list(dpo_args.loss_type)
+        if len(loss_types) != 1 or loss_types[0] not in LOSS_TYPES:
+            raise ValueError(f"weighted DPO supports one loss_type among {LOSS_TYPES}, got {loss_types}")
+        if dpo_args.ld_alpha is not None or dpo_args.use_weighting:
+            raise ValueError("weighted DPO does not combine with ld_alpha or WPO use_weighting")
+        if dpo_args.f_divergence_type != "reverse_kl":
+            raise ValueError("weighted DPO supports f_divergence_type='reverse_kl' only")
+        self.weight_reduction = dpo_args.weight_reduction
+        self.dropped_zero_weight = 0
+        train = kwargs.get("train_dataset")
+        if isinstance(train, Dataset):
+            if WEIGHT_COLUMN not in train.column_names:
+                raise ValueError(f"train_dataset has no {WEIGHT_COLUMN!r} column")
+            if drop_zero_enabled(dpo_args.weight_reduction, dpo_args.drop_zero_weight):
+                kwargs["train_dataset"], self.dropped_zero_weight = drop_zero_weight_pairs(train)
+                if len(kwargs["train_dataset"]) == 0:
+                    raise ValueError("every pair has weight 0: nothing to train on")
+        super().__init__(model, ref_model=ref_model, args=dpo_args, **kwargs)
+        base = self.data_collator
+        if type(base) is DataCollatorForPreference:
+            self.data_collator = WeightedPreferenceCollator(
+                pad_token_id=base.pad_token_id,
+                max_length=base.max_length,
+                truncation_mode=base.truncation_mode,
+                pad_to_multiple_of=base.pad_to_multiple_of,
+            )
+
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()
+        if WEIGHT_COLUMN not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, WEIGHT_COLUMN]
+
+    def compute_ref_log_probs(self, model: Any, inputs: dict[str, Any]) -> Any:
+        """TRL's reference log-probs, with the weight kept out of the model's kwargs."""
+        return super().compute_ref_log_probs(model, {k: v for k, v in inputs.items() if k != WEIGHT_COLUMN})
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
+        if return_outputs:
+            raise NotImplementedError("WeightedDPOTrainer does not return logits (prediction_loss_only)")
+        mode = "train" if self.model.training else "eval"
+        weights = inputs[WEIGHT_COLUMN]
+        completion_mask = inputs["completion_mask"]
+        model_kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
+        model_kwargs["use_cache"] = False
+        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+        outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
+        seq_len = completion_mask.size(1) - 1
+        logps = outputs.log_probs[:, -seq_len:].sum(dim=1)
+        chosen_logps, rejected_logps = logps.chunk(2, dim=0)
+        if self.precompute_ref_logps:
+            ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+        else:
+            ref_model = self.ref_model if self.ref_model is not None else self.model
+            ref_chosen, ref_rejected = self.compute_ref_log_probs(ref_model, inputs)
+        chosen_len, rejected_len = completion_mask.sum(dim=1).chunk(2, dim=0)
+        losses = per_pair_losses(
+            chosen_logps,
+            rejected_logps,
+            ref_chosen,
+            ref_rejected,
+            beta=self.beta,
+            loss_type=self.loss_types[0],
+            label_smoothing=self.label_smoothing,
+            chosen_lengths=chosen_len,
+            rejected_lengths=rejected_len,
+        )
+        loss = reduce_weighted(losses, weights, self.weight_reduction) * self.loss_weights[0]
+        self._log_pair_metrics(mode, chosen_logps, rejected_logps, ref_chosen, ref_rejected, weights)
+        return loss
+
+    def _log_pair_metrics(
+        self,
+        mode: str,
+        chosen_logps: torch.Tensor,
+        rejected_logps: torch.Tensor,
+        ref_chosen: torch.Tensor,
+        ref_rejected: torch.Tensor,
+        weights: torch.Tensor,
+    ) -> None:
+        gather = self.accelerator.gather
+        chosen_rewards = self.beta * (chosen_logps.detach() - ref_chosen)
+        rejected_rewards = self.beta * (rejected_logps.detach() - ref_rejected)
+        m = self._metrics[mode]
+        m["rewards/chosen"].append(gather(chosen_rewards).mean().item())
+        m["rewards/rejected"].append(gather(rejected_rewards).mean().item())
+        m["rewards/accuracies"].append(gather((chosen_rewards > rejected_rewards).float()).mean().item())
+        m["rewards/margins"].append(gather(chosen_rewards - rejected_rewards).mean().item())
+        m["logps/chosen"].append(gather(chosen_logps.detach()).mean().item())
+        m["logps/rejected"].append(gather(rejected_logps.detach()).mean().item())
+        m["weight/mean"].append(gather(weights.float()).mean().item())
+
+
+def curves_from_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per logged training step (loss, reward accuracy and margins, mean weight, ...)."""
+    rows = []
+    for log in log_history:
+        if "loss" not in log or "step" not in log:
+            continue
+        row: dict[str, Any] = {"step": int(log["step"]), "epoch": float(log.get("epoch", 0.0))}
+        row.update({k: float(log[k]) for k in CURVE_KEYS if k in log})
+        rows.append(row)
+    return rows
+
+
+class CurveLogger(TrainerCallback):
+    """Appends every training log (loss, reward accuracy and margins, mean weight) to a JSONL file."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = os.fspath(path)
+        self.rows: list[dict[str, Any]] = []
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
+    ) -> None:
+        if not logs or not state.is_world_process_zero or "loss" not in logs:
+            return
+        row = {"step": int(state.global_step), "epoch": float(state.epoch or 0.0)}
+        row.update({k: float(logs[k]) for k in CURVE_KEYS if k in logs})
+        self.rows.append(row)
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")

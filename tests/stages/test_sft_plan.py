@@ -1,0 +1,42 @@
+"""The SFT stage's pure plan, without Ray."""
+
+from __future__ import annotations
+
+import pytest
+
+from rluf_ray.config import load
+from rluf_ray.errors import RlufError
+from rluf_ray.stages.sft import plan
+
+
+def test_sft_plan_cpu():
+    cfg = load(None, ["resources.train_workers=2", "sft.per_device_batch_size=3"])
+    p = plan(cfg)
+    assert p["scaling_config"].num_workers == 2 and not p["scaling_config"].use_gpu
+    a = p["trainer_args"]
+    assert a["completion_only_loss"] is True and a["packing"] is False
+    assert a["ddp_backend"] == "gloo" and a["use_cpu"] is True
+    assert a["per_device_train_batch_size"] == 3
+    assert a["max_length"] == min(cfg.sft.max_length, cfg.model.max_context)
+    assert a["learning_rate"] == cfg.sft.learning_rate and a["num_train_epochs"] == cfg.sft.num_epochs
+    assert p["run_name"].startswith("sft-") and p["lora"] is None
+    from trl import SFTConfig
+
+    built = SFTConfig(output_dir="unused", **{**a, "ddp_backend": None})  # all real SFTConfig fields
+    assert built.completion_only_loss is True and built.warmup_steps == pytest.approx(cfg.sft.warmup_ratio)
+
+
+def test_sft_plan_7b_config_scale_knobs():
+    from rluf_ray.config import CONFIG_DIR
+
+    cfg = load(CONFIG_DIR / "llama2_7b_tldr.yaml")
+    p = plan(cfg)
+    a = p["trainer_args"]
+    assert a["ddp_backend"] == "nccl" and a["bf16"] and a["gradient_checkpointing"]
+    assert a.get("fsdp") or a.get("deepspeed")
+    assert p["scaling_config"].use_gpu and p["scaling_config"].num_workers == cfg.resources.train_workers
+
+
+def test_sft_plan_refuses_bf16_on_cpu():
+    with pytest.raises(RlufError, match="need GPUs"):
+        plan(load(None, ["sft.bf16=true"]))
