@@ -72,6 +72,8 @@ class ApiJudge:
         self._client: Any = None
         self._sem: asyncio.Semaphore | None = None
         self.params = sampling_params(cfg)
+        # A slot used later than half the budget's safety margin could crowd the next window.
+        self.max_late_s = cfg.rate_safety * cfg.rate_window_s / 2
 
     # -- helpers ------------------------------------------------------------------------------
     def _redact(self, text: str) -> str:
@@ -122,7 +124,7 @@ class ApiJudge:
         attempts = transient = malformed = 0
         async with self._sem:
             while True:
-                grant = await wait_for_slot(self.limiter, est_tokens, est_dollars)
+                grant = await wait_for_slot(self.limiter, est_tokens, est_dollars, self.max_late_s)
                 if "refused" in grant:
                     return JudgeResult(req.key, None, grant["refused"], attempts=attempts)
                 slot = grant["id"]

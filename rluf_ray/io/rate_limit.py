@@ -178,9 +178,27 @@ class LocalLimiter:
         self.budget.pause(seconds)
 
 
-async def wait_for_slot(limiter: Any, tokens: int, dollars: float = 0.0) -> dict[str, Any]:
-    """Reserve through ``limiter`` and sleep until the slot's time; returns the grant."""
-    grant = await limiter.reserve(tokens, dollars)
-    if "delay" in grant and grant["delay"] > 0:
-        await asyncio.sleep(grant["delay"])
-    return grant
+async def wait_for_slot(
+    limiter: Any, tokens: int, dollars: float = 0.0, max_late_s: float | None = None, max_stale: int = 20
+) -> dict[str, Any]:
+    """Reserve through ``limiter`` and sleep until the slot's time; returns the grant.
+
+    A grant used late (a starved event loop, a slow reply from the budget actor) would send the
+    request into a later window than the one it was counted in and could crowd that window. When the
+    time from asking to waking exceeds the slot's delay by more than ``max_late_s``, the stale slot
+    stays counted (the safe side), its tokens are released, and a fresh slot is asked for; after
+    ``max_stale`` stale grants in a row the last one is used anyway, so a starved worker still ends.
+    """
+    for attempt in range(max_stale + 1):
+        t0 = time.monotonic()
+        grant = await limiter.reserve(tokens, dollars)
+        if "refused" in grant:
+            return grant
+        delay = max(0.0, float(grant.get("delay", 0.0)))
+        if delay > 0:
+            await asyncio.sleep(delay)
+        late = time.monotonic() - t0 - delay
+        if max_late_s is None or late <= max_late_s or attempt == max_stale:
+            return grant
+        await limiter.settle(grant["id"], 0, 0.0)
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -111,3 +111,33 @@ def test_random_load_never_exceeds_either_cap():
     for i, (t0, _) in enumerate(granted):
         in_window = sum(tok for t, tok in granted[i:] if t < t0 + 5.0)
         assert in_window <= 2000
+
+
+def test_stale_grant_is_replaced_and_stays_counted() -> None:
+    """A grant whose holder wakes too late is not used: a fresh slot is asked for."""
+    import asyncio
+
+    from rluf_ray.io.rate_limit import wait_for_slot
+
+    class SlowLimiter:
+        def __init__(self, slow_first: int) -> None:
+            self.asked = 0
+            self.settled: list[tuple[int, int | None, float | None]] = []
+            self.slow_first = slow_first
+
+        async def reserve(self, tokens: int, dollars: float = 0.0) -> dict:
+            self.asked += 1
+            if self.asked <= self.slow_first:
+                await asyncio.sleep(0.05)  # the reply arrives late: the slot is stale on waking
+            return {"id": self.asked, "delay": 0.0}
+
+        async def settle(self, slot_id: int, tokens: int | None = None, dollars: float | None = None) -> None:
+            self.settled.append((slot_id, tokens, dollars))
+
+    lim = SlowLimiter(slow_first=2)
+    grant = asyncio.run(wait_for_slot(lim, 10, max_late_s=0.01))
+    assert grant["id"] == 3 and lim.asked == 3
+    assert lim.settled == [(1, 0, 0.0), (2, 0, 0.0)]  # stale slots keep their count, free their tokens
+    # Without a lateness bound the first grant is used; with max_stale the loop ends.
+    assert asyncio.run(wait_for_slot(SlowLimiter(5), 10))["id"] == 1
+    assert asyncio.run(wait_for_slot(SlowLimiter(5), 10, max_late_s=0.01, max_stale=2))["id"] == 3

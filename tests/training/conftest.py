@@ -22,19 +22,3 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_embedded(
         TEXTS, out, vocab_size=320, hidden_size=128, layers=1, heads=2, max_positions=512, seed=0
     )
-
-
-@pytest.fixture(scope="session")
-def sample_pairs_path() -> Path:
-    """The released weighted DPO sample: ../shared/data beside the clone, else $RLUF_WEIGHTED_SAMPLE.
-
-    (A git worktree under another directory has no ../shared; the variable points at it there.)
-    """
-    import os
-
-    from tests.conftest import WEIGHTED_SAMPLE
-
-    for p in (WEIGHTED_SAMPLE, Path(os.environ.get("RLUF_WEIGHTED_SAMPLE", "/nonexistent"))):
-        if p.is_file():
-            return p
-    pytest.skip(f"{WEIGHTED_SAMPLE} is absent and RLUF_WEIGHTED_SAMPLE is unset")

@@ -6,8 +6,8 @@ from rluf_ray.core.text import DEFAULT_TEMPLATE
 from rluf_ray.training.pairs import fit_pair_prompts, read_jsonl_pairs
 
 
-def test_fit_pair_prompts_cuts_the_post_and_counts(sample_pairs_path):
-    rows = read_jsonl_pairs(str(sample_pairs_path))
+def test_fit_pair_prompts_cuts_the_post_and_counts(weighted_sample_path):
+    rows = read_jsonl_pairs(str(weighted_sample_path))
     count = len  # characters as tokens: enough to test the cut and the count
     out, stats = fit_pair_prompts(rows, 300, count, DEFAULT_TEMPLATE)
     assert stats.pairs == len(rows) == len(out)

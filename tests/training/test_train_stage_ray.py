@@ -16,13 +16,13 @@ from rluf_ray.stages.registry import BY_NAME
 @pytest.mark.ray
 @pytest.mark.slow
 def test_train_on_released_pairs_resumes_after_a_failure(
-    ray_session, tiny_model_dir, sample_pairs_path, tmp_path
+    ray_session, tiny_model_dir, weighted_sample_path, tmp_path
 ):
     cfg = load(
         None,
         [
             f"output_dir={tmp_path / 'out'}",
-            f"dpo.pairs_path={sample_pairs_path}",
+            f"dpo.pairs_path={weighted_sample_path}",
             "dpo.max_steps=4",
             "dpo.save_steps=2",
             "dpo.per_device_batch_size=2",
