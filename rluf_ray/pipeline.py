@@ -84,7 +84,7 @@ def run_stage(
     store.invalidate(spec.artifact_dir)
     log.info("%s: running", name)
     t0 = time.perf_counter()
-    result = run(cfg, StageContext(spec=spec, store=store, options=dict(options or {})))
+    result = run(cfg, StageContext(spec=spec, store=store, options={**(options or {}), "force": force}))
     if not isinstance(result, StageResult):
         result = StageResult()
     wall = time.perf_counter() - t0
