@@ -93,6 +93,17 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
     return kwargs
 
 
+def io_task_kwargs(pool: int = 2) -> dict[str, Any]:
+    """``map_batches`` kwargs of the light steps (building prompts, writing parts).
+
+    They take no CPU, so they never wait behind engine actors that hold every CPU, and a bounded task
+    pool, so Ray does not start a worker process per pending zero-CPU task.
+    """
+    import ray.data
+
+    return {"num_cpus": 0, "compute": ray.data.TaskPoolStrategy(size=pool)}
+
+
 def batch_seed(seed: int, prompt_ids: Iterable[str]) -> int:
     """A sampling seed for one batch, stable across reruns and actors (from the ids it holds)."""
     h = hashlib.sha256(f"{seed}:{','.join(prompt_ids)}".encode()).digest()
@@ -288,7 +299,7 @@ def prompt_dataset(
         ranges = [{"start": a, "stop": min(a + step, n)} for a in range(0, n, step)]
         ds = ray.data.from_items(ranges, override_num_blocks=min(len(ranges), blocks or len(ranges)))
         kwargs = {"seed": cfg.data.demo.seed, "split": split, "done": frozenset(done)}
-        return ds.map_batches(demo_rows, fn_kwargs=kwargs, batch_size=1, num_cpus=0), n
+        return ds.map_batches(demo_rows, fn_kwargs=kwargs, batch_size=1, **io_task_kwargs()), n
     rows = splits.load_split(cfg, split)  # type: ignore[arg-type]
     if not rows:
         raise RlufError(f"the {split} split is empty")
@@ -330,7 +341,7 @@ def generate_splits(
         write_part,
         fn_kwargs={"store": store, "stage_dir": ctx.dir},
         batch_size=cfg.generation.rows_per_file,
-        num_cpus=0,  # I/O only: must not wait for a CPU the engine actors hold
+        **io_task_kwargs(),
     )
     t0 = last = time.perf_counter()
     prompts = samples = 0
