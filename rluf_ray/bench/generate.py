@@ -16,9 +16,11 @@ The last line printed is a JSON object with ``engine``, ``baseline_samples_per_s
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,11 +30,17 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rluf bench generate", description=__doc__.splitlines()[0])
     p.add_argument("--engine", choices=("hf", "vllm"), default="hf")
     p.add_argument("--samples", type=int, default=60, help="samples per prompt (N)")
-    p.add_argument("--prompts", type=int, default=4, help="prompts for our engine path")
+    p.add_argument("--prompts", type=int, default=8, help="prompts for our engine path")
     p.add_argument("--baseline-prompts", type=int, default=1, help="prompts for the one-sample-per-call loop")
     p.add_argument("--prompt-tokens", type=int, default=200)
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="total threads, both sides")
+    p.add_argument(
+        "--actors",
+        type=int,
+        default=None,
+        help="engine actors sharing the threads (default: hf one per 1 thread; vllm 1)",
+    )
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--temperature", type=float, default=0.35)
@@ -88,8 +96,8 @@ def run_baseline(
     torch.manual_seed(0)
     enc0 = tok(prompts[0], return_tensors="pt")
     with torch.inference_mode():  # warm-up, not timed
-        model.generate(**enc0, do_sample=True, temperature=temperature, top_k=0, max_new_tokens=4,
-                       pad_token_id=tok.pad_token_id)  # fmt: skip
+        model.generate(**enc0, do_sample=True, temperature=temperature, top_k=0, max_new_tokens=new_tokens,
+                       min_new_tokens=new_tokens, pad_token_id=tok.pad_token_id)  # fmt: skip
     samples = 0
     t0 = time.perf_counter()
     with torch.inference_mode():
@@ -105,27 +113,61 @@ def run_baseline(
     return {"samples": samples, "wall_s": round(wall, 3), "samples_per_s": samples / wall}
 
 
-def run_ours(engine_name: str, model_dir: Path, prompts: list[str], n: int, new_tokens: int, temperature: float,
-             threads: int, vllm_memory: float) -> dict:  # fmt: skip
-    """Our engine path: every prompt's N samples in one request, all prompts in one call."""
-    from rluf_ray.io.engines import SamplingSpec, make_engine
+class EngineActor:
+    """One engine in a Ray actor (the generate stage's actor pool, without Ray Data around it)."""
 
-    engine = make_engine(engine_name, str(model_dir), threads=threads, max_context=1024,
-                         gpu_memory_utilization=vllm_memory, seed=0)  # fmt: skip
+    def __init__(self, engine_name: str, model_dir: str, threads: int, vllm_memory: float):
+        from rluf_ray.io.engines import make_engine
+
+        self.engine = make_engine(engine_name, model_dir, threads=threads, max_context=1024,
+                                  gpu_memory_utilization=vllm_memory, seed=0)  # fmt: skip
+
+    def generate(self, prompts: list[str], spec, seed: int) -> int:
+        return sum(len(c.texts) for c in self.engine.generate(prompts, spec, seed=seed))
+
+
+def run_ours(engine_name: str, model_dir: Path, prompts: list[str], n: int, new_tokens: int, temperature: float,
+             threads: int, vllm_memory: float, actors: int = 1) -> dict:  # fmt: skip
+    """Our engine path: every prompt's N samples in one request, each actor's prompts in one call.
+
+    ``actors`` > 1 splits the same total threads over several engine actors (as the stage's pool
+    does); each is warmed up at its timed shape before the clock starts, as the baseline is.
+    """
+    from rluf_ray.io.engines import SamplingSpec
+
     spec = SamplingSpec(n=n, temperature=temperature, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
-    engine.generate(
-        prompts[:1], SamplingSpec(n=2, temperature=temperature, max_new_tokens=4), seed=1
-    )  # warm-up
-    t0 = time.perf_counter()
-    out = engine.generate(prompts, spec, seed=0)
-    wall = time.perf_counter() - t0
-    samples = sum(len(c.texts) for c in out)
+    if actors <= 1:
+        actor = EngineActor(engine_name, str(model_dir), threads, vllm_memory)
+        actor.generate(prompts, spec, seed=1)  # warm-up at the timed shape, not timed
+        t0 = time.perf_counter()
+        samples = actor.generate(prompts, spec, seed=0)
+        wall = time.perf_counter() - t0
+        del actor  # vLLM shuts its engine process down here, before the JSON line
+        gc.collect()
+    else:
+        import ray
+
+        from rluf_ray.io.ray_runtime import ensure_ray
+
+        ensure_ray(num_cpus=threads)
+        per = max(1, threads // actors)
+        handles = [ray.remote(EngineActor).options(num_cpus=per).remote(engine_name, str(model_dir), per, vllm_memory)
+                   for _ in range(actors)]  # fmt: skip
+        chunks = [prompts[k::actors] for k in range(actors)]
+        ray.get([h.generate.remote(c, spec, 1) for h, c in zip(handles, chunks, strict=True)])  # warm-up
+        t0 = time.perf_counter()
+        samples = sum(ray.get([h.generate.remote(c, spec, 0) for h, c in zip(handles, chunks, strict=True)]))
+        wall = time.perf_counter() - t0
+        for h in handles:
+            ray.kill(h)
     assert samples == n * len(prompts)
     return {"samples": samples, "wall_s": round(wall, 3), "samples_per_s": samples / wall}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.actors is None:
+        args.actors = args.threads if args.engine == "hf" else 1
     from transformers import AutoTokenizer
 
     machine = {
@@ -146,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"baseline (1 sample per generate call): {base['samples']} samples in {base['wall_s']}s = "
               f"{base['samples_per_s']:.2f} samples/s")  # fmt: skip
         ours = run_ours(args.engine, model_dir, prompts[: args.prompts], args.samples, args.new_tokens,
-                        args.temperature, args.threads, args.vllm_memory)  # fmt: skip
-        print(f"ours ({args.engine}, N per request, {args.prompts} prompts per call): {ours['samples']} samples in "
+                        args.temperature, args.threads, args.vllm_memory, args.actors)  # fmt: skip
+        print(f"ours ({args.engine}, N per request, {args.prompts} prompts over {args.actors} actor(s), "
+              f"{args.threads} threads in all): {ours['samples']} samples in "
               f"{ours['wall_s']}s = {ours['samples_per_s']:.2f} samples/s")  # fmt: skip
     result = {
         "engine": args.engine,
@@ -158,9 +201,11 @@ def main(argv: list[str] | None = None) -> int:
         "new_tokens": args.new_tokens,
         "prompt_tokens": round(sum(lengths) / len(lengths), 1),
         "threads": args.threads,
+        "actors": args.actors,
         "machine": machine,
     }
-    print(json.dumps(result))
+    sys.stderr.flush()
+    print(json.dumps(result), flush=True)
     return 0
 
 

@@ -1,7 +1,8 @@
 """Sampling engines behind one interface: N samples per prompt in ONE request, several prompts per call.
 
-* ``hf``: transformers ``generate`` with ``num_return_sequences=N`` over a left-padded batch of
-  prompts; the mean token log-probability of each sample is computed from the raw logits that
+* ``hf``: transformers ``generate`` with N samples per prompt over a left-padded batch of prompts in
+  one call; each prompt is prefilled once and its KV cache shared by its N samples (what
+  ``num_return_sequences=N`` does, without encoding the prompt N times); the mean token log-probability of each sample is computed from the raw logits that
   ``generate`` returns (``output_logits``), under the model's own distribution (not the
   temperature-scaled one), counting tokens up to and including the end-of-sequence token.
 * ``vllm``: ``LLM.generate`` with ``SamplingParams(n=N)``, prefix caching on, tensor-parallel size and
@@ -14,6 +15,7 @@ Engines are plain classes; the generate stage builds one inside each Ray actor.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from collections.abc import Sequence
@@ -88,6 +90,7 @@ class HFEngine:
         device: str | None = None,
         threads: int | None = None,
         max_context: int | None = None,
+        share_prefill: bool = True,
     ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -103,9 +106,43 @@ class HFEngine:
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
         self.model.to(self.device).eval()
         self.max_context = max_context or getattr(self.model.config, "max_position_embeddings", None)
+        self.share_prefill = share_prefill
+        # transformers >= 5.2x names the KV cache argument ``cache`` (``past_key_values`` deprecated).
+        self._cache_kw = (
+            "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        )
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text)["input_ids"])
+
+    def _shared_prefill(self, ids: Any, mask: Any, n: int) -> dict[str, Any]:
+        """Run each prompt through the model ONCE and give its KV cache to all N samples.
+
+        ``num_return_sequences=N`` alone copies every prompt N times before the prefill, so the
+        prompt is encoded N times; here it is encoded once and the cache is repeated (the same
+        tokens and logits, checked in the tests). Position ids follow the left padding as in
+        ``generate``. Returns the ``generate`` inputs for the N-times expanded batch.
+        """
+        from transformers import DynamicCache
+
+        try:
+            cache = DynamicCache(config=self.model.config)
+        except TypeError:  # older transformers
+            cache = DynamicCache()
+        pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        self.model(
+            input_ids=ids[:, :-1],
+            attention_mask=mask[:, :-1],
+            position_ids=pos[:, :-1],
+            use_cache=True,
+            **{self._cache_kw: cache},
+        )
+        cache.batch_repeat_interleave(n)
+        return {
+            "input_ids": ids.repeat_interleave(n, dim=0),
+            "attention_mask": mask.repeat_interleave(n, dim=0),
+            self._cache_kw: cache,
+        }
 
     def generate(
         self, prompts: Sequence[str], spec: SamplingSpec, seed: int | None = None
@@ -138,7 +175,12 @@ class HFEngine:
         else:
             kwargs.update(do_sample=True, temperature=spec.temperature, top_p=spec.top_p, top_k=0)
         with torch.inference_mode():
-            out = self.model.generate(**enc, **kwargs)
+            if n_call > 1 and width > 1 and self.share_prefill:
+                inputs = self._shared_prefill(enc["input_ids"], enc["attention_mask"], n_call)
+                kwargs["num_return_sequences"] = 1
+            else:
+                inputs = dict(enc)
+            out = self.model.generate(**inputs, **kwargs)
             gen = out.sequences[:, width:]
             lps = _mean_token_logprobs(out.logits, gen, self.tokenizer.eos_token_id)
         texts = self.tokenizer.batch_decode(gen, skip_special_tokens=True)
@@ -257,7 +299,7 @@ def _vllm_mean_logprob(output: Any) -> float:
 def make_engine(name: str, model_path: str, **options: Any) -> Engine:
     """Build the engine called ``name`` ('hf' or 'vllm') with adapter-specific options."""
     if name == "hf":
-        keys = ("dtype", "device", "threads", "max_context")
+        keys = ("dtype", "device", "threads", "max_context", "share_prefill")
         return HFEngine(model_path, **{k: v for k, v in options.items() if k in keys})
     if name == "vllm":
         keys = (

@@ -248,10 +248,12 @@ def scan_split(store: ArtifactStore, stage_dir: str, split: str) -> tuple[Variet
 
 
 def _run_key(cfg: RlufConfig, ctx: StageContext) -> dict[str, Any]:
-    from rluf_ray.pipeline import stage_fingerprint
+    """What the samples depend on: the stage's config keys minus the judge's, and the SFT model."""
+    from rluf_ray.config import fingerprint
 
+    keys = [k for k in ctx.spec.reads if not k.startswith("judge.") and k != "generation.score_calibration"]
     return {
-        "config_hash": stage_fingerprint(cfg, ctx.spec),
+        "config_hash": fingerprint(cfg, keys),
         "sft_manifest": ctx.store.manifest_hash(ctx.upstream_dir("sft")),
         "engine": cfg.generation.engine,
     }

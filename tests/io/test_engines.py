@@ -26,22 +26,44 @@ def engine(tiny_model: Path) -> HFEngine:
 
 
 def test_n_samples_per_prompt_in_one_generate_call(engine: HFEngine, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    real = engine.model.generate
+    calls, prefills = [], []
+    real_generate, real_forward = engine.model.generate, engine.model.forward
 
-    def counting(*args, **kwargs):
-        calls.append((kwargs["input_ids"].shape, kwargs["num_return_sequences"]))
-        return real(*args, **kwargs)
+    def counting_generate(*args, **kwargs):
+        calls.append(kwargs["input_ids"].shape)
+        return real_generate(*args, **kwargs)
 
-    monkeypatch.setattr(engine.model, "generate", counting)
+    def counting_forward(*args, **kwargs):
+        if not calls:  # before generate: the shared prefill
+            prefills.append(kwargs["input_ids"].shape)
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model, "generate", counting_generate)
+    monkeypatch.setattr(engine.model, "forward", counting_forward)
     prompts = ["Please summarize this text:\nNora ran.\nSummary:", "short", "a third prompt here"]
     out = engine.generate(prompts, SamplingSpec(n=4, temperature=0.35, max_new_tokens=5), seed=3)
-    assert len(calls) == 1 and calls[0][0][0] == 3 and calls[0][1] == 4
+    assert len(calls) == 1 and calls[0][0] == 3 * 4  # one call: 3 prompts x 4 samples
+    assert len(prefills) == 1 and prefills[0][0] == 3  # each prompt encoded once, not 4 times
     assert [len(c.texts) for c in out] == [4, 4, 4]
     assert all(len(c.mean_logprobs) == 4 for c in out)
     assert all(lp < 0 and math.isfinite(lp) for c in out for lp in c.mean_logprobs)
     again = engine.generate(prompts, SamplingSpec(n=4, temperature=0.35, max_new_tokens=5), seed=3)
     assert [c.texts for c in again] == [c.texts for c in out]  # seeded
+
+
+def test_shared_prefill_equals_num_return_sequences(tiny_model: Path) -> None:
+    """The shared-prefill path samples exactly what plain num_return_sequences=N samples."""
+    shared = HFEngine(str(tiny_model), threads=1, share_prefill=True)
+    plain = HFEngine(str(tiny_model), threads=1, share_prefill=False)
+    prompts = [
+        "Please summarize this text:\nIvan Adler led the river cleanup.\nSummary:",
+        "hi",
+    ]  # unequal: padding
+    spec = SamplingSpec(n=5, temperature=0.7, max_new_tokens=6)
+    a, b = shared.generate(prompts, spec, seed=11), plain.generate(prompts, spec, seed=11)
+    assert [c.texts for c in a] == [c.texts for c in b]
+    for ca, cb in zip(a, b, strict=True):
+        assert ca.mean_logprobs == pytest.approx(cb.mean_logprobs, abs=1e-4)
 
 
 def test_greedy_repeats_one_sample(engine: HFEngine) -> None:
