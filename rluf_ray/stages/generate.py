@@ -68,7 +68,9 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
     """``map_batches`` keyword arguments of the engine stage (pool size, batch size, resources).
 
     Pure apart from building the ``ActorPoolStrategy`` object (no Ray is started). Actors that die
-    are restarted and their batches retried (``max_restarts``/``max_task_retries`` = -1).
+    are restarted and their batches retried: Ray Data's actor pool defaults to ``max_restarts=-1``
+    and ``max_task_retries=-1`` (passing them again is deprecated in Ray 2.60), as the actor-death
+    test checks.
     """
     import ray.data
 
@@ -85,8 +87,6 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
         "compute": ray.data.ActorPoolStrategy(size=r.engine_actors),
         "batch_size": g.prompts_per_batch,
         "num_cpus": r.cpus_per_actor,
-        "max_restarts": -1,
-        "max_task_retries": -1,
     }
     if gpus:
         kwargs["num_gpus"] = gpus
