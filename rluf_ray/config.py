@@ -157,6 +157,9 @@ class GenerationConfig(Section):
     score_calibration: bool = Field(
         True, description="Judge-score each unique calibration answer against its reference."
     )
+    rows_per_file: int = Field(
+        256, ge=1, description="Prompts per Parquet part file (the unit of resume after a kill)."
+    )
 
 
 class PriceConfig(Section):

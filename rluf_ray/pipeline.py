@@ -102,7 +102,7 @@ def run_stage(
     store.invalidate(spec.artifact_dir)
     log.info("%s: running", name)
     t0 = time.perf_counter()
-    result = run(cfg, StageContext(spec=spec, store=store, options=opts))
+    result = run(cfg, StageContext(spec=spec, store=store, options={**opts, "force": force}))
     if not isinstance(result, StageResult):
         result = StageResult()
     wall = time.perf_counter() - t0

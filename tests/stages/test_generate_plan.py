@@ -1,0 +1,140 @@
+"""The generate stage's pure parts, without starting Ray: plan, UDF with an injected engine, writer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from rluf_ray.config import ConfigError, load
+from rluf_ray.errors import RlufError
+from rluf_ray.io.artifacts import ArtifactStore
+from rluf_ray.io.engines import Completion, SamplingSpec
+from rluf_ray.schema import GENERATION_SCHEMA
+from rluf_ray.stages import generate
+
+
+def test_plan_maps_config_to_map_batches_kwargs() -> None:
+    import ray.data
+
+    cfg = load(
+        overrides=[
+            "resources.engine_actors=3",
+            "resources.cpus_per_actor=2",
+            "generation.prompts_per_batch=5",
+        ]
+    )
+    kw = generate.plan(cfg)
+    assert isinstance(kw["compute"], ray.data.ActorPoolStrategy)
+    assert kw["compute"].min_size == kw["compute"].max_size == 3
+    assert kw["batch_size"] == 5 and kw["num_cpus"] == 2
+    assert "num_gpus" not in kw
+    assert set(kw) == {"compute", "batch_size", "num_cpus"}
+    gpu = load("rluf_ray/configs/llama2_7b_tldr.yaml")
+    kw = generate.plan(gpu)
+    assert kw["num_gpus"] == 1 and kw["compute"].max_size == 8 and kw["batch_size"] == 16
+
+
+def test_plan_rejects_bad_settings() -> None:
+    with pytest.raises(ConfigError, match="generation.sampling_num"):
+        load(overrides=["generation.sampling_num=0"])
+    cfg = load(
+        overrides=[
+            "generation.engine=vllm",
+            "generation.tensor_parallel_size=4",
+            "resources.gpus_per_actor=2",
+        ]
+    )
+    with pytest.raises(RlufError, match="tensor_parallel_size=4"):
+        generate.plan(cfg)
+
+
+def test_sampling_spec_and_engine_options_from_config() -> None:
+    cfg = load(
+        overrides=["generation.sampling_num=7", "generation.max_new_tokens=9", "resources.cpus_per_actor=2"]
+    )
+    assert generate.sampling_spec(cfg) == SamplingSpec(n=7, temperature=0.35, top_p=1.0, max_new_tokens=9)
+    opts = generate.engine_options(cfg)
+    assert opts["threads"] == 2 and opts["max_context"] == 512 and opts["seed"] == 42
+
+
+def test_batch_seed_and_part_name_are_stable() -> None:
+    assert generate.batch_seed(42, ["a", "b"]) == generate.batch_seed(42, ["a", "b"])
+    assert generate.batch_seed(42, ["a", "b"]) != generate.batch_seed(43, ["a", "b"])
+    assert generate.part_name("test", ["a", "b"]) == generate.part_name("test", ["a", "b"])
+    assert generate.part_name("test", ["a", "b"]).startswith("test/part-")
+    assert generate.part_name("test", ["a", "b"]) != generate.part_name("test", ["a", "c"])
+
+
+class ScriptedEngine:
+    """A stand-in engine with scripted answers: one word = one token."""
+
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], int]] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def generate(self, prompts, spec, seed=None):
+        self.calls.append((list(prompts), spec.n))
+        script = ["The answer.", "an answer", "Other!", "the answer"]
+        return [Completion([script[i % 4] for i in range(spec.n)], [-1.0 - (i % 4) for i in range(spec.n)])
+                for _ in prompts]  # fmt: skip
+
+
+def test_sample_udf_builds_generation_rows() -> None:
+    eng = ScriptedEngine()
+    udf = generate.SampleUDF(lambda: eng, SamplingSpec(n=6, temperature=0.35), "Q: {post}\nA:", 12, 42)
+    batch = {
+        "prompt_id": ["p1", "p2"],
+        "post": ["short post", " ".join(f"w{i}" for i in range(50))],
+        "reference": ["answer", "x"],
+        "split": ["calibration", "test"],
+    }
+    out = udf(batch)
+    assert len(eng.calls) == 1 and eng.calls[0][1] == 6  # one call for the whole batch
+    assert set(out) == set(GENERATION_SCHEMA.names)
+    assert out["prompt_id"] == ["p1", "p2"] and out["split"] == ["calibration", "test"]
+    # samples i % 4 = 0,1,2,3,0,1: "answer" at i = 0,1,3,4,5 (log-probs -1,-2,-4,-1,-2), "other" at i = 2 (-3)
+    assert out["answers"][0] == ["answer", "other"] and out["counts"][0] == [5, 1]
+    assert out["texts"][0] == ["The answer.", "Other!"]
+    assert out["mean_logprobs"][0] == pytest.approx([-2.0, -3.0])
+    assert out["num_samples"] == [6, 6]
+    assert out["truncated"] == [False, True]
+    assert out["prompt"][0] == "Q: short post\nA:"
+    assert out["prompt"][1].endswith("\nA:") and len(out["prompt"][1].split()) <= 12
+
+
+def test_write_part_one_atomic_file_per_split(tmp_path: Path) -> None:
+    eng = ScriptedEngine()
+    udf = generate.SampleUDF(lambda: eng, SamplingSpec(n=4, temperature=0.35), "{post}", 50, 1)
+    rows = udf({"prompt_id": ["a", "b", "c"], "post": ["x", "y", "z"], "reference": ["r"] * 3,
+                "split": ["calibration", "test", "calibration"]})  # fmt: skip
+    store = ArtifactStore(tmp_path)
+    summary = generate.write_part(rows, store, "generation")
+    assert summary["split"] == ["calibration", "test"] and summary["prompts"] == [2, 1]
+    assert summary["samples"] == [8, 4]
+    table = pq.read_table(tmp_path / "generation" / summary["file"][0])
+    assert table.schema.equals(GENERATION_SCHEMA)
+    assert table.column("prompt_id").to_pylist() == ["a", "c"]
+    assert generate.finished_ids(store, "generation", "calibration") == {"a", "c"}
+    assert not [p for p in (tmp_path / "generation").rglob("*") if ".tmp-" in p.name]
+    stats, dups = generate.scan_split(store, "generation", "calibration")
+    assert stats.prompts == 2 and dups == 0
+
+
+def test_demo_rows_skip_finished_ids() -> None:
+    cols = generate.demo_rows({"start": [0, 4], "stop": [2, 5]}, 1234, "calibration", frozenset())
+    assert cols["prompt_id"] == [
+        "demo-calibration-000000",
+        "demo-calibration-000001",
+        "demo-calibration-000004",
+    ]
+    assert cols["split"] == ["calibration"] * 3
+    cols = generate.demo_rows(
+        {"start": [0], "stop": [3]}, 1234, "calibration", frozenset({"demo-calibration-000001"})
+    )
+    assert cols["prompt_id"] == ["demo-calibration-000000", "demo-calibration-000002"]
