@@ -33,7 +33,7 @@ from rluf_ray.errors import RlufError
 from rluf_ray.io.artifacts import TMP_MARK, ArtifactStore
 from rluf_ray.io.engines import Engine, SamplingSpec, check_model_path, make_engine
 from rluf_ray.pipeline import StageContext, StageResult
-from rluf_ray.schema import GENERATION_SCHEMA, GENERATION_SPLITS
+from rluf_ray.schema import GENERATION_SCHEMA, GENERATION_SPLITS, SCORES_ARTIFACT
 
 log = logging.getLogger("rluf.generate")
 
@@ -375,25 +375,39 @@ def generate_splits(
 
 
 def score_calibration_answers(cfg: RlufConfig, ctx: StageContext) -> dict[str, Any]:
-    """JUDGE CALL SITE (issue 4, req 11): score every unique calibration answer against its reference.
+    """Judge-score every unique calibration answer against its reference (the test split is not scored).
 
-    The judge subsystem provides ``rluf_ray.stages.judge_scores.score_generation(cfg, ctx)``, which
-    reads ``<generation>/calibration/*.parquet`` and writes ``SCORES_ARTIFACT`` (SCORE_SCHEMA: a null
-    score with its reason for a failed call, never 0), returning its counts for the manifest. Until it
-    exists nothing is scored or faked: the stage reports ``calibration_scored: false``.
+    Writes ``SCORES_ARTIFACT`` (SCORE_SCHEMA): a failed call is a null score with its reason, never 0.
+    Scores are cached by the judge, so a rerun after a crash or a budget stop costs no finished call.
     """
     if not cfg.generation.score_calibration:
         return {"calibration_scored": False, "scoring": "disabled (generation.score_calibration=false)"}
-    try:
-        from rluf_ray.stages.judge_scores import score_generation  # type: ignore[import-not-found]
-    except ModuleNotFoundError as exc:
-        if exc.name != "rluf_ray.stages.judge_scores":
-            raise
-        log.warning("judge scoring of calibration answers is not built yet: no scores written")
-        return {"calibration_scored": False, "scoring": "judge scoring not built"}
-    result = dict(score_generation(cfg, ctx) or {})
-    result.setdefault("calibration_scored", True)
-    return result
+    from rluf_ray.stages import judging
+
+    table = ctx.store.read_parquet(ctx.dir, "calibration")
+    posts = {r["prompt_id"]: r["post"] for r in splits.load_split(cfg, "calibration")}
+    items = judging.calibration_score_rows(table.select(["prompt_id", "split", "reference", "answers",
+                                                         "texts"]).to_pylist(), posts)  # fmt: skip
+    rows, report = judging.score_answers(cfg, items, run="generate")
+    ctx.store.write_parquet(ctx.dir, SCORES_ARTIFACT, judging.scores_table(rows))
+    missing = sum(r["score"] is None for r in rows)
+    log.info("generate: %d calibration answers scored, %d missing", len(rows) - missing, missing)
+    return {"calibration_scored": True, "scores": len(rows), "scores_missing": missing,
+            "judge": {k: v for k, v in report.items() if k != "budget"}}  # fmt: skip
+
+
+def dry_run(cfg: RlufConfig) -> str:
+    """What scoring would cost at most: one call per sample of every calibration prompt (an upper bound,
+    since only unique answers are scored and the count of unique answers is known only after sampling)."""
+    from rluf_ray.core.judge_prompts import score_request
+    from rluf_ray.stages import judging
+
+    rows = splits.load_split(cfg, "calibration")
+    reqs = [score_request(f"{r['prompt_id']}\x1f{i}", r["post"], r["reference"], r["reference"])
+            for r in rows for i in range(cfg.generation.sampling_num)]  # fmt: skip
+    return (
+        judging.format_dry_run(judging.dry_run(cfg, reqs, "generate")) + " (upper bound: every sample unique)"
+    )
 
 
 def model_path(ctx: StageContext) -> str:
@@ -456,4 +470,7 @@ def _user_error(exc: BaseException) -> RlufError | None:
 
 def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     """Stage entry point."""
+    if ctx.options.get("dry_run"):
+        print(dry_run(cfg))
+        return StageResult()
     return run_generation(cfg, ctx)

@@ -136,7 +136,12 @@ def test_tiny_model_end_to_end_through_the_pipeline(ray_session, tmp_path: Path)
     assert man.metrics["throughput"]["samples_generated"] == 28
     assert man.metrics["throughput"]["samples_per_s"] > 0
     assert man.metrics["calibration"]["samples"] == 16
-    assert man.metrics["calibration_scored"] is False  # judge scoring is another subsystem; never faked
+    # Every unique calibration answer is judge-scored against its reference; the test split is not.
+    scores = store.read_parquet("generation", "scores.parquet").to_pylist()
+    expected = {(pid, a) for pid, answers in zip(cal.column("prompt_id").to_pylist(), cal.column("answers").to_pylist(), strict=True) for a in answers}  # fmt: skip
+    assert {(r["prompt_id"], r["answer"]) for r in scores} == expected and len(scores) == len(expected)
+    assert all(0.0 <= r["score"] <= 1.0 and r["error"] is None for r in scores)
+    assert man.metrics["calibration_scored"] is True and man.metrics["scores_missing"] == 0
     assert run_stage(cfg, store, "generate") is None  # complete: skipped
 
 
