@@ -562,11 +562,25 @@ def check_sizes(table: AnswerTable, settings: ConformalSettings) -> int:
             cfa_threshold(np.zeros(len(cfa_parts(n, settings.split_num)[0])), a)
             if n < 2:
                 raise ConformalError(f"cfa protocol needs at least 2 calibration prompts, got n={n}")
-        else:
-            tune, cal = tuning_calibration_split(n, settings.tuning_fraction, settings.seed)
-            order_stat_rank(len(cal), a)
-            order_stat_rank((len(tune) + 1) // 2, a)
+        elif not _split_sizes_ok(n, a, settings):
+            need = next(m for m in range(n + 1, 100_000) if _split_sizes_ok(m, a, settings))
+            raise ConformalError(
+                f"calibration set too small for alpha={a}: n={n} labelled prompts; the split protocol "
+                f"tunes on {settings.tuning_fraction:.0%} of them and thresholds on halves, which needs "
+                f"n >= {need} (raise data.calibration_size)"
+            )
     return n
+
+
+def _split_sizes_ok(n: int, alpha: float, settings: ConformalSettings) -> bool:
+    tune, cal = tuning_calibration_split(n, settings.tuning_fraction, settings.seed)
+    try:
+        order_stat_rank(len(cal), alpha)
+        order_stat_rank((len(tune) + 1) // 2, alpha)
+        order_stat_rank((len(cal) + 1) // 2, alpha)  # the held-out report thresholds on half of it
+    except ConformalError:
+        return False
+    return True
 
 
 def calibrate(

@@ -176,7 +176,7 @@ def test_bad_input_counts_and_small_set_error():
         "prompts_single_answer": 1,
         "prompts_no_acceptable": 1,
     }
-    with pytest.raises(cp.ConformalError, match="n=1"):
+    with pytest.raises(cp.ConformalError, match=r"alpha=0\.2: n=3 labelled prompts.*n >= 14"):
         cp.calibrate(table, cp.ConformalSettings(alphas=(0.2,), random_count=2))
 
 
@@ -186,3 +186,13 @@ def test_chunk_slices_cover_the_grid_in_order_and_respect_min_cells():
     assert len(cp.chunk_slices(121, 8, cells_per_point=1000, min_cells=50_000)) == 2
     assert len(cp.chunk_slices(121, 8, cells_per_point=10, min_cells=50_000)) == 1
     assert len(cp.chunk_slices(3, 8)) == 3
+
+
+def test_split_protocol_size_error_names_n_alpha_and_the_minimum() -> None:
+    settings = cp.ConformalSettings(alphas=(0.2, 0.5), grid_values=(0.0, 1.0), random_count=3, seed=1)
+    table = cp.AnswerTable(
+        counts=np.ones((12, 2), dtype=np.int64), sim=np.zeros((12, 2)), judge=np.full((12, 2), 0.9)
+    )
+    with pytest.raises(cp.ConformalError, match=r"alpha=0\.2: n=12 .*n >= 14"):
+        cp.check_sizes(table, settings)
+    assert [m for m in range(1, 40) if cp._split_sizes_ok(m, 0.2, settings)][0] == 14
