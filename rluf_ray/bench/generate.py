@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--temperature", type=float, default=0.35)
     p.add_argument("--vllm-memory", type=float, default=0.3, help="vLLM memory share (CPU build: RAM share)")
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds per side; medians are reported")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -83,34 +84,40 @@ def make_prompts(tokenizer, count: int, target_tokens: int, seed: int) -> list[s
     return prompts
 
 
-def run_baseline(
-    model_dir: Path, prompts: list[str], n: int, new_tokens: int, temperature: float, threads: int
-) -> dict:
-    """One sample per ``generate`` call, N calls per prompt (KV cache on, same dtype and threads)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+class Baseline:
+    """The original loop: one sample per ``generate`` call, N calls per prompt (KV cache on)."""
 
-    torch.set_num_threads(threads)
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    torch.manual_seed(0)
-    enc0 = tok(prompts[0], return_tensors="pt")
-    with torch.inference_mode():  # warm-up, not timed
-        model.generate(**enc0, do_sample=True, temperature=temperature, top_k=0, max_new_tokens=new_tokens,
-                       min_new_tokens=new_tokens, pad_token_id=tok.pad_token_id)  # fmt: skip
-    samples = 0
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        for prompt in prompts:
-            enc = tok(prompt, return_tensors="pt")
-            for _ in range(n):
-                out = model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, use_cache=True,
-                                     max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                     pad_token_id=tok.pad_token_id)  # fmt: skip
-                assert out.shape[1] - enc["input_ids"].shape[1] == new_tokens
+    def __init__(
+        self, model_dir: Path, prompts: list[str], n: int, new_tokens: int, temperature: float, threads: int
+    ):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        torch.set_num_threads(threads)
+        self.tok = AutoTokenizer.from_pretrained(model_dir)
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        self.prompts, self.n, self.new_tokens, self.temperature = prompts, n, new_tokens, temperature
+        self._sample(self.tok(prompts[0], return_tensors="pt"))  # warm-up at the timed shape, not timed
+
+    def _sample(self, enc) -> None:
+        import torch
+
+        with torch.inference_mode():
+            out = self.model.generate(**enc, do_sample=True, temperature=self.temperature, top_k=0, use_cache=True,
+                                      max_new_tokens=self.new_tokens, min_new_tokens=self.new_tokens,
+                                      pad_token_id=self.tok.pad_token_id)  # fmt: skip
+        assert out.shape[1] - enc["input_ids"].shape[1] == self.new_tokens
+
+    def run(self) -> tuple[int, float]:
+        """(samples, seconds) of one timed round."""
+        samples = 0
+        t0 = time.perf_counter()
+        for prompt in self.prompts:
+            enc = self.tok(prompt, return_tensors="pt")
+            for _ in range(self.n):
+                self._sample(enc)
                 samples += 1
-    wall = time.perf_counter() - t0
-    return {"samples": samples, "wall_s": round(wall, 3), "samples_per_s": samples / wall}
+        return samples, time.perf_counter() - t0
 
 
 class EngineActor:
@@ -125,43 +132,80 @@ class EngineActor:
     def generate(self, prompts: list[str], spec, seed: int) -> int:
         return sum(len(c.texts) for c in self.engine.generate(prompts, spec, seed=seed))
 
+    def close(self) -> None:
+        self.engine.close()
 
-def run_ours(engine_name: str, model_dir: Path, prompts: list[str], n: int, new_tokens: int, temperature: float,
-             threads: int, vllm_memory: float, actors: int = 1) -> dict:  # fmt: skip
-    """Our engine path: every prompt's N samples in one request, each actor's prompts in one call.
+
+class Ours:
+    """Our engine path: each prompt's N samples in one request, each actor's prompts in one call.
 
     ``actors`` > 1 splits the same total threads over several engine actors (as the stage's pool
-    does); each is warmed up at its timed shape before the clock starts, as the baseline is.
+    does); everything is warmed up at the timed shape before the clock starts, as the baseline is.
     """
-    from rluf_ray.io.engines import SamplingSpec
 
-    spec = SamplingSpec(n=n, temperature=temperature, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
-    if actors <= 1:
-        actor = EngineActor(engine_name, str(model_dir), threads, vllm_memory)
-        actor.generate(prompts, spec, seed=1)  # warm-up at the timed shape, not timed
-        t0 = time.perf_counter()
-        samples = actor.generate(prompts, spec, seed=0)
-        wall = time.perf_counter() - t0
-        del actor  # vLLM shuts its engine process down here, before the JSON line
-        gc.collect()
-    else:
+    def __init__(self, engine_name: str, model_dir: Path, prompts: list[str], n: int, new_tokens: int,
+                 temperature: float, threads: int, vllm_memory: float, actors: int):  # fmt: skip
+        from rluf_ray.io.engines import SamplingSpec
+
+        self.spec = SamplingSpec(
+            n=n, temperature=temperature, max_new_tokens=new_tokens, min_new_tokens=new_tokens
+        )
+        self.expected = n * len(prompts)
+        self.actors = actors
+        if actors <= 1:
+            self.local = EngineActor(engine_name, str(model_dir), threads, vllm_memory)
+            self.prompts = prompts
+        else:
+            import ray
+
+            from rluf_ray.io.ray_runtime import ensure_ray
+
+            ensure_ray(num_cpus=threads)
+            per = max(1, threads // actors)
+            self.handles = [ray.remote(EngineActor).options(num_cpus=per).remote(engine_name, str(model_dir), per,
+                                                                                 vllm_memory)
+                            for _ in range(actors)]  # fmt: skip
+            self.chunks = [prompts[k::actors] for k in range(actors)]
+        self._round(seed=1)  # warm-up
+
+    def _round(self, seed: int) -> int:
+        if self.actors <= 1:
+            return self.local.generate(self.prompts, self.spec, seed)
         import ray
 
-        from rluf_ray.io.ray_runtime import ensure_ray
+        return sum(
+            ray.get(
+                [
+                    h.generate.remote(c, self.spec, seed)
+                    for h, c in zip(self.handles, self.chunks, strict=True)
+                ]
+            )
+        )
 
-        ensure_ray(num_cpus=threads)
-        per = max(1, threads // actors)
-        handles = [ray.remote(EngineActor).options(num_cpus=per).remote(engine_name, str(model_dir), per, vllm_memory)
-                   for _ in range(actors)]  # fmt: skip
-        chunks = [prompts[k::actors] for k in range(actors)]
-        ray.get([h.generate.remote(c, spec, 1) for h, c in zip(handles, chunks, strict=True)])  # warm-up
+    def run(self, seed: int = 0) -> tuple[int, float]:
         t0 = time.perf_counter()
-        samples = sum(ray.get([h.generate.remote(c, spec, 0) for h, c in zip(handles, chunks, strict=True)]))
+        samples = self._round(seed)
         wall = time.perf_counter() - t0
-        for h in handles:
-            ray.kill(h)
-    assert samples == n * len(prompts)
-    return {"samples": samples, "wall_s": round(wall, 3), "samples_per_s": samples / wall}
+        assert samples == self.expected
+        return samples, wall
+
+    def close(self) -> None:
+        if self.actors <= 1:
+            self.local.close()  # vLLM shuts its engine process down here, before the JSON line
+            del self.local
+            gc.collect()
+        else:
+            import ray
+
+            for h in self.handles:
+                ray.get(h.close.remote())
+                ray.kill(h)
+
+
+def _median(values: list[float]) -> float:
+    v = sorted(values)
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,20 +227,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"machine: {machine}")
         print(f"shape: {args.layers} layers x {args.hidden} wide, head_dim 64, prompts {lengths} tokens, "
               f"{args.new_tokens} new tokens, N={args.samples}, threads={args.threads}")  # fmt: skip
-        base = run_baseline(model_dir, prompts[: args.baseline_prompts], args.samples, args.new_tokens,
-                            args.temperature, args.threads)  # fmt: skip
-        print(f"baseline (1 sample per generate call): {base['samples']} samples in {base['wall_s']}s = "
-              f"{base['samples_per_s']:.2f} samples/s")  # fmt: skip
-        ours = run_ours(args.engine, model_dir, prompts[: args.prompts], args.samples, args.new_tokens,
-                        args.temperature, args.threads, args.vllm_memory, args.actors)  # fmt: skip
-        print(f"ours ({args.engine}, N per request, {args.prompts} prompts over {args.actors} actor(s), "
-              f"{args.threads} threads in all): {ours['samples']} samples in "
-              f"{ours['wall_s']}s = {ours['samples_per_s']:.2f} samples/s")  # fmt: skip
+        # The baseline runs first, alone: none of our engine processes (or Ray) exist yet, so nothing of
+        # ours competes with it for the CPU. Several rounds each; medians are reported.
+        base = Baseline(model_dir, prompts[: args.baseline_prompts], args.samples, args.new_tokens,
+                        args.temperature, args.threads)  # fmt: skip
+        base_rates, our_rates = [], []
+        for r in range(args.repeats):
+            b_samples, b_wall = base.run()
+            base_rates.append(b_samples / b_wall)
+            print(f"baseline round {r + 1} (1 sample per generate call): {b_samples} samples in {b_wall:.2f}s = "
+                  f"{base_rates[-1]:.2f} samples/s")  # fmt: skip
+        del base
+        gc.collect()
+        ours = Ours(args.engine, model_dir, prompts[: args.prompts], args.samples, args.new_tokens,
+                    args.temperature, args.threads, args.vllm_memory, args.actors)  # fmt: skip
+        for r in range(args.repeats):
+            o_samples, o_wall = ours.run(seed=r)
+            our_rates.append(o_samples / o_wall)
+            print(f"ours round {r + 1} ({args.engine}, N per request, {args.prompts} prompts over {args.actors} "
+                  f"actor(s), {args.threads} threads in all): {o_samples} samples in {o_wall:.2f}s = "
+                  f"{our_rates[-1]:.2f} samples/s")  # fmt: skip
+        ours.close()
+    base_rate, our_rate = _median(base_rates), _median(our_rates)
+    print(
+        f"median over {args.repeats} rounds: baseline {base_rate:.2f} samples/s, ours {our_rate:.2f} samples/s"
+    )
     result = {
         "engine": args.engine,
-        "baseline_samples_per_s": round(base["samples_per_s"], 3),
-        "ours_samples_per_s": round(ours["samples_per_s"], 3),
-        "ratio": round(ours["samples_per_s"] / base["samples_per_s"], 2),
+        "baseline_samples_per_s": round(base_rate, 3),
+        "ours_samples_per_s": round(our_rate, 3),
+        "ratio": round(our_rate / base_rate, 2),
+        "rounds": args.repeats,
+        "baseline_per_round": [round(x, 2) for x in base_rates],
+        "ours_per_round": [round(x, 2) for x in our_rates],
         "samples_per_prompt": args.samples,
         "new_tokens": args.new_tokens,
         "prompt_tokens": round(sum(lengths) / len(lengths), 1),

@@ -26,8 +26,9 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
+T = TypeVar("T")
 Split = Literal["train", "calibration", "test", "eval"]
 SPLITS: tuple[Split, ...] = ("train", "calibration", "test", "eval")
 LEVELS = 4
@@ -116,7 +117,7 @@ def doc_id(split: str, index: int) -> str:
     return f"demo-{split}-{index:06d}"
 
 
-def _other(rng: random.Random, pool: tuple, avoid: object) -> object:
+def _other(rng: random.Random, pool: tuple[T, ...], avoid: T) -> T:
     while True:
         value = rng.choice(pool)
         if value != avoid:
@@ -163,6 +164,7 @@ def _distractor(rng: random.Random, name: str, town: str, day: str, count: int, 
     other_count = _other(rng, COUNTS, count)
     other_act = _other(rng, ACTIONS, act)
     first = name.split()[0]
+    forms: tuple[str, ...]
     if confusable:
         forms = (
             f"Last year only {other_count} people came.",

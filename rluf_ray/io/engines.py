@@ -67,6 +67,10 @@ class Engine(Protocol):
         """``spec.n`` samples for every prompt, in one engine call; one Completion per prompt, in order."""
         ...
 
+    def close(self) -> None:
+        """Release the engine (processes, memory)."""
+        ...
+
 
 def check_model_path(path: str) -> None:
     """A one-line error when the model directory is missing or is not a save_pretrained directory."""
@@ -114,6 +118,10 @@ class HFEngine:
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text)["input_ids"])
+
+    def close(self) -> None:
+        """Drop the model (nothing else to release)."""
+        self.model = None
 
     def _shared_prefill(self, ids: Any, mask: Any, n: int) -> dict[str, Any]:
         """Run each prompt through the model ONCE and give its KV cache to all N samples.
@@ -251,6 +259,12 @@ class VLLMEngine:
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text)["input_ids"])
+
+    def close(self) -> None:
+        """Shut the engine core process down now (not at interpreter exit)."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
 
     def generate(
         self, prompts: Sequence[str], spec: SamplingSpec, seed: int | None = None
