@@ -1,0 +1,51 @@
+"""The whole pipeline end to end on the embedded default (shrunk), with a real local Ray."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rluf_ray.config import load
+from rluf_ray.io.artifacts import ArtifactStore
+from rluf_ray.pipeline import run_all
+from rluf_ray.stages.registry import STAGES
+
+TINY = [
+    "data.demo.train_docs=64", "data.calibration_size=16", "data.test_size=4", "data.eval_size=3",
+    "sft.num_epochs=1", "generation.sampling_num=6", "generation.max_new_tokens=12",
+    "conformal.random_count=3", "conformal.similarity_epochs=2", "conformal.similarity_vector_size=16",
+    "dpo.max_steps=2", "inference.max_new_tokens=8", "resources.engine_actors=1",
+]  # fmt: skip
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_run_all_end_to_end_then_skips(ray_session, tmp_path: Path) -> None:
+    cfg = load(None, [*TINY, f"output_dir={tmp_path}"])
+    store = ArtifactStore(tmp_path)
+    ran = run_all(cfg, store)
+    assert ran == [s.name for s in STAGES]
+    for spec in STAGES:
+        man = store.manifest(spec.artifact_dir)
+        assert man is not None and man.status == "complete" and man.files, spec.name
+    # Each stage's contract holds end to end.
+    assert store.read_parquet("generation", "calibration").num_rows == 16
+    assert store.read_parquet("generation", "scores.parquet").column("score").null_count == 0
+    alphas = set(store.read_parquet("calibration", "prediction_sets.parquet").column("alpha").to_pylist())
+    assert alphas == {0.2, 0.5}
+    weighted = list(store.iter_jsonl("weights", "weighted_pairs.jsonl"))
+    assert weighted and all({"prompt", "chosen", "rejected", "weight"} <= set(r) for r in weighted)
+    assert (tmp_path / "training" / "model" / "config.json").is_file()
+    preds = store.read_parquet("inference", "predictions.parquet").to_pylist()
+    assert {p["model"] for p in preds} == {"sft", "rluf"} and len(preds) == 6
+    report = json.loads((tmp_path / "evaluation" / "report.json").read_text())
+    assert 0.0 <= report["win_rate"]["rate"] <= 1.0
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert set(summary["stages"]) == {s.name for s in STAGES}
+    # A second run-all finds everything complete and runs nothing.
+    assert run_all(cfg, store) == []
+    # Changing a key only calibrate reads re-runs calibrate and everything downstream of it.
+    cfg2 = load(None, [*TINY, f"output_dir={tmp_path}", "conformal.accuracy_threshold=0.5"])
+    assert run_all(cfg2, store) == ["calibrate", "assign-weights", "train", "infer", "evaluate"]
