@@ -19,7 +19,7 @@ from rluf_ray.config import RlufConfig, fingerprint
 from rluf_ray.errors import RlufError
 from rluf_ray.pipeline import StageContext, StageResult
 from rluf_ray.stages.train import lora_kwargs
-from rluf_ray.training.ray_train import hf_distributed_args, scaling_config
+from rluf_ray.training.ray_train import common_trainer_args, scaling_config
 
 log = logging.getLogger("rluf.sft")
 
@@ -33,37 +33,14 @@ CHECKPOINTS = "checkpoints"
 def trainer_args(cfg: RlufConfig) -> dict[str, Any]:
     """TRL SFTConfig kwargs from the config (completion-only loss; EOS appended by TRL)."""
     s = cfg.sft
-    use_gpu = cfg.resources.use_gpu
-    if (s.bf16 or s.fsdp or s.deepspeed) and not use_gpu:
-        raise RlufError("sft.bf16/fsdp/deepspeed need GPUs: set resources.use_gpu=true (or turn them off)")
-    args: dict[str, Any] = {
-        "learning_rate": s.learning_rate,
-        "num_train_epochs": s.num_epochs,
-        "max_steps": s.max_steps,
+    return {
+        **common_trainer_args(s, cfg.resources.use_gpu, "sft"),
         "max_length": min(s.max_length, cfg.model.max_context),
-        "per_device_train_batch_size": s.per_device_batch_size,
-        "gradient_accumulation_steps": s.gradient_accumulation_steps,
         "warmup_steps": min(s.warmup_ratio, 0.999999),  # transformers 5: a float < 1 is a ratio
         "weight_decay": s.weight_decay,
-        "bf16": s.bf16,
-        "gradient_checkpointing": s.gradient_checkpointing,
         "completion_only_loss": True,
         "packing": False,
-        "save_strategy": "steps",
-        "save_steps": s.save_steps,
-        "save_total_limit": 2,
-        "logging_steps": s.logging_steps,
-        "seed": s.seed,
-        "report_to": "none",
-        "dataset_num_proc": None,
-        "disable_tqdm": True,
-        **hf_distributed_args(use_gpu),
     }
-    if s.fsdp:
-        args["fsdp"] = s.fsdp
-    if s.deepspeed:
-        args["deepspeed"] = s.deepspeed
-    return args
 
 
 def plan(cfg: RlufConfig) -> dict[str, Any]:

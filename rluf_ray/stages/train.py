@@ -21,7 +21,7 @@ from rluf_ray.core.dpo_loss import drop_zero_enabled
 from rluf_ray.errors import RlufError
 from rluf_ray.pipeline import StageContext, StageResult
 from rluf_ray.schema import WEIGHTED_PAIRS_ARTIFACT
-from rluf_ray.training.ray_train import hf_distributed_args, scaling_config
+from rluf_ray.training.ray_train import common_trainer_args, scaling_config
 
 log = logging.getLogger("rluf.train")
 
@@ -46,39 +46,16 @@ def lora_kwargs(lora: Any) -> dict[str, Any] | None:
 def trainer_args(cfg: RlufConfig) -> dict[str, Any]:
     """WeightedDPOConfig kwargs (TRL DPOConfig + weighting) from the config."""
     d = cfg.dpo
-    use_gpu = cfg.resources.use_gpu
-    if (d.bf16 or d.fsdp or d.deepspeed) and not use_gpu:
-        raise RlufError("dpo.bf16/fsdp/deepspeed need GPUs: set resources.use_gpu=true (or turn them off)")
-    args: dict[str, Any] = {
-        "learning_rate": d.learning_rate,
+    return {
+        **common_trainer_args(d, cfg.resources.use_gpu, "dpo"),
         "beta": d.beta,
         "loss_type": [d.loss_type],
         "label_smoothing": d.label_smoothing,
         "weight_reduction": d.reduction,
         "drop_zero_weight": drop_zero_enabled(d.reduction, d.drop_zero_weight),
-        "num_train_epochs": d.num_epochs,
-        "max_steps": d.max_steps,
-        "per_device_train_batch_size": d.per_device_batch_size,
-        "gradient_accumulation_steps": d.gradient_accumulation_steps,
         "max_length": d.max_length,
         "precompute_ref_log_probs": d.precompute_ref_log_probs,
-        "bf16": d.bf16,
-        "gradient_checkpointing": d.gradient_checkpointing,
-        "save_strategy": "steps",
-        "save_steps": d.save_steps,
-        "save_total_limit": 2,
-        "logging_steps": d.logging_steps,
-        "seed": d.seed,
-        "report_to": "none",
-        "dataset_num_proc": None,
-        "disable_tqdm": True,
-        **hf_distributed_args(use_gpu),
     }
-    if d.fsdp:
-        args["fsdp"] = d.fsdp
-    if d.deepspeed:
-        args["deepspeed"] = d.deepspeed
-    return args
 
 
 def plan(cfg: RlufConfig) -> dict[str, Any]:

@@ -43,6 +43,42 @@ def hf_distributed_args(use_gpu: bool) -> dict[str, Any]:
     return {"use_cpu": not use_gpu, "ddp_backend": "nccl" if use_gpu else "gloo"}
 
 
+def common_trainer_args(section: Any, use_gpu: bool, name: str) -> dict[str, Any]:
+    """TrainingArguments shared by SFT and DPO, from an ``sft``/``dpo`` config section.
+
+    GPU-only options (bf16, FSDP, DeepSpeed) are refused in one line on CPU workers.
+    """
+    from rluf_ray.errors import RlufError
+
+    if (section.bf16 or section.fsdp or section.deepspeed) and not use_gpu:
+        raise RlufError(
+            f"{name}.bf16/fsdp/deepspeed need GPUs: set resources.use_gpu=true (or turn them off)"
+        )
+    args: dict[str, Any] = {
+        "learning_rate": section.learning_rate,
+        "num_train_epochs": section.num_epochs,
+        "max_steps": section.max_steps,
+        "per_device_train_batch_size": section.per_device_batch_size,
+        "gradient_accumulation_steps": section.gradient_accumulation_steps,
+        "bf16": section.bf16,
+        "gradient_checkpointing": section.gradient_checkpointing,
+        "save_strategy": "steps",
+        "save_steps": section.save_steps,
+        "save_total_limit": 2,
+        "logging_steps": section.logging_steps,
+        "seed": section.seed,
+        "report_to": "none",
+        "dataset_num_proc": None,
+        "disable_tqdm": True,
+        **hf_distributed_args(use_gpu),
+    }
+    if section.fsdp:
+        args["fsdp"] = section.fsdp
+    if section.deepspeed:
+        args["deepspeed"] = section.deepspeed
+    return args
+
+
 def run_config(name: str, storage_path: str, max_failures: int, num_to_keep: int = 2) -> Any:
     """Ray Train RunConfig: a named run (resumable by name), FailureConfig and checkpoint retention."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
