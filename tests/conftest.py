@@ -80,3 +80,19 @@ def ray_session():
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     return _free_port()
+
+
+@pytest.fixture
+def ray_idle(ray_session):
+    """The session Ray with every CPU free (leftover actors from an earlier test would starve a Train run)."""
+    import gc
+    import time
+
+    gc.collect()
+    total = ray_session.cluster_resources().get("CPU", 0)
+    deadline = time.monotonic() + 60
+    while ray_session.available_resources().get("CPU", 0) < total:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Ray CPUs still held by earlier tests: {ray_session.available_resources()}")
+        time.sleep(0.5)
+    return ray_session

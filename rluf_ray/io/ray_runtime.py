@@ -56,3 +56,18 @@ def ensure_ray(num_cpus: int | None = None, **overrides: Any) -> None:
         kwargs.update(overrides)
         log.info("starting a local Ray with %s CPUs", kwargs["num_cpus"])
         ray.init(runtime_env=runtime_env, **kwargs)
+
+
+def release_on_error(exc: BaseException) -> None:
+    """Free the Ray resources a failed Ray Data pipeline still holds, before re-raising ``exc``.
+
+    A failed streaming execution keeps its actor pool alive through the traceback's frames until the
+    garbage collector runs; in a long-lived driver (a notebook, a test session, run-all) those actors
+    would hold CPUs or GPUs that later stages then wait for. Clearing the frames and collecting
+    releases them at once; the exception and its message are kept.
+    """
+    import gc
+    import traceback
+
+    traceback.clear_frames(exc.__traceback__)
+    gc.collect()

@@ -32,6 +32,7 @@ from rluf_ray.data import splits
 from rluf_ray.errors import RlufError
 from rluf_ray.io.artifacts import TMP_MARK, ArtifactStore
 from rluf_ray.io.engines import Engine, SamplingSpec, check_model_path, make_engine
+from rluf_ray.io.ray_runtime import release_on_error
 from rluf_ray.pipeline import StageContext, StageResult
 from rluf_ray.schema import GENERATION_SCHEMA, GENERATION_SPLITS, SCORES_ARTIFACT
 
@@ -311,6 +312,28 @@ def prompt_dataset(
     return ray.data.from_items(todo) if todo else None, total
 
 
+def _drain(
+    written: Any, figures: dict[str, dict[str, Any]], t0: float, progress_every_s: float
+) -> tuple[int, int]:
+    """Run the pipeline, tallying the per-file summaries (tiny rows, never the answers)."""
+    prompts = samples = 0
+    last = t0
+    for summary in written.iter_rows():
+        fig = figures[summary["split"]]
+        fig["prompts_generated"] += int(summary["prompts"])
+        fig["samples_generated"] += int(summary["samples"])
+        prompts += int(summary["prompts"])
+        samples += int(summary["samples"])
+        now = time.perf_counter()
+        if now - last >= progress_every_s:
+            el = now - t0
+            log.info(
+                "generate: %d prompts, %.2f prompts/s, %.1f samples/s", prompts, prompts / el, samples / el
+            )
+            last = now
+    return prompts, samples
+
+
 def generate_splits(
     cfg: RlufConfig, ctx: StageContext, engine_factory: EngineFactory, progress_every_s: float = 10.0
 ) -> dict[str, dict[str, Any]]:
@@ -345,21 +368,12 @@ def generate_splits(
         batch_size=cfg.generation.rows_per_file,
         **io_task_kwargs(),
     )
-    t0 = last = time.perf_counter()
-    prompts = samples = 0
-    for summary in written.iter_rows():  # tiny rows: file name and counts, never the answers
-        fig = figures[summary["split"]]
-        fig["prompts_generated"] += int(summary["prompts"])
-        fig["samples_generated"] += int(summary["samples"])
-        prompts += int(summary["prompts"])
-        samples += int(summary["samples"])
-        now = time.perf_counter()
-        if now - last >= progress_every_s:
-            el = now - t0
-            log.info(
-                "generate: %d prompts, %.2f prompts/s, %.1f samples/s", prompts, prompts / el, samples / el
-            )
-            last = now
+    t0 = time.perf_counter()
+    try:
+        prompts, samples = _drain(written, figures, t0, progress_every_s)
+    except BaseException as exc:
+        release_on_error(exc)
+        raise
     wall = time.perf_counter() - t0
     figures["all"] = {
         "prompts_generated": prompts,

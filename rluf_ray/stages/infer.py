@@ -16,6 +16,7 @@ from rluf_ray.config import RlufConfig
 from rluf_ray.data import splits
 from rluf_ray.errors import RlufError
 from rluf_ray.io.engines import SamplingSpec, check_model_path
+from rluf_ray.io.ray_runtime import release_on_error
 from rluf_ray.pipeline import StageContext, StageResult
 from rluf_ray.schema import PREDICTION_SCHEMA, PREDICTIONS_ARTIFACT
 from rluf_ray.stages import generate
@@ -59,10 +60,15 @@ def predict(cfg: RlufConfig, model_dir: str, rows: list[dict[str, Any]]) -> list
         },
         **generate.plan(cfg),
     )
-    out = []
-    for r in ds.select_columns(["prompt_id", "prompt", "reference", "texts"]).iter_rows():
-        out.append({"prompt_id": r["prompt_id"], "prompt": r["prompt"], "reference": r["reference"],
-                    "prediction": r["texts"][0]})  # fmt: skip
+    try:
+        out = [
+            {"prompt_id": r["prompt_id"], "prompt": r["prompt"], "reference": r["reference"],
+             "prediction": r["texts"][0]}
+            for r in ds.select_columns(["prompt_id", "prompt", "reference", "texts"]).iter_rows()
+        ]  # fmt: skip
+    except BaseException as exc:
+        release_on_error(exc)  # free the engine actors now, not at the next garbage collection
+        raise
     return sorted(out, key=lambda r: r["prompt_id"])
 
 

@@ -22,7 +22,7 @@ TINY = [
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_run_all_end_to_end_then_skips(ray_session, tmp_path: Path) -> None:
+def test_run_all_end_to_end_then_skips(ray_idle, tmp_path: Path) -> None:
     cfg = load(None, [*TINY, f"output_dir={tmp_path}"])
     store = ArtifactStore(tmp_path)
     ran = run_all(cfg, store)

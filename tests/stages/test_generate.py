@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -184,6 +185,11 @@ def test_failed_run_then_rerun_loses_and_doubles_nothing(ray_session, tmp_path: 
             cfg, _ctx(cfg, store), engine_factory=_factory(log_path, fail_on="token3", marker=str(marker))
         )
     done_before = set(_ids_on_disk(store, "calibration"))
+    # The failed run released its engine actors at once (no leak that would starve later Ray work).
+    deadline = time.monotonic() + 20
+    while ray_session.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray_session.available_resources().get("CPU", 0) == 2
     result = generate.run_generation(
         cfg, _ctx(cfg, store), engine_factory=_factory(log_path, fail_on="token3", marker=str(marker))
     )

@@ -13,7 +13,7 @@ from rluf_ray.pipeline import run_stage
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_sft_builds_embedded_base_trains_and_resumes(ray_session, tmp_path):
+def test_sft_builds_embedded_base_trains_and_resumes(ray_idle, tmp_path):
     cfg = load(
         None,
         [

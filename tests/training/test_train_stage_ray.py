@@ -16,7 +16,7 @@ from rluf_ray.stages.registry import BY_NAME
 @pytest.mark.ray
 @pytest.mark.slow
 def test_train_on_released_pairs_resumes_after_a_failure(
-    ray_session, tiny_model_dir, weighted_sample_path, tmp_path
+    ray_idle, tiny_model_dir, weighted_sample_path, tmp_path
 ):
     cfg = load(
         None,
