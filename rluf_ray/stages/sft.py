@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from typing import Any
 
 from rluf_ray.config import RlufConfig, fingerprint
@@ -83,12 +82,11 @@ def base_model_path(cfg: RlufConfig, ctx: StageContext) -> str:
 def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     """Build (embedded) or load the base model, fine-tune under Ray Train, export ``sft/model``."""
     import ray
-    from ray.train.torch import TorchTrainer
     from transformers import AutoTokenizer
 
     from rluf_ray.data.splits import load_split
     from rluf_ray.io.ray_runtime import ensure_ray
-    from rluf_ray.training.ray_train import export_final, run_config
+    from rluf_ray.training.ray_train import fit_and_export
     from rluf_ray.training.sft import build_sft_rows, sft_train_loop
 
     p = plan(cfg)
@@ -108,10 +106,9 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     log.info("sft: %d examples (%d prompts truncated), base %s", len(sft_rows), truncated, base)
 
     ensure_ray()
-    storage = ctx.store.local_path(ctx.dir, CHECKPOINTS)
-    trainer = TorchTrainer(
+    metrics = fit_and_export(
         sft_train_loop,
-        train_loop_config={
+        {
             "model_path": base,
             "dtype": cfg.model.dtype,
             "trainer_args": p["trainer_args"],
@@ -119,19 +116,12 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
             "rows": ray.put(sft_rows),
             "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: exercises FailureConfig resume
         },
-        scaling_config=p["scaling_config"],
-        run_config=run_config(p["run_name"], storage, p["max_failures"]),
+        p,
+        ctx.store.local_path(ctx.dir, CHECKPOINTS),
+        ctx.store.local_path(ctx.dir, MODEL_DIR),
+        ctx.store.local_path(ctx.dir, CURVES),
+        "SFT",
     )
-    try:
-        result = trainer.fit()
-    except Exception as exc:  # Ray Train's TrainingFailedError wraps the worker's exception
-        raise RlufError(
-            f"SFT failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        ) from exc
-    model_dir = ctx.store.local_path(ctx.dir, MODEL_DIR)
-    export_final(result, model_dir, ctx.store.local_path(ctx.dir, CURVES))
-    shutil.rmtree(storage, ignore_errors=True)
-    metrics = dict(result.metrics or {})
     summary = {
         "examples": len(sft_rows),
         "truncated_prompts": truncated,
@@ -140,6 +130,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
         **{k: metrics[k] for k in ("train_loss", "global_step", "resumed") if k in metrics},
     }
     ctx.store.write_json(ctx.dir, SUMMARY, summary)
+    model_dir = ctx.store.local_path(ctx.dir, MODEL_DIR)
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise RlufError(f"SFT finished but {model_dir} holds no model")
     return StageResult(rows={"examples": len(sft_rows)}, metrics=summary)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from typing import Any
 
 from rluf_ray.config import RlufConfig, fingerprint
@@ -100,13 +99,12 @@ def load_pairs(cfg: RlufConfig, ctx: StageContext) -> tuple[list[dict[str, Any]]
 
 def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     """Fit prompts, train weighted DPO under Ray Train, export the final model and curves."""
-    from ray.train.torch import TorchTrainer
     from transformers import AutoTokenizer
 
     from rluf_ray.io.ray_runtime import ensure_ray
     from rluf_ray.training.dpo_loop import dpo_train_loop
     from rluf_ray.training.pairs import fit_pair_prompts, tokenizer_counters
-    from rluf_ray.training.ray_train import export_final, run_config
+    from rluf_ray.training.ray_train import fit_and_export
 
     p = plan(cfg)
     sft_model = ctx.store.local_path(ctx.upstream_dir("sft"), MODEL_DIR)
@@ -131,10 +129,9 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     import ray
 
     ensure_ray()
-    storage = ctx.store.local_path(ctx.dir, CHECKPOINTS)
-    trainer = TorchTrainer(
+    metrics = fit_and_export(
         dpo_train_loop,
-        train_loop_config={
+        {
             "model_path": sft_model,
             "dtype": p["dtype"],
             "trainer_args": p["trainer_args"],
@@ -142,20 +139,12 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
             "pairs": ray.put(pairs),
             "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: exercises FailureConfig resume
         },
-        scaling_config=p["scaling_config"],
-        run_config=run_config(p["run_name"], storage, p["max_failures"]),
+        p,
+        ctx.store.local_path(ctx.dir, CHECKPOINTS),
+        ctx.store.local_path(ctx.dir, MODEL_DIR),
+        ctx.store.local_path(ctx.dir, CURVES),
+        "DPO training",
     )
-    try:
-        result = trainer.fit()
-    except Exception as exc:  # Ray Train's TrainingFailedError wraps the worker's exception
-        raise RlufError(
-            f"DPO training failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        ) from exc
-    model_dir = ctx.store.local_path(ctx.dir, MODEL_DIR)
-    curves = ctx.store.local_path(ctx.dir, CURVES)
-    export_final(result, model_dir, curves)
-    shutil.rmtree(storage, ignore_errors=True)
-    metrics = dict(result.metrics or {})
     summary = {
         "source": source,
         "pairs": stats.pairs,

@@ -177,3 +177,37 @@ def export_final(result: Any, model_dir: str, curves_path: str | None = None) ->
 def local_output_dir(prefix: str) -> str:
     """A per-worker scratch directory for the HF Trainer's own checkpoints."""
     return tempfile.mkdtemp(prefix=f"rluf-{prefix}-")
+
+
+def fit_and_export(
+    loop: Any,
+    loop_config: dict[str, Any],
+    plan: dict[str, Any],
+    checkpoints_dir: str,
+    model_dir: str,
+    curves_path: str,
+    what: str,
+) -> dict[str, Any]:
+    """Run ``loop`` under a TorchTrainer (resuming from ``checkpoints_dir``), export the final model in
+    Hugging Face format and its curves, drop the checkpoints, and return the run's last metrics.
+
+    A failed run is one ``RlufError`` line naming ``what`` (the checkpoints stay for the next try).
+    """
+    from ray.train.torch import TorchTrainer
+
+    from rluf_ray.errors import RlufError
+
+    trainer = TorchTrainer(
+        loop,
+        train_loop_config=loop_config,
+        scaling_config=plan["scaling_config"],
+        run_config=run_config(plan["run_name"], checkpoints_dir, plan["max_failures"]),
+    )
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # Ray Train's TrainingFailedError wraps the worker's exception
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RlufError(f"{what} failed: {first}") from exc
+    export_final(result, model_dir, curves_path)
+    shutil.rmtree(checkpoints_dir, ignore_errors=True)
+    return dict(result.metrics or {})
