@@ -23,9 +23,11 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory):
     model = build_embedded(corpus_texts(1, 60), tmp_path_factory.mktemp("m") / "model", max_positions=512)
-    return make_engine(
+    eng = make_engine(
         "vllm", str(model), dtype="float32", max_context=512, gpu_memory_utilization=0.3, seed=7
     )
+    yield eng
+    eng.close()  # shut the engine core down while pytest's streams are still open
 
 
 def test_n_samples_per_prompt_in_one_request(engine) -> None:
