@@ -372,7 +372,8 @@ def generate_splits(
     try:
         prompts, samples = _drain(written, figures, t0, progress_every_s)
     except BaseException as exc:
-        release_on_error(exc)
+        release_on_error(exc, written)
+        del ds, datasets, sampled, written
         raise
     wall = time.perf_counter() - t0
     figures["all"] = {

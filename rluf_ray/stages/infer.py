@@ -60,14 +60,16 @@ def predict(cfg: RlufConfig, model_dir: str, rows: list[dict[str, Any]]) -> list
         },
         **generate.plan(cfg),
     )
+    selected = ds.select_columns(["prompt_id", "prompt", "reference", "texts"])
     try:
         out = [
             {"prompt_id": r["prompt_id"], "prompt": r["prompt"], "reference": r["reference"],
              "prediction": r["texts"][0]}
-            for r in ds.select_columns(["prompt_id", "prompt", "reference", "texts"]).iter_rows()
+            for r in selected.iter_rows()
         ]  # fmt: skip
     except BaseException as exc:
-        release_on_error(exc)  # free the engine actors now, not at the next garbage collection
+        release_on_error(exc, selected)  # free the engine actors now, not at the next collection
+        del ds, selected
         raise
     return sorted(out, key=lambda r: r["prompt_id"])
 
