@@ -90,7 +90,7 @@ def ray_idle(ray_session):
 
     gc.collect()
     total = ray_session.cluster_resources().get("CPU", 0)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while ray_session.available_resources().get("CPU", 0) < total:
         if time.monotonic() > deadline:
             raise AssertionError(f"Ray CPUs still held by earlier tests: {ray_session.available_resources()}")
