@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from rluf_ray.io.artifacts import ArtifactStore
     from rluf_ray.io.ray_runtime import ensure_ray
     from rluf_ray.pipeline import run_stage, stage_fingerprint
-    from rluf_ray.stages.registry import BY_NAME
+    from rluf_ray.stages.registry import get
 
     n = args.prompts
     cfg = load(
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )  # fmt: skip
     store = ArtifactStore(out)
-    store.complete("sft", stage_fingerprint(cfg, BY_NAME["sft"]), {})
+    store.complete("sft", stage_fingerprint(cfg, get("sft")), {})
     ensure_ray(num_cpus=os.cpu_count())
     before = peak_rss_mib()
     t0 = time.perf_counter()

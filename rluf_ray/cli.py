@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from rluf_ray import __version__
 from rluf_ray.config import ConfigError, RlufConfig, load
 from rluf_ray.errors import RlufError, StageNotBuilt
-from rluf_ray.stages.registry import STAGES
+from rluf_ray.stages.registry import ORDER
 
 EXIT_CONFIG = 2
 BENCHES = ("generate", "judge", "calibrate", "dpo")
@@ -37,14 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rluf", description="Conformal Feedback Alignment on Ray.")
     parser.add_argument("--version", action="version", version=f"rluf-ray {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for spec in STAGES:
-        p = sub.add_parser(spec.name, help=f"run the {spec.name} stage")
+    for name in ORDER:
+        p = sub.add_parser(name, help=f"run the {name} stage")
         _common(p)
-        if spec.name == "calibrate":
+        if name == "calibrate":
             p.add_argument("--quantile", type=float, help="run one miscoverage level alpha (e.g. 0.2)")
-        if spec.name == "train":
+        if name == "train":
             p.add_argument("--pairs", help="train on an external weighted pairs JSONL")
-        if spec.name in ("generate", "feedback", "evaluate"):
+        if name in ("generate", "feedback", "evaluate"):
             p.add_argument("--dry-run", action="store_true", help="print judge calls and cost, call nothing")
     p = sub.add_parser("run-all", help="run every stage in order, skipping complete ones")
     _common(p)

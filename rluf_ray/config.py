@@ -219,6 +219,13 @@ class JudgeConfig(Section):
     )
 
 
+JUDGE_RESULT_KEYS: tuple[str, ...] = tuple(
+    f"judge.{k}"
+    for k in ("provider", "model", "base_url", "temperature", "max_tokens", "offline_noise", "seed")
+)
+"""The judge keys that change a judgement (the rest change speed, limits or where the cache lives)."""
+
+
 class WeightsRange(Section):
     start: float = Field(0.0, description="First grid value (original: 0.0).")
     stop: float = Field(2.0, description="Last grid value, inclusive (original: 2.0).")
@@ -462,6 +469,23 @@ def select(cfg: RlufConfig, keys: Iterable[str]) -> dict[str, Any]:
             node = node[part]
         out[key] = node
     return out
+
+
+def get_value(cfg: RlufConfig, key: str) -> Any:
+    """The value of one dotted key (a section comes back as plain data)."""
+    return select(cfg, [key])[key]
+
+
+def with_values(cfg: RlufConfig, values: Mapping[str, Any]) -> RlufConfig:
+    """A copy of ``cfg`` with the given dotted keys set (validated like any config)."""
+    data = cfg.model_dump(mode="json")
+    for key, value in values.items():
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node[part]
+        node[parts[-1]] = value
+    return from_dict(data)
 
 
 def fingerprint(cfg: RlufConfig, keys: Iterable[str]) -> str:

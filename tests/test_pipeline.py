@@ -3,8 +3,6 @@ a stage killed halfway is never complete."""
 
 from __future__ import annotations
 
-import sys
-import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,42 +10,37 @@ import pytest
 
 from rluf_ray import pipeline
 from rluf_ray.config import load
-from rluf_ray.errors import StageNotBuilt, UpstreamMissing
+from rluf_ray.errors import UpstreamMissing
 from rluf_ray.io.artifacts import ArtifactStore
-from rluf_ray.pipeline import StageResult, is_complete, run_stage
+from rluf_ray.pipeline import is_complete, run_stage
 from rluf_ray.stages import registry
+from rluf_ray.stages.registry import StageResult
 
 CALLS: list[str] = []
 
 
-def _make_module(name: str, fail: bool = False) -> types.ModuleType:
-    mod = types.ModuleType(name)
+def _fake(real: registry.StageDef, fail: bool = False) -> registry.StageDef:
+    """A stage with the real one's name, directory, upstream and reads, whose run only writes a file."""
 
     def run(cfg, ctx):
-        CALLS.append(ctx.spec.name)
-        ctx.store.write_json(ctx.dir, "out.json", {"stage": ctx.spec.name})
+        CALLS.append(ctx.name)
+        ctx.store.write_json(ctx.dir, "out.json", {"stage": ctx.name})
         if fail:
             raise RuntimeError("killed halfway")
         return StageResult(rows={"n": 1})
 
-    mod.run = run  # type: ignore[attr-defined]
-    return mod
+    return replace(real, run_fn=run)
 
 
 @pytest.fixture
 def fake_stages(monkeypatch: pytest.MonkeyPatch):
-    """Two fake stages a -> b wired into the registry."""
+    """Two fake stages sft -> generate wired into the registry."""
     CALLS.clear()
-    specs = {
-        "sft": replace(registry.BY_NAME["sft"], module="fake_stage_a"),
-        "generate": replace(registry.BY_NAME["generate"], module="fake_stage_b"),
-    }
-    monkeypatch.setitem(sys.modules, "fake_stage_a", _make_module("fake_stage_a"))
-    monkeypatch.setitem(sys.modules, "fake_stage_b", _make_module("fake_stage_b"))
-    by_name = dict(registry.BY_NAME, **specs)
-    monkeypatch.setattr(pipeline, "BY_NAME", by_name)
-    monkeypatch.setattr(pipeline, "STAGES", tuple(specs.values()))
-    return by_name
+    stages = {name: _fake(registry.get(name)) for name in ("sft", "generate")}
+    for name, stage in stages.items():
+        monkeypatch.setitem(registry._OVERRIDES, name, stage)
+    monkeypatch.setattr(pipeline, "ORDER", tuple(stages))
+    return stages
 
 
 def test_skip_force_and_invalidation(tmp_path: Path, fake_stages) -> None:
@@ -73,7 +66,7 @@ def test_killed_stage_is_not_complete(tmp_path: Path, fake_stages, monkeypatch: 
     store = ArtifactStore(tmp_path)
     pipeline.run_all(cfg, store)
     assert is_complete(cfg, store, fake_stages["generate"])
-    monkeypatch.setitem(sys.modules, "fake_stage_b", _make_module("fake_stage_b", fail=True))
+    monkeypatch.setitem(registry._OVERRIDES, "generate", _fake(registry.get("generate"), fail=True))
     with pytest.raises(RuntimeError):
         run_stage(cfg, store, "generate", force=True)
     assert not is_complete(cfg, store, fake_stages["generate"])
@@ -86,14 +79,13 @@ def test_upstream_missing(tmp_path: Path, fake_stages) -> None:
         run_stage(cfg, ArtifactStore(tmp_path), "generate")
 
 
-def test_stage_not_built() -> None:
-    spec = replace(registry.BY_NAME["evaluate"], module="rluf_ray.stages.does_not_exist")
-    with pytest.raises(StageNotBuilt, match="stage 'evaluate' is not built yet"):
-        spec.runner()
+def test_unknown_stage() -> None:
+    with pytest.raises(KeyError, match="unknown stage 'nope'"):
+        registry.get("nope")
 
 
 def test_registry_is_consistent() -> None:
-    names = [s.name for s in registry.STAGES]
+    names = [s.name for s in registry.all_stages()]
     assert names == [
         "sft",
         "generate",
@@ -104,7 +96,7 @@ def test_registry_is_consistent() -> None:
         "infer",
         "evaluate",
     ]
-    dirs = {s.artifact_dir for s in registry.STAGES}
+    dirs = {s.artifact_dir for s in registry.all_stages()}
     assert dirs == {
         "sft",
         "generation",
@@ -117,7 +109,7 @@ def test_registry_is_consistent() -> None:
     }
     cfg = load(None)
     seen: set[str] = set()
-    for spec in registry.STAGES:
+    for spec in registry.all_stages():
         assert set(spec.upstream) <= seen, f"{spec.name} reads a stage that runs after it"
         seen.add(spec.name)
         pipeline.stage_fingerprint(cfg, spec)  # every declared key exists

@@ -60,6 +60,7 @@ class Manifest:
     finished_at: str = ""
     status: str = "complete"
     run_id: str = ""  # unique per run: a redone upstream always invalidates its downstream
+    sticky: dict[str, Any] = field(default_factory=dict)  # config values a later run may inherit
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -220,6 +221,7 @@ class ArtifactStore:
         rows: Mapping[str, int] | None = None,
         metrics: Mapping[str, Any] | None = None,
         wall_time_s: float = 0.0,
+        sticky: Mapping[str, Any] | None = None,
     ) -> Manifest:
         """Write the stage's manifest, last, listing every file it produced."""
         man = Manifest(
@@ -233,6 +235,7 @@ class ArtifactStore:
             wall_time_s=round(wall_time_s, 3),
             finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             run_id=uuid.uuid4().hex,
+            sticky=dict(sticky or {}),
         )
         self.write_json(stage, MANIFEST, man.to_dict())
         return man
@@ -246,6 +249,24 @@ class ArtifactStore:
             return False
         present = self.list_files(stage)
         return all(present.get(name) == size for name, size in man.files.items())
+
+
+def file_sha256(path_or_uri: str) -> str:
+    """SHA-256 of a file's bytes (a local path or a pyarrow.fs URI), streamed."""
+    if "://" in path_or_uri:
+        fs, path = pafs.FileSystem.from_uri(path_or_uri)
+    else:
+        fs, path = pafs.LocalFileSystem(), os.path.abspath(path_or_uri)
+    h = hashlib.sha256()
+    try:
+        with fs.open_input_stream(path) as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except (FileNotFoundError, OSError) as exc:
+        from rluf_ray.errors import RlufError
+
+        raise RlufError(f"cannot read {path_or_uri}: {exc.__class__.__name__}") from None
+    return h.hexdigest()
 
 
 def manifest_digest(data: Mapping[str, Any]) -> str:

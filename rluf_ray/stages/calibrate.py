@@ -27,8 +27,8 @@ from rluf_ray.config import RlufConfig
 from rluf_ray.core import conformal as cp
 from rluf_ray.core import similarity
 from rluf_ray.errors import RlufError
-from rluf_ray.pipeline import StageContext, StageResult
 from rluf_ray.schema import PREDICTION_SET_SCHEMA, PREDICTION_SETS_ARTIFACT, SCORES_ARTIFACT
+from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 
 log = logging.getLogger("rluf.calibrate")
 
@@ -308,3 +308,13 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     return StageResult(
         rows={"prediction_sets": n_sets, "test_prompts": len(test)}, metrics=json_safe(metrics)
     )
+
+
+STAGE = StageDef(
+    name="calibrate",
+    artifact_dir="calibration",
+    upstream=("generate",),
+    reads=("conformal",),
+    plan_fn=plan,
+    run_fn=run,
+)

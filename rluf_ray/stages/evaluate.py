@@ -9,15 +9,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from rluf_ray.config import RlufConfig
+from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig
 from rluf_ray.core.judge_parsing import RUBRIC_AXES
 from rluf_ray.core.judge_prompts import JudgeRequest, rubric_request
 from rluf_ray.core.metrics import axis_means, win_rate
 from rluf_ray.data.splits import load_split
 from rluf_ray.errors import RlufError
-from rluf_ray.pipeline import StageContext, StageResult
 from rluf_ray.schema import EVAL_SCORE_SCHEMA, EVAL_SCORES_ARTIFACT, PREDICTIONS_ARTIFACT
 from rluf_ray.stages import judging
+from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 
 log = logging.getLogger("rluf.evaluate")
 
@@ -121,3 +121,18 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
         log.info("evaluate: win rate %s vs %s = %.3f", POLICY, BASELINE, summary["win_rate"]["rate"])
     return StageResult(rows={"scored": len(rows) - sum(failures.values()), "missing": sum(failures.values())},
                        metrics={k: summary[k] for k in ("models", "win_rate") if k in summary})  # fmt: skip
+
+
+def plan(cfg: RlufConfig) -> dict[str, Any]:
+    """The rubric axes and the judge settings the rubric runs with."""
+    return {"axes": list(cfg.evaluation.axes), "evaluation": cfg.evaluation.model_dump()}
+
+
+STAGE = StageDef(
+    name="evaluate",
+    artifact_dir="evaluation",
+    upstream=("infer",),
+    reads=("evaluation", *JUDGE_RESULT_KEYS),
+    plan_fn=plan,
+    run_fn=run,
+)

@@ -14,14 +14,14 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from rluf_ray.config import RlufConfig
+from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig
 from rluf_ray.core.judge_prompts import JudgeRequest, pairwise_request
 from rluf_ray.core.pairs import PairTask, chosen_rejected, pair_tasks
 from rluf_ray.data.splits import load_split
 from rluf_ray.errors import RlufError
-from rluf_ray.pipeline import StageContext, StageResult
 from rluf_ray.schema import PAIRS_ARTIFACT
 from rluf_ray.stages import judging
+from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 
 log = logging.getLogger("rluf.feedback")
 
@@ -122,3 +122,18 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     log.info("feedback: %d pairs, %d missing, output-1 win share %.3f", n_pairs, metrics["missing"],
              metrics["output_1_win_share"])  # fmt: skip
     return StageResult(rows={"pairs": n_pairs, "comparisons": len(reqs)}, metrics=metrics)
+
+
+def plan(cfg: RlufConfig) -> dict[str, Any]:
+    """The settings of the annotation run."""
+    return {"feedback": cfg.feedback.model_dump()}
+
+
+STAGE = StageDef(
+    name="feedback",
+    artifact_dir="feedback",
+    upstream=("generate",),
+    reads=("feedback", *JUDGE_RESULT_KEYS),
+    plan_fn=plan,
+    run_fn=run,
+)

@@ -26,19 +26,31 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from rluf_ray.config import RlufConfig
+from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig
 from rluf_ray.core.answers import VarietyStats, answer_table
 from rluf_ray.data import splits
 from rluf_ray.errors import RlufError
 from rluf_ray.io.artifacts import TMP_MARK, ArtifactStore
 from rluf_ray.io.engines import Engine, SamplingSpec, check_model_path, make_engine
 from rluf_ray.io.ray_runtime import release_on_error
-from rluf_ray.pipeline import StageContext, StageResult
 from rluf_ray.schema import GENERATION_SCHEMA, GENERATION_SPLITS, SCORES_ARTIFACT
+from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 
 log = logging.getLogger("rluf.generate")
 
 RUN_KEY = "_run.json"
+READS: tuple[str, ...] = (
+    "model.max_context",
+    "data",
+    "generation.engine",
+    "generation.sampling_num",
+    "generation.temperature",
+    "generation.top_p",
+    "generation.max_new_tokens",
+    "generation.seed",
+    "generation.score_calibration",
+    *JUDGE_RESULT_KEYS,
+)
 EngineFactory = Callable[[], Engine]
 
 
@@ -252,7 +264,7 @@ def _run_key(cfg: RlufConfig, ctx: StageContext) -> dict[str, Any]:
     """What the samples depend on: the stage's config keys minus the judge's, and the SFT model."""
     from rluf_ray.config import fingerprint
 
-    keys = [k for k in ctx.spec.reads if not k.startswith("judge.") and k != "generation.score_calibration"]
+    keys = [k for k in READS if not k.startswith("judge.") and k != "generation.score_calibration"]
     return {
         "config_hash": fingerprint(cfg, keys),
         "sft_manifest": ctx.store.manifest_hash(ctx.upstream_dir("sft")),
@@ -489,3 +501,13 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
         print(dry_run(cfg))
         return StageResult()
     return run_generation(cfg, ctx)
+
+
+STAGE = StageDef(
+    name="generate",
+    artifact_dir="generation",
+    upstream=("sft",),
+    reads=READS,
+    plan_fn=plan,
+    run_fn=run,
+)

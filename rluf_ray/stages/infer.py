@@ -17,9 +17,9 @@ from rluf_ray.data import splits
 from rluf_ray.errors import RlufError
 from rluf_ray.io.engines import SamplingSpec, check_model_path
 from rluf_ray.io.ray_runtime import release_on_error
-from rluf_ray.pipeline import StageContext, StageResult
 from rluf_ray.schema import PREDICTION_SCHEMA, PREDICTIONS_ARTIFACT
 from rluf_ray.stages import generate
+from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 
 log = logging.getLogger("rluf.infer")
 
@@ -93,3 +93,18 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     empty = {name: sum(1 for p in predictions if p["model"] == name and not p["prediction"].strip())
              for name, _ in MODELS}  # fmt: skip
     return StageResult(rows=counts, metrics={"empty_predictions": empty, "prompts": len(rows)})
+
+
+def plan(cfg: RlufConfig) -> dict[str, Any]:
+    """Sampling settings and engine pool arguments of the inference run."""
+    return {"sampling": sampling_spec(cfg), "pool": generate.plan(cfg)}
+
+
+STAGE = StageDef(
+    name="infer",
+    artifact_dir="inference",
+    upstream=("sft", "train"),
+    reads=("inference", "data", "model.max_context"),
+    plan_fn=plan,
+    run_fn=run,
+)

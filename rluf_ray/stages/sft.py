@@ -16,9 +16,8 @@ from typing import Any
 
 from rluf_ray.config import RlufConfig, fingerprint
 from rluf_ray.errors import RlufError
-from rluf_ray.pipeline import StageContext, StageResult
-from rluf_ray.stages.train import lora_kwargs
-from rluf_ray.training.ray_train import common_trainer_args, scaling_config
+from rluf_ray.stages.registry import StageContext, StageDef, StageResult
+from rluf_ray.training.ray_train import common_trainer_args, lora_kwargs, scaling_config
 
 log = logging.getLogger("rluf.sft")
 
@@ -134,3 +133,13 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise RlufError(f"SFT finished but {model_dir} holds no model")
     return StageResult(rows={"examples": len(sft_rows)}, metrics=summary)
+
+
+STAGE = StageDef(
+    name="sft",
+    artifact_dir="sft",
+    upstream=(),
+    reads=("model", "data", "sft"),
+    plan_fn=plan,
+    run_fn=run,
+)

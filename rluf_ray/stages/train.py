@@ -15,12 +15,13 @@ import logging
 import os
 from typing import Any
 
-from rluf_ray.config import RlufConfig, fingerprint
+from rluf_ray.config import DpoConfig, RlufConfig, fingerprint
 from rluf_ray.core.dpo_loss import drop_zero_enabled
 from rluf_ray.errors import RlufError
-from rluf_ray.pipeline import StageContext, StageResult
+from rluf_ray.io.artifacts import file_sha256
 from rluf_ray.schema import WEIGHTED_PAIRS_ARTIFACT
-from rluf_ray.training.ray_train import common_trainer_args, scaling_config
+from rluf_ray.stages.registry import StageContext, StageDef, StageResult
+from rluf_ray.training.ray_train import common_trainer_args, lora_kwargs, scaling_config
 
 log = logging.getLogger("rluf.train")
 
@@ -28,18 +29,6 @@ MODEL_DIR = "model"
 CURVES = "curves.jsonl"
 SUMMARY = "train_summary.json"
 CHECKPOINTS = "checkpoints"
-
-
-def lora_kwargs(lora: Any) -> dict[str, Any] | None:
-    """peft LoraConfig kwargs, or None when LoRA is off."""
-    if not lora.enabled:
-        return None
-    return {
-        "r": lora.r,
-        "lora_alpha": lora.alpha,
-        "lora_dropout": lora.dropout,
-        "target_modules": list(lora.target_modules),
-    }
 
 
 def trainer_args(cfg: RlufConfig) -> dict[str, Any]:
@@ -161,3 +150,28 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
         rows={"pairs": stats.pairs, "trained_pairs": stats.pairs - dropped},
         metrics=summary,
     )
+
+
+def needs(cfg: RlufConfig) -> tuple[str, ...]:
+    """With an external pairs file the weights stage is not needed."""
+    return ("sft",) if cfg.dpo.pairs_path else ("sft", "assign-weights")
+
+
+def inputs(cfg: RlufConfig) -> dict[str, str]:
+    """The content hash of an external pairs file (its path is not hashed: its bytes are)."""
+    if not cfg.dpo.pairs_path:
+        return {}
+    return {"pairs_sha256": file_sha256(cfg.dpo.pairs_path)}
+
+
+STAGE = StageDef(
+    name="train",
+    artifact_dir="training",
+    upstream=("sft", "assign-weights"),
+    reads=tuple(f"dpo.{k}" for k in DpoConfig.model_fields if k != "pairs_path"),
+    plan_fn=plan,
+    run_fn=run,
+    needs_fn=needs,
+    inputs_fn=inputs,
+    sticky=("dpo.pairs_path",),
+)

@@ -11,8 +11,8 @@ from rluf_ray.config import RlufConfig
 from rluf_ray.core.weighting import SetIndex, WeightScheme, pair_weight, small_and_large_alpha
 from rluf_ray.errors import RlufError
 from rluf_ray.io.artifacts import ArtifactStore
-from rluf_ray.pipeline import StageContext, StageResult
 from rluf_ray.schema import PAIRS_ARTIFACT, PREDICTION_SETS_ARTIFACT, WEIGHTED_PAIRS_ARTIFACT
+from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 
 log = logging.getLogger("rluf.weights")
 
@@ -88,3 +88,18 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
         summary["zero_weight_share"],
     )
     return StageResult(rows={"weighted_pairs": n}, metrics=summary)
+
+
+def plan(cfg: RlufConfig) -> dict[str, Any]:
+    """The weighting scheme."""
+    return {"scheme": scheme_from_config(cfg)}
+
+
+STAGE = StageDef(
+    name="assign-weights",
+    artifact_dir="weights",
+    upstream=("calibrate", "feedback"),
+    reads=("weights",),
+    plan_fn=plan,
+    run_fn=run,
+)

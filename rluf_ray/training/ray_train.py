@@ -38,6 +38,18 @@ def scaling_config(workers: int, use_gpu: bool, cpus_per_worker: float) -> Any:
     return ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources)
 
 
+def lora_kwargs(lora: Any) -> dict[str, Any] | None:
+    """peft LoraConfig kwargs, or None when LoRA is off."""
+    if not lora.enabled:
+        return None
+    return {
+        "r": lora.r,
+        "lora_alpha": lora.alpha,
+        "lora_dropout": lora.dropout,
+        "target_modules": list(lora.target_modules),
+    }
+
+
 def hf_distributed_args(use_gpu: bool) -> dict[str, Any]:
     """HF TrainingArguments that agree with the Ray Train process group (gloo on CPU, NCCL on GPU)."""
     return {"use_cpu": not use_gpu, "ddp_backend": "nccl" if use_gpu else "gloo"}

@@ -10,7 +10,7 @@ import pytest
 from rluf_ray.config import load
 from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.pipeline import run_all
-from rluf_ray.stages.registry import STAGES
+from rluf_ray.stages.registry import all_stages
 
 TINY = [
     "data.demo.train_docs=64", "data.calibration_size=16", "data.test_size=4", "data.eval_size=3",
@@ -26,8 +26,8 @@ def test_run_all_end_to_end_then_skips(ray_idle, tmp_path: Path) -> None:
     cfg = load(None, [*TINY, f"output_dir={tmp_path}"])
     store = ArtifactStore(tmp_path)
     ran = run_all(cfg, store)
-    assert ran == [s.name for s in STAGES]
-    for spec in STAGES:
+    assert ran == [s.name for s in all_stages()]
+    for spec in all_stages():
         man = store.manifest(spec.artifact_dir)
         assert man is not None and man.status == "complete" and man.files, spec.name
     # Each stage's contract holds end to end.
@@ -43,7 +43,7 @@ def test_run_all_end_to_end_then_skips(ray_idle, tmp_path: Path) -> None:
     report = json.loads((tmp_path / "evaluation" / "report.json").read_text())
     assert 0.0 <= report["win_rate"]["rate"] <= 1.0
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
-    assert set(summary["stages"]) == {s.name for s in STAGES}
+    assert set(summary["stages"]) == {s.name for s in all_stages()}
     # A second run-all finds everything complete and runs nothing.
     assert run_all(cfg, store) == []
     # Changing a key only calibrate reads re-runs calibrate and everything downstream of it.

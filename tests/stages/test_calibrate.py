@@ -11,7 +11,6 @@ import pytest
 from rluf_ray.config import RlufConfig
 from rluf_ray.errors import RlufError
 from rluf_ray.io.artifacts import ArtifactStore
-from rluf_ray.pipeline import StageContext
 from rluf_ray.schema import (
     GENERATION_SCHEMA,
     PREDICTION_SET_SCHEMA,
@@ -20,7 +19,7 @@ from rluf_ray.schema import (
     SCORES_ARTIFACT,
 )
 from rluf_ray.stages import calibrate
-from rluf_ray.stages.registry import BY_NAME
+from rluf_ray.stages.registry import StageContext
 
 WORDS = "cat dog rent landlord birthday girlfriend job boss car money friend school exam trip".split()
 
@@ -84,7 +83,7 @@ def _cfg(**conformal) -> RlufConfig:
 
 
 def _ctx(store: ArtifactStore) -> StageContext:
-    return StageContext(spec=BY_NAME["calibrate"], store=store)
+    return StageContext(name="calibrate", store=store)
 
 
 def test_plan_is_pure():

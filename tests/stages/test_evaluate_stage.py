@@ -13,9 +13,9 @@ from rluf_ray.config import load
 from rluf_ray.data.splits import load_split
 from rluf_ray.errors import RlufError
 from rluf_ray.io.artifacts import ArtifactStore
-from rluf_ray.pipeline import StageContext
 from rluf_ray.schema import PREDICTION_SCHEMA, PREDICTIONS_ARTIFACT
-from rluf_ray.stages import evaluate, registry
+from rluf_ray.stages import evaluate
+from rluf_ray.stages.registry import StageContext
 
 
 def _predictions(cfg, store: ArtifactStore, n: int = 4) -> None:
@@ -49,7 +49,7 @@ def test_evaluate_offline(tmp_path: Path) -> None:
     cfg = load(None, [f"output_dir={tmp_path}"])
     store = ArtifactStore(tmp_path)
     _predictions(cfg, store)
-    result = evaluate.run(cfg, StageContext(spec=registry.get("evaluate"), store=store))
+    result = evaluate.run(cfg, StageContext(name="evaluate", store=store))
     report = json.loads((tmp_path / "evaluation" / "report.json").read_text())
     assert report["win_rate"]["rate"] == 1.0 and report["win_rate"]["wins"] == 4
     assert report["models"]["rluf"]["overall"] > report["models"]["sft"]["overall"]
@@ -75,4 +75,4 @@ def test_summarise_leaves_failures_out() -> None:
 def test_unknown_axis(tmp_path: Path) -> None:
     cfg = load(None, [f"output_dir={tmp_path}", "evaluation.axes=[accuracy, style]"])
     with pytest.raises(RlufError, match="style"):
-        evaluate.run(cfg, StageContext(spec=registry.get("evaluate"), store=ArtifactStore(tmp_path)))
+        evaluate.run(cfg, StageContext(name="evaluate", store=ArtifactStore(tmp_path)))

@@ -12,9 +12,9 @@ import pytest
 from rluf_ray.config import load
 from rluf_ray.data.splits import load_split
 from rluf_ray.io.artifacts import ArtifactStore
-from rluf_ray.pipeline import StageContext
 from rluf_ray.schema import GENERATION_SCHEMA, PAIRS_ARTIFACT
-from rluf_ray.stages import feedback, registry
+from rluf_ray.stages import feedback
+from rluf_ray.stages.registry import StageContext
 from rluf_ray.testing.fake_openai import FakeOpenAI, Faults
 
 
@@ -45,7 +45,7 @@ def _generation(cfg, store: ArtifactStore, n_prompts: int = 3) -> list[dict]:
 
 
 def _ctx(store: ArtifactStore, **options) -> StageContext:
-    return StageContext(spec=registry.get("feedback"), store=store, options=options)
+    return StageContext(name="feedback", store=store, options=options)
 
 
 def test_offline_feedback_pairs(tmp_path: Path) -> None:

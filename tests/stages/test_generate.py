@@ -17,10 +17,10 @@ from rluf_ray.data.tiny_model import build_embedded
 from rluf_ray.errors import RlufError
 from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.io.engines import Completion
-from rluf_ray.pipeline import StageContext, run_stage, stage_fingerprint
+from rluf_ray.pipeline import run_stage, stage_fingerprint
 from rluf_ray.schema import GENERATION_SCHEMA
 from rluf_ray.stages import generate
-from rluf_ray.stages.registry import BY_NAME
+from rluf_ray.stages.registry import StageContext, get
 
 # The fake engines below travel to Ray workers by value (this test module is not importable there).
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -98,7 +98,7 @@ def _files_cfg(tmp_path: Path, n_cal: int = 6, n_test: int = 2, extra: tuple[str
 
 
 def _ctx(cfg, store: ArtifactStore, force: bool = False) -> StageContext:
-    return StageContext(spec=BY_NAME["generate"], store=store, options={"force": force})
+    return StageContext(name="generate", store=store, options={"force": force})
 
 
 def _ids_on_disk(store: ArtifactStore, split: str) -> list[str]:
@@ -123,7 +123,7 @@ def test_tiny_model_end_to_end_through_the_pipeline(ray_session, tmp_path: Path)
     )  # fmt: skip
     store = ArtifactStore(cfg.output_dir)
     build_embedded(tokenizer_corpus(cfg, 50), store.local_path("sft", "model"), max_positions=512)
-    store.complete("sft", stage_fingerprint(cfg, BY_NAME["sft"]), {})
+    store.complete("sft", stage_fingerprint(cfg, get("sft")), {})
     man = run_stage(cfg, store, "generate")
     assert man is not None and man.rows == {"calibration": 4, "test": 3}
     cal = pq.read_table(store.path("generation", "calibration"))

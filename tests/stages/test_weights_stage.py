@@ -11,14 +11,14 @@ import pytest
 from rluf_ray.config import load
 from rluf_ray.errors import RlufError
 from rluf_ray.io.artifacts import ArtifactStore
-from rluf_ray.pipeline import StageContext
 from rluf_ray.schema import (
     PAIRS_ARTIFACT,
     PREDICTION_SET_SCHEMA,
     PREDICTION_SETS_ARTIFACT,
     WEIGHTED_PAIRS_ARTIFACT,
 )
-from rluf_ray.stages import registry, weights
+from rluf_ray.stages import weights
+from rluf_ray.stages.registry import StageContext
 
 
 def _pair(pid: str, c: str, r: str) -> dict[str, str]:
@@ -51,7 +51,7 @@ def _setup(tmp_path: Path, alphas: list[float]) -> tuple[ArtifactStore, StageCon
         PAIRS_ARTIFACT,
         [_pair("p1", "a", "b"), _pair("p1", "b", "c"), _pair("p2", "x", "y"), _pair("p3", "m", "n")],
     )
-    return store, StageContext(spec=registry.get("assign-weights"), store=store)
+    return store, StageContext(name="assign-weights", store=store)
 
 
 def test_weights_stage(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from rluf_ray.config import load
 from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.pipeline import run_stage, stage_fingerprint
-from rluf_ray.stages.registry import BY_NAME
+from rluf_ray.stages.registry import get
 
 
 @pytest.mark.ray
@@ -36,7 +36,7 @@ def test_train_on_released_pairs_resumes_after_a_failure(
     )
     store = ArtifactStore(cfg.output_dir)
     shutil.copytree(tiny_model_dir, store.local_path("sft", "model"))
-    store.complete("sft", stage_fingerprint(cfg, BY_NAME["sft"]), {})  # stands in for `rluf sft`
+    store.complete("sft", stage_fingerprint(cfg, get("sft")), {})  # stands in for `rluf sft`
 
     # the worker raises at step 3 on the fresh run; FailureConfig restarts it from the step-2 checkpoint
     man = run_stage(cfg, store, "train", options={"fail_at_step": 3})
