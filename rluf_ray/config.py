@@ -52,7 +52,6 @@ class ModelConfig(Section):
     max_context: int = Field(
         1024, ge=32, description="Context length in tokens; longer prompts are truncated (post body cut)."
     )
-    trust_remote_code: bool = Field(False, description="Passed to transformers loaders.")
     embedded_hidden_size: int = Field(128, ge=64, description="Width of the embedded tiny Llama.")
     embedded_layers: int = Field(2, ge=1, description="Layers of the embedded tiny Llama.")
     embedded_heads: int = Field(
@@ -226,6 +225,14 @@ JUDGE_RESULT_KEYS: tuple[str, ...] = tuple(
 """The judge keys that change a judgement (the rest change speed, limits or where the cache lives)."""
 
 
+def judge_result_settings(judge: JudgeConfig) -> dict[str, Any]:
+    """The judge settings a judgement depends on under this provider (a stage's plan includes them)."""
+    if judge.provider == "offline":
+        return {"provider": "offline", "offline_noise": judge.offline_noise, "seed": judge.seed}
+    return {"provider": judge.provider, "model": judge.model, "base_url": judge.base_url,
+            "temperature": judge.temperature, "max_tokens": judge.max_tokens}  # fmt: skip
+
+
 class WeightsRange(Section):
     start: float = Field(0.0, description="First grid value (original: 0.0).")
     stop: float = Field(2.0, description="Last grid value, inclusive (original: 2.0).")
@@ -383,6 +390,50 @@ class RlufConfig(Section):
     output_dir: str = Field("outputs", description="Root of the artifact store (a path or pyarrow.fs URI).")
 
 
+OPERATIONAL_KEYS: tuple[str, ...] = (
+    "resources",
+    "output_dir",
+    "generation.prompts_per_batch",
+    "generation.rows_per_file",
+    "generation.vllm_gpu_memory_utilization",
+    "generation.vllm_enable_prefix_caching",
+    "generation.tensor_parallel_size",
+    "judge.api_key_env",
+    "judge.requests_per_minute",
+    "judge.tokens_per_minute",
+    "judge.max_in_flight_per_actor",
+    "judge.max_retries",
+    "judge.max_parse_retries",
+    "judge.timeout_s",
+    "judge.cache_path",
+    "judge.max_dollars",
+    "judge.prices",
+    "judge.rate_window_s",
+    "judge.rate_safety",
+    "judge.backoff_base_s",
+    "judge.backoff_max_s",
+    "judge.batch_price_factor",
+    "judge.batch_poll_s",
+    "judge.batch_timeout_s",
+    "judge.budget_name",
+    "conformal.grid_chunks",
+    "conformal.min_cells_per_task",
+    "feedback.use_batch_api",
+    "evaluation.use_batch_api",
+    "sft.save_steps",
+    "sft.max_failures",
+    "dpo.save_steps",
+    "dpo.max_failures",
+)
+"""Keys (and sections) that change how fast, how much at once, within which limits or where things
+live, never what a stage computes: no stage's hash includes them, so changing one re-runs nothing."""
+
+
+def is_operational(key: str) -> bool:
+    """Whether a dotted key is (or lies in) one of ``OPERATIONAL_KEYS``."""
+    return any(key == k or key.startswith(k + ".") for k in OPERATIONAL_KEYS)
+
+
 def _format_error(err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "<root>"
@@ -486,6 +537,31 @@ def with_values(cfg: RlufConfig, values: Mapping[str, Any]) -> RlufConfig:
             node = node[part]
         node[parts[-1]] = value
     return from_dict(data)
+
+
+def leaf_keys(section: BaseModel, prefix: str = "") -> list[str]:
+    """Every dotted leaf key under a config section (nested sections walked; lists are leaves)."""
+    keys: list[str] = []
+    for name in type(section).model_fields:
+        value = getattr(section, name)
+        if isinstance(value, BaseModel):
+            keys += leaf_keys(value, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def result_keys(cfg: RlufConfig, reads: Iterable[str]) -> list[str]:
+    """The leaf keys of ``reads`` (sections expanded) that can change a result: operational ones dropped."""
+    out: set[str] = set()
+    for key in reads:
+        node: Any = cfg
+        for part in key.split("."):
+            if not isinstance(node, BaseModel) or part not in type(node).model_fields:
+                raise KeyError(f"unknown config key {key!r}")
+            node = getattr(node, part)
+        out.update(leaf_keys(node, key + ".") if isinstance(node, BaseModel) else [key])
+    return sorted(k for k in out if not is_operational(k))
 
 
 def fingerprint(cfg: RlufConfig, keys: Iterable[str]) -> str:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from rluf_ray.config import RlufConfig, fingerprint, get_value, with_values
+from rluf_ray.config import RlufConfig, fingerprint, get_value, result_keys, with_values
 from rluf_ray.errors import UpstreamMissing
 from rluf_ray.io.artifacts import ArtifactStore, Manifest
 from rluf_ray.stages.registry import ORDER, StageContext, StageDef, StageResult, get
@@ -18,7 +18,7 @@ log = logging.getLogger("rluf")
 def stage_fingerprint(cfg: RlufConfig, stage: StageDef) -> str:
     """Hash of exactly the config keys the stage reads and the content of the external inputs it names."""
     inputs = stage.inputs(cfg)
-    base = fingerprint(cfg, stage.reads)
+    base = fingerprint(cfg, result_keys(cfg, stage.reads))
     if not inputs:
         return base
     return fingerprint_of({"config": base, "inputs": inputs})
@@ -92,7 +92,9 @@ def run_stage(
     store.invalidate(stage.artifact_dir)
     log.info("%s: running", name)
     t0 = time.perf_counter()
-    result = stage.run(cfg, StageContext(name=name, store=store, options={**opts, "force": force}))
+    result = stage.run(
+        cfg, StageContext(name=name, store=store, options={**opts, "force": force}, fingerprint=fp)
+    )
     if not isinstance(result, StageResult):
         result = StageResult()
     wall = time.perf_counter() - t0

@@ -3,6 +3,7 @@ a stage killed halfway is never complete."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -125,3 +126,47 @@ def test_run_all_writes_report(tmp_path: Path, fake_stages) -> None:
     assert set(summary["stages"]) == {"sft", "generate"}
     assert summary["stages"]["sft"]["rows"] == {"n": 1}
     assert "| generate |" in (tmp_path / "report" / "summary.md").read_text()
+
+
+@pytest.fixture
+def fake_train_chain(monkeypatch: pytest.MonkeyPatch):
+    """sft -> train -> infer as fakes keeping the real stages' upstream, needs, inputs and sticky keys."""
+    CALLS.clear()
+    for name in ("sft", "train", "infer"):
+        monkeypatch.setitem(registry._OVERRIDES, name, _fake(registry.get(name)))
+
+
+def _pairs_file(path: Path, weight: float) -> Path:
+    row = {"prompt": "p", "chosen": "a", "rejected": "b", "weight": weight}
+    path.write_text(json.dumps(row) + "\n")
+    return path
+
+
+def test_train_pairs_content_is_hashed(tmp_path: Path) -> None:
+    train = registry.get("train")
+    a = _pairs_file(tmp_path / "a.jsonl", 0.5)
+    b = _pairs_file(tmp_path / "b.jsonl", 0.5)  # same bytes, another path
+    fp_a = pipeline.stage_fingerprint(load(None, [f"dpo.pairs_path={a}"]), train)
+    fp_b = pipeline.stage_fingerprint(load(None, [f"dpo.pairs_path={b}"]), train)
+    assert fp_a == fp_b
+    _pairs_file(a, 0.8)  # same path, other bytes
+    assert pipeline.stage_fingerprint(load(None, [f"dpo.pairs_path={a}"]), train) != fp_a
+
+
+def test_train_with_pairs_counts_for_what_follows(tmp_path: Path, fake_train_chain) -> None:
+    pairs = _pairs_file(tmp_path / "pairs.jsonl", 0.65)
+    store = ArtifactStore(tmp_path / "out")
+    cfg = load(None, [f"output_dir={tmp_path / 'out'}"])
+    run_stage(cfg, store, "sft")
+    run_stage(load(None, [f"output_dir={tmp_path / 'out'}", f"dpo.pairs_path={pairs}"]), store, "train")
+    # `rluf infer` without --pairs uses the model that `rluf train --pairs FILE` made.
+    assert run_stage(cfg, store, "infer") is not None
+    assert is_complete(cfg, store, "train") and is_complete(cfg, store, "infer")
+    # New bytes in the pairs file make that training (and what follows) stale.
+    _pairs_file(pairs, 0.8)
+    assert not is_complete(cfg, store, "train")
+    with pytest.raises(UpstreamMissing, match="infer needs train first"):
+        run_stage(cfg, store, "infer")
+    # `train --force` without --pairs goes back to assign-weights' pairs, which are missing here.
+    with pytest.raises(UpstreamMissing, match="train needs assign-weights first"):
+        run_stage(cfg, store, "train", force=True)

@@ -35,6 +35,43 @@ SplitName = Literal["train", "calibration", "test", "eval"]
 SPLIT_NAMES: tuple[SplitName, ...] = ("train", "calibration", "test", "eval")
 
 
+_DOCS = {"train": "train_docs", "calibration": "calibration_docs", "test": "test_docs", "eval": "eval_docs"}
+_SIZE = {"train": "sft_size", "calibration": "calibration_size", "test": "test_size", "eval": "eval_size"}
+_FILE = {"train": "train_file", "calibration": "calibration_file", "test": "test_file", "eval": "eval_file"}
+_PARTITION = ("data.calibration_size", "data.test_size", "data.eval_size", "data.seed")
+
+
+def split_reads(split: SplitName) -> tuple[str, ...]:
+    """The config keys that decide the rows of ``split``, for every source (a stage declares these)."""
+    _check_split(split)
+    files = tuple(f"data.{f}" for f in _FILE.values()) if split == "train" else (f"data.{_FILE[split]}",)
+    return (
+        "data.source",
+        f"data.{_SIZE[split]}",
+        "data.demo.seed",
+        f"data.demo.{_DOCS[split]}",
+        "data.tldr",
+        *_PARTITION,
+        *files,
+    )
+
+
+def split_plan(cfg: RlufConfig, split: SplitName) -> dict[str, Any]:
+    """What decides the rows of ``split`` under this config (plain data; loads nothing)."""
+    _check_split(split)
+    d = cfg.data
+    out: dict[str, Any] = {"source": d.source, "size": getattr(d, _SIZE[split])}
+    if d.source == "demo":
+        out.update(seed=d.demo.seed, docs=getattr(d.demo, _DOCS[split]))
+    elif d.source == "tldr":
+        out.update(tldr=d.tldr.model_dump(), partition=[d.calibration_size, d.test_size, d.eval_size, d.seed])
+    else:
+        out["file"] = getattr(d, _FILE[split])
+        if split == "train":
+            out["held_out"] = [getattr(d, _FILE[s]) for s in ("calibration", "test", "eval")]
+    return out
+
+
 def _check_split(split: str) -> None:
     if split not in SPLIT_NAMES:
         raise RlufError(f"unknown split {split!r}; expected one of {', '.join(SPLIT_NAMES)}")

@@ -9,11 +9,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig
+from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig, judge_result_settings
 from rluf_ray.core.judge_parsing import RUBRIC_AXES
 from rluf_ray.core.judge_prompts import JudgeRequest, rubric_request
 from rluf_ray.core.metrics import axis_means, win_rate
-from rluf_ray.data.splits import load_split
+from rluf_ray.data.splits import load_split, split_plan, split_reads
 from rluf_ray.errors import RlufError
 from rluf_ray.schema import EVAL_SCORE_SCHEMA, EVAL_SCORES_ARTIFACT, PREDICTIONS_ARTIFACT
 from rluf_ray.stages import judging
@@ -124,15 +124,21 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
 
 
 def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """The rubric axes and the judge settings the rubric runs with."""
-    return {"axes": list(cfg.evaluation.axes), "evaluation": cfg.evaluation.model_dump()}
+    """The rubric axes, the judge settings the rubric runs with, and the eval posts."""
+    e = cfg.evaluation
+    return {
+        "axes": list(e.axes),
+        "use_batch_api": e.use_batch_api,
+        "judge": judge_result_settings(evaluation_judge_config(cfg).judge),
+        "eval_split": split_plan(cfg, "eval"),
+    }
 
 
 STAGE = StageDef(
     name="evaluate",
     artifact_dir="evaluation",
     upstream=("infer",),
-    reads=("evaluation", *JUDGE_RESULT_KEYS),
+    reads=("evaluation", *(k for k in JUDGE_RESULT_KEYS if k != "judge.model"), *split_reads("eval")),
     plan_fn=plan,
     run_fn=run,
 )

@@ -14,10 +14,10 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig
+from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig, judge_result_settings
 from rluf_ray.core.judge_prompts import JudgeRequest, pairwise_request
 from rluf_ray.core.pairs import PairTask, chosen_rejected, pair_tasks
-from rluf_ray.data.splits import load_split
+from rluf_ray.data.splits import load_split, split_plan, split_reads
 from rluf_ray.errors import RlufError
 from rluf_ray.schema import PAIRS_ARTIFACT
 from rluf_ray.stages import judging
@@ -125,15 +125,20 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
 
 
 def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """The settings of the annotation run."""
-    return {"feedback": cfg.feedback.model_dump()}
+    """The annotation run's settings: pair selection, the judge, the instruction and the test posts."""
+    return {
+        "feedback": cfg.feedback.model_dump(),
+        "judge": judge_result_settings(cfg.judge),
+        "template": cfg.data.prompt_template,  # its instruction part heads every comparison
+        "test_split": split_plan(cfg, "test"),
+    }
 
 
 STAGE = StageDef(
     name="feedback",
     artifact_dir="feedback",
     upstream=("generate",),
-    reads=("feedback", *JUDGE_RESULT_KEYS),
+    reads=("feedback", *JUDGE_RESULT_KEYS, "data.prompt_template", *split_reads("test")),
     plan_fn=plan,
     run_fn=run,
 )

@@ -58,6 +58,7 @@ class StageContext:
     name: str
     store: ArtifactStore
     options: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""  # the hash of what this run reads (names resumable Ray Train runs)
 
     @property
     def dir(self) -> str:

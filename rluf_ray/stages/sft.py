@@ -14,7 +14,9 @@ import logging
 import os
 from typing import Any
 
-from rluf_ray.config import RlufConfig, fingerprint
+from rluf_ray.config import RlufConfig, fingerprint, result_keys
+from rluf_ray.data.splits import split_plan, split_reads
+from rluf_ray.data.tiny_model import is_embedded
 from rluf_ray.errors import RlufError
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 from rluf_ray.training.ray_train import common_trainer_args, lora_kwargs, scaling_config
@@ -41,40 +43,47 @@ def trainer_args(cfg: RlufConfig) -> dict[str, Any]:
     }
 
 
+READS: tuple[str, ...] = ("model", "data.prompt_template", *split_reads("train"), "sft")
+
+
 def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """Ray Train arguments for SFT: ScalingConfig, SFTConfig kwargs, LoRA, failure budget, run name."""
-    r = cfg.resources
+    """Everything SFT takes from the config: Ray Train scaling, SFTConfig kwargs, LoRA, failure budget,
+    the base model (and how the embedded one is built), the prompt template and the train split."""
+    r, m = cfg.resources, cfg.model
+    embedded = None
+    if is_embedded(m.base_model):
+        embedded = {"vocab_size": m.embedded_vocab_size, "hidden_size": m.embedded_hidden_size,
+                    "layers": m.embedded_layers, "heads": m.embedded_heads, "seed": cfg.sft.seed}  # fmt: skip
     return {
         "scaling_config": scaling_config(r.train_workers, r.use_gpu, r.cpus_per_train_worker),
         "trainer_args": trainer_args(cfg),
         "lora": lora_kwargs(cfg.sft.lora),
         "max_failures": cfg.sft.max_failures,
-        "dtype": cfg.model.dtype,
-        "run_name": "sft-" + fingerprint(cfg, ("model", "data", "sft"))[:12],
+        "dtype": m.dtype,
+        "max_length": cfg.sft.max_length,  # capped by max_context in trainer_args
+        "max_context": m.max_context,
+        "base_model": m.base_model,
+        "embedded": embedded,
+        "template": cfg.data.prompt_template,
+        "train_split": split_plan(cfg, "train"),
     }
 
 
-def base_model_path(cfg: RlufConfig, ctx: StageContext) -> str:
-    """The model SFT starts from: built locally for ``embedded:``, else the configured path/hub id."""
-    from rluf_ray.data.tiny_model import build_embedded, is_embedded
+def run_name(cfg: RlufConfig, ctx: StageContext) -> str:
+    """The Ray Train run's name: resumable by a rerun of the same config, never shared with another."""
+    return "sft-" + (ctx.fingerprint or fingerprint(cfg, result_keys(cfg, READS)))[:12]
 
-    name = cfg.model.base_model
-    if not is_embedded(name):
-        return name
+
+def base_model_path(cfg: RlufConfig, ctx: StageContext, p: dict[str, Any]) -> str:
+    """The model SFT starts from: built locally for ``embedded:``, else the configured path/hub id."""
+    from rluf_ray.data.tiny_model import build_embedded
+
+    if p["embedded"] is None:
+        return str(p["base_model"])
     from rluf_ray.data.splits import tokenizer_corpus
 
-    m = cfg.model
     out = ctx.store.local_path(ctx.dir, BASE_DIR)
-    build_embedded(
-        tokenizer_corpus(cfg),
-        out_dir=out,
-        vocab_size=m.embedded_vocab_size,
-        hidden_size=m.embedded_hidden_size,
-        layers=m.embedded_layers,
-        heads=m.embedded_heads,
-        max_positions=m.max_context,
-        seed=cfg.sft.seed,
-    )
+    build_embedded(tokenizer_corpus(cfg), out_dir=out, max_positions=p["max_context"], **p["embedded"])
     return out
 
 
@@ -92,16 +101,14 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     rows = load_split(cfg, "train")
     if not rows:
         raise RlufError("the SFT (train) split is empty")
-    base = base_model_path(cfg, ctx)
+    base = base_model_path(cfg, ctx, p)
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
     except OSError as exc:
         raise RlufError(
             f"cannot load the base model's tokenizer from {base!r}: {exc.__class__.__name__}"
         ) from None
-    sft_rows, truncated = build_sft_rows(
-        rows, tokenizer, p["trainer_args"]["max_length"], cfg.data.prompt_template
-    )
+    sft_rows, truncated = build_sft_rows(rows, tokenizer, p["trainer_args"]["max_length"], p["template"])
     log.info("sft: %d examples (%d prompts truncated), base %s", len(sft_rows), truncated, base)
 
     ensure_ray()
@@ -109,13 +116,13 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
         sft_train_loop,
         {
             "model_path": base,
-            "dtype": cfg.model.dtype,
+            "dtype": p["dtype"],
             "trainer_args": p["trainer_args"],
             "lora": p["lora"],
             "rows": ray.put(sft_rows),
             "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: exercises FailureConfig resume
         },
-        p,
+        {**p, "run_name": run_name(cfg, ctx)},
         ctx.store.local_path(ctx.dir, CHECKPOINTS),
         ctx.store.local_path(ctx.dir, MODEL_DIR),
         ctx.store.local_path(ctx.dir, CURVES),
@@ -139,7 +146,7 @@ STAGE = StageDef(
     name="sft",
     artifact_dir="sft",
     upstream=(),
-    reads=("model", "data", "sft"),
+    reads=READS,
     plan_fn=plan,
     run_fn=run,
 )

@@ -15,7 +15,7 @@ import logging
 import os
 from typing import Any
 
-from rluf_ray.config import DpoConfig, RlufConfig, fingerprint
+from rluf_ray.config import DpoConfig, RlufConfig, fingerprint, result_keys
 from rluf_ray.core.dpo_loss import drop_zero_enabled
 from rluf_ray.errors import RlufError
 from rluf_ray.io.artifacts import file_sha256
@@ -46,8 +46,17 @@ def trainer_args(cfg: RlufConfig) -> dict[str, Any]:
     }
 
 
+READS: tuple[str, ...] = (
+    *(f"dpo.{k}" for k in DpoConfig.model_fields if k != "pairs_path"),  # the pairs file's bytes count
+    "model.dtype",
+    "model.max_context",
+    "data.prompt_template",
+)
+
+
 def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """Ray Train arguments for the DPO run: ScalingConfig, trainer args, LoRA, failure budget."""
+    """Everything DPO takes from the config: Ray Train scaling, trainer args, LoRA, failure budget,
+    the prompt budget (raw), the template, and the pairs' source."""
     r = cfg.resources
     return {
         "scaling_config": scaling_config(r.train_workers, r.use_gpu, r.cpus_per_train_worker),
@@ -55,9 +64,17 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
         "lora": lora_kwargs(cfg.dpo.lora),
         "max_failures": cfg.dpo.max_failures,
         "dtype": cfg.model.dtype,
-        "max_prompt_tokens": min(cfg.dpo.max_prompt_length, cfg.model.max_context),
-        "run_name": "dpo-" + fingerprint(cfg, ("model", "data.prompt_template", "dpo"))[:12],
+        "max_prompt_length": cfg.dpo.max_prompt_length,
+        "max_context": cfg.model.max_context,
+        "template": cfg.data.prompt_template,
+        "pairs_path": cfg.dpo.pairs_path,
+        "drop_zero_weight": cfg.dpo.drop_zero_weight,  # None: resolved by the reduction in trainer_args
     }
+
+
+def run_name(cfg: RlufConfig, ctx: StageContext) -> str:
+    """The Ray Train run's name: resumable by a rerun of the same inputs, never shared with another."""
+    return "dpo-" + (ctx.fingerprint or fingerprint(cfg, result_keys(cfg, READS)))[:12]
 
 
 def load_pairs(cfg: RlufConfig, ctx: StageContext) -> tuple[list[dict[str, Any]], str]:
@@ -102,7 +119,8 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     raw, source = load_pairs(cfg, ctx)
     tokenizer = AutoTokenizer.from_pretrained(sft_model)
     count, keep_end = tokenizer_counters(tokenizer)
-    pairs, stats = fit_pair_prompts(raw, p["max_prompt_tokens"], count, cfg.data.prompt_template, keep_end)
+    max_prompt_tokens = min(p["max_prompt_length"], p["max_context"])
+    pairs, stats = fit_pair_prompts(raw, max_prompt_tokens, count, p["template"], keep_end)
     dropped = stats.zero_weight if p["trainer_args"]["drop_zero_weight"] else 0
     if stats.pairs - dropped == 0:
         raise RlufError(f"{source}: every pair has weight 0, nothing to train on")
@@ -128,7 +146,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
             "pairs": ray.put(pairs),
             "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: exercises FailureConfig resume
         },
-        p,
+        {**p, "run_name": run_name(cfg, ctx)},
         ctx.store.local_path(ctx.dir, CHECKPOINTS),
         ctx.store.local_path(ctx.dir, MODEL_DIR),
         ctx.store.local_path(ctx.dir, CURVES),
@@ -168,7 +186,7 @@ STAGE = StageDef(
     name="train",
     artifact_dir="training",
     upstream=("sft", "assign-weights"),
-    reads=tuple(f"dpo.{k}" for k in DpoConfig.model_fields if k != "pairs_path"),
+    reads=READS,
     plan_fn=plan,
     run_fn=run,
     needs_fn=needs,

@@ -91,15 +91,15 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
 
 
 def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """The weighting scheme."""
-    return {"scheme": scheme_from_config(cfg)}
+    """The weighting scheme, and the levels to expect when calibrate wrote no set at all."""
+    return {"scheme": scheme_from_config(cfg), "alphas": sorted(cfg.conformal.quantile_bars)}
 
 
 STAGE = StageDef(
     name="assign-weights",
     artifact_dir="weights",
     upstream=("calibrate", "feedback"),
-    reads=("weights",),
+    reads=("weights", "conformal.quantile_bars"),
     plan_fn=plan,
     run_fn=run,
 )

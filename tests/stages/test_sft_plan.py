@@ -19,7 +19,7 @@ def test_sft_plan_cpu():
     assert a["per_device_train_batch_size"] == 3
     assert a["max_length"] == min(cfg.sft.max_length, cfg.model.max_context)
     assert a["learning_rate"] == cfg.sft.learning_rate and a["num_train_epochs"] == cfg.sft.num_epochs
-    assert p["run_name"].startswith("sft-") and p["lora"] is None
+    assert p["lora"] is None and p["base_model"] == cfg.model.base_model
     from trl import SFTConfig
 
     built = SFTConfig(output_dir="unused", **{**a, "ddp_backend": None})  # all real SFTConfig fields

@@ -23,8 +23,7 @@ def test_plan_cpu_defaults():
     assert a["loss_type"] == ["sigmoid"] and a["beta"] == cfg.dpo.beta
     assert a["per_device_train_batch_size"] == cfg.dpo.per_device_batch_size
     assert p["lora"] is None
-    assert p["max_prompt_tokens"] == min(cfg.dpo.max_prompt_length, cfg.model.max_context)
-    assert p["run_name"].startswith("dpo-")
+    assert (p["max_prompt_length"], p["max_context"]) == (cfg.dpo.max_prompt_length, cfg.model.max_context)
     from rluf_ray.training.weighted_dpo import WeightedDPOConfig
 
     built = WeightedDPOConfig(output_dir="unused", **{**a, "ddp_backend": None})  # all real fields
@@ -59,8 +58,19 @@ def test_plan_refuses_bf16_on_cpu():
         plan(load(None, ["dpo.bf16=true"]))
 
 
-def test_run_name_changes_with_dpo_config():
-    assert plan(load(None, []))["run_name"] != plan(load(None, ["dpo.beta=0.2"]))["run_name"]
+def test_run_name_changes_with_dpo_config(tmp_path):
+    from rluf_ray.io.artifacts import ArtifactStore
+    from rluf_ray.pipeline import stage_fingerprint
+    from rluf_ray.stages import train
+    from rluf_ray.stages.registry import StageContext
+
+    def name(cfg):
+        ctx = StageContext("train", ArtifactStore(tmp_path), fingerprint=stage_fingerprint(cfg, train.STAGE))
+        return train.run_name(cfg, ctx)
+
+    base, other = load(None, []), load(None, ["dpo.beta=0.2"])
+    assert name(base).startswith("dpo-") and name(base) != name(other)
+    assert name(base) == name(load(None, ["resources.train_workers=2"]))  # speed knobs keep the run
 
 
 def test_off_template_prompt_keeps_its_end():
