@@ -116,26 +116,39 @@ class DataConfig(Section):
         return self
 
 
-class SftConfig(Section):
-    learning_rate: float = Field(2e-5, gt=0, description="SFT learning rate (original: 2e-5).")
-    num_epochs: float = Field(5, gt=0, description="SFT epochs (original: 5).")
-    max_length: int = Field(1024, ge=16, description="Max tokens per example (original: 1024).")
+class TrainingSection(Section):
+    """Fields every Ray Train run shares (``sft`` and ``dpo``); each section sets its own defaults.
+
+    ``rluf_ray.training.ray_train.common_trainer_args`` turns these into HF TrainingArguments.
+    """
+
+    learning_rate: float = Field(gt=0, description="Peak learning rate.")
+    num_epochs: float = Field(gt=0, description="Training epochs.")
+    max_length: int = Field(
+        1024, ge=16, description="Max tokens per example: prompt+completion (original: 1024)."
+    )
     per_device_batch_size: int = Field(4, ge=1, description="Batch size per Train worker.")
     gradient_accumulation_steps: int = Field(1, ge=1, description="Gradient accumulation steps.")
-    warmup_ratio: float = Field(0.03, ge=0, le=1, description="Share of steps for LR warm-up.")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     bf16: bool = Field(False, description="bf16 mixed precision (GPUs).")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
     fsdp: str = Field("", description="transformers FSDP option string, e.g. 'full_shard auto_wrap'.")
     deepspeed: str | None = Field(None, description="Path to a DeepSpeed JSON config (e.g. ZeRO-3).")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA settings.")
     save_steps: int = Field(200, ge=1, description="Checkpoint every N optimiser steps.")
-    logging_steps: int = Field(10, ge=1, description="Log every N steps.")
+    logging_steps: int = Field(ge=1, description="Log every N steps.")
     seed: int = Field(42, description="Training seed.")
     max_failures: int = Field(
         2, ge=-1, description="Ray Train FailureConfig: worker failures to recover from the last checkpoint."
     )
     max_steps: int = Field(-1, ge=-1, description="Stop after N optimiser steps (-1: run num_epochs).")
+
+
+class SftConfig(TrainingSection):
+    learning_rate: float = Field(2e-5, gt=0, description="SFT learning rate (original: 2e-5).")
+    num_epochs: float = Field(5, gt=0, description="SFT epochs (original: 5).")
+    logging_steps: int = Field(10, ge=1, description="Log every N steps.")
+    warmup_ratio: float = Field(0.03, ge=0, le=1, description="Share of steps for LR warm-up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
 
 
 class GenerationConfig(Section):
@@ -312,8 +325,10 @@ class WeightsConfig(Section):
     in_neither: float = Field(0.0, description="Weight of an answer in neither set.")
 
 
-class DpoConfig(Section):
+class DpoConfig(TrainingSection):
     learning_rate: float = Field(1.5e-6, gt=0, description="DPO learning rate (original: 1.5e-6).")
+    num_epochs: float = Field(1, gt=0, description="DPO epochs.")
+    logging_steps: int = Field(1, ge=1, description="Log every N steps.")
     beta: float = Field(0.1, gt=0, description="DPO beta.")
     loss_type: Literal["sigmoid", "ipo", "hinge"] = Field("sigmoid", description="TRL DPO loss type.")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="cDPO label smoothing.")
@@ -323,24 +338,8 @@ class DpoConfig(Section):
     drop_zero_weight: bool | None = Field(
         None, description="Filter zero-weight pairs before training (None: on with normalized)."
     )
-    num_epochs: float = Field(1, gt=0, description="DPO epochs.")
-    per_device_batch_size: int = Field(4, ge=1, description="Batch size per Train worker.")
-    gradient_accumulation_steps: int = Field(1, ge=1, description="Gradient accumulation steps.")
-    max_length: int = Field(1024, ge=16, description="Max prompt+completion tokens.")
     max_prompt_length: int = Field(896, ge=8, description="Max prompt tokens (post body cut beyond).")
     precompute_ref_log_probs: bool = Field(False, description="Precompute reference log-probs once.")
-    bf16: bool = Field(False, description="bf16 mixed precision (GPUs).")
-    gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
-    fsdp: str = Field("", description="transformers FSDP option string.")
-    deepspeed: str | None = Field(None, description="Path to a DeepSpeed JSON config.")
-    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA settings.")
-    save_steps: int = Field(200, ge=1, description="Checkpoint every N optimiser steps.")
-    logging_steps: int = Field(1, ge=1, description="Log every N steps.")
-    seed: int = Field(42, description="Training seed.")
-    max_failures: int = Field(
-        2, ge=-1, description="Ray Train FailureConfig: worker failures to recover from the last checkpoint."
-    )
-    max_steps: int = Field(-1, ge=-1, description="Stop after N optimiser steps (-1: run num_epochs).")
     pairs_path: str | None = Field(
         None, description="External weighted pairs JSONL (prompt, chosen, rejected, weight) to train on."
     )

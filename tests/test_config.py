@@ -9,7 +9,10 @@ import pytest
 from rluf_ray.config import (
     CONFIG_DIR,
     ConfigError,
+    DpoConfig,
     RlufConfig,
+    SftConfig,
+    TrainingSection,
     apply_overrides,
     fingerprint,
     load,
@@ -65,6 +68,47 @@ def test_original_defaults() -> None:
     assert cfg.evaluation.model == "gpt-4o"
     assert (cfg.weights.in_small_set, cfg.weights.in_large_set_only) == (0.5, 0.8)
     assert (cfg.weights.in_both, cfg.weights.in_neither) == (0.65, 0.0)
+
+
+SHARED_TRAINING_DEFAULTS = {
+    "max_length": 1024,
+    "per_device_batch_size": 4,
+    "gradient_accumulation_steps": 1,
+    "bf16": False,
+    "gradient_checkpointing": False,
+    "fsdp": "",
+    "deepspeed": None,
+    "save_steps": 200,
+    "seed": 42,
+    "max_failures": 2,
+    "max_steps": -1,
+}
+
+
+def test_sft_and_dpo_share_one_training_section() -> None:
+    assert issubclass(SftConfig, TrainingSection) and issubclass(DpoConfig, TrainingSection)
+    shared = list(TrainingSection.model_fields)
+    # the shared fields come first, in the base's order, then each section's own fields
+    assert list(SftConfig.model_fields)[: len(shared)] == shared
+    assert list(DpoConfig.model_fields)[: len(shared)] == shared
+    sft, dpo = RlufConfig().sft, RlufConfig().dpo
+    for key, value in SHARED_TRAINING_DEFAULTS.items():
+        assert getattr(sft, key) == getattr(dpo, key) == value, key
+    assert sft.lora == dpo.lora and not sft.lora.enabled
+    # only these defaults differ between the two sections
+    assert (sft.learning_rate, sft.num_epochs, sft.logging_steps) == (2e-5, 5, 10)
+    assert (dpo.learning_rate, dpo.num_epochs, dpo.logging_steps) == (1.5e-6, 1, 1)
+    assert set(SftConfig.model_fields) - set(shared) == {"warmup_ratio", "weight_decay"}
+    assert set(DpoConfig.model_fields) - set(shared) == {
+        "beta",
+        "loss_type",
+        "label_smoothing",
+        "reduction",
+        "drop_zero_weight",
+        "max_prompt_length",
+        "precompute_ref_log_probs",
+        "pairs_path",
+    }
 
 
 def _descriptions(model: type) -> list[str]:

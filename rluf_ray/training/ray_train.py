@@ -19,9 +19,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
+
+if TYPE_CHECKING:
+    from rluf_ray.config import TrainingSection
 
 HF_CHECKPOINT = "checkpoint"  # the HF Trainer checkpoint inside a Ray Train checkpoint
 FINAL_MODEL = "model"  # the final save_pretrained model inside the last Ray Train checkpoint
@@ -55,8 +58,8 @@ def hf_distributed_args(use_gpu: bool) -> dict[str, Any]:
     return {"use_cpu": not use_gpu, "ddp_backend": "nccl" if use_gpu else "gloo"}
 
 
-def common_trainer_args(section: Any, use_gpu: bool, name: str) -> dict[str, Any]:
-    """TrainingArguments shared by SFT and DPO, from an ``sft``/``dpo`` config section.
+def common_trainer_args(section: TrainingSection, use_gpu: bool, name: str) -> dict[str, Any]:
+    """TrainingArguments shared by SFT and DPO, from an ``sft``/``dpo`` config section (a TrainingSection).
 
     GPU-only options (bf16, FSDP, DeepSpeed) are refused in one line on CPU workers.
     """
