@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 ROOTS = ("rluf_ray", "jobs")
 RAY_LIST_MARKER = "Modules that import Ray"
 
-CORE_THIRD_PARTY = {"numpy", "torch"}
+CORE_THIRD_PARTY = {"numpy", "torch", "rouge_score"}  # rouge_score: a pure text metric (offline judge)
 CORE_RLUF = ("rluf_ray.core", "rluf_ray.errors")
 # standard-library modules that are I/O, processes or concurrency: not pure logic
 CORE_DENIED_STDLIB = {
