@@ -60,11 +60,22 @@ def per_pair_losses(
     raise ValueError(f"unknown loss_type {loss_type!r}; expected one of {', '.join(LOSS_TYPES)}")
 
 
-def reduce_weighted(losses: torch.Tensor, weights: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def reduce_weighted(
+    losses: torch.Tensor,
+    weights: torch.Tensor,
+    reduction: str = "mean",
+    step_weight: float | torch.Tensor | None = None,
+    step_scale: float = 1.0,
+) -> torch.Tensor:
     """Multiply per-pair losses by their weights, then reduce: ``mean`` or ``normalized``.
 
     ``mean`` divides by the batch size B (the original); ``normalized`` by the sum of weights
     (an all-zero batch gives ``0 * sum(l)``: a zero loss whose gradient is exactly zero).
+
+    ``step_weight``: with ``normalized``, the sum of weights over the whole optimiser step (every
+    micro-batch of every rank) instead of this micro-batch's; ``step_scale`` (gradient-accumulation
+    steps x ranks) undoes the trainer's averaging over micro-batches and ranks, so the step's gradient
+    is exactly that of ``sum(w*l) / sum(w)`` over the global batch.
     """
     if losses.shape != weights.shape:
         raise ValueError(f"losses {tuple(losses.shape)} and weights {tuple(weights.shape)} differ in shape")
@@ -73,10 +84,11 @@ def reduce_weighted(losses: torch.Tensor, weights: torch.Tensor, reduction: str 
     if reduction == "mean":
         return weighted.sum() / losses.numel()
     if reduction == "normalized":
-        total = weights.sum()
+        total = weights.sum() if step_weight is None else step_weight
         if float(total) == 0.0:
             return weighted.sum() * 0.0
-        return weighted.sum() / total
+        scale = 1.0 if step_weight is None else step_scale
+        return weighted.sum() * scale / total
     raise ValueError(f"unknown reduction {reduction!r}; expected one of {', '.join(REDUCTIONS)}")
 
 

@@ -58,9 +58,7 @@ def _outcomes(values: np.ndarray) -> np.ndarray:
     return arr
 
 
-def bootstrap_mean(
-    values: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0
-) -> Interval:
+def bootstrap_mean(values: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> Interval:
     """Mean over a (seeds x prompts) or (prompts,) array with a two-level paired percentile interval.
 
     Seeds are resampled with replacement, then prompts (one prompt draw shared by all seeds, so a

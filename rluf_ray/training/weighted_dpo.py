@@ -6,7 +6,9 @@ reaches the loss on its own. Here it is carried on purpose:
 1. ``WeightedPreferenceCollator`` adds ``batch["weight"]`` (float, one per pair);
 2. ``WeightedDPOTrainer._set_signature_columns_if_needed`` keeps the ``weight`` column;
 3. ``WeightedDPOTrainer._compute_loss`` computes the per-pair losses (``rluf_ray.core.dpo_loss``),
-   multiplies them by the weights and reduces (``mean``: sum(w*l)/B, ``normalized``: sum(w*l)/sum(w)).
+   multiplies them by the weights and reduces (``mean``: sum(w*l)/B, ``normalized``: sum(w*l)/sum(w)
+   where sum(w) runs over the whole optimiser step: every micro-batch of gradient accumulation and
+   every rank, summed in ``get_batch_samples`` before the step's first forward pass).
 
 Everything else is TRL's: dataset tokenisation, reference model or disabled LoRA adapters,
 ``precompute_ref_log_probs``, the fused LM head, DDP/FSDP/DeepSpeed through ``Trainer``.
@@ -98,6 +100,7 @@ class WeightedDPOTrainer(DPOTrainer):
             raise ValueError("weighted DPO supports f_divergence_type='reverse_kl' only")
         self.weight_reduction = dpo_args.weight_reduction
         self.dropped_zero_weight = 0
+        self._step_weight: torch.Tensor | None = None  # sum of weights of the current optimiser step
         train = kwargs.get("train_dataset")
         if isinstance(train, Dataset):
             if WEIGHT_COLUMN not in train.column_names:
@@ -120,6 +123,19 @@ class WeightedDPOTrainer(DPOTrainer):
         super()._set_signature_columns_if_needed()
         if WEIGHT_COLUMN not in self._signature_columns:
             self._signature_columns = [*self._signature_columns, WEIGHT_COLUMN]
+
+    def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> Any:
+        """The step's micro-batches (as HF fetches them), and, for ``normalized``, their weight sum over
+        every rank: the denominator of the step's loss."""
+        batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if self.weight_reduction == "normalized":
+            total = torch.zeros((), dtype=torch.float64, device=device)
+            for batch in batch_samples:
+                total = total + batch[WEIGHT_COLUMN].to(device=device, dtype=torch.float64).sum()
+            if self.accelerator.num_processes > 1:
+                total = self.accelerator.reduce(total, reduction="sum")
+            self._step_weight = total
+        return batch_samples, num_items
 
     def compute_ref_log_probs(self, model: Any, inputs: dict[str, Any]) -> Any:
         """TRL's reference log-probs, with the weight kept out of the model's kwargs."""
@@ -155,7 +171,10 @@ class WeightedDPOTrainer(DPOTrainer):
             chosen_lengths=chosen_len,
             rejected_lengths=rejected_len,
         )
-        loss = reduce_weighted(losses, weights, self.weight_reduction) * self.loss_weights[0]
+        step_weight = self._step_weight if mode == "train" else None
+        step_scale = getattr(self, "current_gradient_accumulation_steps", 1) * self.accelerator.num_processes
+        loss = reduce_weighted(losses, weights, self.weight_reduction, step_weight, step_scale)
+        loss = loss * self.loss_weights[0]
         self._log_pair_metrics(mode, chosen_logps, rejected_logps, ref_chosen, ref_rejected, weights)
         return loss
 

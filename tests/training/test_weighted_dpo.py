@@ -202,3 +202,36 @@ def test_train_logs_curves_with_mean_weight(tiny_model_dir, tmp_path):
             assert key in row
         assert row["weight/mean"] in (0.5, 1.5, 1.0)
     assert len((tmp_path / "curves.jsonl").read_text().splitlines()) == 2
+
+
+def _one_sgd_step(model_dir, tmp, rows, batch: int, accumulation: int, reduction: str) -> torch.Tensor:
+    """Parameters after one plain-SGD optimiser step (SGD, no clipping: the update is the gradient)."""
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    args = _args(tmp, WeightedDPOConfig, batch=batch, weight_reduction=reduction, drop_zero_weight=False,
+                 gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd", learning_rate=0.5,
+                 lr_scheduler_type="constant", max_grad_norm=1e9)  # fmt: skip
+    trainer = WeightedDPOTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok
+    )
+    trainer.train()
+    return torch.cat([p.detach().reshape(-1) for p in trainer.model.parameters()])
+
+
+def test_normalized_spans_the_whole_optimiser_step(tiny_model_dir, tmp_path):
+    """Gradient accumulation over two one-pair micro-batches with weights (1, 3): ``normalized`` divides
+    by the step's sum of weights (4), so the step equals ``mean`` with weights (0.5, 1.5) on the same
+    micro-batches: (l1 + 3 l2) / 4. Normalising per micro-batch (w*l/w) would give (l1 + l2) / 2."""
+    rows = [{**PAIRS[0], "weight": 1.0}, {**PAIRS[1], "weight": 3.0}]
+    as_mean = [{**PAIRS[0], "weight": 0.5}, {**PAIRS[1], "weight": 1.5}]
+    per_micro = [{**PAIRS[0], "weight": 1.0}, {**PAIRS[1], "weight": 1.0}]
+    start = torch.cat(
+        [p.reshape(-1) for p in AutoModelForCausalLM.from_pretrained(tiny_model_dir).parameters()]
+    )
+    norm = _one_sgd_step(tiny_model_dir, tmp_path / "n", rows, 1, 2, "normalized")
+    mean = _one_sgd_step(tiny_model_dir, tmp_path / "m", as_mean, 1, 2, "mean")
+    naive = _one_sgd_step(tiny_model_dir, tmp_path / "p", per_micro, 1, 2, "mean")
+    step = (norm - start).norm()
+    assert step > 0
+    torch.testing.assert_close(norm, mean, rtol=1e-5, atol=1e-7)
+    assert (naive - norm).norm() > 0.05 * step
