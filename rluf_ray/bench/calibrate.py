@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from rluf_ray.core import conformal as cp
-from rluf_ray.core import similarity
+from rluf_ray.io.similarity_model import SimilaritySettings, top_answer_similarities
 
 WORDS = (
     "i my he she landlord rent job boss girlfriend boyfriend friend car money school exam trip dog cat "
@@ -188,10 +188,10 @@ def main(argv: list[str]) -> int:
 
     t0 = time.perf_counter()
     rows = cal + test + big
-    sim_lists = similarity.top_answer_similarities(
+    sim_lists = top_answer_similarities(
         [r["answers"] for r in rows],
         [a for r in rows for a in r["answers"]],
-        similarity.SimilaritySettings(vector_size=200, epochs=5, seed=args.seed),
+        SimilaritySettings(vector_size=200, epochs=5, seed=args.seed),
     )
     sims = {
         (a, r["answers"][0]): s

@@ -24,8 +24,8 @@ import pyarrow as pa
 
 from rluf_ray.config import RlufConfig
 from rluf_ray.core import conformal as cp
-from rluf_ray.core import similarity
 from rluf_ray.errors import RlufError
+from rluf_ray.io.similarity_model import SimilaritySettings, top_answer_similarities
 from rluf_ray.report.plots import plot_hist, plot_surface
 from rluf_ray.schema import PREDICTION_SET_SCHEMA, PREDICTION_SETS_ARTIFACT, SCORES_ARTIFACT
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
@@ -197,12 +197,10 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     cp.check_sizes(build_tables(cal, test, scores, zero_sims)[0], settings)  # fail before FastText
 
     t0 = time.perf_counter()
-    settings_sim = similarity.SimilaritySettings(
+    settings_sim = SimilaritySettings(
         vector_size=c.similarity_vector_size, epochs=c.similarity_epochs, seed=c.seed
     )
-    sims = similarity.top_answer_similarities(
-        [r["answers"] for r in cal + test], corpus_of(cal + test), settings_sim
-    )
+    sims = top_answer_similarities([r["answers"] for r in cal + test], corpus_of(cal + test), settings_sim)
     t_sim = time.perf_counter() - t0
     cal_t, test_t = build_tables(cal, test, scores, sims)
 
