@@ -22,8 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from rluf_ray.core import conformal as cp
-from rluf_ray.core import similarity
+from rluf_ray.core.calibration import ConformalSettings, GridMap, calibrate
+from rluf_ray.core.grid_search import make_permutations
+from rluf_ray.core.nonconformity import AnswerTable, nonconformity, pad_table, score_parts
+from rluf_ray.core.thresholds import in_set
+from rluf_ray.io.grid_tasks import GridTasks
+from rluf_ray.io.similarity_model import SimilaritySettings, top_answer_similarities
 
 WORDS = (
     "i my he she landlord rent job boss girlfriend boyfriend friend car money school exam trip dog cat "
@@ -133,8 +137,8 @@ def baseline(
 
 
 # ---- ours ----------------------------------------------------------------------------------------
-def _table(rows: list[dict], sims: dict[tuple[str, str], float], judge: bool = True) -> cp.AnswerTable:
-    return cp.pad_table(
+def _table(rows: list[dict], sims: dict[tuple[str, str], float], judge: bool = True) -> AnswerTable:
+    return pad_table(
         [r["counts"] for r in rows],
         [[0.0] + [sims[(a, r["answers"][0])] for a in r["answers"][1:]] for r in rows],
         [r["judge"] for r in rows] if judge else None,
@@ -144,17 +148,17 @@ def _table(rows: list[dict], sims: dict[tuple[str, str], float], judge: bool = T
 
 
 def ours(
-    cal_t: cp.AnswerTable,
-    test_t: cp.AnswerTable,
-    settings: cp.ConformalSettings,
-    map_chunks: Any,
+    cal_t: AnswerTable,
+    test_t: AnswerTable,
+    settings: ConformalSettings,
+    map_grid: GridMap,
 ) -> tuple[dict[float, list[list[str]]], int]:
     """rluf-ray's calibration (Ray tasks over grid chunks) and its test sets per alpha; tasks used."""
-    res = cp.calibrate(cal_t, settings, map_chunks=map_chunks)
-    parts = cp.score_parts(test_t)
+    res = calibrate(cal_t, settings, map_grid=map_grid)
+    parts = score_parts(test_t)
     out = {}
     for c in res.calibrations:
-        member = cp.in_set(cp.nonconformity(parts, c.w1, c.w2), test_t.mask, c.threshold)
+        member = in_set(nonconformity(parts, c.w1, c.w2), test_t.mask, c.threshold)
         out[c.alpha] = [[test_t.answers[i][j] for j in np.flatnonzero(row)] for i, row in enumerate(member)]
     return out, int(res.report["grid_tasks"])
 
@@ -188,10 +192,10 @@ def main(argv: list[str]) -> int:
 
     t0 = time.perf_counter()
     rows = cal + test + big
-    sim_lists = similarity.top_answer_similarities(
+    sim_lists = top_answer_similarities(
         [r["answers"] for r in rows],
         [a for r in rows for a in r["answers"]],
-        similarity.SimilaritySettings(vector_size=200, epochs=5, seed=args.seed),
+        SimilaritySettings(vector_size=200, epochs=5, seed=args.seed),
     )
     sims = {
         (a, r["answers"][0]): s
@@ -203,32 +207,28 @@ def main(argv: list[str]) -> int:
     import ray
 
     from rluf_ray.io.ray_runtime import ensure_ray
-    from rluf_ray.stages.calibrate import ray_map
 
     started = not ray.is_initialized()
     t0 = time.perf_counter()
     ensure_ray()
-    map_chunks = ray_map(1)
-    warm = cp.pad_table([[3, 2, 1]] * 8, judge=[[0.9, 0.9, 0.9]] * 8)
-    warm_settings = cp.ConformalSettings(
-        protocol="cfa", alphas=(0.5,), grid_values=(0.0, 1.0), random_count=1
-    )
-    cp.calibrate(warm, cp.ConformalSettings(**{**warm_settings.__dict__, "chunks": tasks}), map_chunks)
+    map_grid = GridTasks(chunks=tasks, num_cpus=1)
+    warm = pad_table([[3, 2, 1]] * 8, judge=[[0.9, 0.9, 0.9]] * 8)
+    warm_settings = ConformalSettings(protocol="cfa", alphas=(0.5,), grid_values=(0.0, 1.0), random_count=1)
+    calibrate(warm, warm_settings, map_grid)
     print(
         f"ray_startup_s: {time.perf_counter() - t0:.2f} (outside both timers; includes warming {tasks} workers)"
     )
 
     try:
-        settings = cp.ConformalSettings(
+        settings = ConformalSettings(
             protocol="cfa",
             label_rule="top_answer",
             alphas=tuple(alphas),
             grid_values=tuple(values),
             random_count=args.splits,
             seed=args.seed,
-            chunks=tasks,
         )
-        perms = cp.make_permutations(len(cal), args.splits, args.seed).tolist()
+        perms = make_permutations(len(cal), args.splits, args.seed).tolist()
         t0 = time.perf_counter()
         base_sets = baseline(cal, test, sims, values, perms, alphas, settings.accuracy_threshold)
         baseline_s = time.perf_counter() - t0
@@ -237,12 +237,12 @@ def main(argv: list[str]) -> int:
         runs = []
         for _ in range(max(1, args.repeats)):  # median of repeats: a shared 2-core box is noisy
             t0 = time.perf_counter()
-            our_sets, used = ours(_table(cal, sims), _table(test, sims, judge=False), settings, map_chunks)
+            our_sets, used = ours(_table(cal, sims), _table(test, sims, judge=False), settings, map_grid)
             runs.append(time.perf_counter() - t0)
         ours_s = float(np.median(runs))
         print(
             f"ours_s: {ours_s:.4f} (median of {len(runs)}, min {min(runs):.4f}; {used} grid chunk(s): "
-            "small inputs are not split below min_cells_per_chunk, and a single chunk runs on the driver)"
+            "small inputs are not split below min_cells_per_task, and a single chunk runs on the driver)"
         )
         identical = our_sets == base_sets
         print(f"identical_sets: {identical}")
@@ -251,16 +251,16 @@ def main(argv: list[str]) -> int:
 
         big_t = _table(big, sims)
         t0 = time.perf_counter()
-        _, used_10k = ours(big_t, _table(test, sims, judge=False), settings, map_chunks)
+        _, used_10k = ours(big_t, _table(test, sims, judge=False), settings, map_grid)
         ours_s_10k = time.perf_counter() - t0
         print(
             f"ours_s_10k: {ours_s_10k:.3f} ({len(big)} calibration prompts, cfa protocol, {used_10k} Ray tasks)"
         )
         t0 = time.perf_counter()
-        split_settings = cp.ConformalSettings(
+        split_settings = ConformalSettings(
             **{**settings.__dict__, "protocol": "split", "label_rule": "any_acceptable"}
         )
-        ours(big_t, _table(test, sims, judge=False), split_settings, map_chunks)
+        ours(big_t, _table(test, sims, judge=False), split_settings, map_grid)
         ours_split_s_10k = time.perf_counter() - t0
         print(f"ours_split_s_10k: {ours_split_s_10k:.3f} ({len(big)} calibration prompts, split protocol)")
     finally:

@@ -2,8 +2,9 @@
 
 Reads generate's frequency tables (calibration and test splits) and judge scores, trains the FastText
 similarity model on the run's text (sampled answers of both splits, references and prompts; the SFT
-data could be added later), fans the (w1, w2) grid search out as Ray CPU tasks over chunks of grid
-points (``ray.remote`` applied here, at the call site), reduces on the driver, and writes:
+data could be added later; ``io.similarity_model``), fans the (w1, w2) grid search out as Ray CPU
+tasks over chunks of grid points (``io.grid_tasks``), reduces on the driver (``core.calibration``),
+and writes:
 
 - ``prediction_sets.parquet`` (PREDICTION_SET_SCHEMA): every (test prompt, alpha, answer in the set);
 - ``calibration.json``: chosen weights, thresholds and calibration sizes per alpha;
@@ -13,20 +14,22 @@ points (``ray.remote`` applied here, at the call site), reduces on the driver, a
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from rluf_ray.config import RlufConfig
-from rluf_ray.core import conformal as cp
-from rluf_ray.core import similarity
+from rluf_ray.core.calibration import Calibration, ConformalSettings, calibrate, check_sizes
+from rluf_ray.core.nonconformity import AnswerTable, nonconformity, pad_table, score_parts
+from rluf_ray.core.thresholds import in_set
 from rluf_ray.errors import RlufError
+from rluf_ray.io.grid_tasks import GridTasks
+from rluf_ray.io.similarity_model import SimilaritySettings, top_answer_similarities
+from rluf_ray.report.plots import plot_hist, plot_surface
 from rluf_ray.schema import PREDICTION_SET_SCHEMA, PREDICTION_SETS_ARTIFACT, SCORES_ARTIFACT
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 
@@ -39,58 +42,42 @@ HIST_PNG = "set_size_hist.png"
 
 
 def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """Ray arguments for the grid search: one CPU task per chunk of grid points."""
+    """Every config-derived value ``run`` uses, as plain JSON-able data (no Ray objects).
+
+    ``conformal`` holds the core's ``ConformalSettings`` fields, ``similarity`` the FastText settings;
+    the grid search fans out as one Ray CPU task (``num_cpus`` each) per chunk of grid points.
+    """
     c = cfg.conformal
-    points = len(c.weights_range.values()) ** 2
+    values = list(c.weights_range.values())
+    points = len(values) ** 2
     return {
         "num_cpus": cfg.resources.cpus_per_task,
         "chunks": max(1, min(c.grid_chunks, points)),
+        "min_cells_per_task": c.min_cells_per_task,
         "grid_points": points,
-        "protocol": c.protocol,
+        "conformal": {
+            "protocol": c.protocol,
+            "label_rule": c.label_rule,
+            "alphas": list(c.quantile_bars),
+            "accuracy_threshold": c.accuracy_threshold,
+            "grid_values": values,
+            "random_count": c.random_count,
+            "split_num": c.split_num,
+            "tuning_fraction": c.tuning_fraction,
+            "seed": c.seed,
+        },
+        "similarity": {
+            "vector_size": c.similarity_vector_size,
+            "epochs": c.similarity_epochs,
+            "seed": c.seed,
+        },
     }
 
 
-def settings_from(cfg: RlufConfig, chunks: int) -> cp.ConformalSettings:
-    """The core's settings from the config section."""
-    c = cfg.conformal
-    return cp.ConformalSettings(
-        protocol=c.protocol,
-        label_rule=c.label_rule,
-        alphas=tuple(c.quantile_bars),
-        accuracy_threshold=c.accuracy_threshold,
-        grid_values=tuple(c.weights_range.values()),
-        random_count=c.random_count,
-        split_num=c.split_num,
-        tuning_fraction=c.tuning_fraction,
-        seed=c.seed,
-        chunks=chunks,
-        min_cells_per_chunk=c.min_cells_per_task,
-    )
-
-
-def _call_chunk(func: Callable[..., Any], shared: dict[str, Any], args: dict[str, Any]) -> Any:
-    """Body of one Ray task: one chunk of grid points."""
-    return func(**shared, **args)
-
-
-def ray_map(num_cpus: float) -> Callable[..., list[Any]]:
-    """A ``map_chunks`` for ``conformal.calibrate`` that runs each chunk as a Ray CPU task."""
-
-    def map_chunks(
-        func: Callable[..., Any], shared: dict[str, Any], chunk_args: list[dict[str, Any]]
-    ) -> list:
-        if len(chunk_args) == 1:  # one chunk: a remote task would only add its round trip
-            return [func(**shared, **chunk_args[0])]
-        import ray
-
-        from rluf_ray.io.ray_runtime import ensure_ray
-
-        ensure_ray()
-        shared_ref = ray.put(shared)  # the score arrays travel once through the object store
-        task = ray.remote(_call_chunk).options(num_cpus=num_cpus)
-        return ray.get([task.remote(func, shared_ref, args) for args in chunk_args])
-
-    return map_chunks
+def conformal_settings(p: dict[str, Any]) -> ConformalSettings:
+    """The core's settings from a plan."""
+    c = p["conformal"]
+    return ConformalSettings(**{**c, "alphas": tuple(c["alphas"]), "grid_values": tuple(c["grid_values"])})
 
 
 # ---- inputs --------------------------------------------------------------------------------------
@@ -135,17 +122,17 @@ def corpus_of(rows: list[dict]) -> list[str]:
 
 def build_tables(
     cal: list[dict], test: list[dict], scores: dict[tuple[str, str], float | None], sims: list[list[float]]
-) -> tuple[cp.AnswerTable, cp.AnswerTable]:
+) -> tuple[AnswerTable, AnswerTable]:
     """Padded tables for both splits (``sims`` covers cal rows then test rows)."""
     judge = [[scores.get((r["prompt_id"], a)) for a in r["answers"]] for r in cal]
-    cal_t = cp.pad_table(
+    cal_t = pad_table(
         [r["counts"] for r in cal],
         sims[: len(cal)],
         judge,
         [r["answers"] for r in cal],
         [r["prompt_id"] for r in cal],
     )
-    test_t = cp.pad_table(
+    test_t = pad_table(
         [r["counts"] for r in test],
         sims[len(cal) :],
         None,
@@ -167,14 +154,14 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-def set_rows(test: cp.AnswerTable, cals: list[cp.Calibration]) -> tuple[pa.Table, dict[float, np.ndarray]]:
+def set_rows(test: AnswerTable, cals: list[Calibration]) -> tuple[pa.Table, dict[float, np.ndarray]]:
     """Prediction-set rows for every alpha, and each alpha's set sizes."""
     cols: dict[str, list[Any]] = {"prompt_id": [], "alpha": [], "answer": [], "nonconformity": []}
     sizes: dict[float, np.ndarray] = {}
-    parts = cp.score_parts(test)
+    parts = score_parts(test)
     for c in cals:
-        scores = cp.nonconformity(parts, c.w1, c.w2)
-        member = cp.in_set(scores, test.mask, c.threshold)
+        scores = nonconformity(parts, c.w1, c.w2)
+        member = in_set(scores, test.mask, c.threshold)
         sizes[c.alpha] = member.sum(axis=1)
         for i, j in zip(*np.nonzero(member), strict=True):
             cols["prompt_id"].append(test.prompt_ids[i])
@@ -184,79 +171,27 @@ def set_rows(test: cp.AnswerTable, cals: list[cp.Calibration]) -> tuple[pa.Table
     return pa.table(cols, schema=PREDICTION_SET_SCHEMA), sizes
 
 
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    return buf.getvalue()
-
-
-def plot_surface(surfaces: dict[float, np.ndarray], values: list[float], cals: list[cp.Calibration]) -> bytes:
-    """Heat maps of the grid-search objective (mean set size) over (w1, w2), one per alpha."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(surfaces), figsize=(4.5 * len(surfaces), 4), squeeze=False)
-    for ax, c in zip(axes[0], cals, strict=True):
-        im = ax.imshow(surfaces[c.alpha], origin="lower", cmap="viridis")
-        ticks = range(0, len(values), max(1, len(values) // 6))
-        ax.set_xticks(list(ticks), [f"{values[t]:g}" for t in ticks])
-        ax.set_yticks(list(ticks), [f"{values[t]:g}" for t in ticks])
-        ax.set_xlabel("w2 (similarity)")
-        ax.set_ylabel("w1 (entropy)")
-        ax.set_title(f"alpha={c.alpha}: mean set size")
-        ax.plot([values.index(c.w2)], [values.index(c.w1)], "r*", markersize=12)
-        fig.colorbar(im, ax=ax)
-    data = _png(fig)
-    plt.close(fig)
-    return data
-
-
-def plot_hist(sizes: dict[float, np.ndarray]) -> bytes:
-    """Histogram of test-prompt set sizes per alpha."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    top = max((int(s.max()) for s in sizes.values() if s.size), default=0)
-    bins = [b - 0.5 for b in range(top + 2)]
-    for alpha, s in sorted(sizes.items()):
-        ax.hist(s, bins=bins, alpha=0.5, label=f"alpha={alpha}")
-    ax.set_xlabel("prediction set size (unique answers)")
-    ax.set_ylabel("test prompts")
-    ax.legend()
-    data = _png(fig)
-    plt.close(fig)
-    return data
-
-
 def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     """Calibrate on the calibration split and write prediction sets for the test split."""
     p = plan(cfg)
-    c = cfg.conformal
     cal, test, scores = load_inputs(ctx)
     if not cal:
         raise RlufError("calibrate: the calibration split is empty")
 
-    settings = settings_from(cfg, p["chunks"])
+    settings = conformal_settings(p)
     zero_sims = [[0.0] * len(r["answers"]) for r in cal + test]
-    cp.check_sizes(build_tables(cal, test, scores, zero_sims)[0], settings)  # fail before FastText
+    check_sizes(build_tables(cal, test, scores, zero_sims)[0], settings)  # fail before FastText
 
     t0 = time.perf_counter()
-    settings_sim = similarity.SimilaritySettings(
-        vector_size=c.similarity_vector_size, epochs=c.similarity_epochs, seed=c.seed
-    )
-    sims = similarity.top_answer_similarities(
-        [r["answers"] for r in cal + test], corpus_of(cal + test), settings_sim
+    sims = top_answer_similarities(
+        [r["answers"] for r in cal + test], corpus_of(cal + test), SimilaritySettings(**p["similarity"])
     )
     t_sim = time.perf_counter() - t0
     cal_t, test_t = build_tables(cal, test, scores, sims)
 
     t0 = time.perf_counter()
-    result = cp.calibrate(cal_t, settings, map_chunks=ray_map(p["num_cpus"]))
+    tasks = GridTasks(chunks=p["chunks"], min_cells_per_task=p["min_cells_per_task"], num_cpus=p["num_cpus"])
+    result = calibrate(cal_t, settings, map_grid=tasks)
     t_grid = time.perf_counter() - t0
 
     table, sizes = set_rows(test_t, result.calibrations)
@@ -268,7 +203,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     ctx.store.write_json(
         ctx.dir,
         CALIBRATION_JSON,
-        json_safe({"protocol": c.protocol, "label_rule": c.label_rule, "per_alpha": chosen}),
+        json_safe({"protocol": settings.protocol, "label_rule": settings.label_rule, "per_alpha": chosen}),
     )
     test_sizes = {
         str(a): {

@@ -7,7 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from rluf_ray.core import conformal as cp
+from rluf_ray.core import calibration as cb
+from rluf_ray.core import grid_search as gs
+from rluf_ray.core import nonconformity as nc
+from rluf_ray.core import thresholds as th
 
 
 def _reference_scores(counts: list[int], sims: list[float], w1: float, w2: float) -> list[float]:
@@ -29,10 +32,10 @@ def _reference_scores(counts: list[int], sims: list[float], w1: float, w2: float
 
 
 def test_worked_example_from_the_issue():
-    table = cp.pad_table([[6, 3, 1], [1]], sims=[[0.0, 0.5, 0.2], [0.0]])
-    assert cp.normalized_entropy(table.counts)[0] == pytest.approx(0.389973, abs=1e-6)
-    parts = cp.score_parts(table)
-    s = cp.nonconformity(parts, np.array([1.0, 1.0]), np.array([0.0, 1.0]))
+    table = nc.pad_table([[6, 3, 1], [1]], sims=[[0.0, 0.5, 0.2], [0.0]])
+    assert nc.normalized_entropy(table.counts)[0] == pytest.approx(0.389973, abs=1e-6)
+    parts = nc.score_parts(table)
+    s = nc.nonconformity(parts, np.array([1.0, 1.0]), np.array([0.0, 1.0]))
     np.testing.assert_allclose(s[0, 0], [4.194986, 7.194986, 9.194986], atol=1e-6)
     np.testing.assert_allclose(s[1, 0], [4.194986, 6.694986, 8.994986], atol=1e-6)
     assert s[0, 1, 0] == 5.0 and s[1, 1, 0] == 5.0  # single count: total taken as 2 in both places
@@ -43,9 +46,9 @@ def test_vectorised_grid_is_bit_identical_to_the_per_answer_loop():
     rng = np.random.default_rng(0)
     counts = [sorted(rng.integers(1, 20, size=rng.integers(1, 9)).tolist(), reverse=True) for _ in range(40)]
     sims = [[0.0] + rng.uniform(-0.2, 1.0, size=len(c) - 1).tolist() for c in counts]
-    parts = cp.score_parts(cp.pad_table(counts, sims))
-    w1, w2 = cp.weight_grid([0.0, 0.4, 1.2, 2.0])
-    grid = cp.nonconformity(parts, w1, w2)
+    parts = nc.score_parts(nc.pad_table(counts, sims))
+    w1, w2 = gs.weight_grid([0.0, 0.4, 1.2, 2.0])
+    grid = nc.nonconformity(parts, w1, w2)
     for g in range(len(w1)):
         for i, (c, s) in enumerate(zip(counts, sims, strict=True)):
             ref = _reference_scores(c, s, float(w1[g]), float(w2[g]))
@@ -53,7 +56,7 @@ def test_vectorised_grid_is_bit_identical_to_the_per_answer_loop():
 
 
 def test_weight_grid_order_is_w1_major():
-    w1, w2 = cp.weight_grid([0.0, 1.0, 2.0])
+    w1, w2 = gs.weight_grid([0.0, 1.0, 2.0])
     assert w1.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert w2.tolist() == [0, 1, 2, 0, 1, 2, 0, 1, 2]
 
@@ -61,56 +64,56 @@ def test_weight_grid_order_is_w1_major():
 def test_labels_any_acceptable_and_top_answer_with_missing_scores():
     scores = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, np.inf], [4.0, 5.0, 6.0]])
     judge = np.array([[0.2, 0.9, 0.8], [np.nan, 0.7, np.nan], [0.1, np.nan, 0.3]])
-    acc = cp.acceptable(judge, 0.7)
+    acc = th.acceptable(judge, 0.7)
     assert acc.tolist() == [[False, True, True], [False, True, False], [False, False, False]]
-    assert cp.label_scores(scores, acc, "any_acceptable").tolist() == [2.0, 2.0, math.inf]
-    assert cp.label_scores(scores, acc, "top_answer").tolist() == [math.inf, math.inf, math.inf]
-    assert cp.label_scores(scores, acc, "top_answer", no_label=20.0).tolist() == [20.0, 20.0, 20.0]
-    assert cp.has_label(judge, "any_acceptable").tolist() == [True, True, True]
-    assert cp.has_label(judge, "top_answer").tolist() == [True, False, True]
+    assert th.label_scores(scores, acc, "any_acceptable").tolist() == [2.0, 2.0, math.inf]
+    assert th.label_scores(scores, acc, "top_answer").tolist() == [math.inf, math.inf, math.inf]
+    assert th.label_scores(scores, acc, "top_answer", no_label=20.0).tolist() == [20.0, 20.0, 20.0]
+    assert th.has_label(judge, "any_acceptable").tolist() == [True, True, True]
+    assert th.has_label(judge, "top_answer").tolist() == [True, False, True]
 
 
 def test_threshold_is_the_order_statistic_not_a_percentile():
     scores = np.arange(1.0, 11.0)[::-1].copy()  # 10 scores, unsorted
-    assert cp.order_stat_rank(10, 0.2) == 9  # ceil(11 * 0.8) = 9
-    assert cp.conformal_threshold(scores, 0.2) == 9.0
+    assert th.order_stat_rank(10, 0.2) == 9  # ceil(11 * 0.8) = 9
+    assert th.conformal_threshold(scores, 0.2) == 9.0
     assert np.percentile(scores, 80) == pytest.approx(8.2)  # what an interpolated percentile gives
-    assert cp.conformal_threshold(scores, 0.5) == 6.0  # ceil(5.5) = 6
-    assert cp.order_stat_rank(4, 0.2) == 4  # n = 1/alpha - 1 is just enough: k = n
-    batched = cp.conformal_threshold(np.stack([scores, scores + 1]), 0.2)
+    assert th.conformal_threshold(scores, 0.5) == 6.0  # ceil(5.5) = 6
+    assert th.order_stat_rank(4, 0.2) == 4  # n = 1/alpha - 1 is just enough: k = n
+    batched = th.conformal_threshold(np.stack([scores, scores + 1]), 0.2)
     assert batched.tolist() == [9.0, 10.0]
 
 
 def test_too_small_calibration_set_is_a_clear_error():
-    with pytest.raises(cp.ConformalError, match=r"n=3.*alpha=0\.2|alpha=0\.2.*n=3"):
-        cp.conformal_threshold(np.ones(3), 0.2)
-    with pytest.raises(cp.ConformalError, match=r"alpha=0\.1.*n=8"):
-        cp.cfa_threshold(np.ones(8), 0.1)
+    with pytest.raises(th.ConformalError, match=r"n=3.*alpha=0\.2|alpha=0\.2.*n=3"):
+        th.conformal_threshold(np.ones(3), 0.2)
+    with pytest.raises(th.ConformalError, match=r"alpha=0\.1.*n=8"):
+        th.cfa_threshold(np.ones(8), 0.1)
 
 
 def test_cfa_threshold_uses_the_original_interpolated_percentile():
     scores = np.arange(1.0, 11.0)
     # q = ceil(11 * 0.8) / 10 * 100 = 90; linear interpolation at index 8.1 -> 9.1
-    assert cp.cfa_threshold(scores, 0.2) == pytest.approx(9.1)
+    assert th.cfa_threshold(scores, 0.2) == pytest.approx(9.1)
     # n = 2, alpha = 0.5: q = ceil(1.5) / 2 * 100 = 100 -> the maximum
-    assert cp.cfa_threshold(np.array([4.0, 2.0]), 0.5) == 4.0
+    assert th.cfa_threshold(np.array([4.0, 2.0]), 0.5) == 4.0
 
 
-def _cfa_case() -> cp.AnswerTable:
+def _cfa_case() -> nc.AnswerTable:
     # P0 {6,3,1}: H=0.389973; P1 {6,1,1,1,1}: H=0.533110; P2 {5,5}: top unacceptable;
     # P3 {8,2}: H=0.217322; P4 {4,4,2}: top unacceptable; P5 {9,1}: H=0.141182. No similarity term.
     counts = [[6, 3, 1], [6, 1, 1, 1, 1], [5, 5], [8, 2], [4, 4, 2], [9, 1]]
     judge = [[0.9, 0.1, 0.1], [0.8, 0, 0, 0, 0], [0.2, 0.9], [0.9, 0.1], [0.5, 0.5, 0.5], [0.95, 0.1]]
-    return cp.pad_table(counts, judge=judge)
+    return nc.pad_table(counts, judge=judge)
 
 
 def test_cfa_protocol_pinned_to_hand_computed_results():
     table = _cfa_case()
-    parts = cp.score_parts(table)
-    accept = cp.acceptable(table.judge, 0.7)
+    parts = nc.score_parts(table)
+    accept = th.acceptable(table.judge, 0.7)
     # perm B first, perm A last: parts by position mod 3 -> cal {0, 3}, val {1, 4}, test {2, 5}
     perms = np.array([[5, 4, 3, 2, 1, 0], [0, 1, 2, 3, 4, 5]])
-    stats = cp.grid_chunk_cfa(
+    stats = gs.grid_chunk_cfa(
         parts, accept, "top_answer", np.array([0.0, 1.0]), np.array([0.0, 0.0]), perms, [0.5], 3
     )
     # Labels (top answer if acceptable else 20): w1=0 [4, 4, 20, 2, 20, 1];
@@ -124,25 +127,30 @@ def test_cfa_protocol_pinned_to_hand_computed_results():
     np.testing.assert_allclose(stats.test_size[0], [1.5, 1.5])
     np.testing.assert_allclose(stats.test_coverage[0], [0.75, 0.75])
     np.testing.assert_allclose(stats.last_threshold[0], [4.0, 4.194986], atol=1e-6)
-    assert cp.choose(stats.mean_size[0]) == 1  # w1 = 1 gives the smaller validation sets
+    assert gs.choose(stats.mean_size[0]) == 1  # w1 = 1 gives the smaller validation sets
     # Final sets with w1=1 and the last split's threshold (P0's top score, 4.194986):
     # {6,1,1,1,1}: 4.266555 out; {7,3}: H=0.265295 -> 3.132647 in, 7.132647 out; {6,3,1}: top in (equal).
-    test = cp.pad_table([[6, 1, 1, 1, 1], [7, 3], [6, 3, 1]])
+    test = nc.pad_table([[6, 1, 1, 1, 1], [7, 3], [6, 3, 1]])
     thr = float(stats.last_threshold[0, 1])
-    sets = cp.prediction_sets(cp.nonconformity(cp.score_parts(test), 1.0, 0.0), test.mask, thr)
+    sets = th.prediction_sets(nc.nonconformity(nc.score_parts(test), 1.0, 0.0), test.mask, thr)
     assert sets == [[], [0], [0]]
 
 
 def test_cfa_calibrate_end_to_end_matches_the_chunk_result():
     table = _cfa_case()
-    settings = cp.ConformalSettings(
+    settings = cb.ConformalSettings(
         protocol="cfa", label_rule="top_answer", alphas=(0.5,), grid_values=(0.0, 1.0), random_count=2
     )
-    res = cp.calibrate(table, settings)
+    res = cb.calibrate(table, settings)
     (cal,) = res.calibrations
     assert res.surfaces[0.5].shape == (2, 2)
     assert cal.alpha == 0.5 and cal.n_calibration == 2
     assert res.counts["prompts_no_acceptable"] == 2 and res.counts["prompts_single_answer"] == 0
+
+
+def _point_by_point(func, shared, w1, w2, cells_per_point):
+    """A GridMap that runs every grid point as its own chunk."""
+    return [func(**shared, w1=w1[i : i + 1], w2=w2[i : i + 1]) for i in range(len(w1))]
 
 
 def test_chunking_does_not_change_the_result():
@@ -150,24 +158,22 @@ def test_chunking_does_not_change_the_result():
     counts = [sorted(rng.integers(1, 12, size=rng.integers(1, 7)).tolist(), reverse=True) for _ in range(60)]
     sims = [[0.0] + rng.uniform(0, 1, size=len(c) - 1).tolist() for c in counts]
     judge = [rng.uniform(0, 1, size=len(c)).tolist() for c in counts]
-    table = cp.pad_table(counts, sims, judge)
+    table = nc.pad_table(counts, sims, judge)
     for protocol in ("split", "cfa"):
-        base = cp.ConformalSettings(protocol=protocol, random_count=5, grid_values=(0.0, 0.5, 1.0, 1.5))
-        one = cp.calibrate(table, base)
-        many = cp.calibrate(
-            table, cp.ConformalSettings(**{**base.__dict__, "chunks": 5, "min_cells_per_chunk": 0})
-        )
-        assert len(cp.chunk_slices(16, 5, 1000, 0)) == 5
+        settings = cb.ConformalSettings(protocol=protocol, random_count=5, grid_values=(0.0, 0.5, 1.0, 1.5))
+        one = cb.calibrate(table, settings)
+        many = cb.calibrate(table, settings, map_grid=_point_by_point)
+        assert one.report["grid_tasks"] == 1 and many.report["grid_tasks"] == 16
         assert one.calibrations == many.calibrations
-        for a in base.alphas:
+        for a in settings.alphas:
             np.testing.assert_array_equal(one.surfaces[a], many.surfaces[a])
 
 
 def test_bad_input_counts_and_small_set_error():
     counts = [[5], [3, 2], [2, 2, 1], [4, 1]]
     judge = [[0.9], [np.nan, np.nan], [0.1, 0.2, np.nan], [0.8, 0.1]]
-    table = cp.pad_table(counts, judge=judge)
-    c = cp.input_counts(table, 0.7, "any_acceptable")
+    table = nc.pad_table(counts, judge=judge)
+    c = cb.input_counts(table, 0.7, "any_acceptable")
     assert c == {
         "prompts": 4,
         "answers": 8,
@@ -176,23 +182,15 @@ def test_bad_input_counts_and_small_set_error():
         "prompts_single_answer": 1,
         "prompts_no_acceptable": 1,
     }
-    with pytest.raises(cp.ConformalError, match=r"alpha=0\.2: n=3 labelled prompts.*n >= 14"):
-        cp.calibrate(table, cp.ConformalSettings(alphas=(0.2,), random_count=2))
-
-
-def test_chunk_slices_cover_the_grid_in_order_and_respect_min_cells():
-    sl = cp.chunk_slices(121, 8)
-    assert [i for s in sl for i in range(121)[s]] == list(range(121)) and len(sl) == 8
-    assert len(cp.chunk_slices(121, 8, cells_per_point=1000, min_cells=50_000)) == 2
-    assert len(cp.chunk_slices(121, 8, cells_per_point=10, min_cells=50_000)) == 1
-    assert len(cp.chunk_slices(3, 8)) == 3
+    with pytest.raises(th.ConformalError, match=r"alpha=0\.2: n=3 labelled prompts.*n >= 14"):
+        cb.calibrate(table, cb.ConformalSettings(alphas=(0.2,), random_count=2))
 
 
 def test_split_protocol_size_error_names_n_alpha_and_the_minimum() -> None:
-    settings = cp.ConformalSettings(alphas=(0.2, 0.5), grid_values=(0.0, 1.0), random_count=3, seed=1)
-    table = cp.AnswerTable(
+    settings = cb.ConformalSettings(alphas=(0.2, 0.5), grid_values=(0.0, 1.0), random_count=3, seed=1)
+    table = nc.AnswerTable(
         counts=np.ones((12, 2), dtype=np.int64), sim=np.zeros((12, 2)), judge=np.full((12, 2), 0.9)
     )
-    with pytest.raises(cp.ConformalError, match=r"alpha=0\.2: n=12 .*n >= 14"):
-        cp.check_sizes(table, settings)
-    assert [m for m in range(1, 40) if cp._split_sizes_ok(m, 0.2, settings)][0] == 14
+    with pytest.raises(th.ConformalError, match=r"alpha=0\.2: n=12 .*n >= 14"):
+        cb.check_sizes(table, settings)
+    assert [m for m in range(1, 40) if cb._split_sizes_ok(m, 0.2, settings)][0] == 14

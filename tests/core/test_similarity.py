@@ -1,4 +1,4 @@
-"""FastText similarity: trained on the run's text, deterministic, safe on empty answers."""
+"""Similarity, pure parts: tokens, each (answer, top answer) pair once, per-answer layout."""
 
 from __future__ import annotations
 
@@ -6,40 +6,21 @@ import numpy as np
 
 from rluf_ray.core import similarity as sim
 
-CORPUS = [
-    "the cat sat on the mat and purred",
-    "a cat was sitting on a mat purring",
-    "my landlord raised the rent again this year",
-    "the rent went up and the landlord will not fix the heating",
-    "i think my girlfriend is upset that i forgot her birthday",
-    "forgot my girlfriend birthday and she is angry",
-] * 30
-
 
 def test_tokenize():
     assert sim.tokenize("Cat sat, on the MAT!") == ["cat", "sat", "on", "the", "mat"]
     assert sim.tokenize("  ...  ") == []
 
 
-def test_deterministic_and_separates_related_from_unrelated():
-    pairs = [
-        ("cat sat on mat", "cat was sitting on mat"),
-        ("cat sat on mat", "landlord raised rent"),
-        ("", "cat sat on mat"),
-        ("...", ""),
-    ]
-    settings = sim.SimilaritySettings(vector_size=32, epochs=5, seed=3)
-    a = sim.similarities(CORPUS, pairs, settings)
-    b = sim.similarities(CORPUS, pairs, settings)
-    np.testing.assert_array_equal(a, b)  # two fresh processes, same numbers
-    assert a.dtype == np.float64 and a.shape == (4,)
-    assert a[0] > a[1]
-    assert a[2] == 0.0 and a[3] == 0.0  # empty token lists do not crash
+def test_top_answer_pairs_index_each_pair_once_in_first_seen_order():
+    answers = [["top", "b", "c"], ["single"], ["top", "c", "b"], ["other", "b"], []]
+    index = sim.top_answer_pairs(answers)
+    assert index == {("b", "top"): 0, ("c", "top"): 1, ("b", "other"): 2}
 
 
-def test_top_answer_similarities_computes_each_pair_once():
-    answers = [["cat sat on mat", "cat on mat", "landlord"], ["single"], ["cat sat on mat", "cat on mat"]]
-    out = sim.top_answer_similarities(answers, CORPUS, sim.SimilaritySettings(vector_size=16, epochs=2))
-    assert out[1] == [0.0]
-    assert out[0][0] == 0.0 and out[0][1] == out[2][1]
-    assert len(out[0]) == 3
+def test_per_answer_similarities_lays_pair_values_out_per_prompt():
+    answers = [["top", "b", "c"], ["single"], ["top", "c"], ["other", "b"], []]
+    index = sim.top_answer_pairs(answers)
+    out = sim.per_answer_similarities(answers, index, np.array([0.5, 0.25, -0.125]))
+    assert out == [[0.0, 0.5, 0.25], [0.0], [0.0, 0.25], [0.0, -0.125], []]
+    assert all(type(v) is float for row in out for v in row)

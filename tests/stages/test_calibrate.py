@@ -86,9 +86,35 @@ def _ctx(store: ArtifactStore) -> StageContext:
     return StageContext(name="calibrate", store=store)
 
 
-def test_plan_is_pure():
+def test_plan_is_plain_data_with_every_setting_run_uses():
     cfg = _cfg(grid_chunks=4)
-    assert calibrate.plan(cfg) == {"num_cpus": 1.0, "chunks": 4, "grid_points": 25, "protocol": "split"}
+    p = calibrate.plan(cfg)
+    assert json.loads(json.dumps(p)) == p  # plain JSON-able data, no Ray objects
+    c = cfg.conformal
+    assert p == {
+        "num_cpus": 1.0,
+        "chunks": 4,
+        "min_cells_per_task": c.min_cells_per_task,
+        "grid_points": 25,
+        "conformal": {
+            "protocol": "split",
+            "label_rule": c.label_rule,
+            "alphas": [0.2, 0.5],
+            "accuracy_threshold": c.accuracy_threshold,
+            "grid_values": [0.0, 0.5, 1.0, 1.5, 2.0],
+            "random_count": c.random_count,
+            "split_num": c.split_num,
+            "tuning_fraction": c.tuning_fraction,
+            "seed": c.seed,
+        },
+        "similarity": {
+            "vector_size": c.similarity_vector_size,
+            "epochs": c.similarity_epochs,
+            "seed": c.seed,
+        },
+    }
+    settings = calibrate.conformal_settings(p)
+    assert settings.alphas == (0.2, 0.5) and settings.grid_values == (0.0, 0.5, 1.0, 1.5, 2.0)
     assert calibrate.plan(_cfg(grid_chunks=1000))["chunks"] == 25
 
 

@@ -7,19 +7,25 @@ import json
 import pytest
 
 from rluf_ray.bench import calibrate as bench
+from rluf_ray.core.calibration import ConformalSettings
+from rluf_ray.core.grid_search import make_permutations
+from rluf_ray.io.grid_tasks import GridTasks
 
 
 def test_baseline_loop_matches_ours_serially():
     cal, test = bench.synthetic(15, 6, 0), bench.synthetic(6, 6, 1)
     sims = {(a, r["answers"][0]): 0.1 * (len(a) % 7) for r in cal + test for a in r["answers"]}
     values = [0.0, 1.0, 2.0]
-    perms = bench.cp.make_permutations(len(cal), 4, 0)
+    perms = make_permutations(len(cal), 4, 0)
     base = bench.baseline(cal, test, sims, values, perms.tolist(), [0.2, 0.5], 0.7)
-    settings = bench.cp.ConformalSettings(
+    settings = ConformalSettings(
         protocol="cfa", label_rule="top_answer", grid_values=tuple(values), random_count=4, seed=0
     )
     ours, _ = bench.ours(
-        bench._table(cal, sims), bench._table(test, sims, judge=False), settings, bench.cp.serial_map
+        bench._table(cal, sims),
+        bench._table(test, sims, judge=False),
+        settings,
+        GridTasks(chunks=3, min_cells_per_task=0),
     )
     assert ours == base
     assert any(len(s) for s in base[0.2])

@@ -1,0 +1,1 @@
+"""Human-facing reports of a run: plots (PNG bytes) for the stages to store as artifacts."""
