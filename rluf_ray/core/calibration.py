@@ -58,7 +58,10 @@ from rluf_ray.core.thresholds import (
     acceptable,
     cfa_threshold,
     conformal_threshold,
+    covered,
+    has_acceptable,
     has_label,
+    is_trivial,
     label_scores,
     order_stat_rank,
 )
@@ -124,7 +127,7 @@ def heldout_report(
     held = perms[:, m:]
     thr = conformal_threshold(label[perms[:, :m]], alpha)
     sizes = ((scores[held] <= thr[:, None, None]) & parts.mask[held]).sum(axis=-1)
-    cov = (label[held] <= thr[:, None]).mean(axis=1)
+    cov = covered(label[held], thr[:, None]).mean(axis=1)
     return {
         "coverage_mean": float(cov.mean()),
         "coverage_std": float(cov.std()),
@@ -239,10 +242,12 @@ def calibrate(
             g = choose(stats.mean_size[ai])
             thr = float(stats.last_threshold[ai, g])
             cals.append(Calibration(a, float(w1[g]), float(w2[g]), thr, n_cal))
+            label = label_scores(nonconformity(shared["parts"], float(w1[g]), float(w2[g])), accept, rule)
             per_alpha[str(a)] = {
                 "w1": float(w1[g]),
                 "w2": float(w2[g]),
                 "threshold": thr,
+                "trivial": is_trivial(thr, label, has_acceptable(accept, rule)),
                 "validation_set_size_mean": float(stats.mean_size[ai, g] * settings.random_count),
                 "coverage_mean": float(stats.test_coverage[ai, g]),
                 "set_size_mean": float(stats.test_size[ai, g]),
@@ -269,10 +274,12 @@ def calibrate(
             thr = final_threshold(cal_parts, accept[cal], rule, float(w1[g]), float(w2[g]), a)
             cals.append(Calibration(a, float(w1[g]), float(w2[g]), thr, len(cal)))
             held = heldout_report(cal_parts, accept[cal], rule, float(w1[g]), float(w2[g]), a, report_perms)
+            label = label_scores(nonconformity(cal_parts, float(w1[g]), float(w2[g])), accept[cal], rule)
             per_alpha[str(a)] = {
                 "w1": float(w1[g]),
                 "w2": float(w2[g]),
                 "threshold": thr,
+                "trivial": is_trivial(thr, label, has_acceptable(accept[cal], rule)),
                 "tuning_set_size_mean": float(stats.mean_size[ai, g]),
                 **held,
                 "heldout": "random halves of the calibration part (threshold from the other half)",

@@ -18,6 +18,8 @@ from rluf_ray.core.thresholds import (
     LabelRule,
     cfa_threshold,
     conformal_threshold,
+    covered,
+    has_acceptable,
     label_scores,
 )
 
@@ -115,7 +117,7 @@ def grid_chunk_split(
             thr = conformal_threshold(cal, alpha)  # (G, R)
             sizes = np.take_along_axis(_all_sizes(scores, parts.mask, thr), held[None], axis=2)
             mean_size[ai, b] = sizes.mean(axis=(1, 2))
-            cov[ai, b] = (label[:, held] <= thr[:, :, None]).mean(axis=(1, 2))
+            cov[ai, b] = covered(label[:, held], thr[:, :, None]).mean(axis=(1, 2))
     return GridStats(mean_size, mean_size.copy(), cov, np.full((a_n, g_n), np.nan))
 
 
@@ -147,6 +149,7 @@ def grid_chunk_cfa(
     for b in grid_batches(g_n, r_n * n * k):
         scores = nonconformity(parts, np.asarray(w1[b]), np.asarray(w2[b]))  # (G, P, K)
         label = label_scores(scores, accept, rule, no_label=CFA_NO_LABEL)  # (G, P)
+        labelled = has_acceptable(accept, rule)[test_idx]  # (R, T): only an acceptable answer covers
         for ai, alpha in enumerate(alphas):
             thr = cfa_threshold(label[:, cal_idx], alpha)  # (G, R)
             sizes = _all_sizes(scores, parts.mask, thr)  # (G, R, P)
@@ -155,7 +158,8 @@ def grid_chunk_cfa(
             out.mean_size[ai, b] = val_total / r_n / (r_n * len(val_pos))
             if len(test_pos):
                 out.test_size[ai, b] = np.take_along_axis(sizes, test_idx[None], axis=2).mean(axis=(1, 2))
-                out.test_coverage[ai, b] = (label[:, test_idx] <= thr[:, :, None]).mean(axis=(1, 2))
+                hit = covered(label[:, test_idx], thr[:, :, None], labelled[None])
+                out.test_coverage[ai, b] = hit.mean(axis=(1, 2))
             out.last_threshold[ai, b] = thr[:, -1]
     return out
 

@@ -15,6 +15,14 @@ Thresholds
 calibration scores (an order statistic, never an interpolated percentile). ``cfa_threshold`` is the
 original research code's interpolated ``np.percentile``, kept for the ``cfa`` protocol. A threshold
 of inf yields the full answer list; coverage is always reported as the true share of covered prompts.
+
+Coverage
+--------
+A prompt is covered when its set holds an acceptable answer: ``label <= threshold`` for a prompt that
+has one. A prompt without an acceptable answer is never covered, even by an infinite threshold
+(``inf <= inf`` would report 1.0). A level is ``trivial`` when its threshold lies above every
+acceptable prompt's label: the order statistic fell on a prompt with no acceptable answer (more than
+alpha of the calibration prompts have none), so every set is the whole answer list.
 """
 
 from __future__ import annotations
@@ -111,10 +119,36 @@ def set_sizes(scores: np.ndarray, mask: np.ndarray, threshold: np.ndarray | floa
     return in_set(scores, mask, threshold).sum(axis=-1)
 
 
-def coverage(label: np.ndarray, threshold: np.ndarray | float) -> np.ndarray:
-    """Share of prompts whose calibration score is <= threshold (the covered event), over the last axis."""
+def covered(
+    label: np.ndarray, threshold: np.ndarray | float, labelled: np.ndarray | None = None
+) -> np.ndarray:
+    """Whether each prompt's set holds an acceptable answer: ``label <= threshold`` and the prompt has one.
+
+    ``labelled`` marks prompts with an acceptable answer (default: a finite label); ``threshold``
+    broadcasts against ``label``.
+    """
+    label = np.asarray(label, dtype=np.float64)
+    has = np.isfinite(label) if labelled is None else np.asarray(labelled, dtype=bool)
+    return (label <= np.asarray(threshold, dtype=np.float64)) & has
+
+
+def coverage(
+    label: np.ndarray, threshold: np.ndarray | float, labelled: np.ndarray | None = None
+) -> np.ndarray:
+    """Share of covered prompts over the last axis (see :func:`covered`)."""
     thr = np.asarray(threshold, dtype=np.float64)
-    return (np.asarray(label) <= thr[..., None]).mean(axis=-1)
+    return covered(label, thr[..., None], labelled).mean(axis=-1)
+
+
+def has_acceptable(accept: np.ndarray, rule: LabelRule) -> np.ndarray:
+    """Prompts whose label comes from an acceptable answer under ``rule``: (P,)."""
+    return accept[:, 0] if rule == "top_answer" else accept.any(axis=-1)
+
+
+def is_trivial(threshold: float, label: np.ndarray, labelled: np.ndarray) -> bool:
+    """The threshold admits every answer: it lies above every acceptable prompt's label (or none exists)."""
+    real = np.asarray(label, dtype=np.float64)[np.asarray(labelled, dtype=bool)]
+    return bool(real.size == 0 or threshold > real.max())
 
 
 def split_conformal_coverage(

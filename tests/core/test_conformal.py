@@ -194,3 +194,50 @@ def test_split_protocol_size_error_names_n_alpha_and_the_minimum() -> None:
     with pytest.raises(th.ConformalError, match=r"alpha=0\.2: n=12 .*n >= 14"):
         cb.check_sizes(table, settings)
     assert [m for m in range(1, 40) if cb._split_sizes_ok(m, 0.2, settings)][0] == 14
+
+
+def test_cfa_coverage_counts_only_acceptable_answers():
+    """A split whose calibration part holds a prompt without an acceptable answer gets threshold 20 (the
+    original's no-label score): every answer is in the set, but a test prompt with no acceptable answer
+    is still not covered. perm [2, 0, 4, 3, 1, 5]: cal {P2, P3} -> thr max(20, 2) = 20; test {P4, P5}."""
+    table = _cfa_case()
+    parts = nc.score_parts(table)
+    accept = th.acceptable(table.judge, 0.7)
+    perms = np.array([[2, 0, 4, 3, 1, 5]])
+    stats = gs.grid_chunk_cfa(parts, accept, "top_answer", np.array([0.0]), np.array([0.0]), perms, [0.5], 3)
+    assert stats.last_threshold[0, 0] == gs.CFA_NO_LABEL
+    assert stats.test_size[0, 0] == pytest.approx((3 + 2) / 2)  # every answer of P4 and P5 is in
+    assert stats.test_coverage[0, 0] == pytest.approx(0.5)  # P5 covered; P4 (top 0.5 < 0.7) is not
+
+
+def _mostly_unacceptable(n: int, bad: int) -> nc.AnswerTable:
+    """n prompts of two answers; the first ``bad`` have no acceptable answer (all judged 0.1)."""
+    counts = [[3, 1]] * n
+    judge = [[0.1, 0.1] if i < bad else [0.9, 0.1] for i in range(n)]
+    return nc.pad_table(counts, judge=judge)
+
+
+def test_infinite_threshold_is_trivial_and_reports_true_coverage():
+    """60% of prompts have no acceptable answer, alpha = 0.5: the order statistic lands on an infinite
+    label, so every answer is in every set. Coverage is the share of held-out prompts that have an
+    acceptable answer (computed here from the same halves), not the 1.0 that inf <= inf would give."""
+    table = _mostly_unacceptable(40, 24)
+    settings = cb.ConformalSettings(alphas=(0.5,), grid_values=(0.0, 1.0), random_count=20, seed=3)
+    res = cb.calibrate(table, settings)
+    rep = res.report["per_alpha"]["0.5"]
+    assert math.isinf(res.calibrations[0].threshold) and rep["trivial"] is True
+    _, cal = gs.tuning_calibration_split(40, settings.tuning_fraction, settings.seed)
+    good = np.arange(40) >= 24
+    perms = gs.make_permutations(len(cal), settings.random_count, settings.seed + 2)
+    m = (len(cal) + 1) // 2
+    expected = float(np.mean([good[cal][p[m:]].mean() for p in perms]))
+    assert rep["coverage_mean"] == pytest.approx(expected)
+    assert rep["coverage_mean"] < 0.7
+
+
+def test_a_healthy_level_is_not_trivial():
+    table = _mostly_unacceptable(40, 4)
+    settings = cb.ConformalSettings(alphas=(0.5,), grid_values=(0.0, 1.0), random_count=20, seed=3)
+    res = cb.calibrate(table, settings)
+    assert math.isfinite(res.calibrations[0].threshold)
+    assert res.report["per_alpha"]["0.5"]["trivial"] is False
