@@ -21,8 +21,9 @@ from typing import Any
 
 from rluf_ray.config import JudgeConfig, RlufConfig
 from rluf_ray.core.judge_cost import CostLedger, dollars, estimate_prompt_tokens
-from rluf_ray.core.judge_prompts import JudgeRequest, JudgeResult, render, score_request
+from rluf_ray.core.judge_prompts import JudgeRequest, JudgeResult, score_request
 from rluf_ray.errors import RlufError
+from rluf_ray.io.judge_templates import render_request
 
 log = logging.getLogger("rluf.judge")
 
@@ -383,7 +384,7 @@ def dry_run(cfg: RlufConfig, reqs: Sequence[JudgeRequest], stage: str = "judge")
     params = sampling_params(j)
     calls = cached = pt = 0
     for r in reqs:
-        messages = render(r)
+        messages = render_request(r)
         if cache is not None and cache.contains(cache_key(j.model, r.version, messages, params)):
             cached += 1
             continue
