@@ -76,8 +76,9 @@ def _rate_per_min(times: list[float]) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(list(argv or []))
     from rluf_ray.config import RlufConfig
+    from rluf_ray.core.judge_scoring import score_requests
+    from rluf_ray.io.judge_service import judge_requests
     from rluf_ray.io.ray_runtime import ensure_ray
-    from rluf_ray.stages.judging import judge_requests, score_requests
     from rluf_ray.testing.fake_openai import FakeOpenAI, over_cap_windows, window_counts
 
     for noisy in ("httpx", "httpx2", "openai"):

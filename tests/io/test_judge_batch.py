@@ -90,7 +90,7 @@ def test_batch_resumes_by_id_after_restart(tmp_path):
 
 def test_judge_requests_batch_mode(tmp_path, monkeypatch):
     from rluf_ray.config import RlufConfig
-    from rluf_ray.stages.judging import judge_requests
+    from rluf_ray.io.judge_service import judge_requests
 
     monkeypatch.setenv("RLUF_BATCH_TEST_KEY", "sk-b")
     rs = reqs(6) + reqs(2)  # duplicate keys are judged once
