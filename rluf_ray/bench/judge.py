@@ -49,13 +49,14 @@ def _baseline(base_url: str, seconds: float, pause: float, stop: threading.Event
     """The original loop: one synchronous call at a time, then a fixed pause."""
     from openai import OpenAI
 
-    from rluf_ray.core.judge_prompts import render, score_request
+    from rluf_ray.core.judge_prompts import score_request
+    from rluf_ray.io.judge_templates import render_request
 
     client = OpenAI(api_key="bench", base_url=base_url, max_retries=2, timeout=30)
     end = time.monotonic() + seconds
     i = 0
     while time.monotonic() < end and not stop.is_set():
-        msgs: Any = render(score_request(str(i), f"post {i}", "reference", f"answer {i}"))
+        msgs: Any = render_request(score_request(str(i), f"post {i}", "reference", f"answer {i}"))
         try:
             client.chat.completions.create(model="gpt-4o", messages=msgs, temperature=0.0, max_tokens=256)
         except Exception:
@@ -75,8 +76,9 @@ def _rate_per_min(times: list[float]) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(list(argv or []))
     from rluf_ray.config import RlufConfig
+    from rluf_ray.core.judge_scoring import score_requests
+    from rluf_ray.io.judge_service import judge_requests
     from rluf_ray.io.ray_runtime import ensure_ray
-    from rluf_ray.stages.judging import judge_requests, score_requests
     from rluf_ray.testing.fake_openai import FakeOpenAI, over_cap_windows, window_counts
 
     for noisy in ("httpx", "httpx2", "openai"):

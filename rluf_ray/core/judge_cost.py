@@ -1,4 +1,5 @@
-"""Token estimates and the cost ledger of judge calls (pure; prices come from ``judge.prices``).
+"""Token estimates, the cost ledger of judge calls and the dry-run estimate (pure; prices come from
+``judge.prices``).
 
 The token estimate needs no download (tiktoken fetches its encodings at run time, which fails
 offline): about 3 characters per token for the prompt plus a fixed overhead per message, plus the
@@ -9,7 +10,7 @@ The rate limiter reserves this estimate before a call and corrects it from the r
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,3 +102,58 @@ class CostLedger:
             "missing": self.missing,
             "missing_reasons": dict(sorted(self.missing_reasons.items())),
         }
+
+
+def offline_dry_run(stage: str, requests: int) -> dict[str, Any]:
+    """The dry-run summary of the offline judge: it makes no calls and costs nothing."""
+    return {
+        "stage": stage,
+        "provider": "offline",
+        "requests": requests,
+        "calls": 0,
+        "cached": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "dollars": 0.0,
+    }
+
+
+def dry_run_cost(
+    stage: str,
+    provider: str,
+    model: str,
+    prompt_tokens: Sequence[int],
+    cached: Sequence[bool],
+    max_tokens: int,
+    prompt_per_million: float,
+    completion_per_million: float,
+) -> dict[str, Any]:
+    """What a run would spend: one call per request that is not cached, each with its estimated prompt
+    tokens (``prompt_tokens[i]``, ignored where ``cached[i]``) and at most ``max_tokens`` completion
+    tokens, priced per million tokens; dollars rounded to 4 places."""
+    calls = pt = 0
+    for tokens, hit in zip(prompt_tokens, cached, strict=True):
+        if not hit:
+            calls += 1
+            pt += tokens
+    ct = calls * max_tokens
+    return {
+        "stage": stage,
+        "provider": provider,
+        "model": model,
+        "requests": len(cached),
+        "calls": calls,
+        "cached": len(cached) - calls,
+        "prompt_tokens": pt,
+        "completion_tokens": ct,
+        "dollars": round(dollars(pt, ct, prompt_per_million, completion_per_million), 4),
+    }
+
+
+def format_dry_run(d: Mapping[str, Any]) -> str:
+    """One line for the terminal."""
+    return (
+        f"judge dry run ({d['stage']}, {d['provider']}): {d['calls']} calls for {d['requests']} requests "
+        f"({d['cached']} cached), ~{d['prompt_tokens']:,} prompt tokens, <= {d['completion_tokens']:,} "
+        f"completion tokens, <= ${d['dollars']:.4f}"
+    )

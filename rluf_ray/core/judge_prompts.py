@@ -1,6 +1,7 @@
-"""Judge prompt templates (files under ``rluf_ray/prompts``, versioned by name) and their rendering.
+"""Judge requests, results, and templates parsed from a string and rendered (pure; the files under
+``rluf_ray/prompts`` are read by ``rluf_ray.io.judge_templates``).
 
-A template file has optional ``#`` comment lines, then a ``=== system ===`` and a ``=== user ===``
+A template has optional ``#`` comment lines, then a ``=== system ===`` and a ``=== user ===``
 section. ``{name}`` placeholders are filled from the request's fields; only names the task declares are
 substituted, so braces inside posts or in JSON examples are left alone. The template's file stem
 (``score_v1``) is its version and is part of every cache key.
@@ -9,12 +10,9 @@ substituted, so braces inside posts or in JSON examples are left alone. The temp
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Literal
-
-PROMPT_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
 Task = Literal["score", "pairwise", "rubric"]
 TASK_FIELDS: dict[str, tuple[str, ...]] = {
@@ -26,6 +24,7 @@ DEFAULT_TEMPLATES: dict[str, str] = {"score": "score_v1", "pairwise": "pairwise_
 
 _SECTION = re.compile(r"^=== (system|user) ===[ \t]*$", re.MULTILINE)
 _PLACEHOLDER = re.compile(r"\{([a-z_0-9]+)\}")
+_VERSION = re.compile(r"[a-z0-9_]+")
 
 
 @dataclass(frozen=True)
@@ -75,19 +74,21 @@ class Template:
     user: str
 
 
-@lru_cache(maxsize=32)
-def load_template(version: str, directory: str | None = None) -> Template:
-    """Read and split ``<directory>/<version>.txt`` (the packaged prompts by default)."""
-    if not re.fullmatch(r"[a-z0-9_]+", version):
+def check_version(version: str) -> str:
+    """``version`` if it is a safe template name (lowercase letters, digits, ``_``), else ValueError."""
+    if not _VERSION.fullmatch(version):
         raise ValueError(f"bad template version {version!r}")
-    path = Path(directory) if directory else PROMPT_DIR
-    text = (path / f"{version}.txt").read_text(encoding="utf-8")
+    return version
+
+
+def parse_template(text: str, version: str) -> Template:
+    """Split a template's text into its system and user sections."""
     parts = _SECTION.split(text)
     # parts = [preamble, name, body, name, body]
     sections = {parts[i]: parts[i + 1].strip("\n") for i in range(1, len(parts) - 1, 2)}
     if set(sections) != {"system", "user"}:
         raise ValueError(f"template {version}: needs exactly a system and a user section")
-    return Template(version, sections["system"], sections["user"])
+    return Template(check_version(version), sections["system"], sections["user"])
 
 
 def fill(text: str, fields: dict[str, str], allowed: tuple[str, ...]) -> str:
@@ -104,13 +105,14 @@ def fill(text: str, fields: dict[str, str], allowed: tuple[str, ...]) -> str:
     return _PLACEHOLDER.sub(sub, text)
 
 
-def render(request: JudgeRequest, directory: str | None = None) -> list[dict[str, str]]:
-    """The chat messages for a request."""
-    tpl = load_template(request.version, directory)
+def render(template: Template, request: JudgeRequest) -> list[dict[str, str]]:
+    """The chat messages of a request rendered with ``template`` (which must be the request's version)."""
+    if template.version != request.version:
+        raise ValueError(f"template {template.version} given for a {request.version} request")
     allowed = TASK_FIELDS[request.task]
     return [
-        {"role": "system", "content": fill(tpl.system, request.fields, allowed)},
-        {"role": "user", "content": fill(tpl.user, request.fields, allowed)},
+        {"role": "system", "content": fill(template.system, request.fields, allowed)},
+        {"role": "user", "content": fill(template.user, request.fields, allowed)},
     ]
 
 
@@ -136,3 +138,15 @@ def pairwise_request(
 def rubric_request(key: str, post: str, reference: str, answer: str) -> JudgeRequest:
     """A request for the 4-axis rubric of ``answer``."""
     return JudgeRequest("rubric", key, {"post": post, "reference": reference, "answer": answer})
+
+
+def unique_requests(reqs: Iterable[JudgeRequest]) -> list[JudgeRequest]:
+    """The requests with duplicate keys dropped (the first of each key kept, in order)."""
+    seen: set[str] = set()
+    out = []
+    for r in reqs:
+        if r.key in seen:
+            continue
+        seen.add(r.key)
+        out.append(r)
+    return out

@@ -142,13 +142,13 @@ def coverage(
 
 def has_acceptable(accept: np.ndarray, rule: LabelRule) -> np.ndarray:
     """Prompts whose label comes from an acceptable answer under ``rule``: (P,)."""
-    return accept[:, 0] if rule == "top_answer" else accept.any(axis=-1)
+    return np.asarray(accept[:, 0] if rule == "top_answer" else accept.any(axis=-1), dtype=bool)
 
 
 def is_trivial(threshold: float, label: np.ndarray, labelled: np.ndarray) -> bool:
     """The threshold admits every answer: it lies above every acceptable prompt's label (or none exists)."""
     real = np.asarray(label, dtype=np.float64)[np.asarray(labelled, dtype=bool)]
-    return bool(real.size == 0 or threshold > real.max())
+    return bool(real.size == 0 or threshold > float(real.max()))
 
 
 def split_conformal_coverage(

@@ -28,9 +28,10 @@ from typing import Any
 from rluf_ray.config import JudgeConfig
 from rluf_ray.core.judge_cost import CostLedger, estimate_prompt_tokens
 from rluf_ray.core.judge_parsing import ParseFailure, parse
-from rluf_ray.core.judge_prompts import JudgeRequest, JudgeResult, render
+from rluf_ray.core.judge_prompts import JudgeRequest, JudgeResult
 from rluf_ray.io.judge_cache import JudgeCache, cache_key
 from rluf_ray.io.judge_client import read_api_key, sampling_params
+from rluf_ray.io.judge_templates import render_request
 
 log = logging.getLogger("rluf.judge.batch")
 
@@ -142,7 +143,7 @@ class BatchJudge:
         """Judge every request through the Batch API (cache first); results in input order."""
         from openai import AsyncOpenAI
 
-        rendered = {r.key: render(r) for r in reqs}
+        rendered = {r.key: render_request(r) for r in reqs}
         ckey = {r.key: cache_key(self.cfg.model, r.version, rendered[r.key], self.params) for r in reqs}
         task_of = {ckey[r.key]: r.task for r in reqs}
         version_of = {ckey[r.key]: r.version for r in reqs}

@@ -26,10 +26,11 @@ from typing import Any
 from rluf_ray.config import JudgeConfig
 from rluf_ray.core.judge_cost import CostLedger, estimate_prompt_tokens
 from rluf_ray.core.judge_parsing import ParseFailure, parse
-from rluf_ray.core.judge_prompts import JudgeRequest, JudgeResult, render
+from rluf_ray.core.judge_prompts import JudgeRequest, JudgeResult
 from rluf_ray.core.judge_retry import backoff_delay, is_retryable_status, retry_after_seconds
 from rluf_ray.errors import RlufError
 from rluf_ray.io.judge_cache import JudgeCache, cache_key
+from rluf_ray.io.judge_templates import render_request
 from rluf_ray.io.rate_limit import wait_for_slot
 
 log = logging.getLogger("rluf.judge")
@@ -93,7 +94,7 @@ class ApiJudge:
 
     def key_for(self, req: JudgeRequest) -> tuple[list[dict[str, str]], str]:
         """Rendered messages and the cache key of a request."""
-        messages = render(req)
+        messages = render_request(req)
         return messages, cache_key(self.cfg.model, req.version, messages, self.params)
 
     # -- the call -----------------------------------------------------------------------------

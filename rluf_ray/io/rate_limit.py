@@ -1,8 +1,8 @@
 """One request/token budget per sliding window, exact about limits, with reservations.
 
 :class:`SlidingWindowBudget` is plain Python with an injectable clock; the Ray layer
-(``rluf_ray.stages.judging``) hosts one instance in a named actor so that every judge actor of the
-cluster draws from the same budget. A caller ``reserve``s a slot with its estimated tokens and gets
+(``rluf_ray.io.judge_actors.BudgetActor``) hosts one instance in a named actor so that every judge
+actor of the cluster draws from the same budget. A caller ``reserve``s a slot with its estimated tokens and gets
 back the delay after which it may send; after the call it ``settle``s the slot with the tokens the
 server reported (a refund or a charge).
 

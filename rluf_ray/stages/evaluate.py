@@ -10,13 +10,15 @@ from typing import Any
 import pyarrow as pa
 
 from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig, judge_result_settings
+from rluf_ray.core.judge_cost import format_dry_run
+from rluf_ray.core.judge_keys import rubric_key
 from rluf_ray.core.judge_parsing import RUBRIC_AXES
 from rluf_ray.core.judge_prompts import JudgeRequest, rubric_request
 from rluf_ray.core.metrics import axis_means, win_rate
 from rluf_ray.data.splits import load_split, split_plan, split_reads
 from rluf_ray.errors import RlufError
+from rluf_ray.io import judge_service
 from rluf_ray.schema import EVAL_SCORE_SCHEMA, EVAL_SCORES_ARTIFACT, PREDICTIONS_ARTIFACT
-from rluf_ray.stages import judging
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 
 log = logging.getLogger("rluf.evaluate")
@@ -35,7 +37,7 @@ def build_requests(predictions: list[dict[str, Any]], posts: dict[str, str]) -> 
     """One rubric request per (model, prompt)."""
     return [
         rubric_request(
-            f"{p['model']}\x1f{p['prompt_id']}",
+            rubric_key(p["model"], p["prompt_id"]),
             posts.get(p["prompt_id"], p["prompt"]),
             p["reference"],
             p["prediction"],
@@ -95,9 +97,11 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     reqs = build_requests(predictions, posts)
     jcfg = evaluation_judge_config(cfg)
     if ctx.options.get("dry_run"):
-        print(judging.format_dry_run(judging.dry_run(jcfg, reqs, "evaluate")))
+        print(format_dry_run(judge_service.dry_run(jcfg, reqs, "evaluate")))
         return StageResult()
-    results, report = judging.judge_requests(jcfg, reqs, run="evaluate", batch=cfg.evaluation.use_batch_api)
+    results, report = judge_service.judge_requests(
+        jcfg, reqs, run="evaluate", batch=cfg.evaluation.use_batch_api
+    )
     if report.get("budget_exhausted"):
         raise RlufError(f"evaluate: judge.max_dollars={cfg.judge.max_dollars} reached; finished calls are "
                         "cached, raise the cap and rerun")  # fmt: skip

@@ -15,12 +15,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig, judge_result_settings
+from rluf_ray.core.judge_cost import format_dry_run
+from rluf_ray.core.judge_keys import pair_key
 from rluf_ray.core.judge_prompts import JudgeRequest, pairwise_request
 from rluf_ray.core.pairs import PairTask, chosen_rejected, pair_tasks
 from rluf_ray.data.splits import load_split, split_plan, split_reads
 from rluf_ray.errors import RlufError
+from rluf_ray.io import judge_service
 from rluf_ray.schema import PAIRS_ARTIFACT
-from rluf_ray.stages import judging
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 
 log = logging.getLogger("rluf.feedback")
@@ -46,7 +48,7 @@ def build_requests(
         pid, answers, texts = row["prompt_id"], list(row["answers"]), list(row["texts"])
         post = posts.get(pid, row["prompt"])
         for task in pair_tasks(pid, answers, f.max_pairs_per_prompt, f.seed, f.debias_order):
-            key = f"{pid}\x1f{task.first}\x1f{task.second}"
+            key = pair_key(pid, task.first, task.second)
             reqs.append(
                 pairwise_request(
                     key, instruction, post, texts[task.first], texts[task.second], row["reference"]
@@ -68,12 +70,14 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     posts = {r["prompt_id"]: r["post"] for r in load_split(cfg, "test")}
     reqs, index = build_requests(cfg, rows, posts)
     if ctx.options.get("dry_run"):
-        print(judging.format_dry_run(judging.dry_run(cfg, reqs, "feedback")))
+        print(format_dry_run(judge_service.dry_run(cfg, reqs, "feedback")))
         return StageResult()
     if not reqs:
         raise RlufError("feedback: no prompt has two or more unique answers to compare")
     log.info("feedback: %d comparisons over %d prompts", len(reqs), len(rows))
-    results, report = judging.judge_requests(cfg, reqs, run="feedback", batch=cfg.feedback.use_batch_api)
+    results, report = judge_service.judge_requests(
+        cfg, reqs, run="feedback", batch=cfg.feedback.use_batch_api
+    )
     if report.get("budget_exhausted"):
         raise RlufError(
             f"feedback: judge.max_dollars={cfg.judge.max_dollars} reached; finished calls are cached, "

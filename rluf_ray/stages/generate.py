@@ -409,14 +409,15 @@ def score_calibration_answers(cfg: RlufConfig, ctx: StageContext) -> dict[str, A
     """
     if not cfg.generation.score_calibration:
         return {"calibration_scored": False, "scoring": "disabled (generation.score_calibration=false)"}
-    from rluf_ray.stages import judging
+    from rluf_ray.core.judge_scoring import calibration_score_rows
+    from rluf_ray.io import judge_service
 
     table = ctx.store.read_parquet(ctx.dir, "calibration")
     posts = {r["prompt_id"]: r["post"] for r in splits.load_split(cfg, "calibration")}
-    items = judging.calibration_score_rows(table.select(["prompt_id", "split", "reference", "answers",
-                                                         "texts"]).to_pylist(), posts)  # fmt: skip
-    rows, report = judging.score_answers(cfg, items, run="generate")
-    ctx.store.write_parquet(ctx.dir, SCORES_ARTIFACT, judging.scores_table(rows))
+    items = calibration_score_rows(table.select(["prompt_id", "split", "reference", "answers",
+                                                 "texts"]).to_pylist(), posts)  # fmt: skip
+    rows, report = judge_service.score_answers(cfg, items, run="generate")
+    ctx.store.write_parquet(ctx.dir, SCORES_ARTIFACT, judge_service.scores_table(rows))
     missing = sum(r["score"] is None for r in rows)
     log.info("generate: %d calibration answers scored, %d missing", len(rows) - missing, missing)
     return {"calibration_scored": True, "scores": len(rows), "scores_missing": missing,
@@ -426,14 +427,16 @@ def score_calibration_answers(cfg: RlufConfig, ctx: StageContext) -> dict[str, A
 def dry_run(cfg: RlufConfig) -> str:
     """What scoring would cost at most: one call per sample of every calibration prompt (an upper bound,
     since only unique answers are scored and the count of unique answers is known only after sampling)."""
+    from rluf_ray.core.judge_cost import format_dry_run
+    from rluf_ray.core.judge_keys import answer_key
     from rluf_ray.core.judge_prompts import score_request
-    from rluf_ray.stages import judging
+    from rluf_ray.io import judge_service
 
     rows = splits.load_split(cfg, "calibration")
-    reqs = [score_request(f"{r['prompt_id']}\x1f{i}", r["post"], r["reference"], r["reference"])
+    reqs = [score_request(answer_key(r["prompt_id"], str(i)), r["post"], r["reference"], r["reference"])
             for r in rows for i in range(cfg.generation.sampling_num)]  # fmt: skip
     return (
-        judging.format_dry_run(judging.dry_run(cfg, reqs, "generate")) + " (upper bound: every sample unique)"
+        format_dry_run(judge_service.dry_run(cfg, reqs, "generate")) + " (upper bound: every sample unique)"
     )
 
 

@@ -9,9 +9,10 @@ import os
 import pytest
 
 from rluf_ray.config import JudgeConfig
-from rluf_ray.core.judge_prompts import render, score_request
+from rluf_ray.core.judge_prompts import score_request
 from rluf_ray.io.judge_batch import BatchJudge, batch_lines, read_output_line
 from rluf_ray.io.judge_cache import JudgeCache
+from rluf_ray.io.judge_templates import render_request
 from rluf_ray.testing.fake_openai import FakeOpenAI, Faults, fake_score
 
 
@@ -66,7 +67,7 @@ def test_batch_round_trip_retries_faulty_lines_and_caches(tmp_path):
         second = asyncio.run(again.run(rs))
         assert srv.batch_creates == creates  # rerun: all cached, no batch
     assert [r.key for r in results] == [r.key for r in rs]
-    assert all(r.ok and r.value == fake_score(render(q)) for r, q in zip(results, rs, strict=True))
+    assert all(r.ok and r.value == fake_score(render_request(q)) for r, q in zip(results, rs, strict=True))
     assert all(r.cached for r in second)
     led = bj.ledger
     # Half price: the ledger's prices are the configured ones times batch_price_factor (0.5).
@@ -89,7 +90,7 @@ def test_batch_resumes_by_id_after_restart(tmp_path):
 
 def test_judge_requests_batch_mode(tmp_path, monkeypatch):
     from rluf_ray.config import RlufConfig
-    from rluf_ray.stages.judging import judge_requests
+    from rluf_ray.io.judge_service import judge_requests
 
     monkeypatch.setenv("RLUF_BATCH_TEST_KEY", "sk-b")
     rs = reqs(6) + reqs(2)  # duplicate keys are judged once

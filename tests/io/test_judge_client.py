@@ -7,10 +7,12 @@ import asyncio
 import pytest
 
 from rluf_ray.config import JudgeConfig
-from rluf_ray.core.judge_prompts import render, score_request
+from rluf_ray.core.judge_keys import answer_key
+from rluf_ray.core.judge_prompts import score_request
 from rluf_ray.errors import RlufError
 from rluf_ray.io.judge_cache import JudgeCache
 from rluf_ray.io.judge_client import ApiJudge, read_api_key
+from rluf_ray.io.judge_templates import render_request
 from rluf_ray.io.rate_limit import LocalLimiter, SlidingWindowBudget
 from rluf_ray.testing.fake_openai import FakeOpenAI, Faults, fake_score
 
@@ -43,7 +45,10 @@ def run(judge: ApiJudge, reqs):
 
 
 def requests(n: int):
-    return [score_request(f"p{i}\x1fa", f"post number {i}", "a reference", f"answer {i}") for i in range(n)]
+    return [
+        score_request(answer_key(f"p{i}", "a"), f"post number {i}", "a reference", f"answer {i}")
+        for i in range(n)
+    ]
 
 
 FAULTS_20 = Faults(
@@ -62,7 +67,7 @@ def test_twenty_percent_faults_nothing_lost_or_duplicated(retries):
     assert [r.key for r in results] == [q.key for q in reqs]  # every item once, in order
     for r, q in zip(results, reqs, strict=True):
         if r.ok:
-            assert r.value == fake_score(render(q))  # the right score for this item, never a default
+            assert r.value == fake_score(render_request(q))  # the right score for this item, never a default
         else:
             assert r.value is None and r.error and ":" in r.error
     led = judge.ledger.to_dict()

@@ -1,13 +1,15 @@
-"""The Ray layer: plan(cfg) without Ray; two async judge actors sharing one budget, checked at the server."""
+"""The judge service: plan(cfg) without Ray; two async judge actors sharing one budget, checked at the server."""
 
 from __future__ import annotations
 
 import pytest
 
 from rluf_ray.config import RlufConfig
+from rluf_ray.core.judge_cost import format_dry_run
+from rluf_ray.core.judge_scoring import score_requests
 from rluf_ray.errors import RlufError
+from rluf_ray.io.judge_service import dry_run, plan, score_answers, scores_table
 from rluf_ray.schema import SCORE_SCHEMA
-from rluf_ray.stages.judging import dry_run, format_dry_run, plan, score_answers, score_requests, scores_table
 from rluf_ray.testing.fake_openai import FakeOpenAI, Faults, over_cap_windows, window_counts
 
 KEY_ENV = "RLUF_JUDGE_TEST_KEY"
@@ -121,25 +123,3 @@ def test_max_dollars_stops_cleanly_and_keeps_finished_work(ray_session, tmp_path
     missing = [r for r in out if r["score"] is None]
     assert len(scored) + len(missing) == 30 and len(scored) >= spent_calls
     assert all(r["error"].startswith("max_dollars") for r in missing)
-
-
-def test_calibration_score_rows_skip_the_test_split():
-    from rluf_ray.stages.judging import calibration_score_rows
-
-    gen = [
-        {
-            "prompt_id": "a",
-            "split": "calibration",
-            "reference": "r",
-            "answers": ["x y", "z"],
-            "texts": ["X y.", "Z!"],
-        },
-        {"prompt_id": "b", "split": "test", "reference": "r", "answers": ["q"], "texts": ["Q"]},
-    ]
-    items = calibration_score_rows(gen, {"a": "post a", "b": "post b"})
-    assert [(i["prompt_id"], i["answer"], i["text"]) for i in items] == [
-        ("a", "x y", "X y."),
-        ("a", "z", "Z!"),
-    ]
-    reqs = score_requests(items)
-    assert reqs[0].fields["answer"] == "X y." and reqs[0].key == "a\x1fx y"  # judge sees the raw text

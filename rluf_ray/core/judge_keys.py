@@ -1,0 +1,50 @@
+"""Request keys of the judge: built and parsed here only (pure).
+
+A key joins its parts with the ASCII unit separator ``\\x1f``, which never occurs in prompt ids or
+model names. The judge cache is keyed by rendered messages, not by these keys; artifacts and tests
+rely on their exact spelling, so it must not change.
+"""
+
+from __future__ import annotations
+
+SEP = "\x1f"
+
+
+def _split(key: str, parts: int, kind: str) -> list[str]:
+    fields = key.split(SEP, parts - 1)
+    if len(fields) != parts:
+        raise ValueError(f"not a {kind} key: {key!r}")
+    return fields
+
+
+def answer_key(prompt_id: str, answer: str) -> str:
+    """The key of one (prompt, answer) score request; ``answer`` may itself contain the separator."""
+    return f"{prompt_id}{SEP}{answer}"
+
+
+def parse_answer_key(key: str) -> tuple[str, str]:
+    """``(prompt_id, answer)`` of an :func:`answer_key`."""
+    prompt_id, answer = _split(key, 2, "answer")
+    return prompt_id, answer
+
+
+def pair_key(prompt_id: str, first: int, second: int) -> str:
+    """The key of one pairwise comparison: the answer indices shown as output_1 and output_2."""
+    return f"{prompt_id}{SEP}{first}{SEP}{second}"
+
+
+def parse_pair_key(key: str) -> tuple[str, int, int]:
+    """``(prompt_id, first, second)`` of a :func:`pair_key`."""
+    prompt_id, first, second = _split(key, 3, "pair")
+    return prompt_id, int(first), int(second)
+
+
+def rubric_key(model: str, prompt_id: str) -> str:
+    """The key of one rubric request: the model that wrote the prediction and the prompt."""
+    return f"{model}{SEP}{prompt_id}"
+
+
+def parse_rubric_key(key: str) -> tuple[str, str]:
+    """``(model, prompt_id)`` of a :func:`rubric_key`."""
+    model, prompt_id = _split(key, 2, "rubric")
+    return model, prompt_id

@@ -1,0 +1,246 @@
+"""The judge service: what stages call to judge requests (``judge_requests``, ``score_answers``,
+``dry_run``), with the provider switch and the dispatch loop over the Ray judge actors.
+
+* ``plan(cfg)`` is pure: it turns config into actor options and sizes, and is unit-tested without Ray.
+* The offline provider needs no network and runs in the driver; ``openai`` runs a pool of async
+  :class:`~rluf_ray.io.judge_actors.JudgeWorker` actors sharing one named budget actor, several chunks
+  queued per actor so none idles; ``batch=True`` uses the OpenAI Batch API from the driver.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from rluf_ray.config import RlufConfig
+from rluf_ray.core.judge_cost import CostLedger, dry_run_cost, estimate_prompt_tokens, offline_dry_run
+from rluf_ray.core.judge_prompts import JudgeRequest, JudgeResult, unique_requests
+from rluf_ray.core.judge_scoring import score_requests, score_rows
+from rluf_ray.errors import RlufError
+from rluf_ray.io.judge_actors import NAMESPACE, BudgetActor, JudgeWorker, Secret, request_to_dict
+
+
+def cache_path(cfg: RlufConfig) -> str:
+    """The SQLite cache file: ``judge.cache_path``, else ``<output_dir>/judge_cache.sqlite``.
+
+    For a remote ``output_dir`` (a URI) the cache falls back to ``~/.cache/rluf`` on each node.
+    """
+    if cfg.judge.cache_path:
+        return cfg.judge.cache_path
+    if "://" in cfg.output_dir:
+        return os.path.join(os.path.expanduser("~/.cache/rluf"), "judge_cache.sqlite")
+    return os.path.join(os.path.abspath(cfg.output_dir), "judge_cache.sqlite")
+
+
+def batch_state_dir(cfg: RlufConfig) -> str:
+    """Where Batch API runs keep the id of the batch in progress (beside the cache)."""
+    return os.path.join(os.path.dirname(os.path.abspath(cache_path(cfg))), "judge_batches")
+
+
+def plan(cfg: RlufConfig) -> dict[str, Any]:
+    """Ray arguments of the judge (pure)."""
+    j = cfg.judge
+    chunks_per_actor = 4
+    chunk = max(1, j.max_in_flight_per_actor // 2)
+    return {
+        "provider": j.provider,
+        "num_actors": cfg.resources.judge_actors,
+        "chunk_size": chunk,
+        "chunks_in_flight": cfg.resources.judge_actors * chunks_per_actor,
+        "actor_options": {"num_cpus": 0, "max_concurrency": chunks_per_actor + 2},
+        "budget": {
+            "name": j.budget_name,
+            "namespace": NAMESPACE,
+            "rpm": j.requests_per_minute,
+            "tpm": j.tokens_per_minute,
+            "window_s": j.rate_window_s,
+            "safety": j.rate_safety,
+        },
+        "budget_options": {"num_cpus": 0, "max_concurrency": 1},
+        "cache_path": cache_path(cfg),
+    }
+
+
+def _budget_actor(p: Mapping[str, Any]) -> Any:
+    import ray
+
+    b = p["budget"]
+    handle: Any = (
+        ray.remote(BudgetActor)
+        .options(name=b["name"], namespace=b["namespace"], get_if_exists=True, **p["budget_options"])
+        .remote(b["rpm"], b["tpm"], b["window_s"], b["safety"])
+    )
+    ray.get(handle.configure.remote(b["rpm"], b["tpm"], b["window_s"], b["safety"]))
+    return handle
+
+
+def _judge_batch_api(
+    cfg: RlufConfig, reqs: list[JudgeRequest], run: str
+) -> tuple[list[JudgeResult], dict[str, Any]]:
+    """All requests through the OpenAI Batch API from the driver (half price, resumable by batch id)."""
+    import asyncio
+
+    from rluf_ray.io.judge_batch import BatchJudge
+    from rluf_ray.io.judge_cache import JudgeCache
+
+    j = cfg.judge
+    bj = BatchJudge(j, batch_state_dir(cfg), JudgeCache(cache_path(cfg)), run_name=run)
+    results = asyncio.run(bj.run(reqs))
+    exhausted = any((r.error or "").startswith("max_dollars") for r in results)
+    return results, {
+        **bj.ledger.to_dict(),
+        "provider": j.provider,
+        "mode": "batch",
+        "budget_exhausted": exhausted,
+    }
+
+
+def _judge_offline(cfg: RlufConfig, reqs: list[JudgeRequest]) -> tuple[list[JudgeResult], dict[str, Any]]:
+    """All requests through the offline judge, in the driver."""
+    from rluf_ray.core.offline_judge import OfflineJudge
+
+    oj = OfflineJudge(cfg.judge.offline_noise, cfg.judge.seed)
+    results = [oj.judge_one(r) for r in reqs]
+    ledger = CostLedger()
+    for r in results:
+        ledger.outcome(r.ok, False, r.error)
+    return results, {**ledger.to_dict(), "provider": "offline", "budget_exhausted": False}
+
+
+def _judge_actors(
+    cfg: RlufConfig, reqs: list[JudgeRequest], run: str
+) -> tuple[list[JudgeResult], dict[str, Any]]:
+    """All requests through the real-time actors: chunks dispatched round robin, a bounded number in flight."""
+    import ray
+
+    from rluf_ray.io.judge_client import read_api_key
+    from rluf_ray.io.ray_runtime import ensure_ray
+
+    j = cfg.judge
+    key = Secret(read_api_key(j))
+    ensure_ray()
+    p = plan(cfg)
+    budget = _budget_actor(p)
+    ray.get(budget.open_run.remote(run, j.max_dollars))
+    workers: list[Any] = [
+        ray.remote(JudgeWorker)
+        .options(**p["actor_options"])
+        .remote(j.model_dump(mode="json"), p["budget"]["name"], run, p["cache_path"], key, j.seed + i)
+        for i in range(p["num_actors"])
+    ]
+    chunks = [reqs[i : i + p["chunk_size"]] for i in range(0, len(reqs), p["chunk_size"])]
+    by_key: dict[str, JudgeResult] = {}
+    pending: dict[Any, int] = {}
+    next_chunk = 0
+    try:
+        while next_chunk < len(chunks) or pending:
+            while next_chunk < len(chunks) and len(pending) < p["chunks_in_flight"]:
+                w = workers[next_chunk % len(workers)]
+                ref = w.judge_batch.remote([request_to_dict(r) for r in chunks[next_chunk]])
+                pending[ref] = next_chunk
+                next_chunk += 1
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                pending.pop(ref)
+                for d in ray.get(ref):
+                    by_key[d["key"]] = JudgeResult(**d)
+        ledger = CostLedger()
+        for led in ray.get([w.ledger.remote() for w in workers]):
+            ledger.merge(led)
+        stats = ray.get(budget.stats.remote(run))
+        ray.get([w.close.remote() for w in workers])
+    finally:
+        for w in workers:
+            ray.kill(w)
+    results = [by_key[r.key] for r in reqs]
+    exhausted = any((r.error or "").startswith("max_dollars") for r in results)
+    report = {**ledger.to_dict(), "provider": j.provider, "budget": stats, "budget_exhausted": exhausted}
+    return results, report
+
+
+def judge_requests(
+    cfg: RlufConfig, reqs: Sequence[JudgeRequest], run: str = "judge", batch: bool = False
+) -> tuple[list[JudgeResult], dict[str, Any]]:
+    """Judge every request exactly once (duplicate keys are judged once) and return results in input
+    order of the unique keys, plus a report (the merged cost ledger, budget stats, and
+    ``budget_exhausted`` when ``judge.max_dollars`` stopped the run).
+
+    ``batch`` uses the OpenAI Batch API (half price, resumable by batch id) from the driver instead
+    of the real-time actors; the feedback stage passes ``feedback.use_batch_api``.
+    """
+    unique = unique_requests(reqs)
+    if cfg.judge.provider == "offline":
+        return _judge_offline(cfg, unique)
+    if batch:
+        return _judge_batch_api(cfg, unique, run)
+    return _judge_actors(cfg, unique, run)
+
+
+def score_answers(
+    cfg: RlufConfig,
+    rows: Iterable[Mapping[str, Any]],
+    run: str = "generate",
+    raise_on_budget: bool = True,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Judge-score unique answers; returns SCORE_SCHEMA rows (prompt_id, answer, score, error) and a
+    report for the stage's manifest. A failed call is ``score=None`` with its reason, never 0.
+
+    When ``judge.max_dollars`` stops the run and ``raise_on_budget`` is set, raises RlufError after
+    the finished calls are in the cache, so a rerun with a higher cap resumes at no cost.
+    """
+    reqs = unique_requests(score_requests(rows))
+    results, report = judge_requests(cfg, reqs, run)
+    out = score_rows(reqs, results)
+    if report["budget_exhausted"] and raise_on_budget:
+        raise RlufError(
+            f"judge: judge.max_dollars={cfg.judge.max_dollars} reached after ${report['dollars']:.4f}: "
+            f"{report['scored']} of {len(out)} scored; finished calls are cached, raise the cap and rerun"
+        )
+    return out, report
+
+
+def scores_table(rows: Sequence[Mapping[str, Any]]) -> Any:
+    """SCORE_SCHEMA rows as a pyarrow Table."""
+    import pyarrow as pa
+
+    from rluf_ray.schema import SCORE_SCHEMA
+
+    return pa.Table.from_pylist([dict(r) for r in rows], schema=SCORE_SCHEMA)
+
+
+def dry_run(cfg: RlufConfig, reqs: Sequence[JudgeRequest], stage: str = "judge") -> dict[str, Any]:
+    """What a run would spend: calls (cache hits excluded), estimated tokens and dollars. Calls nothing."""
+    from rluf_ray.io.judge_cache import JudgeCache, cache_key
+    from rluf_ray.io.judge_client import sampling_params
+    from rluf_ray.io.judge_templates import render_request
+
+    unique = unique_requests(reqs)
+    j = cfg.judge
+    if j.provider == "offline":
+        return offline_dry_run(stage, len(unique))
+    path = cache_path(cfg)
+    cache = JudgeCache(path) if os.path.exists(path) else None
+    params = sampling_params(j)
+    tokens: list[int] = []
+    cached: list[bool] = []
+    try:
+        for r in unique:
+            messages = render_request(r)
+            hit = cache is not None and cache.contains(cache_key(j.model, r.version, messages, params))
+            cached.append(hit)
+            tokens.append(0 if hit else estimate_prompt_tokens(messages))
+    finally:
+        if cache is not None:
+            cache.close()
+    p = j.prices
+    return dry_run_cost(
+        stage,
+        j.provider,
+        j.model,
+        tokens,
+        cached,
+        j.max_tokens,
+        p.prompt_per_million,
+        p.completion_per_million,
+    )
