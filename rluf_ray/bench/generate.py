@@ -6,8 +6,9 @@ temperature 0.35, float32, the same total number of threads on both sides.
 
 * baseline (the original approach, honestly done): transformers ``generate`` with its KV cache, one
   sample per call, N calls per prompt.
-* ours: the engine adapter the generate stage uses (``hf``: one ``generate`` call per batch of
-  prompts with ``num_return_sequences=N``, log-probs included; ``vllm``: ``SamplingParams(n=N)``).
+* ours: the engine adapter that the engine pool (``rluf_ray.io.engine_pool``) builds in its actors
+  (``hf``: one ``generate`` call per batch of prompts with ``num_return_sequences=N``, log-probs
+  included; ``vllm``: ``SamplingParams(n=N)``).
 
 The last line printed is a JSON object with ``engine``, ``baseline_samples_per_s``,
 ``ours_samples_per_s`` and ``ratio``.
@@ -121,13 +122,13 @@ class Baseline:
 
 
 class EngineActor:
-    """One engine in a Ray actor (the generate stage's actor pool, without Ray Data around it)."""
+    """One engine in a Ray actor (the engine pool's actor, without Ray Data around it)."""
 
     def __init__(self, engine_name: str, model_dir: str, threads: int, vllm_memory: float):
-        from rluf_ray.io.engines import make_engine
+        from rluf_ray.io.engine_pool import EngineFactory
 
-        self.engine = make_engine(engine_name, model_dir, threads=threads, max_context=1024,
-                                  gpu_memory_utilization=vllm_memory, seed=0)  # fmt: skip
+        options = {"threads": threads, "max_context": 1024, "gpu_memory_utilization": vllm_memory, "seed": 0}
+        self.engine = EngineFactory(engine_name, model_dir, options)()
 
     def generate(self, prompts: list[str], spec, seed: int) -> int:
         return sum(len(c.texts) for c in self.engine.generate(prompts, spec, seed=seed))

@@ -102,6 +102,17 @@ def demo_batch(seed: int, split: str, indices: Sequence[int]) -> dict[str, list[
     }
 
 
+def demo_rows(batch: dict[str, Any], seed: int, split: str, done: frozenset[str]) -> dict[str, list[str]]:
+    """Demo prompt rows for index ranges [start, stop), minus finished ids (built on workers, streamed)."""
+    indices = [i for a, b in zip(batch["start"], batch["stop"], strict=True) for i in range(int(a), int(b))]
+    cols: dict[str, list[str]] = demo_batch(seed, split, indices)
+    cols["split"] = [split] * len(indices)
+    if not done:
+        return cols
+    keep = [i for i, pid in enumerate(cols["prompt_id"]) if pid not in done]
+    return {k: [v[i] for i in keep] for k, v in cols.items()}
+
+
 def load_split(cfg: RlufConfig, split: SplitName) -> list[dict[str, str]]:
     """The rows of ``split`` (keys prompt_id, post, reference), honouring the configured sizes."""
     _check_split(split)

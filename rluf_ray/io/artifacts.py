@@ -184,6 +184,53 @@ class ArtifactStore:
             out[rel] = int(info.size or 0)
         return out
 
+    # ---- part files (resumable stages) -------------------------------------------------------
+    def _subdir_infos(self, stage: str, subdir: str) -> list[pafs.FileInfo]:
+        base = f"{self.stage_dir(stage)}/{subdir.strip('/')}"
+        sel = pafs.FileSelector(base, recursive=False, allow_not_found=True)
+        return [i for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.File]
+
+    def list_parts(self, stage: str, subdir: str) -> list[str]:
+        """Finished Parquet part files directly in ``<stage>/<subdir>``, as sorted artifact names
+        (``subdir/part-....parquet``); temp files of unfinished writes are left out."""
+        sub = subdir.strip("/")
+        return sorted(
+            f"{sub}/{i.base_name}"
+            for i in self._subdir_infos(stage, sub)
+            if i.base_name.endswith(".parquet") and not i.base_name.startswith(TMP_MARK)
+        )
+
+    def part_values(self, stage: str, subdir: str, column: str = "prompt_id") -> set[str]:
+        """The values of one column over every finished part of ``subdir`` (one column read per part),
+        e.g. the prompt ids already written."""
+        done: set[str] = set()
+        for name in self.list_parts(stage, subdir):
+            table = pq.read_table(self.path(stage, name), columns=[column], filesystem=self.fs)
+            done.update(str(v) for v in table.column(column).to_pylist())
+        return done
+
+    def iter_part_batches(
+        self, stage: str, subdir: str, columns: list[str], batch_size: int = 1024
+    ) -> Iterator[dict[str, list[Any]]]:
+        """Stream the given columns of every finished part of ``subdir``, part by part, as column dicts."""
+        for name in self.list_parts(stage, subdir):
+            with self.fs.open_input_file(self.path(stage, name)) as f:
+                for rb in pq.ParquetFile(f).iter_batches(columns=columns, batch_size=batch_size):
+                    yield rb.to_pydict()
+
+    def remove_temp_files(self, stage: str, subdir: str) -> int:
+        """Delete leftover temp files of interrupted writes in ``<stage>/<subdir>``; returns how many."""
+        stale = [i.path for i in self._subdir_infos(stage, subdir) if i.base_name.startswith(TMP_MARK)]
+        for path in stale:
+            self.fs.delete_file(path)
+        return len(stale)
+
+    def delete_subdir(self, stage: str, subdir: str) -> None:
+        """Delete ``<stage>/<subdir>`` and everything in it (nothing happens when it is absent)."""
+        base = f"{self.stage_dir(stage)}/{subdir.strip('/')}"
+        if self.fs.get_file_info(base).type == pafs.FileType.Directory:
+            self.fs.delete_dir(base)
+
     def clear(self, stage: str) -> None:
         """Delete a stage's artifacts (manifest first, so it is incomplete from the first moment)."""
         self.invalidate(stage)

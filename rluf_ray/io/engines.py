@@ -10,7 +10,8 @@
   a machine without it. The engine is seeded (``LLM(seed=...)``), never the request: a per-request
   seed fails on the CPU build ("CPU Generator does not use offset").
 
-Engines are plain classes; the generate stage builds one inside each Ray actor.
+Engines are plain classes; the engine pool (``rluf_ray.io.engine_pool``) builds one inside each Ray
+actor and closes it when the actor is torn down.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class HFEngine:
         return len(self.tokenizer(text)["input_ids"])
 
     def close(self) -> None:
-        """Drop the model (nothing else to release)."""
+        """Drop the model (nothing else to release); safe to call again."""
         self.model = None
 
     def _shared_prefill(self, ids: Any, mask: Any, n: int) -> dict[str, Any]:
@@ -261,9 +262,21 @@ class VLLMEngine:
         return len(self.tokenizer(text)["input_ids"])
 
     def close(self) -> None:
-        """Shut the engine core process down now (not at interpreter exit)."""
-        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
-        if core is not None and hasattr(core, "shutdown"):
+        """Shut the engine down now (not at interpreter exit); a second call does nothing.
+
+        Through vLLM's public ``LLM.shutdown()`` where the installed vLLM has it; older releases have
+        no public teardown, so there the engine core client (``llm_engine.engine_core.shutdown()``,
+        which stops the engine core process) is shut down. The ``LLM`` is dropped either way.
+        """
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is None:
+            return
+        shutdown = getattr(llm, "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+            return
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and callable(getattr(core, "shutdown", None)):
             core.shutdown()
 
     def generate(

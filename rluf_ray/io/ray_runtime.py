@@ -6,6 +6,8 @@ import logging
 import os
 from typing import Any
 
+from rluf_ray.errors import RlufError
+
 log = logging.getLogger("rluf.ray")
 
 # Environment that every worker must share with the driver (offline hub, FastText determinism).
@@ -79,3 +81,16 @@ def release_on_error(exc: BaseException, *datasets: Any) -> None:
                 log.debug("executor shutdown after a failure raised", exc_info=True)
     traceback.clear_frames(exc.__traceback__)
     gc.collect()
+
+
+def user_error(exc: BaseException) -> RlufError | None:
+    """The RlufError inside a Ray task failure (its first line), if that is what it was."""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 10:
+        if isinstance(cur, RlufError):
+            return RlufError(str(cur).splitlines()[0])
+        inner = getattr(cur, "cause", None)
+        cur = inner if isinstance(inner, BaseException) else (cur.__cause__ or cur.__context__)
+        seen += 1
+    return None

@@ -1,7 +1,7 @@
 """infer: generate one summary per held-out (eval split) prompt with the SFT model and the trained policy.
 
-The same engine actors and UDF as ``generate`` (Ray Data ``map_batches`` over an actor pool), with
-one sample per prompt (greedy at ``inference.temperature: 0``). Both models see the same prompts, so
+The engine pool component that ``generate`` uses too (Ray Data ``map_batches`` over an actor pool),
+with one sample per prompt (greedy at ``inference.temperature: 0``). Both models see the same prompts, so
 ``evaluate`` can compare them prompt by prompt.
 """
 
@@ -12,13 +12,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from rluf_ray.config import RlufConfig
+from rluf_ray.config import RlufConfig, get_value
 from rluf_ray.data import splits
 from rluf_ray.errors import RlufError
+from rluf_ray.io import engine_pool
 from rluf_ray.io.engines import SamplingSpec, check_model_path
 from rluf_ray.io.ray_runtime import release_on_error
 from rluf_ray.schema import PREDICTION_SCHEMA, PREDICTIONS_ARTIFACT
-from rluf_ray.stages import generate
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 
 log = logging.getLogger("rluf.infer")
@@ -44,22 +44,14 @@ def eval_rows(cfg: RlufConfig) -> list[dict[str, Any]]:
     return [{**r, "split": "eval"} for r in rows]
 
 
-def predict(cfg: RlufConfig, model_dir: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Generate with one model over the engine actor pool; returns prompt_id, prompt, reference, text."""
+def predict(pool: dict[str, Any], model_dir: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Generate with one model over the engine pool (``plan(cfg)["pool"]``); returns prompt_id, prompt,
+    reference, prediction."""
     import ray.data
 
     check_model_path(model_dir)
-    ds = ray.data.from_items(rows).map_batches(
-        generate.SampleUDF,
-        fn_constructor_kwargs={
-            "engine_factory": generate.default_engine_factory(cfg, model_dir),
-            "spec": sampling_spec(cfg),
-            "template": cfg.data.prompt_template,
-            "prompt_budget": splits.prompt_budget(cfg, cfg.inference.max_new_tokens),
-            "seed": cfg.generation.seed,
-        },
-        **generate.plan(cfg),
-    )
+    factory = engine_pool.default_engine_factory(pool, model_dir)
+    ds = engine_pool.apply(ray.data.from_items(rows), pool, factory)
     selected = ds.select_columns(["prompt_id", "prompt", "reference", "texts"])
     try:
         out = [
@@ -78,13 +70,14 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     """Predict with the SFT model and the trained policy; write one Parquet file of predictions."""
     from rluf_ray.io.ray_runtime import ensure_ray
 
+    pool = plan(cfg)["pool"]
     rows = eval_rows(cfg)
     ensure_ray()
     predictions: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
     for name, stage in MODELS:
         model_dir = ctx.store.local_path(ctx.upstream_dir(stage), "model")
-        preds = predict(cfg, model_dir, rows)
+        preds = predict(pool, model_dir, rows)
         predictions += [{**p, "model": name} for p in preds]
         counts[name] = len(preds)
         log.info("infer: %s produced %d predictions", name, len(preds))
@@ -96,15 +89,30 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
 
 
 def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """Sampling settings and engine pool arguments of the inference run."""
-    return {"sampling": sampling_spec(cfg), "pool": generate.plan(cfg)}
+    """Everything the run takes from the config, as plain data: the engine pool (one sample per prompt
+    with the inference settings, its prompt budget, template, seed), the prompt cap and the data."""
+    budget = splits.prompt_budget(cfg, cfg.inference.max_new_tokens)
+    return {
+        "pool": engine_pool.plan(cfg, sampling_spec(cfg), budget),
+        "test_size": cfg.inference.test_size,
+        "data": get_value(cfg, "data"),
+    }
 
 
 STAGE = StageDef(
     name="infer",
     artifact_dir="inference",
     upstream=("sft", "train"),
-    reads=("inference", "data", "model.max_context"),
+    reads=(
+        "inference",
+        "data",
+        "model.max_context",
+        "model.dtype",
+        "generation.engine",
+        "generation.top_p",
+        "generation.seed",
+        "generation.prompts_per_batch",
+    ),
     plan_fn=plan,
     run_fn=run,
 )

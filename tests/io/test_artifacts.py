@@ -79,3 +79,51 @@ def test_uri_root(tmp_path: Path) -> None:
     store.write_json("report", "r.json", {"ok": True})
     assert (tmp_path / "out" / "report" / "r.json").is_file()
     assert store.read_json("report", "r.json") == {"ok": True}
+
+
+def _ids_table(ids: list[str]) -> pa.Table:
+    return pa.table({"prompt_id": ids, "n": list(range(len(ids)))})
+
+
+def test_part_files_listing_ids_and_streaming(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    store.write_parquet("gen", "cal/part-b.parquet", _ids_table(["c", "d"]))
+    store.write_parquet("gen", "cal/part-a.parquet", _ids_table(["a", "b"]))
+    store.write_parquet("gen", "test/part-a.parquet", _ids_table(["t"]))
+    (tmp_path / "gen" / "cal" / f"{TMP_MARK}dead-part-x.parquet").write_bytes(b"half")  # killed mid-write
+    (tmp_path / "gen" / "cal" / "notes.txt").write_text("x")
+    assert store.list_parts("gen", "cal") == ["cal/part-a.parquet", "cal/part-b.parquet"]
+    assert store.part_values("gen", "cal") == {"a", "b", "c", "d"}
+    assert store.part_values("gen", "test", "prompt_id") == {"t"}
+    assert store.part_values("gen", "cal", "n") == {"0", "1"}
+    batches = list(store.iter_part_batches("gen", "cal", ["prompt_id"], batch_size=1))
+    assert [b["prompt_id"] for b in batches] == [["a"], ["b"], ["c"], ["d"]]
+    assert all(set(b) == {"prompt_id"} for b in batches)  # only the asked column is read
+    # absent subdirectory: nothing, no error
+    assert store.list_parts("gen", "missing") == [] and store.part_values("gen", "missing") == set()
+    assert list(store.iter_part_batches("nostage", "cal", ["prompt_id"])) == []
+
+
+def test_remove_temp_files_and_delete_subdir(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    store.write_parquet("gen", "cal/part-a.parquet", _ids_table(["a"]))
+    store.write_parquet("gen", "test/part-a.parquet", _ids_table(["t"]))
+    cal = tmp_path / "gen" / "cal"
+    (cal / f"{TMP_MARK}1-part-a.parquet").write_bytes(b"half")
+    (cal / f"{TMP_MARK}2-part-b.parquet").write_bytes(b"half")
+    assert store.remove_temp_files("gen", "cal") == 2
+    assert sorted(p.name for p in cal.iterdir()) == ["part-a.parquet"]
+    assert store.remove_temp_files("gen", "cal") == 0
+    assert store.remove_temp_files("gen", "missing") == 0
+    store.delete_subdir("gen", "cal")
+    assert not cal.exists() and (tmp_path / "gen" / "test" / "part-a.parquet").exists()
+    store.delete_subdir("gen", "cal")  # absent: nothing happens
+    assert store.part_values("gen", "cal") == set()
+
+
+def test_part_files_through_a_uri_root(tmp_path: Path) -> None:
+    store = ArtifactStore(f"file://{tmp_path}")
+    store.write_parquet("gen", "cal/part-a.parquet", _ids_table(["a", "b"]))
+    assert store.part_values("gen", "cal") == {"a", "b"}
+    store.delete_subdir("gen", "cal")
+    assert store.list_parts("gen", "cal") == []

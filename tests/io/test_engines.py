@@ -122,3 +122,57 @@ def test_vllm_adapter_imports_lazily(tiny_model: Path) -> None:
     assert engines.VLLMEngine.name == "vllm"
     with pytest.raises(RlufError, match="needs vllm"):
         make_engine("vllm", str(tiny_model), gpu_memory_utilization=0.3)
+
+
+def test_hf_close_drops_the_model_and_is_idempotent(tiny_model: Path) -> None:
+    eng = HFEngine(str(tiny_model), threads=1)
+    eng.close()
+    assert eng.model is None
+    eng.close()  # a second close (e.g. from the pool's __del__ after an explicit close) is harmless
+
+
+class _Core:
+    def __init__(self) -> None:
+        self.shutdowns = 0
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+class _LLMWithShutdown:
+    def __init__(self) -> None:
+        self.shutdowns = 0
+        self.llm_engine = type("E", (), {"engine_core": _Core()})()
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+class _LLMWithoutShutdown:
+    def __init__(self) -> None:
+        self.llm_engine = type("E", (), {"engine_core": _Core()})()
+
+
+def _vllm_engine_around(llm: object) -> object:
+    from rluf_ray.io.engines import VLLMEngine
+
+    eng = object.__new__(VLLMEngine)  # no vllm needed: the adapter around a stand-in LLM
+    eng.llm = llm
+    return eng
+
+
+def test_vllm_close_uses_the_public_shutdown_once() -> None:
+    llm = _LLMWithShutdown()
+    eng = _vllm_engine_around(llm)
+    eng.close()
+    eng.close()
+    assert llm.shutdowns == 1 and llm.llm_engine.engine_core.shutdowns == 0
+    assert eng.llm is None
+
+
+def test_vllm_close_falls_back_to_the_engine_core_once() -> None:
+    llm = _LLMWithoutShutdown()
+    eng = _vllm_engine_around(llm)
+    eng.close()
+    eng.close()
+    assert llm.llm_engine.engine_core.shutdowns == 1 and eng.llm is None

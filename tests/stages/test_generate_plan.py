@@ -1,18 +1,22 @@
-"""The generate stage's pure parts, without starting Ray: plan, UDF with an injected engine, writer."""
+"""The generate stage's pure parts, without starting Ray: plan, the engine pool's UDF with an injected
+engine, the part writer."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from rluf_ray.config import ConfigError, load
+from rluf_ray.data import splits
 from rluf_ray.errors import RlufError
+from rluf_ray.io import engine_pool, sample_parts
 from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.io.engines import Completion, SamplingSpec
 from rluf_ray.schema import GENERATION_SCHEMA
-from rluf_ray.stages import generate
+from rluf_ray.stages import generate, infer
 
 
 def test_plan_maps_config_to_map_batches_kwargs() -> None:
@@ -25,14 +29,14 @@ def test_plan_maps_config_to_map_batches_kwargs() -> None:
             "generation.prompts_per_batch=5",
         ]
     )
-    kw = generate.plan(cfg)
+    kw = engine_pool.map_kwargs(generate.plan(cfg)["pool"])
     assert isinstance(kw["compute"], ray.data.ActorPoolStrategy)
     assert kw["compute"].min_size == kw["compute"].max_size == 3
     assert kw["batch_size"] == 5 and kw["num_cpus"] == 2
     assert "num_gpus" not in kw
     assert set(kw) == {"compute", "batch_size", "num_cpus"}
     gpu = load("rluf_ray/configs/llama2_7b_tldr.yaml")
-    kw = generate.plan(gpu)
+    kw = engine_pool.map_kwargs(generate.plan(gpu)["pool"])
     assert kw["num_gpus"] == 1 and kw["compute"].max_size == 8 and kw["batch_size"] == 16
 
 
@@ -55,16 +59,16 @@ def test_sampling_spec_and_engine_options_from_config() -> None:
         overrides=["generation.sampling_num=7", "generation.max_new_tokens=9", "resources.cpus_per_actor=2"]
     )
     assert generate.sampling_spec(cfg) == SamplingSpec(n=7, temperature=0.35, top_p=1.0, max_new_tokens=9)
-    opts = generate.engine_options(cfg)
+    opts = engine_pool.engine_options(cfg)
     assert opts["threads"] == 2 and opts["max_context"] == 512 and opts["seed"] == 42
 
 
 def test_batch_seed_and_part_name_are_stable() -> None:
-    assert generate.batch_seed(42, ["a", "b"]) == generate.batch_seed(42, ["a", "b"])
-    assert generate.batch_seed(42, ["a", "b"]) != generate.batch_seed(43, ["a", "b"])
-    assert generate.part_name("test", ["a", "b"]) == generate.part_name("test", ["a", "b"])
-    assert generate.part_name("test", ["a", "b"]).startswith("test/part-")
-    assert generate.part_name("test", ["a", "b"]) != generate.part_name("test", ["a", "c"])
+    assert engine_pool.batch_seed(42, ["a", "b"]) == engine_pool.batch_seed(42, ["a", "b"])
+    assert engine_pool.batch_seed(42, ["a", "b"]) != engine_pool.batch_seed(43, ["a", "b"])
+    assert sample_parts.part_name("test", ["a", "b"]) == sample_parts.part_name("test", ["a", "b"])
+    assert sample_parts.part_name("test", ["a", "b"]).startswith("test/part-")
+    assert sample_parts.part_name("test", ["a", "b"]) != sample_parts.part_name("test", ["a", "c"])
 
 
 class ScriptedEngine:
@@ -87,7 +91,7 @@ class ScriptedEngine:
 
 def test_sample_udf_builds_generation_rows() -> None:
     eng = ScriptedEngine()
-    udf = generate.SampleUDF(lambda: eng, SamplingSpec(n=6, temperature=0.35), "Q: {post}\nA:", 12, 42)
+    udf = engine_pool.SampleUDF(lambda: eng, SamplingSpec(n=6, temperature=0.35), "Q: {post}\nA:", 12, 42)
     batch = {
         "prompt_id": ["p1", "p2"],
         "post": ["short post", " ".join(f"w{i}" for i in range(50))],
@@ -110,31 +114,104 @@ def test_sample_udf_builds_generation_rows() -> None:
 
 def test_write_part_one_atomic_file_per_split(tmp_path: Path) -> None:
     eng = ScriptedEngine()
-    udf = generate.SampleUDF(lambda: eng, SamplingSpec(n=4, temperature=0.35), "{post}", 50, 1)
+    udf = engine_pool.SampleUDF(lambda: eng, SamplingSpec(n=4, temperature=0.35), "{post}", 50, 1)
     rows = udf({"prompt_id": ["a", "b", "c"], "post": ["x", "y", "z"], "reference": ["r"] * 3,
                 "split": ["calibration", "test", "calibration"]})  # fmt: skip
     store = ArtifactStore(tmp_path)
-    summary = generate.write_part(rows, store, "generation")
+    summary = sample_parts.write_part(rows, store, "generation")
     assert summary["split"] == ["calibration", "test"] and summary["prompts"] == [2, 1]
     assert summary["samples"] == [8, 4]
     table = pq.read_table(tmp_path / "generation" / summary["file"][0])
     assert table.schema.equals(GENERATION_SCHEMA)
     assert table.column("prompt_id").to_pylist() == ["a", "c"]
-    assert generate.finished_ids(store, "generation", "calibration") == {"a", "c"}
+    assert store.part_values("generation", "calibration") == {"a", "c"}
     assert not [p for p in (tmp_path / "generation").rglob("*") if ".tmp-" in p.name]
     stats, dups = generate.scan_split(store, "generation", "calibration")
     assert stats.prompts == 2 and dups == 0
 
 
 def test_demo_rows_skip_finished_ids() -> None:
-    cols = generate.demo_rows({"start": [0, 4], "stop": [2, 5]}, 1234, "calibration", frozenset())
+    cols = splits.demo_rows({"start": [0, 4], "stop": [2, 5]}, 1234, "calibration", frozenset())
     assert cols["prompt_id"] == [
         "demo-calibration-000000",
         "demo-calibration-000001",
         "demo-calibration-000004",
     ]
     assert cols["split"] == ["calibration"] * 3
-    cols = generate.demo_rows(
+    cols = splits.demo_rows(
         {"start": [0], "stop": [3]}, 1234, "calibration", frozenset({"demo-calibration-000001"})
     )
     assert cols["prompt_id"] == ["demo-calibration-000000", "demo-calibration-000002"]
+
+
+def _changes(plan_fn, base_overrides: list[str], override: str) -> bool:
+    return plan_fn(load(overrides=base_overrides)) != plan_fn(load(overrides=[*base_overrides, override]))
+
+
+def test_plans_are_plain_data() -> None:
+    cfg = load()
+    for plan in (generate.plan(cfg), infer.plan(cfg)):
+        assert json.loads(json.dumps(plan)) == plan  # JSON-able: no Ray object, no dataclass
+    pool = generate.plan(cfg)["pool"]
+    assert pool["sampling"] == {"n": 60, "temperature": 0.35, "top_p": 1.0, "max_new_tokens": 48,
+                                "min_new_tokens": 0}  # fmt: skip
+    assert pool["engine"] == "hf" and pool["prompt_budget"] == 512 - 48 and pool["seed"] == 42
+    assert engine_pool.sampling_spec(pool) == generate.sampling_spec(cfg)
+    ipool = infer.plan(cfg)["pool"]
+    assert ipool["sampling"]["n"] == 1 and ipool["sampling"]["temperature"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "generation.engine=vllm",
+        "generation.sampling_num=7",
+        "generation.temperature=0.9",
+        "generation.top_p=0.5",
+        "generation.max_new_tokens=16",
+        "generation.seed=7",
+        "generation.prompts_per_batch=9",
+        "generation.rows_per_file=3",
+        "generation.score_calibration=false",
+        "model.max_context=256",
+        "model.dtype=bfloat16",
+        "data.prompt_template=Summarize {post} now",
+        "data.calibration_size=5",
+        "judge.temperature=0.5",
+        "resources.engine_actors=3",
+    ],
+)
+def test_generate_plan_changes_with_every_key_its_run_uses(override: str) -> None:
+    assert _changes(generate.plan, [], override)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "inference.temperature=0.7",
+        "inference.max_new_tokens=16",
+        "inference.test_size=3",
+        "generation.top_p=0.5",
+        "generation.seed=7",
+        "generation.engine=vllm",
+        "model.max_context=256",
+        "data.prompt_template=Summarize {post} now",
+    ],
+)
+def test_infer_plan_changes_with_every_key_its_run_uses(override: str) -> None:
+    assert _changes(infer.plan, [], override)
+    assert not _changes(infer.plan, [], "generation.temperature=0.9")  # generate's sampling only
+
+
+def test_infer_plan_validates_like_generate() -> None:
+    cfg = load(
+        overrides=[
+            "generation.engine=vllm",
+            "generation.tensor_parallel_size=4",
+            "resources.gpus_per_actor=2",
+        ]
+    )
+    with pytest.raises(RlufError, match="tensor_parallel_size=4"):
+        infer.plan(cfg)
+    with pytest.raises(RlufError, match="no room for a prompt"):
+        infer.plan(load(overrides=["model.max_context=32", "inference.max_new_tokens=30"]))
