@@ -160,7 +160,11 @@ class GenerationConfig(Section):
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling.")
     max_new_tokens: int = Field(128, ge=1, description="New tokens per sample (original: 128).")
     seed: int = Field(42, description="Sampling seed (original: 42).")
-    prompts_per_batch: int = Field(4, ge=1, description="Prompts per engine call (batch size).")
+    prompts_per_batch: int = Field(
+        4,
+        ge=1,
+        description="Prompts per engine call (batch size; the sampling seed is per batch, so it counts).",
+    )
     vllm_gpu_memory_utilization: float = Field(
         0.9, gt=0, le=1, description="vLLM memory share (on CPU builds: share of RAM; 0.3 on a shared box)."
     )
@@ -392,7 +396,6 @@ class RlufConfig(Section):
 OPERATIONAL_KEYS: tuple[str, ...] = (
     "resources",
     "output_dir",
-    "generation.prompts_per_batch",
     "generation.rows_per_file",
     "generation.vllm_gpu_memory_utilization",
     "generation.vllm_enable_prefix_caching",
