@@ -57,3 +57,28 @@ def pair_weight(
     wa = scheme.answer_weight(answer_a in small, answer_a in large)
     wb = scheme.answer_weight(answer_b in small, answer_b in large)
     return (wa + wb) / 2.0
+
+
+def weight_health(weights: Iterable[float]) -> dict[str, object]:
+    """How much a set of pair weights will move training: histogram, mean, zero share, and the scale
+    each reduction applies to the configured learning rate relative to plain DPO (every weight 1).
+
+    ``mean`` (sum(w*l)/B): the gradient shrinks with the mean weight, so the scale is the mean weight
+    (0.05 means a 20x smaller step). ``normalized`` (sum(w*l)/sum(w)): 1.0 whenever a weight is
+    non-zero. Both are 0 when every weight is 0 (nothing to train on).
+    """
+    values = [float(w) for w in weights]
+    n = len(values)
+    hist: dict[str, int] = {}
+    for w in sorted(values):
+        key = str(round(w, 6))
+        hist[key] = hist.get(key, 0) + 1
+    zeros = sum(1 for w in values if w == 0.0)
+    mean = sum(values) / n if n else 0.0
+    return {
+        "pairs": n,
+        "weight_histogram": hist,
+        "mean_weight": mean,
+        "zero_weight_share": zeros / n if n else 0.0,
+        "effective_lr_scale": {"mean": mean, "normalized": 1.0 if n and zeros < n else 0.0},
+    }

@@ -231,11 +231,17 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     ctx.store.write_bytes(ctx.dir, SURFACE_PNG, plot_surface(result.surfaces, values, result.calibrations))
     ctx.store.write_bytes(ctx.dir, HIST_PNG, plot_hist(sizes))
     log.info("calibrate: %s", {a: (v["w1"], v["w2"], round(v["threshold"], 4)) for a, v in chosen.items()})
+    for a, v in result.report["per_alpha"].items():
+        if v["trivial"]:
+            log.warning("calibrate: alpha=%s is trivial: %d of %d labelled calibration prompts have no acceptable "
+                        "answer (more than alpha), so every set holds every answer; true coverage %.3f", a,
+                        result.counts["prompts_no_acceptable"], result.report["n_labelled"], v["coverage_mean"])  # fmt: skip
     metrics = {
         f"alpha_{a}": {
             "coverage_mean": v.get("coverage_mean"),
             "set_size_mean": v.get("set_size_mean"),
             "threshold": v["threshold"],
+            "trivial": v["trivial"],
         }
         for a, v in result.report["per_alpha"].items()
     }

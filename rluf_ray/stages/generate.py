@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig, fingerprint, get_value, select
+from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig, fingerprint, judge_result_settings
 from rluf_ray.core.answers import VarietyStats
 from rluf_ray.data import splits
 from rluf_ray.errors import RlufError
@@ -29,7 +29,9 @@ RUN_KEY = "_run.json"
 READS: tuple[str, ...] = (
     "model.max_context",
     "model.dtype",
-    "data",
+    "data.prompt_template",
+    *splits.split_reads("calibration"),
+    *splits.split_reads("test"),
     "generation.engine",
     "generation.sampling_num",
     "generation.temperature",
@@ -57,8 +59,9 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
         "pool": engine_pool.plan(cfg, sampling_spec(cfg), splits.prompt_budget(cfg)),
         "rows_per_file": cfg.generation.rows_per_file,
         "score_calibration": cfg.generation.score_calibration,
-        "judge": select(cfg, JUDGE_RESULT_KEYS),
-        "data": get_value(cfg, "data"),
+        "judge": judge_result_settings(cfg.judge),
+        "template": cfg.data.prompt_template,
+        "splits": {s: splits.split_plan(cfg, s) for s in GENERATION_SPLITS},  # type: ignore[misc]
     }
 
 
@@ -192,18 +195,13 @@ def dry_run(cfg: RlufConfig) -> str:
     )
 
 
-def model_path(ctx: StageContext) -> str:
-    """The model to sample from: the SFT stage's save_pretrained directory."""
-    return ctx.store.local_path(ctx.upstream_dir("sft"), "model")
-
-
 def run_generation(cfg: RlufConfig, ctx: StageContext, engine_factory: Any = None) -> StageResult:
     """Generate both splits (resumably), then judge-score calibration answers."""
     from rluf_ray.io.ray_runtime import ensure_ray
 
     pool = plan(cfg)["pool"]  # validates sampling_num / token limits before anything is written
     if engine_factory is None:
-        path = model_path(ctx)
+        path = ctx.store.local_path(ctx.upstream_dir("sft"), "model")  # SFT's save_pretrained folder
         check_model_path(path)
         engine_factory = engine_pool.default_engine_factory(pool, path)
     for split in GENERATION_SPLITS:  # empty inputs fail before any file is written

@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from rluf_ray.config import RlufConfig, get_value
+from rluf_ray.config import RlufConfig
 from rluf_ray.data import splits
 from rluf_ray.errors import RlufError
 from rluf_ray.io import engine_pool
@@ -95,7 +95,8 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
     return {
         "pool": engine_pool.plan(cfg, sampling_spec(cfg), budget),
         "test_size": cfg.inference.test_size,
-        "data": get_value(cfg, "data"),
+        "template": cfg.data.prompt_template,
+        "eval_split": splits.split_plan(cfg, "eval"),
     }
 
 
@@ -105,7 +106,8 @@ STAGE = StageDef(
     upstream=("sft", "train"),
     reads=(
         "inference",
-        "data",
+        "data.prompt_template",
+        *splits.split_reads("eval"),
         "model.max_context",
         "model.dtype",
         "generation.engine",

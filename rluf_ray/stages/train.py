@@ -121,9 +121,12 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     count, keep_end = tokenizer_counters(tokenizer)
     max_prompt_tokens = min(p["max_prompt_length"], p["max_context"])
     pairs, stats = fit_pair_prompts(raw, max_prompt_tokens, count, p["template"], keep_end)
+    if stats.zero_weight == stats.pairs:
+        raise RlufError(
+            f"{source}: every one of the {stats.pairs} pairs has weight 0: nothing to train on "
+            "(see weights/summary.json: the prediction sets left every answer out)"
+        )
     dropped = stats.zero_weight if p["trainer_args"]["drop_zero_weight"] else 0
-    if stats.pairs - dropped == 0:
-        raise RlufError(f"{source}: every pair has weight 0, nothing to train on")
     log.info(
         "train: %d pairs from %s (%d prompts truncated, %d zero-weight%s)",
         stats.pairs,

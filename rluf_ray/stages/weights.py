@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 from rluf_ray.config import RlufConfig
-from rluf_ray.core.weighting import SetIndex, WeightScheme, pair_weight, small_and_large_alpha
+from rluf_ray.core.weighting import SetIndex, WeightScheme, pair_weight, small_and_large_alpha, weight_health
 from rluf_ray.errors import RlufError
 from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.schema import PAIRS_ARTIFACT, PREDICTION_SETS_ARTIFACT, WEIGHTED_PAIRS_ARTIFACT
@@ -50,56 +49,78 @@ def weighted_rows(
         }
 
 
+def calibrated_levels(store: ArtifactStore, calibration_dir: str) -> dict[float, dict[str, Any]]:
+    """alpha -> what calibrate decided (threshold, and ``trivial`` from its report) for every level."""
+    decided = store.read_json(calibration_dir, "calibration.json")["per_alpha"]
+    report = store.read_json(calibration_dir, "report.json").get("per_alpha", {})
+    return {
+        float(a): {**v, "trivial": bool(report.get(a, {}).get("trivial", False))} for a, v in decided.items()
+    }
+
+
+def level_warnings(levels: dict[float, dict[str, Any]], sets: SetIndex) -> list[str]:
+    """One line per level that cannot discriminate: trivial (every answer in) or empty (no answer in)."""
+    out = []
+    for alpha, info in sorted(levels.items()):
+        if info["trivial"]:
+            out.append(f"alpha={alpha} is trivial: its threshold ({info['threshold']}) admits every answer "
+                       "(more than alpha of calibration prompts had no acceptable answer)")  # fmt: skip
+        elif not any(sets.get(alpha, {}).values()):
+            out.append(f"alpha={alpha} has an empty set for every test prompt: its threshold "
+                       f"({info['threshold']}) lies below every answer's score")  # fmt: skip
+    return out
+
+
 def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
-    """Join feedback pairs with prediction sets and write weighted pairs."""
+    """Join feedback pairs with prediction sets and write weighted pairs and their health figures."""
     store = ctx.store
-    sets = load_sets(store, ctx.upstream_dir("calibrate"))
-    alphas = sorted(sets) or sorted(cfg.conformal.quantile_bars)
+    cal_dir = ctx.upstream_dir("calibrate")
+    sets = load_sets(store, cal_dir)
+    levels = calibrated_levels(store, cal_dir)
     try:
-        small, large = small_and_large_alpha(alphas)
+        small, large = small_and_large_alpha(levels)
     except ValueError as exc:
-        raise RlufError(f"assign-weights: {exc} (run calibrate with two quantile_bars)") from None
+        raise RlufError(f"assign-weights: {exc} in {cal_dir}/calibration.json (run calibrate with two "
+                        "conformal.quantile_bars, not --quantile)") from None  # fmt: skip
+    warnings = level_warnings(levels, sets)
+    for line in warnings:
+        log.warning("assign-weights: %s", line)
     scheme = scheme_from_config(cfg)
-    hist: Counter[float] = Counter()
+    weights: list[float] = []
 
     def counted() -> Iterator[dict[str, Any]]:
         for row in weighted_rows(
             store.iter_jsonl(ctx.upstream_dir("feedback"), PAIRS_ARTIFACT), sets, scheme, small, large
         ):
-            hist[row["weight"]] += 1
+            weights.append(row["weight"])
             yield row
 
     n = store.write_jsonl(ctx.dir, WEIGHTED_PAIRS_ARTIFACT, counted())
     if n == 0:
         raise RlufError("assign-weights: the feedback stage produced no pairs")
-    summary = {
-        "pairs": n,
-        "small_set_alpha": small,
-        "large_set_alpha": large,
-        "weight_histogram": {str(k): v for k, v in sorted(hist.items())},
-        "zero_weight_share": hist.get(0.0, 0) / n,
-        "mean_weight": sum(k * v for k, v in hist.items()) / n,
-    }
+    summary = {"small_set_alpha": small, "large_set_alpha": large, "level_warnings": warnings,
+               **weight_health(weights)}  # fmt: skip
     store.write_json(ctx.dir, "summary.json", summary)
     log.info(
-        "assign-weights: %d pairs, mean weight %.3f, zero share %.3f",
+        "assign-weights: %d pairs, mean weight %.3f, zero share %.3f, learning-rate scale under mean %.3f",
         n,
         summary["mean_weight"],
         summary["zero_weight_share"],
+        summary["effective_lr_scale"]["mean"],  # type: ignore[index]
     )
     return StageResult(rows={"weighted_pairs": n}, metrics=summary)
 
 
 def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """The weighting scheme, and the levels to expect when calibrate wrote no set at all."""
-    return {"scheme": scheme_from_config(cfg), "alphas": sorted(cfg.conformal.quantile_bars)}
+    """The weighting scheme (the levels come from calibrate's artifacts)."""
+    return {"scheme": scheme_from_config(cfg)}
 
 
 STAGE = StageDef(
     name="assign-weights",
     artifact_dir="weights",
     upstream=("calibrate", "feedback"),
-    reads=("weights", "conformal.quantile_bars"),
+    reads=("weights",),
     plan_fn=plan,
     run_fn=run,
 )

@@ -55,3 +55,15 @@ def test_released_weights_are_reachable_by_the_default_scheme(weighted_sample_pa
         released = {round(json.loads(line)["weight"], 6) for line in f}
     assert released <= reachable
     assert {0.0, 0.4, 0.725, 0.8} <= released
+
+
+def test_weight_health_figures_from_the_released_scheme() -> None:
+    from rluf_ray.core.weighting import weight_health
+
+    h = weight_health([0.0, 0.0, 0.65, 0.8, 0.5, 0.725, 0.0, 0.4])
+    assert h["pairs"] == 8
+    assert h["weight_histogram"] == {"0.0": 3, "0.4": 1, "0.5": 1, "0.65": 1, "0.725": 1, "0.8": 1}
+    assert h["zero_weight_share"] == 3 / 8
+    assert h["mean_weight"] == (0.65 + 0.8 + 0.5 + 0.725 + 0.4) / 8
+    assert h["effective_lr_scale"] == {"mean": h["mean_weight"], "normalized": 1.0}
+    assert weight_health([0.0, 0.0])["effective_lr_scale"] == {"mean": 0.0, "normalized": 0.0}

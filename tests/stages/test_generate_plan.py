@@ -177,7 +177,7 @@ def test_plans_are_plain_data() -> None:
         "model.dtype=bfloat16",
         "data.prompt_template=Summarize {post} now",
         "data.calibration_size=5",
-        "judge.temperature=0.5",
+        "judge.offline_noise=0.1",  # the default judge is offline: its model settings are unused
         "resources.engine_actors=3",
     ],
 )
