@@ -51,6 +51,7 @@ class CostLedger:
     scored: int = 0
     missing: int = 0
     missing_reasons: dict[str, int] = field(default_factory=dict)
+    timed_out: int = 0  # attempts given up client-side (the server may never have seen them)
 
     def price(self, prompt_tokens: int, completion_tokens: int) -> float:
         """Price of a call at this ledger's prices."""
@@ -86,6 +87,7 @@ class CostLedger:
             "dollars",
             "scored",
             "missing",
+            "timed_out",
         ):
             setattr(self, name, getattr(self, name) + o.get(name, 0))
         for k, v in o.get("missing_reasons", {}).items():
@@ -101,6 +103,7 @@ class CostLedger:
             "scored": self.scored,
             "missing": self.missing,
             "missing_reasons": dict(sorted(self.missing_reasons.items())),
+            "timed_out": self.timed_out,
         }
 
 

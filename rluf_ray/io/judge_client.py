@@ -141,6 +141,8 @@ class ApiJudge:
                 except Exception as exc:  # classified below
                     await self.limiter.settle(slot, None, 0.0)
                     retry_kind, reason, retry_after = self._classify(exc)
+                    if reason.startswith("timeout"):
+                        self.ledger.timed_out += 1
                     if retry_kind == "fatal":
                         return JudgeResult(req.key, None, reason, attempts=attempts)
                     if (

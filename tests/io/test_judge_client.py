@@ -72,7 +72,11 @@ def test_twenty_percent_faults_nothing_lost_or_duplicated(retries):
             assert r.value is None and r.error and ":" in r.error
     led = judge.ledger.to_dict()
     assert led["scored"] + led["missing"] == 150
-    assert led["calls"] == sum(counts.values())
+    # Every attempt is counted once; the server sees all of them except attempts that timed out on a
+    # loaded machine before its handler ran (no duplicates, no uncounted calls).
+    seen = sum(counts.values())
+    assert seen <= led["calls"] <= seen + led["timed_out"]
+    assert led["timed_out"] >= counts.get("hang", 0)  # a hang always ends in a client timeout
     if retries:
         assert led["scored"] == 150
     else:
