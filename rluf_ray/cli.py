@@ -93,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = ArtifactStore(cfg.output_dir)
         if args.command == "run-all":
             run_all(cfg, store, force=args.force)
+            print(store.path("report", "index.html"))  # the page to open first, printed last
         else:
             options = {"dry_run": bool(getattr(args, "dry_run", False))}
             run_stage(cfg, store, args.command, force=args.force, options=options)

@@ -117,6 +117,10 @@ def run_all(
         if run_stage(cfg, store, name, force=force) is not None:
             ran.append(name)
     write_report(store)
+    from rluf_ray.report import html
+
+    page = html.build(store, cfg, {name: get(name).artifact_dir for name in wanted if name in ORDER})
+    log.info("run report: %s", page)
     return ran
 
 
