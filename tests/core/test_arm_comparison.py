@@ -60,10 +60,10 @@ def test_comparison_items_tie_and_missing_prediction() -> None:
         assert it.first == arms.first_shown(0, it.a, it.b, it.seed, it.prompt_id)
 
 
-def _rubric(model: str, pid: str, acc: float, rel: float, error: str | None = None) -> dict:
+def _rubric(model: str, pid: str, acc: float | None, rel: float | None, error: str | None = None) -> dict:
     if error:
-        return {"model": model, "seed": None, "prompt_id": pid, "accuracy": None, "relevance": None, "error": error}
-    return {"model": model, "seed": None, "prompt_id": pid, "accuracy": acc, "relevance": rel, "error": None}
+        acc = rel = None
+    return {"model": model, "seed": None, "prompt_id": pid, "accuracy": acc, "relevance": rel, "error": error}
 
 
 def _cmp(a: str, b: str, pid: str, outcome: float | None, error: str | None = None) -> dict:
@@ -105,7 +105,8 @@ def test_missing_judgement_drops_the_prompt_for_every_comparison() -> None:
     assert [(w["a"], w["b"]) for w in out["win_rates"]] == [("cfa", "dpo"), ("cfa", "sft"), ("dpo", "sft")]
     # Over p1 and p3 only: cfa-dpo (0.5 + 0) / 2, cfa-sft (1 + 1) / 2, dpo-sft (0 + 0.5) / 2.
     assert got[("cfa", "dpo")]["win_rate"] == 0.25
-    assert (got[("cfa", "dpo")]["wins"], got[("cfa", "dpo")]["ties"], got[("cfa", "dpo")]["losses"]) == (0, 1, 1)
+    cd = got[("cfa", "dpo")]
+    assert (cd["wins"], cd["ties"], cd["losses"]) == (0, 1, 1)
     assert got[("cfa", "sft")]["win_rate"] == 1.0 and got[("cfa", "sft")]["ci_low"] == 1.0
     assert got[("dpo", "sft")]["win_rate"] == 0.25
     assert all(w["n"] == 2 and w["seeds"] == 1 for w in out["win_rates"])
@@ -116,7 +117,10 @@ def test_missing_judgement_drops_the_prompt_for_every_comparison() -> None:
     assert out["rubric"]["dpo"]["n"] == 2
     # The interval is the bootstrap over the kept prompts, with the same seed.
     iv = bootstrap_mean(np.array([7.0, 5.0]), n_boot=200, seed=1)  # cfa overall per prompt: 7, 5
-    assert out["rubric"]["cfa"]["overall"]["ci_low"] == iv.low and out["rubric"]["cfa"]["overall"]["ci_high"] == iv.high
+    assert (
+        out["rubric"]["cfa"]["overall"]["ci_low"] == iv.low
+        and out["rubric"]["cfa"]["overall"]["ci_high"] == iv.high
+    )
 
 
 def test_seeds_form_rows_of_the_outcome_matrix() -> None:
