@@ -362,6 +362,11 @@ class EvaluationConfig(Section):
         description="Rubric axes, each scored 0-10.",
     )
     use_batch_api: bool = Field(False, description="Judge through the OpenAI Batch API (half price).")
+    seed: int = Field(
+        42,
+        description="Seed of the evaluation: which arm each pairwise comparison shows first (drawn per "
+        "item) and the bootstrap resampling of the intervals.",
+    )
 
 
 class ResourcesConfig(Section):

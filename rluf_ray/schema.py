@@ -72,28 +72,44 @@ PAIR_COLUMNS = (
 WEIGHTED_PAIRS_ARTIFACT = "weighted_pairs.jsonl"
 WEIGHTED_PAIR_COLUMNS = ("prompt", "chosen", "rejected", "weight")
 
-# --- infer: outputs/inference/predictions.parquet (held-out eval split, one row per model x prompt) --
+# --- infer: outputs/inference/predictions.parquet (held-out eval split, one row per model x seed x prompt)
 PREDICTIONS_ARTIFACT = "predictions.parquet"
 PREDICTION_SCHEMA = pa.schema(
     [
         ("prompt_id", pa.string()),
-        ("model", pa.string()),  # "sft" or "rluf"
+        ("model", pa.string()),  # the arm: "sft", "cfa" (weighted DPO) or "dpo" (all weights 1)
+        ("seed", pa.int64()),  # the training seed of a DPO arm; null for sft (one model)
         ("prompt", pa.string()),
         ("reference", pa.string()),
         ("prediction", pa.string()),
     ]
 )
 
-# --- evaluate: outputs/evaluation/scores.parquet -----------------------------------------------------
+# --- evaluate: outputs/evaluation/scores.parquet (the rubric of every model x seed x prompt) ----------
 EVAL_SCORES_ARTIFACT = "scores.parquet"
 EVAL_SCORE_SCHEMA = pa.schema(
     [
         ("prompt_id", pa.string()),
         ("model", pa.string()),
+        ("seed", pa.int64()),  # the prediction's seed; null for sft
         ("accuracy", pa.float64()),  # each axis 0-10; null when the judge call failed
         ("relevance", pa.float64()),
         ("completeness", pa.float64()),
         ("expression", pa.float64()),
         ("error", pa.string()),
+    ]
+)
+
+# --- evaluate: outputs/evaluation/comparisons.parquet (one row per pairwise comparison item) ----------
+EVAL_COMPARISONS_ARTIFACT = "comparisons.parquet"
+EVAL_COMPARISON_SCHEMA = pa.schema(
+    [
+        ("a", pa.string()),  # arm A (first in ("cfa", "dpo", "sft") order)
+        ("b", pa.string()),  # arm B
+        ("seed", pa.int64()),  # the comparison's seed (of the trained arm); null when neither has one
+        ("prompt_id", pa.string()),
+        ("first", pa.string()),  # the arm shown to the judge as output_1
+        ("outcome", pa.float64()),  # A's outcome: 1 win, 0.5 tie, 0 loss; null when the judge call failed
+        ("error", pa.string()),  # reason when outcome is null
     ]
 )

@@ -48,3 +48,33 @@ def parse_rubric_key(key: str) -> tuple[str, str]:
     """``(model, prompt_id)`` of a :func:`rubric_key`."""
     model, prompt_id = _split(key, 2, "rubric")
     return model, prompt_id
+
+
+def _seed_text(seed: int | None) -> str:
+    return "" if seed is None else str(int(seed))
+
+
+def _seed_of(text: str) -> int | None:
+    return None if text == "" else int(text)
+
+
+def comparison_key(a: str, b: str, seed: int | None, prompt_id: str) -> str:
+    """The key of one evaluation comparison: arms A and B, the seed (empty when None), the prompt."""
+    return SEP.join((a, b, _seed_text(seed), prompt_id))
+
+
+def parse_comparison_key(key: str) -> tuple[str, str, int | None, str]:
+    """``(a, b, seed, prompt_id)`` of a :func:`comparison_key`."""
+    a, b, seed, prompt_id = _split(key, 4, "comparison")
+    return a, b, _seed_of(seed), prompt_id
+
+
+def seeded_rubric_key(model: str, seed: int | None, prompt_id: str) -> str:
+    """The key of one evaluation rubric request: the model, its seed (empty when None), the prompt."""
+    return SEP.join((model, _seed_text(seed), prompt_id))
+
+
+def parse_seeded_rubric_key(key: str) -> tuple[str, int | None, str]:
+    """``(model, seed, prompt_id)`` of a :func:`seeded_rubric_key`."""
+    model, seed, prompt_id = _split(key, 3, "seeded rubric")
+    return model, _seed_of(seed), prompt_id

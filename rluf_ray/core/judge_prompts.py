@@ -135,6 +135,12 @@ def pairwise_request(
     return JudgeRequest("pairwise", key, fields)
 
 
+def instruction_of(template: str) -> str:
+    """The instruction part of a prompt template (the text before ``{post}``) that heads a pairwise request."""
+    head = template.split("{post}", 1)[0].strip()
+    return head or "Summarize the following text."
+
+
 def rubric_request(key: str, post: str, reference: str, answer: str) -> JudgeRequest:
     """A request for the 4-axis rubric of ``answer``."""
     return JudgeRequest("rubric", key, {"post": post, "reference": reference, "answer": answer})

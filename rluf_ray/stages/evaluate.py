@@ -1,89 +1,131 @@
-"""evaluate: 4-axis rubric judging of held-out predictions, per-model means and win rates."""
+"""evaluate: three-arm evaluation of held-out predictions: pairwise win rates and rubric means, each
+with a paired bootstrap 95% interval over prompts (and seeds).
+
+For every pair of arms present (cfa-dpo, cfa-sft, dpo-sft) and every seed pairing and prompt, one
+pairwise judge request (the feedback task and template; the arm shown first is drawn per item from
+``evaluation.seed``); identical predictions are a tie without a call. Every (model, seed, prompt)
+gets the 4-axis rubric. A prompt with any missing judgement is dropped for all arms alike and counted
+(``rluf_ray.core.arm_comparison``).
+
+Artifacts (``outputs/evaluation/``): ``report.json`` (win_rates, rubric, dropped, judge),
+``report.md``, ``scores.parquet`` (EVAL_SCORE_SCHEMA) and ``comparisons.parquet``
+(EVAL_COMPARISON_SCHEMA).
+"""
 
 from __future__ import annotations
 
 import logging
-import math
-from collections import Counter, defaultdict
 from typing import Any
 
 import pyarrow as pa
 
 from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig, judge_result_settings
+from rluf_ray.core import arm_comparison as arms
+from rluf_ray.core.intervals import TIE
 from rluf_ray.core.judge_cost import format_dry_run
-from rluf_ray.core.judge_keys import rubric_key
+from rluf_ray.core.judge_keys import comparison_key, parse_seeded_rubric_key, seeded_rubric_key
 from rluf_ray.core.judge_parsing import RUBRIC_AXES
-from rluf_ray.core.judge_prompts import JudgeRequest, rubric_request
-from rluf_ray.core.metrics import axis_means, win_rate
+from rluf_ray.core.judge_prompts import JudgeRequest, instruction_of, pairwise_request, rubric_request
 from rluf_ray.data.splits import load_split, split_plan, split_reads
 from rluf_ray.errors import RlufError
 from rluf_ray.io import judge_service
-from rluf_ray.schema import EVAL_SCORE_SCHEMA, EVAL_SCORES_ARTIFACT, PREDICTIONS_ARTIFACT
+from rluf_ray.schema import (
+    EVAL_COMPARISON_SCHEMA,
+    EVAL_COMPARISONS_ARTIFACT,
+    EVAL_SCORE_SCHEMA,
+    EVAL_SCORES_ARTIFACT,
+    PREDICTIONS_ARTIFACT,
+)
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 
 log = logging.getLogger("rluf.evaluate")
 
-POLICY, BASELINE = "rluf", "sft"
+N_BOOT = 2000  # bootstrap resamples of every interval
+LEVEL = 0.95  # interval level
+
+PredKey = tuple[str, int | None, str]  # (model, seed, prompt_id)
 
 
 def evaluation_judge_config(cfg: RlufConfig) -> RlufConfig:
-    """The config the rubric judge runs with: the judge section with evaluation.model."""
+    """The config the evaluation judge runs with: the judge section with evaluation.model."""
     if cfg.judge.provider == "offline":
         return cfg
     return cfg.model_copy(update={"judge": cfg.judge.model_copy(update={"model": cfg.evaluation.model})})
 
 
-def build_requests(predictions: list[dict[str, Any]], posts: dict[str, str]) -> list[JudgeRequest]:
-    """One rubric request per (model, prompt)."""
-    return [
-        rubric_request(
-            rubric_key(p["model"], p["prompt_id"]),
-            posts.get(p["prompt_id"], p["prompt"]),
-            p["reference"],
-            p["prediction"],
-        )  # fmt: skip
-        for p in predictions
-    ]
-
-
-def summarise(rows: list[dict[str, Any]], axes: tuple[str, ...]) -> dict[str, Any]:
-    """Per-model axis means and overall, and the policy's win rate against the baseline."""
-    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        by_model[r["model"]].append(r)
-    models: dict[str, Any] = {}
-    overall: dict[str, dict[str, float]] = {}
-    for model, mrows in sorted(by_model.items()):
-        ok = [r for r in mrows if r["error"] is None]
-        means = axis_means(ok, axes)
-        overall[model] = {r["prompt_id"]: sum(r[a] for a in axes) / len(axes) for r in ok}
-        vals = list(overall[model].values())
-        models[model] = {"n": len(mrows), "missing": len(mrows) - len(ok), "axes": means,
-                         "overall": sum(vals) / len(vals) if vals else math.nan}  # fmt: skip
-    out: dict[str, Any] = {"models": models}
-    if POLICY in overall and BASELINE in overall:
-        wr = win_rate(overall[POLICY], overall[BASELINE])
-        out["win_rate"] = {"policy": POLICY, "baseline": BASELINE, "wins": wr.wins, "ties": wr.ties,
-                           "losses": wr.losses, "rate": wr.rate}  # fmt: skip
+def index_predictions(predictions: list[dict[str, Any]]) -> dict[PredKey, dict[str, Any]]:
+    """(model, seed, prompt_id) -> prediction row; a duplicate is an error."""
+    out: dict[PredKey, dict[str, Any]] = {}
+    for p in predictions:
+        key = (p["model"], p.get("seed"), p["prompt_id"])
+        if key in out:
+            raise RlufError(f"evaluate: two predictions for model {key[0]}, seed {key[1]}, prompt {key[2]}")
+        out[key] = p
     return out
 
 
-def markdown(summary: dict[str, Any], axes: tuple[str, ...]) -> str:
-    """A small report table."""
-    lines = ["# Evaluation", "", "| model | n | missing | " + " | ".join(axes) + " | overall |",
-             "|---" * (len(axes) + 4) + "|"]  # fmt: skip
-    for model, m in summary["models"].items():
-        cells = " | ".join(f"{m['axes'][a]:.2f}" for a in axes)
-        lines.append(f"| {model} | {m['n']} | {m['missing']} | {cells} | {m['overall']:.2f} |")
-    if "win_rate" in summary:
-        w = summary["win_rate"]
-        lines += ["", f"Win rate of {w['policy']} over {w['baseline']}: {w['rate']:.3f} "
-                      f"({w['wins']} wins, {w['ties']} ties, {w['losses']} losses)"]  # fmt: skip
+def build_requests(
+    cfg: RlufConfig, preds: dict[PredKey, dict[str, Any]], posts: dict[str, str]
+) -> tuple[list[arms.ComparisonItem], dict[str, list[str]], list[JudgeRequest], list[JudgeRequest]]:
+    """Comparison items, prompts missing a prediction, pairwise requests (ties need none), rubric requests."""
+    items, missing = arms.comparison_items(
+        {k: p["prediction"] for k, p in preds.items()}, cfg.evaluation.seed
+    )
+    instruction = instruction_of(cfg.data.prompt_template)
+    pairwise = []
+    for it in items:
+        if it.tie:
+            continue
+        pa_, pb_ = preds[(it.a, it.a_seed, it.prompt_id)], preds[(it.b, it.b_seed, it.prompt_id)]
+        out_1, out_2 = (pa_, pb_) if it.first == it.a else (pb_, pa_)
+        pairwise.append(
+            pairwise_request(
+                comparison_key(it.a, it.b, it.seed, it.prompt_id),
+                instruction,
+                posts.get(it.prompt_id, pa_["prompt"]),
+                out_1["prediction"],
+                out_2["prediction"],
+                pa_["reference"],
+            )
+        )
+    rubric = [
+        rubric_request(
+            seeded_rubric_key(m, s, pid), posts.get(pid, p["prompt"]), p["reference"], p["prediction"]
+        )
+        for (m, s, pid), p in sorted(
+            preds.items(), key=lambda kv: (kv[0][0], *arms.seed_order(kv[0][1]), kv[0][2])
+        )
+    ]
+    return items, missing, pairwise, rubric
+
+
+def markdown(report: dict[str, Any], axes: tuple[str, ...]) -> str:
+    """Readable tables of the win rates and the rubric means."""
+    pct = int(round(LEVEL * 100))
+    lines = ["# Evaluation", "", f"## Win rates (ties count one half; paired bootstrap {pct}% interval)", "",
+             "| A | B | win rate of A | interval | n | seeds | wins | ties | losses |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for w in report["win_rates"]:
+        lines.append(f"| {w['a']} | {w['b']} | {w['win_rate']:.3f} | [{w['ci_low']:.3f}, {w['ci_high']:.3f}] | "
+                     f"{w['n']} | {w['seeds']} | {w['wins']} | {w['ties']} | {w['losses']} |")  # fmt: skip
+    lines += ["", f"## Rubric means (0-10; {pct}% interval)", "",
+              "| model | n | seeds | " + " | ".join(axes) + " | overall |", "|---" * (len(axes) + 4) + "|"]  # fmt: skip
+    for model, r in report["rubric"].items():
+        cells = [r["axes"][a] for a in axes] + [r["overall"]]
+        text = " | ".join(f"{c['mean']:.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]" for c in cells)
+        lines.append(f"| {model} | {r['n']} | {r['seeds']} | {text} |")
+    d = report["dropped"]
+    lines += [
+        "",
+        f"Dropped prompts (a missing judgement or prediction for any arm): {d['prompts']} of {d['of']}",
+    ]
+    if d["by_reason"]:
+        lines.append("Reasons: " + ", ".join(f"{k} {v}" for k, v in d["by_reason"].items()))
     return "\n".join(lines) + "\n"
 
 
 def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
-    """Judge every prediction on the rubric; write scores, a JSON report and a markdown table."""
+    """Judge every comparison item and every prediction's rubric; write the report, scores and comparisons."""
     axes = tuple(cfg.evaluation.axes)
     unknown = set(axes) - set(RUBRIC_AXES)
     if unknown:
@@ -93,9 +135,16 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
         predictions = store.read_parquet(ctx.upstream_dir("infer"), PREDICTIONS_ARTIFACT).to_pylist()
     except (FileNotFoundError, OSError) as exc:
         raise RlufError(f"evaluate: inference predictions missing ({exc})") from None
+    preds = index_predictions(predictions)
+    models = arms.ordered_arms(m for m, _, _ in preds)
+    if len(models) < 2:
+        raise RlufError(f"evaluate: predictions of at least two models needed, got {models}")
     posts = {r["prompt_id"]: r["post"] for r in load_split(cfg, "eval")}
-    reqs = build_requests(predictions, posts)
+    items, missing, pairwise, rubric = build_requests(cfg, preds, posts)
+    if not items and not missing:
+        raise RlufError("evaluate: no comparison to make (the arms share no seed)")
     jcfg = evaluation_judge_config(cfg)
+    reqs = [*pairwise, *rubric]
     if ctx.options.get("dry_run"):
         print(format_dry_run(judge_service.dry_run(jcfg, reqs, "evaluate")))
         return StageResult()
@@ -106,34 +155,65 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
         raise RlufError(f"evaluate: judge.max_dollars={cfg.judge.max_dollars} reached; finished calls are "
                         "cached, raise the cap and rerun")  # fmt: skip
     by_key = {r.key: r for r in results}
-    rows, failures = [], Counter()
-    for req, pred in zip(reqs, predictions, strict=True):
+    comparisons = []
+    for it in items:
+        row: dict[str, Any] = {
+            "a": it.a,
+            "b": it.b,
+            "seed": it.seed,
+            "prompt_id": it.prompt_id,
+            "first": it.first,
+        }
+        if it.tie:
+            row.update(outcome=TIE, error=None)
+        else:
+            res = by_key[comparison_key(it.a, it.b, it.seed, it.prompt_id)]
+            outcome = arms.outcome_of(it.a, it.first, int(res.value)) if res.ok else None
+            row.update(outcome=outcome, error=res.error)
+        comparisons.append(row)
+    scores = []
+    for req in rubric:
         res = by_key[req.key]
-        row: dict[str, Any] = {"prompt_id": pred["prompt_id"], "model": pred["model"], "error": res.error}
+        model, seed, pid = parse_seeded_rubric_key(req.key)
+        srow: dict[str, Any] = {"prompt_id": pid, "model": model, "seed": seed, "error": res.error}
         for axis in RUBRIC_AXES:
-            row[axis] = float(res.value[axis]) if res.ok else None
-        if not res.ok:
-            failures[(res.error or "unknown").split(":", 1)[0]] += 1
-        rows.append(row)
-    store.write_parquet(ctx.dir, EVAL_SCORES_ARTIFACT, pa.Table.from_pylist(rows, schema=EVAL_SCORE_SCHEMA))
-    summary = summarise(rows, axes)
-    summary["missing_by_reason"] = dict(failures)
-    summary["judge"] = {k: v for k, v in report.items() if k != "budget"}
-    store.write_json(ctx.dir, "report.json", summary)
-    store.write_bytes(ctx.dir, "report.md", markdown(summary, axes).encode())
-    if "win_rate" in summary:
-        log.info("evaluate: win rate %s vs %s = %.3f", POLICY, BASELINE, summary["win_rate"]["rate"])
-    return StageResult(rows={"scored": len(rows) - sum(failures.values()), "missing": sum(failures.values())},
-                       metrics={k: summary[k] for k in ("models", "win_rate") if k in summary})  # fmt: skip
+            srow[axis] = float(res.value[axis]) if res.ok else None
+        scores.append(srow)
+    store.write_parquet(ctx.dir, EVAL_SCORES_ARTIFACT, pa.Table.from_pylist(scores, schema=EVAL_SCORE_SCHEMA))
+    store.write_parquet(ctx.dir, EVAL_COMPARISONS_ARTIFACT,
+                        pa.Table.from_pylist(comparisons, schema=EVAL_COMPARISON_SCHEMA))  # fmt: skip
+    out = arms.summarise(
+        comparisons, scores, axes, missing, n_boot=N_BOOT, level=LEVEL, seed=cfg.evaluation.seed
+    )
+    if out["dropped"]["kept"] == 0:
+        raise RlufError(f"evaluate: every prompt was dropped ({out['dropped']['by_reason']})")
+    out["judge"] = {k: v for k, v in report.items() if k != "budget"}
+    out["interval"] = {"level": LEVEL, "n_boot": N_BOOT, "seed": cfg.evaluation.seed}
+    store.write_json(ctx.dir, "report.json", out)
+    store.write_bytes(ctx.dir, "report.md", markdown(out, axes).encode())
+    for w in out["win_rates"]:
+        log.info("evaluate: %s over %s %.3f [%.3f, %.3f] (n=%d)", w["a"], w["b"], w["win_rate"], w["ci_low"],
+                 w["ci_high"], w["n"])  # fmt: skip
+    failed = out["dropped"]["failed_judgements"]
+    metrics = {
+        "win_rates": out["win_rates"],
+        "rubric_overall": {m: r["overall"] for m, r in out["rubric"].items()},
+        "dropped_prompts": out["dropped"]["prompts"],
+    }
+    return StageResult(rows={"comparisons": len(comparisons), "scored": len(scores) - failed["rubric"],
+                             "missing": failed["comparisons"] + failed["rubric"]},
+                       metrics=metrics)  # fmt: skip
 
 
 def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """The rubric axes, the judge settings the rubric runs with, and the eval posts."""
+    """The rubric axes, the evaluation seed, the judge settings, the instruction and the eval posts."""
     e = cfg.evaluation
     return {
         "axes": list(e.axes),
+        "seed": e.seed,
         "use_batch_api": e.use_batch_api,
         "judge": judge_result_settings(evaluation_judge_config(cfg).judge),
+        "template": cfg.data.prompt_template,  # its instruction part heads every pairwise comparison
         "eval_split": split_plan(cfg, "eval"),
     }
 
@@ -142,7 +222,12 @@ STAGE = StageDef(
     name="evaluate",
     artifact_dir="evaluation",
     upstream=("infer",),
-    reads=("evaluation", *(k for k in JUDGE_RESULT_KEYS if k != "judge.model"), *split_reads("eval")),
+    reads=(
+        "evaluation",
+        *(k for k in JUDGE_RESULT_KEYS if k != "judge.model"),
+        "data.prompt_template",
+        *split_reads("eval"),
+    ),
     plan_fn=plan,
     run_fn=run,
 )

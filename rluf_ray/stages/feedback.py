@@ -17,7 +17,7 @@ from typing import Any
 from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig, judge_result_settings
 from rluf_ray.core.judge_cost import format_dry_run
 from rluf_ray.core.judge_keys import pair_key
-from rluf_ray.core.judge_prompts import JudgeRequest, pairwise_request
+from rluf_ray.core.judge_prompts import JudgeRequest, instruction_of, pairwise_request
 from rluf_ray.core.pairs import PairTask, chosen_rejected, pair_tasks
 from rluf_ray.data.splits import load_split, split_plan, split_reads
 from rluf_ray.errors import RlufError
@@ -28,12 +28,6 @@ from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 log = logging.getLogger("rluf.feedback")
 
 ANNOTATIONS_ARTIFACT = "annotations.jsonl"
-
-
-def instruction_of(template: str) -> str:
-    """The instruction part of the prompt template (the text before the post)."""
-    head = template.split("{post}", 1)[0].strip()
-    return head or "Summarize the following text."
 
 
 def build_requests(

@@ -6,11 +6,15 @@ import pytest
 
 from rluf_ray.core.judge_keys import (
     answer_key,
+    comparison_key,
     pair_key,
     parse_answer_key,
+    parse_comparison_key,
     parse_pair_key,
     parse_rubric_key,
+    parse_seeded_rubric_key,
     rubric_key,
+    seeded_rubric_key,
 )
 
 
@@ -38,3 +42,23 @@ def test_pair_and_rubric_keys_round_trip():
 def test_malformed_keys_are_rejected(parse, key):
     with pytest.raises(ValueError, match="key"):
         parse(key)
+
+
+@pytest.mark.parametrize("seed", [None, 0, 3, 1234])
+def test_evaluation_keys_round_trip(seed):
+    key = comparison_key("cfa", "dpo", seed, "tldr_12")
+    assert parse_comparison_key(key) == ("cfa", "dpo", seed, "tldr_12")
+    assert parse_seeded_rubric_key(seeded_rubric_key("sft", seed, "tldr_12")) == ("sft", seed, "tldr_12")
+    # distinct items, distinct keys
+    assert comparison_key("cfa", "dpo", 1, "p") != comparison_key("cfa", "dpo", 2, "p")
+    assert seeded_rubric_key("cfa", None, "p") != seeded_rubric_key("cfa", 0, "p")
+
+
+def test_evaluation_keys_are_spelled_out():
+    assert comparison_key("cfa", "sft", 2, "p7") == "cfa\x1fsft\x1f2\x1fp7"
+    assert comparison_key("cfa", "sft", None, "p7") == "cfa\x1fsft\x1f\x1fp7"
+    assert seeded_rubric_key("dpo", 1, "p7") == "dpo\x1f1\x1fp7"
+    with pytest.raises(ValueError, match="key"):
+        parse_comparison_key("cfa\x1fsft\x1fp7")
+    with pytest.raises(ValueError, match="key"):
+        parse_seeded_rubric_key("dpo\x1fp7")
