@@ -33,14 +33,17 @@ def evaluation_judge_config(cfg: RlufConfig) -> RlufConfig:
     return cfg.model_copy(update={"judge": cfg.judge.model_copy(update={"model": cfg.evaluation.model})})
 
 
-def build_requests(predictions: list[dict[str, Any]], posts: dict[str, str]) -> list[JudgeRequest]:
-    """One rubric request per (model, prompt)."""
+def build_requests(
+    predictions: list[dict[str, Any]], posts: dict[str, str], template: str | None = None
+) -> list[JudgeRequest]:
+    """One rubric request per (model, prompt), rendered with ``template`` (``judge.templates.rubric``)."""
     return [
         rubric_request(
             rubric_key(p["model"], p["prompt_id"]),
             posts.get(p["prompt_id"], p["prompt"]),
             p["reference"],
             p["prediction"],
+            template,
         )  # fmt: skip
         for p in predictions
     ]
@@ -94,7 +97,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     except (FileNotFoundError, OSError) as exc:
         raise RlufError(f"evaluate: inference predictions missing ({exc})") from None
     posts = {r["prompt_id"]: r["post"] for r in load_split(cfg, "eval")}
-    reqs = build_requests(predictions, posts)
+    reqs = build_requests(predictions, posts, cfg.judge.templates.rubric)
     jcfg = evaluation_judge_config(cfg)
     if ctx.options.get("dry_run"):
         print(format_dry_run(judge_service.dry_run(jcfg, reqs, "evaluate")))
@@ -134,6 +137,7 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
         "axes": list(e.axes),
         "use_batch_api": e.use_batch_api,
         "judge": judge_result_settings(evaluation_judge_config(cfg).judge),
+        "templates": {"rubric": cfg.judge.templates.rubric, "pairwise": cfg.judge.templates.pairwise},
         "eval_split": split_plan(cfg, "eval"),
     }
 
@@ -142,7 +146,13 @@ STAGE = StageDef(
     name="evaluate",
     artifact_dir="evaluation",
     upstream=("infer",),
-    reads=("evaluation", *(k for k in JUDGE_RESULT_KEYS if k != "judge.model"), *split_reads("eval")),
+    reads=(
+        "evaluation",
+        *(k for k in JUDGE_RESULT_KEYS if k != "judge.model"),
+        "judge.templates.rubric",
+        "judge.templates.pairwise",
+        *split_reads("eval"),
+    ),
     plan_fn=plan,
     run_fn=run,
 )
