@@ -183,6 +183,28 @@ class PriceConfig(Section):
     completion_per_million: float = Field(10.0, ge=0, description="Dollars per million completion tokens.")
 
 
+ScoreTemplate = Literal["score_v1", "score_v2"]
+PairwiseTemplate = Literal["pairwise_v1"]
+RubricTemplate = Literal["rubric_v1", "rubric_v2"]
+
+
+class JudgeTemplates(Section):
+    score: ScoreTemplate = Field(
+        "score_v2",
+        description="Calibration scoring prompt (rluf_ray/prompts/<version>.txt). score_v2: the original's "
+        "criteria (completeness, accuracy, conciseness, language quality), one score in [0, 1], acceptable "
+        "at 0.7; score_v1: a plain acceptability grade.",
+    )
+    pairwise: PairwiseTemplate = Field(
+        "pairwise_v1", description="Pairwise preference prompt (AlpacaFarm format) of feedback and evaluate."
+    )
+    rubric: RubricTemplate = Field(
+        "rubric_v2",
+        description="Evaluation rubric prompt. rubric_v2: the original's scale, each axis 0 to 10 in steps "
+        "of 0.5, reference not shown; rubric_v1: integers 0 to 10 with the reference shown.",
+    )
+
+
 class JudgeConfig(Section):
     provider: Literal["offline", "openai"] = Field(
         "openai",
@@ -232,6 +254,10 @@ class JudgeConfig(Section):
     budget_name: str = Field(
         "rluf-judge-budget",
         description="Name of the cluster-wide budget actor; calls sharing it share one RPM/TPM budget.",
+    )
+    templates: JudgeTemplates = Field(
+        default_factory=JudgeTemplates,
+        description="Prompt template version per judge task (each is a result key of the stages using it).",
     )
 
 

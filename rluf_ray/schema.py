@@ -32,6 +32,7 @@ GENERATION_SCHEMA = pa.schema(
         ("mean_logprobs", pa.list_(pa.float64())),  # mean token log-prob per answer (NaN if unknown)
         ("num_samples", pa.int64()),
         ("truncated", pa.bool_()),  # the post body was cut to fit the context
+        ("first_sampled", pa.int32()),  # index in answers of the first sample's answer (cfa's top answer)
     ]
 )
 

@@ -96,12 +96,25 @@ def _example(annotation: Any) -> Any:
 
 
 def perturb(cfg: RlufConfig, key: str) -> RlufConfig | None:
-    """A valid config that differs from ``cfg`` in ``key`` only (None if no candidate validates)."""
+    """A valid config that differs from ``cfg`` in ``key`` only (None if no candidate validates).
+
+    A one-value Literal of str (a judge task with a single shipped template version) has no other
+    valid value: it gets the value a next version would have (``+ "_x"``), set without validation.
+    """
     data = cfg.model_dump(mode="json")
     parts = key.split(".")
     node = data
     for part in parts[:-1]:
         node = node[part]
+    annotation = _annotation(cfg, key)
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Literal and len(args) == 1 and isinstance(args[0], str):
+        out = cfg.model_copy(deep=True)
+        section: Any = out
+        for part in parts[:-1]:
+            section = getattr(section, part)
+        object.__setattr__(section, parts[-1], args[0] + "_x")
+        return out
     for candidate in _candidates(node[parts[-1]], _annotation(cfg, key)):
         node[parts[-1]] = candidate
         try:

@@ -45,7 +45,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _baseline(base_url: str, seconds: float, pause: float, stop: threading.Event) -> int:
+def _baseline(base_url: str, seconds: float, pause: float, stop: threading.Event, template: str) -> int:
     """The original loop: one synchronous call at a time, then a fixed pause."""
     from openai import OpenAI
 
@@ -56,7 +56,7 @@ def _baseline(base_url: str, seconds: float, pause: float, stop: threading.Event
     end = time.monotonic() + seconds
     i = 0
     while time.monotonic() < end and not stop.is_set():
-        msgs: Any = render_request(score_request(str(i), f"post {i}", "reference", f"answer {i}"))
+        msgs: Any = render_request(score_request(str(i), f"post {i}", "reference", f"answer {i}", template))
         try:
             client.chat.completions.create(model="gpt-4o", messages=msgs, temperature=0.0, max_tokens=256)
         except Exception:
@@ -124,11 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         stop = threading.Event()
         box: dict[str, Any] = {}
         th = threading.Thread(
-            target=lambda: box.update(n=_baseline(base_srv.base_url, seconds, args.pause, stop)), daemon=True
+            target=lambda: box.update(
+                n=_baseline(base_srv.base_url, seconds, args.pause, stop, cfg.judge.templates.score)
+            ),
+            daemon=True,
         )
         th.start()
         t0 = time.monotonic()
-        results, report = judge_requests(cfg, score_requests(rows), run="bench")
+        results, report = judge_requests(cfg, score_requests(rows, cfg.judge.templates.score), run="bench")
         ours_wall = time.monotonic() - t0
         th.join()
         base_ok = base_srv.times(["ok"])

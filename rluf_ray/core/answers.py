@@ -11,12 +11,17 @@ from rluf_ray.core.text import normalize_answer
 
 @dataclass(frozen=True)
 class AnswerTable:
-    """Unique normalised answers of one prompt, most frequent first (ties: first sampled first)."""
+    """Unique normalised answers of one prompt, most frequent first (ties: first sampled first).
+
+    ``first_sampled`` is the index in ``answers`` of the answer of sample 0 (the top answer of the
+    ``cfa`` protocol, as in the original; it differs from 0 when another answer is more frequent).
+    """
 
     answers: list[str]
     counts: list[int]
     texts: list[str]  # one raw text per answer: its first sample
     mean_logprobs: list[float]  # mean over that answer's samples of the per-sample mean token log-prob
+    first_sampled: int = 0  # index in ``answers`` of the first sample's answer
 
     @property
     def num_samples(self) -> int:
@@ -54,6 +59,7 @@ def answer_table(texts: Sequence[str], logprobs: Sequence[float] | None = None) 
         counts=[counts[k] for k in keys],
         texts=[raw[k] for k in keys],
         mean_logprobs=[lp_sum[k] / lp_n[k] if lp_n[k] else float("nan") for k in keys],
+        first_sampled=next((i for i, k in enumerate(keys) if order[k] == 0), 0),
     )
 
 

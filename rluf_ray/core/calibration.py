@@ -19,9 +19,13 @@ index mod ``split_num`` into calibration / validation / test parts; the threshol
 ``np.percentile(cal_scores, ceil((n+1)(1-alpha))/n*100)`` (linear interpolation); weights minimise
 the mean validation set size; the threshold used for the final sets is the one from the *last*
 split. A prompt without an acceptable label scores 20 (the original's sentinel) instead of inf.
-With ``label_rule: top_answer`` this is exactly the original's labelling (its calibration score was
-the most frequent answer's score when the judge accepted it, else 20); ``any_acceptable`` is allowed
-too. Weights are chosen per alpha in both protocols, as the original did.
+The top answer is the *first sampled* answer, as in the original (which took its answer list in
+sampling order and treated entry 0 as the top answer): :func:`top_answer_first` moves it to position 0
+of every prompt, so it is the answer without a similarity term, the similarity reference of the
+others, and the labelled answer under ``label_rule: top_answer``. With ``top_answer`` this is exactly
+the original's labelling (its calibration score was the first sampled answer's score when the judge
+accepted it, else 20); ``any_acceptable`` is allowed too. ``split`` keeps the most frequent answer
+first. Weights are chosen per alpha in both protocols, as the original did.
 One difference to the original: every grid point sees the same seeded splits (the original
 reshuffled per grid point), which makes the search deterministic and independent of chunking.
 
@@ -65,6 +69,38 @@ from rluf_ray.core.thresholds import (
     label_scores,
     order_stat_rank,
 )
+
+ORDERED_COLUMNS = ("answers", "counts", "texts", "mean_logprobs")
+"""The per-answer columns of a generation row that :func:`top_answer_first` reorders together."""
+
+
+def top_answer_first(row: dict[str, Any], protocol: str) -> dict[str, Any]:
+    """The generation row with its answers in the order ``protocol`` scores them.
+
+    Position 0 is the top answer: the one without a similarity term, the similarity reference of the
+    others, and the labelled answer under ``label_rule: top_answer``. Under ``cfa`` it is the *first
+    sampled* answer (index ``row["first_sampled"]`` of the most-frequent-first lists), as in the
+    original; the other answers keep their most-frequent-first order behind it. Under ``split`` the
+    row is returned as it is (most frequent first). Every column of ``ORDERED_COLUMNS`` present in the
+    row moves together, so each answer keeps its count, text and log-prob; the result has
+    ``first_sampled`` 0.
+    """
+    if protocol != "cfa":
+        return row
+    n = len(row["answers"])
+    first = int(row.get("first_sampled") or 0)
+    if not 0 <= first < n:
+        raise ValueError(f"prompt {row.get('prompt_id')}: first_sampled={first} outside its {n} answers")
+    if first == 0:
+        return row
+    order = [first, *(i for i in range(n) if i != first)]
+    out = dict(row)
+    for col in ORDERED_COLUMNS:
+        values = row.get(col)
+        if values is not None and len(values) == n:
+            out[col] = [values[i] for i in order]
+    out["first_sampled"] = 0
+    return out
 
 
 class GridMap(Protocol):

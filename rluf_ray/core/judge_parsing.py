@@ -79,8 +79,21 @@ def _first_json_object(text: str) -> dict[str, Any] | None:
     return None
 
 
-def parse_rubric(reply: str, axes: tuple[str, ...] = RUBRIC_AXES) -> dict[str, float] | ParseFailure:
-    """A JSON object with every axis a number in [0, 10]; a missing or bad axis is a failure."""
+RUBRIC_STEPS: dict[str, float] = {"rubric_v2": 0.5}
+"""Rubric versions whose scale is a grid: every axis must be a multiple of this step."""
+
+
+def on_grid(value: float, step: float) -> bool:
+    """Whether ``value`` is an integer multiple of ``step`` (up to float rounding)."""
+    q = value / step
+    return abs(q - round(q)) <= 1e-9
+
+
+def parse_rubric(
+    reply: str, axes: tuple[str, ...] = RUBRIC_AXES, step: float | None = None
+) -> dict[str, float] | ParseFailure:
+    """A JSON object with every axis a number in [0, 10] (and a multiple of ``step`` when given); a
+    missing or bad axis is a failure, never rounded onto the grid."""
     if not isinstance(reply, str) or not reply.strip():
         return ParseFailure("empty reply")
     obj = _first_json_object(reply)
@@ -94,6 +107,8 @@ def parse_rubric(reply: str, axes: tuple[str, ...] = RUBRIC_AXES) -> dict[str, f
             return ParseFailure(f"axis {axis!r} missing or not a number")
         if not 0 <= v <= 10:
             return ParseFailure(f"axis {axis!r} = {v} outside [0, 10]")
+        if step is not None and not on_grid(float(v), step):
+            return ParseFailure(f"axis {axis!r} = {v} is not a multiple of {step}")
         out[axis] = float(v)
     return out
 
@@ -105,6 +120,8 @@ PARSERS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def parse(task: str, reply: str) -> Any:
-    """Dispatch to the task's parser."""
+def parse(task: str, reply: str, version: str | None = None) -> Any:
+    """Dispatch to the task's parser; ``version`` (the template's) picks the rubric's scale."""
+    if task == "rubric" and version in RUBRIC_STEPS:
+        return parse_rubric(reply, step=RUBRIC_STEPS[version])
     return PARSERS[task](reply)

@@ -20,7 +20,16 @@ TASK_FIELDS: dict[str, tuple[str, ...]] = {
     "pairwise": ("instruction", "input", "output_1", "output_2"),
     "rubric": ("post", "reference", "answer"),
 }
-DEFAULT_TEMPLATES: dict[str, str] = {"score": "score_v1", "pairwise": "pairwise_v1", "rubric": "rubric_v1"}
+DEFAULT_TEMPLATES: dict[str, str] = {"score": "score_v2", "pairwise": "pairwise_v1", "rubric": "rubric_v2"}
+"""The version a request without an explicit one is rendered with (the config's defaults, ``judge.templates``)."""
+SHIPPED_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "score": ("score_v1", "score_v2"),
+    "pairwise": ("pairwise_v1",),
+    "rubric": ("rubric_v1", "rubric_v2"),
+}
+"""The packaged versions per task. ``*_v2`` follow the original's criteria and scales (score: completeness,
+accuracy, conciseness, language quality, acceptable at 0.7; rubric: 0 to 10 in steps of 0.5, no
+reference shown); ``*_v1`` are this project's first prompts, kept selectable."""
 
 _SECTION = re.compile(r"^=== (system|user) ===[ \t]*$", re.MULTILINE)
 _PLACEHOLDER = re.compile(r"\{([a-z_0-9]+)\}")
@@ -116,13 +125,22 @@ def render(template: Template, request: JudgeRequest) -> list[dict[str, str]]:
     ]
 
 
-def score_request(key: str, post: str, reference: str, answer: str) -> JudgeRequest:
-    """A request to score ``answer`` against the post and the reference, in [0, 1]."""
-    return JudgeRequest("score", key, {"post": post, "reference": reference, "answer": answer})
+def score_request(
+    key: str, post: str, reference: str, answer: str, template: str | None = None
+) -> JudgeRequest:
+    """A request to score ``answer`` against the post and the reference, in [0, 1], rendered with
+    ``template`` (a version of the score task; None: the default)."""
+    return JudgeRequest("score", key, {"post": post, "reference": reference, "answer": answer}, template)
 
 
 def pairwise_request(
-    key: str, instruction: str, input_text: str, output_1: str, output_2: str, reference: str = ""
+    key: str,
+    instruction: str,
+    input_text: str,
+    output_1: str,
+    output_2: str,
+    reference: str = "",
+    template: str | None = None,
 ) -> JudgeRequest:
     """An AlpacaFarm-format pairwise request; ``reference`` only guides the offline judge."""
     fields = {
@@ -132,7 +150,7 @@ def pairwise_request(
         "output_2": output_2,
         "reference": reference,
     }
-    return JudgeRequest("pairwise", key, fields)
+    return JudgeRequest("pairwise", key, fields, template)
 
 
 def instruction_of(template: str) -> str:
@@ -141,9 +159,12 @@ def instruction_of(template: str) -> str:
     return head or "Summarize the following text."
 
 
-def rubric_request(key: str, post: str, reference: str, answer: str) -> JudgeRequest:
-    """A request for the 4-axis rubric of ``answer``."""
-    return JudgeRequest("rubric", key, {"post": post, "reference": reference, "answer": answer})
+def rubric_request(
+    key: str, post: str, reference: str, answer: str, template: str | None = None
+) -> JudgeRequest:
+    """A request for the 4-axis rubric of ``answer`` (``rubric_v2`` does not show ``reference`` to an
+    API judge; the offline judge always compares with it)."""
+    return JudgeRequest("rubric", key, {"post": post, "reference": reference, "answer": answer}, template)
 
 
 def unique_requests(reqs: Iterable[JudgeRequest]) -> list[JudgeRequest]:

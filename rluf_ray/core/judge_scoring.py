@@ -10,14 +10,17 @@ from rluf_ray.core.judge_keys import answer_key, parse_answer_key
 from rluf_ray.core.judge_prompts import JudgeRequest, JudgeResult, score_request
 
 
-def score_requests(rows: Iterable[Mapping[str, Any]]) -> list[JudgeRequest]:
+def score_requests(rows: Iterable[Mapping[str, Any]], template: str | None = None) -> list[JudgeRequest]:
     """Score requests from ``(prompt_id, post, reference, answer)`` rows (``text``, when present, is
-    the raw answer shown to the judge; ``answer`` is the normalised key)."""
+    the raw answer shown to the judge; ``answer`` is the normalised key), rendered with ``template``
+    (``judge.templates.score``; None: the default version)."""
     out = []
     for row in rows:
         shown = row.get("text") or row["answer"]
         out.append(
-            score_request(answer_key(row["prompt_id"], row["answer"]), row["post"], row["reference"], shown)
+            score_request(
+                answer_key(row["prompt_id"], row["answer"]), row["post"], row["reference"], shown, template
+            )
         )
     return out
 

@@ -3,7 +3,8 @@
 It answers the same requests as the API judge with the same result type, so the embedded default
 runs end to end on a laptop. Scores are ROUGE-L F1 against the reference; a pairwise preference picks
 the output with the higher ROUGE-L F1 (ties broken by a hash of the record, never by position); the
-rubric maps ROUGE-L precision / F1 / recall and a length ratio to 0-10. ``noise``
+rubric maps ROUGE-L precision / F1 / recall and a length ratio to 0-10 (integers under
+``rubric_v1``, steps of 0.5 under ``rubric_v2``, as each version's prompt asks). ``noise``
 (``judge.offline_noise``) mimics annotator disagreement: with that probability a pairwise preference
 is flipped, seeded per request key so results do not depend on order or batching. Scores and rubrics
 stay deterministic functions of the texts.
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 
 from rouge_score import rouge_scorer
 
-from rluf_ray.core.judge_parsing import RUBRIC_AXES
+from rluf_ray.core.judge_parsing import RUBRIC_AXES, RUBRIC_STEPS
 from rluf_ray.core.judge_prompts import JudgeRequest, JudgeResult
 
 
@@ -65,7 +66,8 @@ class OfflineJudge:
             la, lr = len(f["answer"].split()), max(1, len(ref.split()))
             length = min(la, lr) / max(la, lr) if la else 0.0
             raw = {"accuracy": p, "relevance": f1, "completeness": r, "expression": length}
-            value = {axis: float(round(10 * raw[axis])) for axis in RUBRIC_AXES}
+            step = RUBRIC_STEPS.get(req.version, 1.0)
+            value = {axis: float(round(10 * raw[axis] / step) * step) for axis in RUBRIC_AXES}
         else:  # pragma: no cover - Literal guards this
             raise ValueError(f"unknown task {req.task!r}")
         return JudgeResult(req.key, value, None, attempts=0)

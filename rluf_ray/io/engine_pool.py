@@ -175,6 +175,7 @@ class SampleUDF:
             out["mean_logprobs"].append(table.mean_logprobs)
             out["num_samples"].append(table.num_samples)
             out["truncated"].append(bool(row["truncated"]))
+            out["first_sampled"].append(table.first_sampled)
         return out
 
     def close(self) -> None:

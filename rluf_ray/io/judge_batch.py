@@ -156,7 +156,7 @@ class BatchJudge:
                 continue
             hit = self.cache.get(k) if self.cache is not None else None
             if hit is not None:
-                value = parse(r.task, hit.reply)
+                value = parse(r.task, hit.reply, r.version)
                 if not isinstance(value, ParseFailure):
                     answers[k] = (value, hit.reply, 0, 0, True)
                     continue
@@ -193,7 +193,7 @@ class BatchJudge:
                     content, pt, ct, err = read_output_line(line)
                     self.ledger.charge(pt, ct)
                     if err is None:
-                        value = parse(task_of[k], content or "")
+                        value = parse(task_of[k], content or "", version_of[k])
                         if not isinstance(value, ParseFailure):
                             answers[k] = (value, content or "", pt, ct, False)
                             if self.cache is not None:

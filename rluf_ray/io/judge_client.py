@@ -114,7 +114,7 @@ class ApiJudge:
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
-                value = parse(req.task, hit.reply)
+                value = parse(req.task, hit.reply, req.version)
                 if not isinstance(value, ParseFailure):
                     return JudgeResult(req.key, value, None, hit.reply, 0, True)
         self._ensure()
@@ -158,7 +158,7 @@ class ApiJudge:
                     cost = self.ledger.charge(pt, ct)
                     await self.limiter.settle(slot, pt + ct if usage is not None else None, cost)
                     content = resp.choices[0].message.content if getattr(resp, "choices", None) else None
-                    value = parse(req.task, content or "")
+                    value = parse(req.task, content or "", req.version)
                     if not isinstance(value, ParseFailure):
                         if self.cache is not None:
                             self.cache.put(key, self.cfg.model, req.version, content or "", pt, ct)

@@ -189,7 +189,7 @@ def score_answers(
     When ``judge.max_dollars`` stops the run and ``raise_on_budget`` is set, raises RlufError after
     the finished calls are in the cache, so a rerun with a higher cap resumes at no cost.
     """
-    reqs = unique_requests(score_requests(rows))
+    reqs = unique_requests(score_requests(rows, cfg.judge.templates.score))
     results, report = judge_requests(cfg, reqs, run)
     out = score_rows(reqs, results)
     if report["budget_exhausted"] and raise_on_budget:

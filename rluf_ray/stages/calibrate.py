@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from rluf_ray.config import RlufConfig
-from rluf_ray.core.calibration import Calibration, ConformalSettings, calibrate, check_sizes
+from rluf_ray.core.calibration import Calibration, ConformalSettings, calibrate, check_sizes, top_answer_first
 from rluf_ray.core.nonconformity import AnswerTable, nonconformity, pad_table, score_parts
 from rluf_ray.core.thresholds import in_set
 from rluf_ray.errors import RlufError
@@ -87,8 +87,11 @@ def _rows(table: pa.Table) -> list[dict[str, Any]]:
     return rows
 
 
-def load_inputs(ctx: StageContext) -> tuple[list[dict], list[dict], dict[tuple[str, str], float | None]]:
-    """Calibration rows, test rows and judge scores keyed by (prompt_id, answer)."""
+def load_inputs(
+    ctx: StageContext, protocol: str = "split"
+) -> tuple[list[dict], list[dict], dict[tuple[str, str], float | None]]:
+    """Calibration rows, test rows and judge scores keyed by (prompt_id, answer); each row's answers
+    in ``protocol``'s order (``cfa``: the first sampled first, see ``top_answer_first``)."""
     gen = ctx.upstream_dir("generate")
     try:
         cal = _rows(ctx.store.read_parquet(gen, "calibration"))
@@ -105,6 +108,16 @@ def load_inputs(ctx: StageContext) -> tuple[list[dict], list[dict], dict[tuple[s
             raise RlufError(f"calibrate: prompt {r['prompt_id']} has no answers")
         if len(r["answers"]) != len(r["counts"]):
             raise RlufError(f"calibrate: prompt {r['prompt_id']} has answers and counts of different lengths")
+    if protocol == "cfa":
+        old = sum(r.get("first_sampled") is None for r in cal + test)
+        if old:
+            log.info("calibrate: %d generation rows without first_sampled (an older artifact): the most "
+                     "frequent answer is taken as the first sampled", old)  # fmt: skip
+        try:
+            cal = [top_answer_first(r, protocol) for r in cal]
+            test = [top_answer_first(r, protocol) for r in test]
+        except ValueError as exc:
+            raise RlufError(f"calibrate: {exc}") from None
     return cal, test, scores
 
 
@@ -174,7 +187,7 @@ def set_rows(test: AnswerTable, cals: list[Calibration]) -> tuple[pa.Table, dict
 def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     """Calibrate on the calibration split and write prediction sets for the test split."""
     p = plan(cfg)
-    cal, test, scores = load_inputs(ctx)
+    cal, test, scores = load_inputs(ctx, p["conformal"]["protocol"])
     if not cal:
         raise RlufError("calibrate: the calibration split is empty")
 

@@ -86,11 +86,16 @@ def build_requests(
                 out_1["prediction"],
                 out_2["prediction"],
                 pa_["reference"],
+                cfg.judge.templates.pairwise,
             )
         )
     rubric = [
         rubric_request(
-            seeded_rubric_key(m, s, pid), posts.get(pid, p["prompt"]), p["reference"], p["prediction"]
+            seeded_rubric_key(m, s, pid),
+            posts.get(pid, p["prompt"]),
+            p["reference"],
+            p["prediction"],
+            cfg.judge.templates.rubric,
         )
         for (m, s, pid), p in sorted(
             preds.items(), key=lambda kv: (kv[0][0], *arms.seed_order(kv[0][1]), kv[0][2])
@@ -214,6 +219,7 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
         "use_batch_api": e.use_batch_api,
         "judge": judge_result_settings(evaluation_judge_config(cfg).judge),
         "template": cfg.data.prompt_template,  # its instruction part heads every pairwise comparison
+        "templates": {"rubric": cfg.judge.templates.rubric, "pairwise": cfg.judge.templates.pairwise},
         "eval_split": split_plan(cfg, "eval"),
     }
 
@@ -226,6 +232,8 @@ STAGE = StageDef(
         "evaluation",
         *(k for k in JUDGE_RESULT_KEYS if k != "judge.model"),
         "data.prompt_template",
+        "judge.templates.rubric",
+        "judge.templates.pairwise",
         *split_reads("eval"),
     ),
     plan_fn=plan,

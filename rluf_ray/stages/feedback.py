@@ -45,7 +45,13 @@ def build_requests(
             key = pair_key(pid, task.first, task.second)
             reqs.append(
                 pairwise_request(
-                    key, instruction, post, texts[task.first], texts[task.second], row["reference"]
+                    key,
+                    instruction,
+                    post,
+                    texts[task.first],
+                    texts[task.second],
+                    row["reference"],
+                    cfg.judge.templates.pairwise,
                 )
             )
             index[key] = (task, row)
@@ -127,6 +133,7 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
     return {
         "feedback": cfg.feedback.model_dump(),
         "judge": judge_result_settings(cfg.judge),
+        "pairwise_template": cfg.judge.templates.pairwise,
         "template": cfg.data.prompt_template,  # its instruction part heads every comparison
         "test_split": split_plan(cfg, "test"),
     }
@@ -136,7 +143,13 @@ STAGE = StageDef(
     name="feedback",
     artifact_dir="feedback",
     upstream=("generate",),
-    reads=("feedback", *JUDGE_RESULT_KEYS, "data.prompt_template", *split_reads("test")),
+    reads=(
+        "feedback",
+        *JUDGE_RESULT_KEYS,
+        "judge.templates.pairwise",
+        "data.prompt_template",
+        *split_reads("test"),
+    ),
     plan_fn=plan,
     run_fn=run,
 )

@@ -41,6 +41,7 @@ READS: tuple[str, ...] = (
     "generation.prompts_per_batch",
     "generation.score_calibration",
     *JUDGE_RESULT_KEYS,
+    "judge.templates.score",
 )
 
 
@@ -60,6 +61,7 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
         "rows_per_file": cfg.generation.rows_per_file,
         "score_calibration": cfg.generation.score_calibration,
         "judge": judge_result_settings(cfg.judge),
+        "score_template": cfg.judge.templates.score,
         "template": cfg.data.prompt_template,
         "splits": {s: splits.split_plan(cfg, s) for s in GENERATION_SPLITS},  # type: ignore[misc]
     }
@@ -188,7 +190,8 @@ def dry_run(cfg: RlufConfig) -> str:
     from rluf_ray.io import judge_service
 
     rows = splits.load_split(cfg, "calibration")
-    reqs = [score_request(answer_key(r["prompt_id"], str(i)), r["post"], r["reference"], r["reference"])
+    tpl = cfg.judge.templates.score
+    reqs = [score_request(answer_key(r["prompt_id"], str(i)), r["post"], r["reference"], r["reference"], tpl)
             for r in rows for i in range(cfg.generation.sampling_num)]  # fmt: skip
     return (
         format_dry_run(judge_service.dry_run(cfg, reqs, "generate")) + " (upper bound: every sample unique)"

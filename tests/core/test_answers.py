@@ -20,6 +20,15 @@ def test_answer_table_counts_normalised_answers_most_frequent_first() -> None:
     assert t.mean_logprobs[1] == pytest.approx(-2.0)  # NaN ignored
     assert t.mean_logprobs[2] == pytest.approx(-0.5)
     assert t.num_samples == 6
+    assert t.first_sampled == 0  # "The cat sat." was sampled first and is also the most frequent
+
+
+def test_answer_table_names_the_first_sampled_answer_when_another_is_more_frequent() -> None:
+    t = answer_table(["bird", "a dog ran", "Dog ran!", "cat sat", "dog ran", "bird"])
+    assert t.answers == ["dog ran", "bird", "cat sat"] and t.counts == [3, 2, 1]
+    assert t.first_sampled == 1  # sample 0 is "bird", second most frequent
+    assert answer_table(["x", "y", "y"]).first_sampled == 1
+    assert answer_table(["y", "x", "x", "y", "z"]).first_sampled == 0  # tie: first sampled ranks first
 
 
 def test_answer_table_ties_keep_first_sampled_order_and_unknown_logprobs() -> None:

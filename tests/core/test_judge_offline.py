@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
+from rluf_ray.core.judge_parsing import parse
 from rluf_ray.core.judge_prompts import pairwise_request, rubric_request, score_request
 from rluf_ray.core.offline_judge import OfflineJudge
 
@@ -31,9 +33,29 @@ def test_pairwise_prefers_closer_output_in_either_order():
 
 
 def test_rubric_axes_in_range():
-    r = OfflineJudge().judge_one(rubric_request("k", "post", "the cat sat on the mat", "the cat sat"))
+    req = rubric_request("k", "post", "the cat sat on the mat", "the cat sat", "rubric_v1")
+    r = OfflineJudge().judge_one(req)
     # precision 1 -> 10, F1 2/3 -> 7, recall 1/2 -> 5, length 3/6 -> 5
     assert r.value == {"accuracy": 10.0, "relevance": 7.0, "completeness": 5.0, "expression": 5.0}
+
+
+def test_rubric_v2_answers_on_the_half_point_grid():
+    req = rubric_request("k", "post", "the cat sat on the mat", "the cat sat", "rubric_v2")
+    r = OfflineJudge().judge_one(req)
+    # F1 2/3 -> 6.67 -> nearest half point 6.5 (v1 rounds it to 7)
+    assert r.value == {"accuracy": 10.0, "relevance": 6.5, "completeness": 5.0, "expression": 5.0}
+    assert parse("rubric", json.dumps(r.value), "rubric_v2") == r.value  # its own parser accepts it
+    # The default version is the original's scale.
+    assert (
+        OfflineJudge().judge_one(rubric_request("k", "post", "the cat sat on the mat", "the cat sat")).value
+        == r.value
+    )
+
+
+@pytest.mark.parametrize("version", ["score_v1", "score_v2"])
+def test_score_is_the_same_reference_overlap_under_both_versions(version):
+    r = OfflineJudge().judge_one(score_request("k", "post", "the cat sat on the mat", "the cat sat", version))
+    assert r.value == pytest.approx(2 / 3)
 
 
 def test_noise_is_seeded_and_flips_about_the_requested_share():

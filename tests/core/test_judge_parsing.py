@@ -73,3 +73,35 @@ def test_parse_rubric_failures(reply):
 def test_dispatch():
     assert parse("score", "Score: 0.5") == 0.5
     assert parse("pairwise", "Preferred: 2") == 2
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        ('{"accuracy": 7.3, "relevance": 8, "completeness": 6, "expression": 1}', "not a multiple of 0.5"),
+        ('{"accuracy": 7, "relevance": 8.25, "completeness": 6, "expression": 1}', "not a multiple of 0.5"),
+        ('{"accuracy": 10.5, "relevance": 8, "completeness": 6, "expression": 1}', "outside [0, 10]"),
+    ],
+)
+def test_rubric_v2_rejects_values_off_the_half_point_grid(reply, reason):
+    out = parse("rubric", reply, "rubric_v2")
+    assert isinstance(out, ParseFailure) and reason in out.reason
+    # Not coerced onto the grid; rubric_v1 reads any number in [0, 10].
+    if "outside" not in reason:
+        assert not isinstance(parse("rubric", reply, "rubric_v1"), ParseFailure)
+
+
+def test_rubric_v2_reads_the_half_point_grid():
+    reply = '{"accuracy": 7.5, "relevance": 0, "completeness": 9.5, "expression": 10.0}'
+    assert parse("rubric", reply, "rubric_v2") == {
+        "accuracy": 7.5,
+        "relevance": 0.0,
+        "completeness": 9.5,
+        "expression": 10.0,
+    }
+
+
+@pytest.mark.parametrize("version", ["score_v1", "score_v2"])
+def test_both_score_versions_read_a_score_line(version):
+    assert parse("score", "Score: 0.7", version) == 0.7
+    assert isinstance(parse("score", "Score: 7", version), ParseFailure)

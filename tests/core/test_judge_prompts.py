@@ -6,8 +6,11 @@ import pytest
 
 from rluf_ray.core.judge_keys import answer_key
 from rluf_ray.core.judge_prompts import (
+    DEFAULT_TEMPLATES,
+    SHIPPED_TEMPLATES,
     Template,
     fill,
+    pairwise_request,
     parse_template,
     render,
     rubric_request,
@@ -46,7 +49,9 @@ def test_parse_template_rejects_an_unsafe_version():
 
 
 def test_render_fills_fields_and_keeps_foreign_braces():
-    req = score_request(answer_key("p1", "a"), "post with {braces} and {answer}", "the ref", "my answer")
+    req = score_request(
+        answer_key("p1", "a"), "post with {braces} and {answer}", "the ref", "my answer", "score_v1"
+    )
     tpl = parse_template(TEXT, "score_v1")  # the request's version
     msgs = render(tpl, req)
     assert msgs == [
@@ -79,3 +84,32 @@ def test_unique_requests_keeps_the_first_of_each_key_in_order():
         score_request("a", "p", "r", "3"),
     )
     assert unique_requests([a1, b, a2]) == [a1, b]
+
+
+V2_RUBRIC = """# rubric_v2: no reference
+=== system ===
+Rate.
+=== user ===
+Post: {post}
+Cand: {answer}
+{"accuracy": 7.5}
+"""
+
+
+def test_requests_carry_the_chosen_version_and_default_to_the_originals():
+    assert score_request("k", "p", "r", "a").version == "score_v2"
+    assert rubric_request("k", "p", "r", "a").version == "rubric_v2"
+    assert score_request("k", "p", "r", "a", "score_v1").version == "score_v1"
+    assert rubric_request("k", "p", "r", "a", "rubric_v1").version == "rubric_v1"
+    assert pairwise_request("k", "i", "x", "o1", "o2", "ref", "pairwise_v1").version == "pairwise_v1"
+    for task, default in DEFAULT_TEMPLATES.items():
+        assert default in SHIPPED_TEMPLATES[task]
+
+
+def test_rubric_v2_renders_without_the_reference():
+    req = rubric_request("k", "the post", "SECRET REFERENCE", "the cand", "rubric_v2")
+    msgs = render(parse_template(V2_RUBRIC, "rubric_v2"), req)
+    assert msgs[1]["content"] == 'Post: the post\nCand: the cand\n{"accuracy": 7.5}'
+    assert "SECRET" not in msgs[0]["content"] + msgs[1]["content"]
+    with pytest.raises(ValueError, match="rubric_v2"):  # a v1 request is not rendered with a v2 template
+        render(parse_template(V2_RUBRIC, "rubric_v2"), rubric_request("k", "p", "r", "a", "rubric_v1"))

@@ -160,6 +160,67 @@ def test_single_quantile_and_cfa_protocol(tmp_path, ray_session):
     assert chosen["protocol"] == "cfa" and list(chosen["per_alpha"]) == ["0.5"]
 
 
+def _with_first_sampled(store: ArtifactStore, data: dict) -> dict[str, int]:
+    """Rewrite the generation parts with first_sampled = the last answer (the rarest) where k > 1."""
+    first: dict[str, int] = {}
+    for split, rows in (("calibration", data["cal"]), ("test", data["test"])):
+        for r in rows:
+            r["first_sampled"] = first[r["prompt_id"]] = len(r["answers"]) - 1
+        store.write_parquet(
+            "generation", f"{split}/part-0.parquet", pa.Table.from_pylist(rows, GENERATION_SCHEMA)
+        )
+        store.write_parquet(
+            "generation", f"{split}/part-1.parquet", pa.Table.from_pylist([], GENERATION_SCHEMA)
+        )
+    return first
+
+
+def test_cfa_reorders_first_sampled_first_and_sets_name_the_right_answers(tmp_path):
+    store = ArtifactStore(tmp_path / "out")
+    data = write_generation(store, seed=2)
+    first = _with_first_sampled(store, data)
+    assert any(v > 0 for v in first.values())
+    original = {r["prompt_id"]: r for r in data["cal"] + data["test"]}
+    cal, test, scores = calibrate.load_inputs(_ctx(store), "cfa")
+    for r in cal + test:
+        o = original[r["prompt_id"]]
+        f = first[r["prompt_id"]]
+        assert r["answers"][0] == o["answers"][f] and r["counts"][0] == o["counts"][f]
+        assert r["texts"][0] == o["texts"][f]
+        assert sorted(zip(r["answers"], r["counts"], strict=True)) == sorted(
+            zip(o["answers"], o["counts"], strict=True)
+        )
+    split_cal, _, _ = calibrate.load_inputs(_ctx(store), "split")
+    assert [r["answers"] for r in split_cal] == [original[r["prompt_id"]]["answers"] for r in split_cal]
+    zero = [[0.0] * len(r["answers"]) for r in cal + test]
+    cal_t, test_t = calibrate.build_tables(cal, test, scores, zero)
+    judged = {(x["prompt_id"], x["answer"]): x["score"] for x in data["scores"]}
+    for i, r in enumerate(cal):  # judge scores follow their answers
+        for j, a in enumerate(r["answers"]):
+            want = judged[(r["prompt_id"], a)]
+            assert np.isnan(cal_t.judge[i, j]) if want is None else cal_t.judge[i, j] == want
+    # w1 = w2 = 0: an answer's score is 10 - 10*count/total, so each listed answer must carry its own.
+    table, _ = calibrate.set_rows(test_t, [calibrate.Calibration(0.5, 0.0, 0.0, float("inf"), 10)])
+    rows = table.to_pylist()
+    assert len(rows) == sum(len(r["answers"]) for r in data["test"])
+    for row in rows:
+        o = original[row["prompt_id"]]
+        c = o["counts"][o["answers"].index(row["answer"])]
+        assert row["nonconformity"] == pytest.approx(10 - 10 * c / sum(o["counts"]))
+
+
+def test_cfa_on_an_old_generation_artifact_takes_index_0_with_a_note(tmp_path, caplog):
+    store = ArtifactStore(tmp_path / "out")
+    data = write_generation(store, seed=3)  # rows without first_sampled
+    with caplog.at_level("INFO", logger="rluf.calibrate"):
+        cal, test, _ = calibrate.load_inputs(_ctx(store), "cfa")
+    notes = [m for m in caplog.messages if "without first_sampled" in m]
+    assert len(notes) == 1 and notes[0].startswith(f"calibrate: {len(cal) + len(test)} generation rows")
+    assert [r["answers"] for r in cal] == [
+        r["answers"] for r in sorted(data["cal"], key=lambda r: r["prompt_id"])
+    ]
+
+
 def test_too_few_calibration_prompts_is_a_clear_error(tmp_path):
     store = ArtifactStore(tmp_path / "out")
     write_generation(store, n_cal=4, n_test=2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -108,8 +109,29 @@ def test_sample_udf_builds_generation_rows() -> None:
     assert out["mean_logprobs"][0] == pytest.approx([-2.0, -3.0])
     assert out["num_samples"] == [6, 6]
     assert out["truncated"] == [False, True]
+    assert out["first_sampled"] == [0, 0]  # sample 0 ("The answer.") is also the most frequent
     assert out["prompt"][0] == "Q: short post\nA:"
     assert out["prompt"][1].endswith("\nA:") and len(out["prompt"][1].split()) <= 12
+
+
+class RareFirstEngine(ScriptedEngine):
+    """Sample 0 is an answer sampled once; the most frequent answer comes later."""
+
+    def generate(self, prompts, spec, seed=None):
+        script = ["Other!", "the answer", "The answer.", "an answer"]
+        return [Completion([script[i % 4] for i in range(spec.n)]) for _ in prompts]
+
+
+def test_sample_udf_records_the_first_sampled_answer(tmp_path: Path) -> None:
+    udf = engine_pool.SampleUDF(RareFirstEngine, SamplingSpec(n=4, temperature=0.35), "{post}", 50, 1)
+    out = udf({"prompt_id": ["a"], "post": ["x"], "reference": ["r"], "split": ["calibration"]})
+    assert out["answers"] == [["answer", "other"]] and out["counts"] == [[3, 1]]
+    assert out["first_sampled"] == [1]  # "Other!" was sampled first
+    store = ArtifactStore(tmp_path)
+    summary = sample_parts.write_part(out, store, "generation")
+    table = pq.read_table(tmp_path / "generation" / summary["file"][0])
+    assert table.schema.field("first_sampled").type == pa.int32()
+    assert table.column("first_sampled").to_pylist() == [1]
 
 
 def test_write_part_one_atomic_file_per_split(tmp_path: Path) -> None:

@@ -1,0 +1,31 @@
+"""judge.templates.*: each stage that judges renders with the configured version and declares it."""
+
+from __future__ import annotations
+
+from rluf_ray.config import load
+from rluf_ray.core.judge_scoring import score_requests
+from rluf_ray.stages import evaluate, feedback, generate
+
+
+def test_defaults_are_the_originals_and_stages_declare_what_they_use() -> None:
+    cfg = load(None)
+    t = cfg.judge.templates
+    assert (t.score, t.pairwise, t.rubric) == ("score_v2", "pairwise_v1", "rubric_v2")
+    assert (
+        "judge.templates.score" in generate.STAGE.reads and generate.plan(cfg)["score_template"] == "score_v2"
+    )
+    assert "judge.templates.pairwise" in feedback.STAGE.reads
+    assert feedback.plan(cfg)["pairwise_template"] == "pairwise_v1"
+    assert {"judge.templates.rubric", "judge.templates.pairwise"} <= set(evaluate.STAGE.reads)
+    assert evaluate.plan(cfg)["templates"] == {"rubric": "rubric_v2", "pairwise": "pairwise_v1"}
+
+
+def test_configured_versions_reach_the_requests() -> None:
+    cfg = load(overrides=["judge.templates.score=score_v1", "judge.templates.rubric=rubric_v1"])
+    assert generate.plan(cfg)["score_template"] == "score_v1"
+    row = {"prompt_id": "p", "post": "post", "reference": "ref", "answer": "a"}
+    assert [r.version for r in score_requests([row], cfg.judge.templates.score)] == ["score_v1"]
+    pred = {"model": "sft", "prompt_id": "p", "prompt": "q", "reference": "r", "prediction": "x"}
+    reqs = evaluate.build_requests([pred], {}, cfg.judge.templates.rubric)
+    assert [r.version for r in reqs] == ["rubric_v1"]
+    assert [r.version for r in evaluate.build_requests([pred], {})] == ["rubric_v2"]
