@@ -48,6 +48,7 @@ def _generation(store: ArtifactStore, split: str, distinct: list[int]) -> None:
         cols["mean_logprobs"].append([0.0] * k)
         cols["num_samples"].append(k)
         cols["truncated"].append(False)
+        cols["first_sampled"].append(0)
     store.write_parquet(
         "generation", f"{split}/part-0.parquet", pa.Table.from_pydict(cols, schema=GENERATION_SCHEMA)
     )

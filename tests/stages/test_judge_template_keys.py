@@ -25,7 +25,11 @@ def test_configured_versions_reach_the_requests() -> None:
     assert generate.plan(cfg)["score_template"] == "score_v1"
     row = {"prompt_id": "p", "post": "post", "reference": "ref", "answer": "a"}
     assert [r.version for r in score_requests([row], cfg.judge.templates.score)] == ["score_v1"]
-    pred = {"model": "sft", "prompt_id": "p", "prompt": "q", "reference": "r", "prediction": "x"}
-    reqs = evaluate.build_requests([pred], {}, cfg.judge.templates.rubric)
-    assert [r.version for r in reqs] == ["rubric_v1"]
-    assert [r.version for r in evaluate.build_requests([pred], {})] == ["rubric_v2"]
+    preds = evaluate.index_predictions(
+        [{"model": m, "seed": s, "prompt_id": "p", "prompt": "q", "reference": "r", "prediction": f"x {m}"}
+         for m, s in (("sft", None), ("cfa", 1))]
+    )  # fmt: skip
+    for c, rubric in ((cfg, "rubric_v1"), (load(None), "rubric_v2")):
+        _, _, pairwise, rubrics = evaluate.build_requests(c, preds, {})
+        assert [r.version for r in rubrics] == [rubric, rubric]
+        assert [r.version for r in pairwise] == ["pairwise_v1"]
