@@ -23,7 +23,7 @@ from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 
 log = logging.getLogger("rluf.evaluate")
 
-POLICY, BASELINE = "rluf", "sft"
+POLICY, BASELINE = "cfa", "sft"
 
 
 def evaluation_judge_config(cfg: RlufConfig) -> RlufConfig:
