@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--quantile", type=float, help="run one miscoverage level alpha (e.g. 0.2)")
         if name == "train":
             p.add_argument("--pairs", help="train on an external weighted pairs JSONL")
+            p.add_argument(
+                "--arm",
+                choices=("cfa", "dpo"),
+                help="train only this arm's units (the stage completes once every dpo.arms unit exists)",
+            )
         if name in ("generate", "feedback", "evaluate"):
             p.add_argument("--dry-run", action="store_true", help="print judge calls and cost, call nothing")
     p = sub.add_parser("run-all", help="run every stage in order, skipping complete ones")
@@ -95,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_all(cfg, store, force=args.force)
             print(store.path("report", "index.html"))  # the page to open first, printed last
         else:
-            options = {"dry_run": bool(getattr(args, "dry_run", False))}
+            options: dict[str, object] = {"dry_run": bool(getattr(args, "dry_run", False))}
+            if getattr(args, "arm", None):
+                options["arm"] = args.arm
             run_stage(cfg, store, args.command, force=args.force, options=options)
         return 0
     except ConfigError as exc:

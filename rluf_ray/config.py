@@ -355,6 +355,10 @@ class WeightsConfig(Section):
     in_neither: float = Field(0.0, description="Weight of an answer in neither set.")
 
 
+Arm = Literal["cfa", "dpo"]
+ARMS: tuple[Arm, ...] = ("cfa", "dpo")  # cfa: the CFA weights; dpo: the same pairs, every weight 1.0
+
+
 class DpoConfig(TrainingSection):
     learning_rate: float = Field(1.5e-6, gt=0, description="DPO learning rate (original: 1.5e-6).")
     num_epochs: float = Field(1, gt=0, description="DPO epochs.")
@@ -373,6 +377,32 @@ class DpoConfig(TrainingSection):
     pairs_path: str | None = Field(
         None, description="External weighted pairs JSONL (prompt, chosen, rejected, weight) to train on."
     )
+    arms: list[Arm] = Field(
+        default_factory=lambda: list(ARMS),
+        description="Arms to train on the same pairs: cfa (the CFA weights) and dpo (every weight 1.0).",
+    )
+    seeds: list[int] | None = Field(
+        None, description="Training seeds; each arm is trained once per seed (None: [dpo.seed])."
+    )
+
+    @field_validator("arms", "seeds")
+    @classmethod
+    def _non_empty_unique(cls, value: list[Any] | None) -> list[Any] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("must not be empty")
+        if len(set(value)) != len(value):
+            raise ValueError(f"must not repeat a value, got {value}")
+        return value
+
+    def run_seeds(self) -> list[int]:
+        """The seeds every arm is trained with: ``seeds``, or ``[seed]`` when unset."""
+        return list(self.seeds) if self.seeds is not None else [self.seed]
+
+    def units(self) -> list[tuple[str, int]]:
+        """Every (arm, seed) training unit, in training order (arm by arm, seed by seed)."""
+        return [(arm, seed) for arm in self.arms for seed in self.run_seeds()]
 
 
 class InferenceConfig(Section):

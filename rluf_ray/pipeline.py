@@ -70,7 +70,8 @@ def run_stage(
     force: bool = False,
     options: Mapping[str, Any] | None = None,
 ) -> Manifest | None:
-    """Run one stage unless complete (``force`` redoes it). Returns its manifest, None if skipped."""
+    """Run one stage unless complete (``force`` redoes it). Returns its manifest; None if skipped, or
+    if the stage did only part of its work (``StageResult.complete`` False: no manifest is written)."""
     stage = get(name)
     if not force:
         cfg = effective_config(cfg, store, stage)
@@ -98,6 +99,9 @@ def run_stage(
     if not isinstance(result, StageResult):
         result = StageResult()
     wall = time.perf_counter() - t0
+    if not result.complete:
+        log.info("%s: incomplete, no manifest written (%s)", name, result.missing or "work left to do")
+        return None
     ups = {k: v for k, v in upstream_hashes(store, needed).items() if v is not None}
     sticky = {k: get_value(cfg, k) for k in stage.sticky}
     man = store.complete(stage.artifact_dir, fp, ups, result.rows, result.metrics, wall, sticky=sticky)

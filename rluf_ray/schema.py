@@ -73,6 +73,19 @@ PAIR_COLUMNS = (
 WEIGHTED_PAIRS_ARTIFACT = "weighted_pairs.jsonl"
 WEIGHTED_PAIR_COLUMNS = ("prompt", "chosen", "rejected", "weight")
 
+# --- train: outputs/training/<arm>/seed-<seed>/{model/,curves.jsonl,train_summary.json} -----------
+# one training unit per (arm, seed); outputs/training/train_summary.json lists every unit.
+TRAIN_ARMS = ("cfa", "dpo")  # cfa: the CFA weights; dpo: the same pairs, every weight 1.0
+TRAIN_SUMMARY_ARTIFACT = "train_summary.json"
+TRAIN_MODEL_DIR = "model"
+TRAIN_CURVES_ARTIFACT = "curves.jsonl"
+
+
+def train_unit_dir(arm: str, seed: int) -> str:
+    """A training unit's directory inside ``outputs/training``: ``<arm>/seed-<seed>``."""
+    return f"{arm}/seed-{seed}"
+
+
 # --- infer: outputs/inference/predictions.parquet (held-out eval split, one row per model x seed x prompt)
 PREDICTIONS_ARTIFACT = "predictions.parquet"
 PREDICTION_SCHEMA = pa.schema(

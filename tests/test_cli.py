@@ -85,3 +85,23 @@ def test_upstream_missing_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_python_m_and_version(tmp_path: Path) -> None:
     proc = _run("--version", cwd=tmp_path)
     assert proc.returncode == 0 and "rluf-ray" in proc.stdout
+
+
+def test_train_arm_is_parsed_and_checked() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["train", "--arm", "dpo"]).arm == "dpo"
+    assert parser.parse_args(["train"]).arm is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--arm", "rluf"])
+
+
+def test_train_arm_reaches_the_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rluf_ray import pipeline
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(pipeline, "run_stage", lambda cfg, store, name, force, options: seen.update(options))
+    assert main(["train", "--arm", "cfa", "--output-dir", str(tmp_path / "o")]) == 0
+    assert seen["arm"] == "cfa"
+    seen.clear()
+    assert main(["train", "--output-dir", str(tmp_path / "o")]) == 0
+    assert "arm" not in seen

@@ -108,6 +108,8 @@ def test_sft_and_dpo_share_one_training_section() -> None:
         "max_prompt_length",
         "precompute_ref_log_probs",
         "pairs_path",
+        "arms",
+        "seeds",
     }
 
 
@@ -194,3 +196,18 @@ def test_fingerprint_depends_only_on_selected_keys() -> None:
     assert select(a, ["generation.temperature"]) == {"generation.temperature": 0.35}
     with pytest.raises(KeyError):
         select(a, ["generation.nope"])
+
+
+def test_dpo_arms_and_seeds() -> None:
+    d = load(None, []).dpo
+    assert d.arms == ["cfa", "dpo"] and d.seeds is None
+    assert d.run_seeds() == [42] and d.units() == [("cfa", 42), ("dpo", 42)]
+    d = load(None, ["dpo.seed=7"]).dpo
+    assert d.run_seeds() == [7]  # seeds unset: dpo.seed
+    d = load(None, ["dpo.seeds=[3, 1]", "dpo.arms=[dpo]", "dpo.seed=7"]).dpo
+    assert d.units() == [("dpo", 3), ("dpo", 1)]
+    d = load(None, ["dpo.seeds=[5, 6]"]).dpo
+    assert d.units() == [("cfa", 5), ("cfa", 6), ("dpo", 5), ("dpo", 6)]
+    for bad in ("dpo.arms=[]", "dpo.arms=[cfa, cfa]", "dpo.arms=[rluf]", "dpo.seeds=[]", "dpo.seeds=[1, 1]"):
+        with pytest.raises(ConfigError, match="dpo"):
+            load(None, [bad])

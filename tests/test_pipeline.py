@@ -170,3 +170,39 @@ def test_train_with_pairs_counts_for_what_follows(tmp_path: Path, fake_train_cha
     # `train --force` without --pairs goes back to assign-weights' pairs, which are missing here.
     with pytest.raises(UpstreamMissing, match="train needs assign-weights first"):
         run_stage(cfg, store, "train", force=True)
+
+
+def test_incomplete_stage_writes_no_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    """A stage that did part of its work (``rluf train --arm cfa``) is not complete: no manifest, downstream
+    refuses; a later run that finishes it writes the manifest and the kept work counts."""
+    CALLS.clear()
+    monkeypatch.setitem(registry._OVERRIDES, "sft", _fake(registry.get("sft")))
+    monkeypatch.setitem(registry._OVERRIDES, "infer", _fake(registry.get("infer")))
+
+    def train(cfg, ctx):
+        CALLS.append(f"train:{ctx.options.get('arm')}")
+        done = (
+            set(json.loads(ctx.store.read_bytes(ctx.dir, "done.json")))
+            if ctx.store.exists(ctx.dir, "done.json")
+            else set()
+        )
+        done |= {ctx.options["arm"]} if ctx.options.get("arm") else {"cfa", "dpo"}
+        ctx.store.write_json(ctx.dir, "done.json", sorted(done))
+        missing = sorted({"cfa", "dpo"} - done)
+        return StageResult(rows={"units": len(done)}, complete=not missing, missing=f"missing {missing}")
+
+    monkeypatch.setitem(registry._OVERRIDES, "train", replace(registry.get("train"), run_fn=train))
+    out = tmp_path / "out"
+    cfg = load(None, [f"output_dir={out}", f"dpo.pairs_path={_pairs_file(tmp_path / 'p.jsonl', 0.5)}"])
+    store = ArtifactStore(out)
+    run_stage(cfg, store, "sft")
+    with caplog.at_level("INFO", logger="rluf"):
+        assert run_stage(cfg, store, "train", options={"arm": "cfa"}) is None
+    assert "train: incomplete, no manifest written (missing ['dpo'])" in caplog.text
+    assert store.manifest("training") is None and not is_complete(cfg, store, "train")
+    with pytest.raises(UpstreamMissing, match="infer needs train first"):
+        run_stage(cfg, store, "infer")
+    man = run_stage(cfg, store, "train", options={"arm": "dpo"})
+    assert man is not None and man.rows == {"units": 2} and "done.json" in man.files
+    assert CALLS == ["sft", "train:cfa", "train:dpo"]
+    assert run_stage(cfg, store, "infer") is not None

@@ -92,6 +92,8 @@ def _candidates(value: Any, annotation: Any) -> list[Any]:
 
 
 def _example(annotation: Any) -> Any:
+    if typing.get_origin(annotation) is list:  # e.g. dpo.seeds: list[int] | None
+        return [_example(typing.get_args(annotation)[0])]
     return {int: 3, float: 0.5, str: "x", bool: True}.get(annotation, None)
 
 

@@ -1,8 +1,10 @@
-"""infer: generate one summary per held-out (eval split) prompt with the SFT model and the trained policy.
+"""infer: generate one summary per held-out (eval split) prompt with the SFT model and every trained
+unit (each arm of ``dpo.arms`` for each seed of ``dpo.seeds``: ``training/<arm>/seed-<seed>/model``).
 
 The engine pool component that ``generate`` uses too (Ray Data ``map_batches`` over an actor pool),
-with one sample per prompt (greedy at ``inference.temperature: 0``). Both models see the same prompts, so
-``evaluate`` can compare them prompt by prompt.
+with one sample per prompt (greedy at ``inference.temperature: 0``). Every model sees the same prompts, so
+``evaluate`` can compare them prompt by prompt. One Parquet file, ``inference/predictions.parquet``
+(PREDICTION_SCHEMA): ``model`` is "sft", "cfa" or "dpo", ``seed`` the training seed (null for sft).
 """
 
 from __future__ import annotations
@@ -18,12 +20,22 @@ from rluf_ray.errors import RlufError
 from rluf_ray.io import engine_pool
 from rluf_ray.io.engines import SamplingSpec, check_model_path
 from rluf_ray.io.ray_runtime import release_on_error
-from rluf_ray.schema import PREDICTION_SCHEMA, PREDICTIONS_ARTIFACT
+from rluf_ray.schema import PREDICTION_SCHEMA, PREDICTIONS_ARTIFACT, TRAIN_MODEL_DIR, train_unit_dir
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 
 log = logging.getLogger("rluf.infer")
 
-MODELS = (("sft", "sft"), ("rluf", "train"))  # (model name in the predictions, stage that made it)
+
+def models(units: list[tuple[str, int]]) -> list[tuple[str, int | None, str, str]]:
+    """(model name, seed, stage that made it, model dir in that stage's artifacts): sft, then every unit."""
+    out: list[tuple[str, int | None, str, str]] = [("sft", None, "sft", TRAIN_MODEL_DIR)]
+    out += [(arm, seed, "train", f"{train_unit_dir(arm, seed)}/{TRAIN_MODEL_DIR}") for arm, seed in units]
+    return out
+
+
+def model_label(name: str, seed: int | None) -> str:
+    """``sft``, or ``<arm>/seed-<seed>`` (row counts and logs)."""
+    return name if seed is None else train_unit_dir(name, seed)
 
 
 def sampling_spec(cfg: RlufConfig) -> SamplingSpec:
@@ -67,36 +79,38 @@ def predict(pool: dict[str, Any], model_dir: str, rows: list[dict[str, Any]]) ->
 
 
 def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
-    """Predict with the SFT model and the trained policy; write one Parquet file of predictions."""
+    """Predict with the SFT model and every trained unit; write one Parquet file of predictions."""
     from rluf_ray.io.ray_runtime import ensure_ray
 
-    pool = plan(cfg)["pool"]
+    p = plan(cfg)
     rows = eval_rows(cfg)
     ensure_ray()
     predictions: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
-    for name, stage in MODELS:
-        model_dir = ctx.store.local_path(ctx.upstream_dir(stage), "model")
-        preds = predict(pool, model_dir, rows)
-        predictions += [{**p, "model": name} for p in preds]
-        counts[name] = len(preds)
-        log.info("infer: %s produced %d predictions", name, len(preds))
+    empty: dict[str, int] = {}
+    for name, seed, stage, model_path in models([(a, s) for a, s in p["units"]]):
+        label = model_label(name, seed)
+        preds = predict(p["pool"], ctx.store.local_path(ctx.upstream_dir(stage), model_path), rows)
+        predictions += [{**r, "model": name, "seed": seed} for r in preds]
+        counts[label] = len(preds)
+        empty[label] = sum(1 for r in preds if not r["prediction"].strip())
+        log.info("infer: %s produced %d predictions", label, len(preds))
     table = pa.Table.from_pylist(predictions, schema=PREDICTION_SCHEMA)
     ctx.store.write_parquet(ctx.dir, PREDICTIONS_ARTIFACT, table)
-    empty = {name: sum(1 for p in predictions if p["model"] == name and not p["prediction"].strip())
-             for name, _ in MODELS}  # fmt: skip
     return StageResult(rows=counts, metrics={"empty_predictions": empty, "prompts": len(rows)})
 
 
 def plan(cfg: RlufConfig) -> dict[str, Any]:
     """Everything the run takes from the config, as plain data: the engine pool (one sample per prompt
-    with the inference settings, its prompt budget, template, seed), the prompt cap and the data."""
+    with the inference settings, its prompt budget, template, seed), the prompt cap, the data and the
+    trained units (arm, seed) to predict with."""
     budget = splits.prompt_budget(cfg, cfg.inference.max_new_tokens)
     return {
         "pool": engine_pool.plan(cfg, sampling_spec(cfg), budget),
         "test_size": cfg.inference.test_size,
         "template": cfg.data.prompt_template,
         "eval_split": splits.split_plan(cfg, "eval"),
+        "units": [[arm, seed] for arm, seed in cfg.dpo.units()],
     }
 
 
@@ -114,6 +128,9 @@ STAGE = StageDef(
         "generation.top_p",
         "generation.seed",
         "generation.prompts_per_batch",
+        "dpo.arms",  # every trained unit predicts
+        "dpo.seeds",
+        "dpo.seed",
     ),
     plan_fn=plan,
     run_fn=run,

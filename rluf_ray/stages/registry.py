@@ -45,10 +45,17 @@ MODULES: dict[str, str] = {
 
 @dataclass
 class StageResult:
-    """What a stage reports back: row counts and metrics for its manifest."""
+    """What a stage reports back: row counts and metrics for its manifest.
+
+    ``complete=False``: the run did part of the stage's work (``rluf train --arm cfa`` with the dpo
+    arm still missing); no manifest is written, so downstream stages keep refusing until a later run
+    finishes it. ``missing`` says what is still to do (one line, logged by the pipeline).
+    """
 
     rows: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    complete: bool = True
+    missing: str = ""
 
 
 @dataclass

@@ -1,16 +1,27 @@
-"""Stage ``train``: weighted DPO on the weighted pairs under Ray Train's TorchTrainer.
+"""Stage ``train``: weighted DPO on the weighted pairs under Ray Train's TorchTrainer, one run per
+training unit (arm, seed).
 
 Reads ``outputs/weights/weighted_pairs.jsonl`` (or ``dpo.pairs_path`` / ``rluf train --pairs PATH``,
 the original released format), starts the policy from ``outputs/sft/model`` with the SFT model as
-reference (or the LoRA adapters disabled), and writes ``outputs/training/model`` (HF format),
-``curves.jsonl`` (loss, reward accuracy, reward margins, mean weight per logged step) and
-``train_summary.json``. Ray Train checkpoints live in ``outputs/training/checkpoints/<run>`` while
-the run is going, so a killed run (or a failed worker, through FailureConfig) resumes from the
-last one; they are removed once the final model is exported.
+reference (or the LoRA adapters disabled). Arms (``dpo.arms``): ``cfa`` trains with the CFA weights,
+``dpo`` is the same trainer on the same pairs with every weight 1.0 (same prompt fitting, same
+zero-weight dropping, seed, steps, schedule and reduction). Each arm runs once per seed
+(``dpo.seeds``, default ``[dpo.seed]``), one unit after the other. Per unit, under
+``outputs/training/<arm>/seed-<seed>/``: ``model/`` (HF format), ``curves.jsonl`` (loss, reward
+accuracy, reward margins, mean weight per logged step) and ``train_summary.json`` (with the unit's
+key); ``outputs/training/train_summary.json`` lists every unit.
+
+A unit whose summary and model exist for the same unit key is skipped on a rerun; ``rluf train --arm
+cfa|dpo`` trains one arm's units only, and the stage is complete (manifest written) once every
+configured unit exists. Ray Train checkpoints live in the unit's ``checkpoints/`` while it runs, so a
+killed run (or a failed worker, through FailureConfig) resumes from the last one; they are removed once
+the unit's model is exported.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from typing import Any
@@ -19,16 +30,24 @@ from rluf_ray.config import DpoConfig, RlufConfig, fingerprint, result_keys
 from rluf_ray.core.dpo_loss import drop_zero_enabled
 from rluf_ray.errors import RlufError
 from rluf_ray.io.artifacts import file_sha256
-from rluf_ray.schema import WEIGHTED_PAIRS_ARTIFACT
+from rluf_ray.schema import (
+    TRAIN_CURVES_ARTIFACT,
+    TRAIN_MODEL_DIR,
+    TRAIN_SUMMARY_ARTIFACT,
+    WEIGHTED_PAIRS_ARTIFACT,
+    train_unit_dir,
+)
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 from rluf_ray.training.ray_train import common_trainer_args, lora_kwargs, scaling_config
 
 log = logging.getLogger("rluf.train")
 
-MODEL_DIR = "model"
-CURVES = "curves.jsonl"
-SUMMARY = "train_summary.json"
+MODEL_DIR = TRAIN_MODEL_DIR
+CURVES = TRAIN_CURVES_ARTIFACT
+SUMMARY = TRAIN_SUMMARY_ARTIFACT
 CHECKPOINTS = "checkpoints"
+UNIT_RUN = "_unit.json"  # the key of the unit being trained (a killed unit resumes only under it)
+UNIT_KEY_EXCLUDED = ("dpo.arms", "dpo.seeds", "dpo.seed")  # a unit's own arm and seed stand for these
 
 
 def trainer_args(cfg: RlufConfig) -> dict[str, Any]:
@@ -56,7 +75,7 @@ READS: tuple[str, ...] = (
 
 def plan(cfg: RlufConfig) -> dict[str, Any]:
     """Everything DPO takes from the config: Ray Train scaling, trainer args, LoRA, failure budget,
-    the prompt budget (raw), the template, and the pairs' source."""
+    the prompt budget (raw), the template, the pairs' source, the arms and the seeds."""
     r = cfg.resources
     return {
         "scaling_config": scaling_config(r.train_workers, r.use_gpu, r.cpus_per_train_worker),
@@ -69,12 +88,82 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
         "template": cfg.data.prompt_template,
         "pairs_path": cfg.dpo.pairs_path,
         "drop_zero_weight": cfg.dpo.drop_zero_weight,  # None: resolved by the reduction in trainer_args
+        "arms": list(cfg.dpo.arms),
+        "seeds": cfg.dpo.run_seeds(),  # dpo.seeds, or [dpo.seed]
     }
 
 
-def run_name(cfg: RlufConfig, ctx: StageContext) -> str:
-    """The Ray Train run's name: resumable by a rerun of the same inputs, never shared with another."""
-    return "dpo-" + (ctx.fingerprint or fingerprint(cfg, result_keys(cfg, READS)))[:12]
+unit_dir = train_unit_dir  # ``<arm>/seed-<seed>`` inside ``training/``
+
+
+def run_name(unit_hash: str, arm: str, seed: int) -> str:
+    """A unit's Ray Train run name: resumable by a rerun of the same unit, never shared with another."""
+    return f"dpo-{unit_hash[:12]}-{arm}-s{seed}"
+
+
+def unit_key(
+    cfg: RlufConfig, arm: str, seed: int, inputs: dict[str, str], upstream: dict[str, str | None]
+) -> dict[str, Any]:
+    """What one unit's model depends on: the stage's result keys (its own arm and seed in place of the
+    arms/seeds lists, so adding a seed or an arm keeps the finished units), the external inputs' hashes
+    and the upstream manifests (the SFT model, the weighted pairs)."""
+    keys = [k for k in result_keys(cfg, READS) if k not in UNIT_KEY_EXCLUDED]
+    return {
+        "config_hash": fingerprint(cfg, keys),
+        "inputs": dict(sorted(inputs.items())),
+        "upstream": dict(sorted(upstream.items())),
+        "arm": arm,
+        "seed": seed,
+    }
+
+
+def key_hash(key: dict[str, Any]) -> str:
+    """A stable hash of a unit key."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def select_units(units: list[tuple[str, int]], arm: str | None) -> list[tuple[str, int]]:
+    """The units this run trains: every configured unit, or only those of ``arm`` (``rluf train --arm``)."""
+    if arm is None:
+        return list(units)
+    picked = [u for u in units if u[0] == arm]
+    if not picked:
+        arms = sorted({a for a, _ in units})
+        raise RlufError(f"train --arm {arm}: dpo.arms is {arms}; add {arm} to dpo.arms to train it")
+    return picked
+
+
+def missing_message(missing: list[tuple[str, int]]) -> str:
+    """One line naming the units still to train and the command that finishes the stage."""
+    names = ", ".join(unit_dir(a, s) for a, s in missing)
+    arms = sorted({a for a, _ in missing})
+    cmd = f"rluf train --arm {arms[0]}" if len(arms) == 1 else "rluf train"
+    return f"units still missing: {names}; run `{cmd}` to finish the stage"
+
+
+def unit_done(ctx: StageContext, unit: str, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The unit's summary when its model and summary exist for this very key, else None."""
+    store = ctx.store
+    if not (
+        store.exists(ctx.dir, f"{unit}/{SUMMARY}")
+        and store.exists(ctx.dir, f"{unit}/{MODEL_DIR}/config.json")
+    ):
+        return None
+    summary = store.read_json(ctx.dir, f"{unit}/{SUMMARY}")
+    return summary if isinstance(summary, dict) and summary.get("unit_key") == key else None
+
+
+def prepare_unit(ctx: StageContext, unit: str, key: dict[str, Any], force: bool) -> None:
+    """Keep the checkpoints of a killed run of the same unit key (to resume); else start the unit clean."""
+    store = ctx.store
+    old = (
+        store.read_json(ctx.dir, f"{unit}/{UNIT_RUN}")
+        if store.exists(ctx.dir, f"{unit}/{UNIT_RUN}")
+        else None
+    )
+    if force or old != key:
+        store.delete_subdir(ctx.dir, unit)
+        store.write_json(ctx.dir, f"{unit}/{UNIT_RUN}", key)
 
 
 def load_pairs(cfg: RlufConfig, ctx: StageContext) -> tuple[list[dict[str, Any]], str]:
@@ -104,15 +193,19 @@ def load_pairs(cfg: RlufConfig, ctx: StageContext) -> tuple[list[dict[str, Any]]
 
 
 def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
-    """Fit prompts, train weighted DPO under Ray Train, export the final model and curves."""
+    """Fit prompts once, then train every selected (arm, seed) unit not yet done under Ray Train;
+    export each unit's model and curves; complete once every configured unit exists."""
     from transformers import AutoTokenizer
 
     from rluf_ray.io.ray_runtime import ensure_ray
     from rluf_ray.training.dpo_loop import dpo_train_loop
-    from rluf_ray.training.pairs import fit_pair_prompts, tokenizer_counters
+    from rluf_ray.training.pairs import arm_pairs, fit_pair_prompts, tokenizer_counters
     from rluf_ray.training.ray_train import fit_and_export
 
     p = plan(cfg)
+    units = cfg.dpo.units()
+    selected = select_units(units, ctx.options.get("arm"))
+    force = bool(ctx.options.get("force", False))
     sft_model = ctx.store.local_path(ctx.upstream_dir("sft"), MODEL_DIR)
     if not os.path.isfile(os.path.join(sft_model, "config.json")):
         raise RlufError(f"no SFT model at {sft_model}: run `rluf sft` first")
@@ -123,39 +216,22 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     pairs, stats = fit_pair_prompts(raw, max_prompt_tokens, count, p["template"], keep_end)
     if stats.zero_weight == stats.pairs:
         raise RlufError(
-            f"{source}: every one of the {stats.pairs} pairs has weight 0: nothing to train on "
+            f"{source}: every one of the {stats.pairs} pairs has weight 0 for the cfa arm: nothing to "
+            "train on, and the dpo arm (the same pairs at weight 1) is no baseline without it "
             "(see weights/summary.json: the prediction sets left every answer out)"
         )
-    dropped = stats.zero_weight if p["trainer_args"]["drop_zero_weight"] else 0
+    drop_zero = bool(p["trainer_args"]["drop_zero_weight"])
+    dropped = stats.zero_weight if drop_zero else 0
     log.info(
-        "train: %d pairs from %s (%d prompts truncated, %d zero-weight%s)",
+        "train: %d pairs from %s (%d prompts truncated, %d zero-weight%s); units %s",
         stats.pairs,
         source,
         stats.truncated_prompts,
         stats.zero_weight,
         ", dropped" if dropped else "",
+        ", ".join(unit_dir(a, s) for a, s in selected),
     )
-
-    import ray
-
-    ensure_ray()
-    metrics = fit_and_export(
-        dpo_train_loop,
-        {
-            "model_path": sft_model,
-            "dtype": p["dtype"],
-            "trainer_args": p["trainer_args"],
-            "lora": p["lora"],
-            "pairs": ray.put(pairs),
-            "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: exercises FailureConfig resume
-        },
-        {**p, "run_name": run_name(cfg, ctx)},
-        ctx.store.local_path(ctx.dir, CHECKPOINTS),
-        ctx.store.local_path(ctx.dir, MODEL_DIR),
-        ctx.store.local_path(ctx.dir, CURVES),
-        "DPO training",
-    )
-    summary = {
+    pair_stats = {
         "source": source,
         "pairs": stats.pairs,
         "truncated_prompts": stats.truncated_prompts,
@@ -164,12 +240,76 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
         "dropped_zero_weight": dropped,
         "reduction": cfg.dpo.reduction,
         "workers": cfg.resources.train_workers,
-        **{k: metrics[k] for k in ("train_loss", "global_step", "resumed") if k in metrics},
     }
-    ctx.store.write_json(ctx.dir, SUMMARY, summary)
+    inputs_hash = inputs(cfg)
+    upstream = {u: ctx.store.manifest_hash(ctx.upstream_dir(u)) for u in needs(cfg)}
+    keys = {u: unit_key(cfg, u[0], u[1], inputs_hash, upstream) for u in units}
+
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    for arm, seed in units:
+        unit = unit_dir(arm, seed)
+        key = keys[(arm, seed)]
+        summary = None if (force and (arm, seed) in selected) else unit_done(ctx, unit, key)
+        if summary is not None:
+            done[(arm, seed)] = summary
+            if (arm, seed) in selected:
+                log.info("train: %s is done for this config, skipped", unit)
+            continue
+        if (arm, seed) not in selected:
+            continue
+        import ray
+
+        ensure_ray()
+        prepare_unit(ctx, unit, key, force)
+        rows = arm_pairs(pairs, arm, drop_zero)
+        log.info("train: unit %s on %d pairs (seed %d)", unit, len(rows), seed)
+        metrics = fit_and_export(
+            dpo_train_loop,
+            {
+                "model_path": sft_model,
+                "dtype": p["dtype"],
+                "trainer_args": {**p["trainer_args"], "seed": seed},
+                "lora": p["lora"],
+                "pairs": ray.put(rows),
+                "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: exercises FailureConfig resume
+            },
+            {**p, "run_name": run_name(key_hash(key), arm, seed)},
+            ctx.store.local_path(ctx.dir, f"{unit}/{CHECKPOINTS}"),
+            ctx.store.local_path(ctx.dir, f"{unit}/{MODEL_DIR}"),
+            ctx.store.local_path(ctx.dir, f"{unit}/{CURVES}"),
+            f"DPO training ({unit})",
+        )
+        summary = {
+            "arm": arm,
+            "seed": seed,
+            "unit_key": key,
+            **pair_stats,
+            "trained_pairs": len(rows),
+            "mean_weight": sum(r["weight"] for r in rows) / len(rows) if rows else 0.0,
+            **{k: metrics[k] for k in ("train_loss", "global_step", "resumed") if k in metrics},
+        }
+        ctx.store.write_json(ctx.dir, f"{unit}/{SUMMARY}", summary)
+        done[(arm, seed)] = summary
+
+    missing = [u for u in units if u not in done]
+    listed = [
+        {"dir": unit_dir(a, s), "model": f"{unit_dir(a, s)}/{MODEL_DIR}",
+         "curves": f"{unit_dir(a, s)}/{CURVES}", **{k: v for k, v in done[(a, s)].items() if k != "unit_key"}}
+        for a, s in units if (a, s) in done
+    ]  # fmt: skip
+    overall = {
+        **pair_stats,
+        "arms": list(cfg.dpo.arms),
+        "seeds": cfg.dpo.run_seeds(),
+        "units": listed,
+        "missing": [unit_dir(a, s) for a, s in missing],
+    }
+    ctx.store.write_json(ctx.dir, SUMMARY, overall)
     return StageResult(
-        rows={"pairs": stats.pairs, "trained_pairs": stats.pairs - dropped},
-        metrics=summary,
+        rows={"pairs": stats.pairs, "trained_pairs": stats.pairs - dropped, "units": len(listed)},
+        metrics=overall,
+        complete=not missing,
+        missing=missing_message(missing) if missing else "",
     )
 
 

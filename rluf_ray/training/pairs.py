@@ -17,6 +17,7 @@ from typing import Any
 from rluf_ray.core.dpo_loss import validate_weights
 from rluf_ray.core.text import fit_prompt
 from rluf_ray.errors import RlufError
+from rluf_ray.schema import TRAIN_ARMS
 
 REQUIRED = ("prompt", "chosen", "rejected", "weight")
 
@@ -115,3 +116,22 @@ def tokenizer_counters(tokenizer: Any) -> tuple[Callable[[str], int], Callable[[
         return tokenizer.decode(ids[-max(1, n - specials) :])
 
     return count, keep_end
+
+
+ARMS: tuple[str, ...] = TRAIN_ARMS
+
+
+def arm_pairs(pairs: Iterable[Mapping[str, Any]], arm: str, drop_zero: bool) -> list[dict[str, Any]]:
+    """The rows one training arm sees, from the same fitted pairs.
+
+    Both arms first drop the zero-weight pairs when ``drop_zero`` is on (the trainer's own filter then
+    finds none), so they train on exactly the same pairs in the same order and take the same number
+    of steps. ``cfa`` keeps the weights; ``dpo`` (plain DPO) sets every weight to 1.0.
+    """
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; expected one of {', '.join(ARMS)}")
+    kept = [dict(r) for r in pairs if not (drop_zero and float(r["weight"]) == 0.0)]
+    if arm == "dpo":
+        for r in kept:
+            r["weight"] = 1.0
+    return kept

@@ -37,10 +37,12 @@ def test_run_all_end_to_end_then_skips(ray_idle, tmp_path: Path) -> None:
     assert alphas == {0.2, 0.5}
     weighted = list(store.iter_jsonl("weights", "weighted_pairs.jsonl"))
     assert weighted and all({"prompt", "chosen", "rejected", "weight"} <= set(r) for r in weighted)
-    assert (tmp_path / "training" / "model" / "config.json").is_file()
+    for arm in ("cfa", "dpo"):  # both arms, one seed (dpo.seed) each
+        assert (tmp_path / "training" / arm / "seed-42" / "model" / "config.json").is_file()
     preds = store.read_parquet("inference", "predictions.parquet").to_pylist()
     models = {p["model"] for p in preds}
-    assert models == {"sft", "cfa", "dpo"}
+    assert models == {"sft", "cfa", "dpo"} and len(preds) == 9
+    assert {(p["model"], p["seed"]) for p in preds} == {("sft", None), ("cfa", 42), ("dpo", 42)}
     report = json.loads((tmp_path / "evaluation" / "report.json").read_text())
     assert [(w["a"], w["b"]) for w in report["win_rates"]] == [("cfa", "dpo"), ("cfa", "sft"), ("dpo", "sft")]
     kept = len({p["prompt_id"] for p in preds}) - report["dropped"]["prompts"]

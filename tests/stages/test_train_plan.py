@@ -58,19 +58,45 @@ def test_plan_refuses_bf16_on_cpu():
         plan(load(None, ["dpo.bf16=true"]))
 
 
-def test_run_name_changes_with_dpo_config(tmp_path):
-    from rluf_ray.io.artifacts import ArtifactStore
-    from rluf_ray.pipeline import stage_fingerprint
-    from rluf_ray.stages import train
-    from rluf_ray.stages.registry import StageContext
+def test_unit_keys_and_run_names():
+    from rluf_ray.stages.train import key_hash, run_name, unit_key
 
-    def name(cfg):
-        ctx = StageContext("train", ArtifactStore(tmp_path), fingerprint=stage_fingerprint(cfg, train.STAGE))
-        return train.run_name(cfg, ctx)
+    def key(overrides, arm="cfa", seed=42, upstream=None):
+        ups = {"sft": "s1", "assign-weights": "w1"} if upstream is None else upstream
+        return unit_key(load(None, overrides), arm, seed, {}, ups)
 
-    base, other = load(None, []), load(None, ["dpo.beta=0.2"])
-    assert name(base).startswith("dpo-") and name(base) != name(other)
-    assert name(base) == name(load(None, ["resources.train_workers=2"]))  # speed knobs keep the run
+    base = key([])
+    assert base["arm"] == "cfa" and base["seed"] == 42
+    assert key([]) == base  # stable
+    assert key(["dpo.beta=0.2"]) != base  # a result key changes every unit
+    assert key(["resources.train_workers=2"]) == base  # speed knobs keep the unit
+    # adding a seed or an arm, or naming the default seed in the list, keeps the finished units
+    assert key(["dpo.seeds=[42, 7]"]) == base and key(["dpo.arms=[cfa]"]) == base
+    assert key(["dpo.seed=7", "dpo.seeds=[42]"]) == base
+    assert key([], seed=7) != base and key([], arm="dpo") != base
+    assert key([], upstream={"sft": "s1", "assign-weights": "w2"}) != base  # new weighted pairs
+    names = {run_name(key_hash(key([], a, s)), a, s) for a in ("cfa", "dpo") for s in (1, 2)}
+    assert len(names) == 4 and all(n.startswith("dpo-") for n in names)
+    assert run_name("ab" * 32, "dpo", 3) == "dpo-abababababab-dpo-s3"
+
+
+def test_plan_arms_seeds_and_unit_selection():
+    from rluf_ray.stages.train import missing_message, select_units, unit_dir
+
+    p = plan(load(None, []))
+    assert p["arms"] == ["cfa", "dpo"] and p["seeds"] == [42]
+    p = plan(load(None, ["dpo.seeds=[1, 2]", "dpo.arms=[dpo]"]))
+    assert p["arms"] == ["dpo"] and p["seeds"] == [1, 2]
+    units = [("cfa", 1), ("cfa", 2), ("dpo", 1), ("dpo", 2)]
+    assert select_units(units, None) == units
+    assert select_units(units, "dpo") == [("dpo", 1), ("dpo", 2)]
+    with pytest.raises(RlufError, match="add dpo to dpo.arms"):
+        select_units([("cfa", 1)], "dpo")
+    assert unit_dir("cfa", 42) == "cfa/seed-42"
+    assert missing_message([("dpo", 1), ("dpo", 2)]) == (
+        "units still missing: dpo/seed-1, dpo/seed-2; run `rluf train --arm dpo` to finish the stage"
+    )
+    assert missing_message([("cfa", 1), ("dpo", 1)]).endswith("run `rluf train` to finish the stage")
 
 
 def test_off_template_prompt_keeps_its_end():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from rluf_ray.core.text import DEFAULT_TEMPLATE
 from rluf_ray.training.pairs import fit_pair_prompts, read_jsonl_pairs
 
@@ -17,3 +19,25 @@ def test_fit_pair_prompts_cuts_the_post_and_counts(weighted_sample_path):
     for r in out:
         assert len(r["prompt"]) <= 300
         assert r["prompt"].startswith("Please summarize this text:\n") and r["prompt"].endswith("\nSummary:")
+
+
+def test_arm_pairs_same_pairs_weights_one_for_dpo():
+    from rluf_ray.training.pairs import arm_pairs
+
+    rows = [
+        {"prompt": "p1", "chosen": "a", "rejected": "b", "weight": 0.0},
+        {"prompt": "p2", "chosen": "c", "rejected": "d", "weight": 0.65},
+        {"prompt": "p3", "chosen": "e", "rejected": "f", "weight": 2.0},
+    ]
+    # without dropping: every pair, cfa keeps its weights, dpo has weight 1 everywhere
+    cfa, dpo = arm_pairs(rows, "cfa", False), arm_pairs(rows, "dpo", False)
+    assert [r["weight"] for r in cfa] == [0.0, 0.65, 2.0]
+    assert [r["weight"] for r in dpo] == [1.0, 1.0, 1.0]
+    assert [r["prompt"] for r in dpo] == [r["prompt"] for r in cfa] == ["p1", "p2", "p3"]
+    # with dropping: both arms lose the same zero-weight pair before dpo's weights are set
+    cfa, dpo = arm_pairs(rows, "cfa", True), arm_pairs(rows, "dpo", True)
+    assert [r["prompt"] for r in cfa] == [r["prompt"] for r in dpo] == ["p2", "p3"]
+    assert [r["weight"] for r in cfa] == [0.65, 2.0] and [r["weight"] for r in dpo] == [1.0, 1.0]
+    assert rows[1]["weight"] == 0.65  # the input is not changed
+    with pytest.raises(ValueError, match="unknown arm"):
+        arm_pairs(rows, "rluf", False)
