@@ -14,9 +14,13 @@ from typing import Any
 
 from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig, fingerprint, judge_result_settings
 from rluf_ray.core.answers import VarietyStats
+from rluf_ray.core.judge_cost import format_dry_run
+from rluf_ray.core.judge_keys import answer_key
+from rluf_ray.core.judge_prompts import score_request
+from rluf_ray.core.judge_scoring import calibration_score_rows
 from rluf_ray.data import splits
 from rluf_ray.errors import RlufError
-from rluf_ray.io import engine_pool, sample_parts
+from rluf_ray.io import engine_pool, judge_service, sample_parts
 from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.io.engines import SamplingSpec, check_model_path
 from rluf_ray.io.ray_runtime import release_on_error, user_error
@@ -166,9 +170,6 @@ def score_calibration_answers(cfg: RlufConfig, ctx: StageContext) -> dict[str, A
     """
     if not cfg.generation.score_calibration:
         return {"calibration_scored": False, "scoring": "disabled (generation.score_calibration=false)"}
-    from rluf_ray.core.judge_scoring import calibration_score_rows
-    from rluf_ray.io import judge_service
-
     table = ctx.store.read_parquet(ctx.dir, "calibration")
     posts = {r["prompt_id"]: r["post"] for r in splits.load_split(cfg, "calibration")}
     items = calibration_score_rows(table.select(["prompt_id", "split", "reference", "answers",
@@ -184,11 +185,6 @@ def score_calibration_answers(cfg: RlufConfig, ctx: StageContext) -> dict[str, A
 def dry_run(cfg: RlufConfig) -> str:
     """What scoring would cost at most: one call per sample of every calibration prompt (an upper bound,
     since only unique answers are scored and the count of unique answers is known only after sampling)."""
-    from rluf_ray.core.judge_cost import format_dry_run
-    from rluf_ray.core.judge_keys import answer_key
-    from rluf_ray.core.judge_prompts import score_request
-    from rluf_ray.io import judge_service
-
     rows = splits.load_split(cfg, "calibration")
     tpl = cfg.judge.templates.score
     reqs = [score_request(answer_key(r["prompt_id"], str(i)), r["post"], r["reference"], r["reference"], tpl)
