@@ -36,18 +36,21 @@ def distinct_answers(per_split: Mapping[str, Sequence[int]], samples: int) -> tu
 
 
 def judge_calls(per_stage: Mapping[str, Mapping[str, Any]]) -> tuple[bytes, str]:
-    """Judge calls, cache hits and missing judgements per stage, with the spend in the title."""
+    """Judgements, API calls, cache hits and missing judgements per stage, with the spend in the title."""
     plt = _pyplot()
     names = list(per_stage)
-    calls = [int(per_stage[n].get("calls", 0)) for n in names]
-    hits = [int(per_stage[n].get("cache_hits", 0)) for n in names]
-    missing = [int(per_stage[n].get("missing", 0)) for n in names]
+
+    def col(key: str) -> list[int]:
+        return [int(per_stage[n].get(key, 0)) for n in names]
+
+    calls, hits, missing = col("calls"), col("cache_hits"), col("missing")
+    judged = [s + m for s, m in zip(col("scored"), missing, strict=True)]
     dollars = sum(float(per_stage[n].get("dollars", 0.0)) for n in names)
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.bar(x - 0.27, calls, 0.27, label="API calls")
-    ax.bar(x, hits, 0.27, label="cache hits")
-    ax.bar(x + 0.27, missing, 0.27, label="missing judgements")
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for i, (vals, label) in enumerate(((judged, "judgements"), (calls, "API calls"), (hits, "cache hits"),
+                                       (missing, "missing"))):  # fmt: skip
+        ax.bar(x + (i - 1.5) * 0.2, vals, 0.2, label=label)
     ax.set_xticks(x, names)
     ax.set_ylabel("count")
     ax.set_title(f"judge spend ${dollars:.4f}")
@@ -55,8 +58,9 @@ def judge_calls(per_stage: Mapping[str, Mapping[str, Any]]) -> tuple[bytes, str]
     data = _png(fig)
     plt.close(fig)
     return data, (
-        f"The judge made {sum(calls):,} calls ({sum(hits):,} answered from the cache) for ${dollars:.4f}; "
-        f"{sum(missing):,} judgements are missing (recorded with their reason, never scored)."
+        f"{sum(judged):,} judgements took {sum(calls):,} API calls ({sum(hits):,} answered from the cache; an "
+        f"offline judge makes none) for ${dollars:.4f}; {sum(missing):,} are missing (recorded with their "
+        "reason, never scored)."
     )
 
 

@@ -60,9 +60,9 @@ def _artifacts(root: Path) -> ArtifactStore:
     _generation(store, "calibration", [1, 4, 4, 9])
     _generation(store, "test", [2, 40])
     store.complete("generation", "h", {}, {"calibration": 4}, {"judge": {"calls": 30, "cache_hits": 5, "missing": 2,
-                   "dollars": 0.25}}, 12.5)  # fmt: skip
+                   "scored": 20, "dollars": 0.25}}, 12.5)  # fmt: skip
     store.complete("feedback", "h", {}, {"pairs": 9}, {"judge": {"calls": 10, "cache_hits": 0, "missing": 1,
-                   "dollars": 0.5}}, 3.0)  # fmt: skip
+                   "scored": 9, "dollars": 0.5}}, 3.0)  # fmt: skip
     store.write_json("calibration", "report.json", {"per_alpha": {
         "0.2": {"coverage_mean": 0.78, "set_size_mean": 3.5, "trivial": False},
         "0.5": {"coverage_mean": 0.51, "set_size_mean": 1.25, "trivial": True}}})  # fmt: skip
@@ -76,7 +76,7 @@ def _artifacts(root: Path) -> ArtifactStore:
                       {"a": "cfa", "b": "sft", "win_rate": 0.62, "ci_low": 0.51, "ci_high": 0.74, "n": 30, "ties": 2}],
         "rubric": {"sft": {"n": 30, "axes": {"accuracy": {"mean": 7.0, "ci_low": 6.5, "ci_high": 7.5}},
                            "overall": {"mean": 7.0, "ci_low": 6.5, "ci_high": 7.5}}},
-        "judge": {"calls": 60, "cache_hits": 0, "missing": 0, "dollars": 1.0}})  # fmt: skip
+        "judge": {"calls": 60, "cache_hits": 0, "missing": 0, "scored": 30, "dollars": 1.0}})  # fmt: skip
     return store
 
 
@@ -97,7 +97,9 @@ def test_report_page_references_only_pngs_that_exist(tmp_path: Path) -> None:
     # Sentences carry figures computed from the artifacts.
     assert "median prompt has 4 distinct answers" in text  # median of [1, 4, 4, 9, 2, 40]
     assert "50% of prompts have between 3 and 30" in text  # 4, 4, 9 of six
-    assert "made 100 calls (5 answered from the cache) for $1.7500" in text
+    assert (
+        "62 judgements took 100 API calls (5 answered from the cache" in text and "for $1.7500; 3 are" in text
+    )
     assert "alpha=0.5: coverage 0.51 against 0.50, 1.2 answers per set (trivial" in text
     assert "10 pairs, mean weight 0.485; 30% have weight 0" in text
     assert "cfa/seed-42 0.660" in text and "dpo/seed-42 0.660" in text

@@ -67,7 +67,9 @@ def test_offline_feedback_pairs(tmp_path: Path) -> None:
             assert p["chosen"] == ref_text
     ann = [json.loads(x) for x in (tmp_path / "feedback" / "annotations.jsonl").read_text().splitlines()]
     assert len(ann) == 10 and {a["flipped"] for a in ann} == {True, False}
-    assert 0.0 <= result.metrics["output_1_win_share"] <= 1.0 and result.metrics["missing"] == 0
+    ok = [a for a in ann if a["error"] is None]
+    assert result.metrics["missing"] == 0 and len(ok) == 10
+    assert result.metrics["output_1_win_share"] == sum(a["preference"] == 1 for a in ok) / 10
 
 
 def test_dry_run_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
