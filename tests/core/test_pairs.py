@@ -1,12 +1,9 @@
-"""Pair selection with per-pair order debiasing; win rates and rubric means."""
+"""Pair selection with per-pair order debiasing, and mapping a preference back to chosen/rejected."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
-from rluf_ray.core.metrics import WinRate, axis_means, win_rate
 from rluf_ray.core.pairs import chosen_rejected, pair_tasks
 
 
@@ -38,17 +35,3 @@ def test_chosen_rejected_maps_back() -> None:
     assert chosen_rejected(t, 1) == (0, 1) and chosen_rejected(t, 2) == (1, 0)
     with pytest.raises(ValueError):
         chosen_rejected(t, 0)
-
-
-def test_win_rate() -> None:
-    a = {"p1": 8.0, "p2": 5.0, "p3": 6.0, "p4": math.nan, "p5": 1.0}
-    b = {"p1": 7.0, "p2": 5.0, "p3": 9.0, "p4": 3.0}
-    wr = win_rate(a, b)
-    assert wr == WinRate(1, 1, 1) and wr.rate == pytest.approx(0.5) and wr.n == 3
-    assert math.isnan(win_rate({}, {}).rate)
-
-
-def test_axis_means() -> None:
-    rows = [{"accuracy": 8, "relevance": None}, {"accuracy": 6, "relevance": 4}]
-    means = axis_means(rows, ["accuracy", "relevance", "expression"])
-    assert means["accuracy"] == 7 and means["relevance"] == 4 and math.isnan(means["expression"])
