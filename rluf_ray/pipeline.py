@@ -9,7 +9,7 @@ from typing import Any
 
 from rluf_ray.config import RlufConfig, fingerprint, get_value, result_keys, with_values
 from rluf_ray.errors import UpstreamMissing
-from rluf_ray.io.artifacts import ArtifactStore, Manifest
+from rluf_ray.io.artifacts import ArtifactStore, Manifest, manifest_digest
 from rluf_ray.stages.registry import ORDER, StageContext, StageDef, StageResult, get
 
 log = logging.getLogger("rluf")
@@ -21,15 +21,7 @@ def stage_fingerprint(cfg: RlufConfig, stage: StageDef) -> str:
     base = fingerprint(cfg, result_keys(cfg, stage.reads))
     if not inputs:
         return base
-    return fingerprint_of({"config": base, "inputs": inputs})
-
-
-def fingerprint_of(data: Mapping[str, Any]) -> str:
-    """Stable hash of a JSON-able mapping."""
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return manifest_digest({"config": base, "inputs": inputs})
 
 
 def effective_config(cfg: RlufConfig, store: ArtifactStore, stage: StageDef) -> RlufConfig:
