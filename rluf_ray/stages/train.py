@@ -20,8 +20,6 @@ the unit's model is exported.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from typing import Any
@@ -29,7 +27,7 @@ from typing import Any
 from rluf_ray.config import DpoConfig, RlufConfig, fingerprint, result_keys
 from rluf_ray.core.dpo_loss import drop_zero_enabled
 from rluf_ray.errors import RlufError
-from rluf_ray.io.artifacts import file_sha256
+from rluf_ray.io.artifacts import file_sha256, manifest_digest
 from rluf_ray.schema import (
     TRAIN_CURVES_ARTIFACT,
     TRAIN_MODEL_DIR,
@@ -115,11 +113,6 @@ def unit_key(
         "arm": arm,
         "seed": seed,
     }
-
-
-def key_hash(key: dict[str, Any]) -> str:
-    """A stable hash of a unit key."""
-    return hashlib.sha256(json.dumps(key, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def select_units(units: list[tuple[str, int]], arm: str | None) -> list[tuple[str, int]]:
@@ -273,7 +266,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
                 "pairs": ray.put(rows),
                 "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: exercises FailureConfig resume
             },
-            {**p, "run_name": run_name(key_hash(key), arm, seed)},
+            {**p, "run_name": run_name(manifest_digest(key), arm, seed)},
             ctx.store.local_path(ctx.dir, f"{unit}/{CHECKPOINTS}"),
             ctx.store.local_path(ctx.dir, f"{unit}/{MODEL_DIR}"),
             ctx.store.local_path(ctx.dir, f"{unit}/{CURVES}"),

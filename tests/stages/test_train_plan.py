@@ -59,7 +59,8 @@ def test_plan_refuses_bf16_on_cpu():
 
 
 def test_unit_keys_and_run_names():
-    from rluf_ray.stages.train import key_hash, run_name, unit_key
+    from rluf_ray.io.artifacts import manifest_digest
+    from rluf_ray.stages.train import run_name, unit_key
 
     def key(overrides, arm="cfa", seed=42, upstream=None):
         ups = {"sft": "s1", "assign-weights": "w1"} if upstream is None else upstream
@@ -75,7 +76,7 @@ def test_unit_keys_and_run_names():
     assert key(["dpo.seed=7", "dpo.seeds=[42]"]) == base
     assert key([], seed=7) != base and key([], arm="dpo") != base
     assert key([], upstream={"sft": "s1", "assign-weights": "w2"}) != base  # new weighted pairs
-    names = {run_name(key_hash(key([], a, s)), a, s) for a in ("cfa", "dpo") for s in (1, 2)}
+    names = {run_name(manifest_digest(key([], a, s)), a, s) for a in ("cfa", "dpo") for s in (1, 2)}
     assert len(names) == 4 and all(n.startswith("dpo-") for n in names)
     assert run_name("ab" * 32, "dpo", 3) == "dpo-abababababab-dpo-s3"
 
