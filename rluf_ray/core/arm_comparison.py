@@ -142,46 +142,40 @@ def dropped_prompts(
     return {pid: sorted(reasons) for pid, reasons in sorted(out.items())}
 
 
-def outcome_matrix(
-    comparisons: Iterable[Mapping[str, Any]], a: str, b: str, keep: Sequence[str]
+def _seeds_by_prompts(
+    cells: Mapping[tuple[Seed, str], Any], keep: Sequence[str], value: Any, missing: str
 ) -> tuple[list[Seed], np.ndarray]:
-    """A's outcomes against B as seeds x prompts (``keep`` in order); every cell must have an outcome."""
-    cells: dict[tuple[Seed, str], float] = {}
-    kept = set(keep)
-    for row in comparisons:
-        if row["a"] == a and row["b"] == b and row["prompt_id"] in kept:
-            cells[(row["seed"], row["prompt_id"])] = row["outcome"]
+    """``value(cell)`` as a seeds x prompts array (prompts in ``keep`` order); a missing cell is an error."""
     seeds = sorted({s for s, _ in cells}, key=seed_order)
     arr = np.full((len(seeds), len(keep)), np.nan)
     for i, s in enumerate(seeds):
         for j, pid in enumerate(keep):
-            v = cells.get((s, pid))
-            if v is None:
-                raise ValueError(f"{a} vs {b}: no outcome for seed {s}, prompt {pid}")
-            arr[i, j] = v
+            if (s, pid) not in cells:
+                raise ValueError(f"{missing} for seed {s}, prompt {pid}")
+            arr[i, j] = value(cells[(s, pid)])
     return seeds, arr
+
+
+def outcome_matrix(
+    comparisons: Iterable[Mapping[str, Any]], a: str, b: str, keep: Sequence[str]
+) -> tuple[list[Seed], np.ndarray]:
+    """A's outcomes against B as seeds x prompts (``keep`` in order); every cell must have an outcome."""
+    kept = set(keep)
+    cells = {(r["seed"], r["prompt_id"]): r["outcome"] for r in comparisons
+             if r["a"] == a and r["b"] == b and r["prompt_id"] in kept and r["outcome"] is not None}  # fmt: skip
+    return _seeds_by_prompts(cells, keep, float, f"{a} vs {b}: no outcome")
 
 
 def rubric_matrix(
     rubric: Iterable[Mapping[str, Any]], model: str, axes: Sequence[str], keep: Sequence[str]
 ) -> dict[str, np.ndarray]:
     """Per axis and ``"overall"`` (mean of the axes): the model's scores as seeds x prompts."""
-    cells: dict[tuple[Seed, str], Mapping[str, Any]] = {}
     kept = set(keep)
-    for row in rubric:
-        if row["model"] == model and row["prompt_id"] in kept:
-            cells[(row["seed"], row["prompt_id"])] = row
-    seeds = sorted({s for s, _ in cells}, key=seed_order)
-    out = {}
-    for name in (*axes, "overall"):
-        arr = np.full((len(seeds), len(keep)), np.nan)
-        for i, s in enumerate(seeds):
-            for j, pid in enumerate(keep):
-                cell = cells.get((s, pid))
-                if cell is None:
-                    raise ValueError(f"{model}: no rubric for seed {s}, prompt {pid}")
-                arr[i, j] = sum(cell[x] for x in axes) / len(axes) if name == "overall" else cell[name]
-        out[name] = arr
+    cells = {(r["seed"], r["prompt_id"]): r for r in rubric if r["model"] == model and r["prompt_id"] in kept}
+    out = {a: _seeds_by_prompts(cells, keep, lambda c, a=a: c[a], f"{model}: no rubric")[1] for a in axes}
+    out["overall"] = _seeds_by_prompts(
+        cells, keep, lambda c: sum(c[x] for x in axes) / len(axes), f"{model}: no rubric"
+    )[1]
     return out
 
 
