@@ -76,6 +76,13 @@ class DemoDataConfig(Section):
     test_docs: int = Field(40, ge=1, description="Documents in the test split.")
     eval_docs: int = Field(30, ge=1, description="Documents in the held-out eval split (infer/evaluate).")
     seed: int = Field(1234, description="Seed of the deterministic demo generator.")
+    vague_count_share: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Share of SFT references that say 'a crowd came' instead of the count (imperfect "
+        "human summaries: the flaw the preference feedback can correct); other splits stay exact.",
+    )
 
 
 class TldrConfig(Section):
@@ -366,6 +373,12 @@ class DpoConfig(TrainingSection):
     beta: float = Field(0.1, gt=0, description="DPO beta.")
     loss_type: Literal["sigmoid", "ipo", "hinge"] = Field("sigmoid", description="TRL DPO loss type.")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="cDPO label smoothing.")
+    rpo_alpha: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of the chosen answer's per-token NLL added to each pair's DPO loss (RPO; "
+        "0: plain DPO, the original). Both arms use it alike.",
+    )
     reduction: Literal["mean", "normalized"] = Field(
         "mean", description="mean: sum(w*l)/B (original); normalized: sum(w*l)/sum(w)."
     )

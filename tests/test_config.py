@@ -103,6 +103,7 @@ def test_sft_and_dpo_share_one_training_section() -> None:
         "beta",
         "loss_type",
         "label_smoothing",
+        "rpo_alpha",
         "reduction",
         "drop_zero_weight",
         "max_prompt_length",

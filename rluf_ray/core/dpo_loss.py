@@ -60,6 +60,18 @@ def per_pair_losses(
     raise ValueError(f"unknown loss_type {loss_type!r}; expected one of {', '.join(LOSS_TYPES)}")
 
 
+def chosen_nll(chosen_logps: torch.Tensor, chosen_lengths: torch.Tensor) -> torch.Tensor:
+    """Per-pair negative log-likelihood of the chosen completion, averaged over its tokens (shape ``[B]``).
+
+    Added to the DPO loss as ``rpo_alpha * nll`` (RPO, Pang et al. 2024), it keeps the chosen answers
+    likely while DPO pushes the pair apart, against the collapse in which both lose probability. TRL
+    1.16 expresses the same as ``loss_type=["sigmoid", "sft"], loss_weights=[1, alpha]`` with the
+    tokens averaged over the batch; here they are averaged per pair, so a pair's weight multiplies
+    its whole loss, NLL included.
+    """
+    return -chosen_logps / chosen_lengths.to(chosen_logps.dtype).clamp(min=1.0)
+
+
 def reduce_weighted(
     losses: torch.Tensor,
     weights: torch.Tensor,

@@ -1,7 +1,17 @@
 """The offline judge: reference-based (ROUGE-L from ``rouge-score``), deterministic, no network.
 
 It answers the same requests as the API judge with the same result type, so the embedded default
-runs end to end on a laptop. Scores are ROUGE-L F1 against the reference; a pairwise preference picks
+runs end to end on a laptop. Scores follow the request's template version:
+
+- ``score_v1``: ROUGE-L F1 against the reference;
+- ``score_v2`` (the original's criteria, accuracy first): ``1 - ERROR_COST * errors``, floored at 0,
+  where ``errors`` counts the word-level mistakes against the reference: ``max(missing, extra)``
+  from the ROUGE-L alignment (a wrong name, day or count is one error; a dropped or invented word is
+  one). With ``ERROR_COST`` 0.2 one mistake scores 0.8 (acceptable at 0.7) and two score 0.6 (not):
+  a summary that gets two facts wrong is not an accurate summary, although its ROUGE-L F1 is still
+  about 0.85.
+
+A pairwise preference picks
 the output with the higher ROUGE-L F1 (ties broken by a hash of the record, never by position); the
 rubric maps ROUGE-L precision / F1 / recall and a length ratio to 0-10 (integers under
 ``rubric_v1``, steps of 0.5 under ``rubric_v2``, as each version's prompt asks). ``noise``
@@ -16,10 +26,19 @@ import hashlib
 import random
 from collections.abc import Sequence
 
-from rouge_score import rouge_scorer
+from rouge_score import rouge_scorer, tokenizers
 
 from rluf_ray.core.judge_parsing import RUBRIC_AXES, RUBRIC_STEPS
 from rluf_ray.core.judge_prompts import JudgeRequest, JudgeResult
+
+ERROR_COST = 0.2
+"""What one word-level mistake against the reference costs under ``score_v2`` (1.0 is a perfect copy)."""
+_ERROR_SCORED = frozenset({"score_v2"})
+
+
+def accuracy_score(errors: int, cost: float = ERROR_COST) -> float:
+    """The ``score_v2`` grade of an answer with ``errors`` word-level mistakes: ``max(0, 1 - cost * errors)``."""
+    return max(0.0, 1.0 - cost * errors)
 
 
 def _digest(*parts: str) -> int:
@@ -36,6 +55,7 @@ class OfflineJudge:
         self.noise = noise
         self.seed = seed
         self._scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+        self._tokenizer = tokenizers.DefaultTokenizer(use_stemmer=False)
 
     def _rng(self, req: JudgeRequest) -> random.Random:
         return random.Random(_digest(str(self.seed), req.task, req.key))
@@ -44,12 +64,26 @@ class OfflineJudge:
         s = self._scorer.score(reference, candidate)["rougeL"]
         return float(s.precision), float(s.recall), float(s.fmeasure)
 
+    def errors(self, candidate: str, reference: str) -> int:
+        """Word-level mistakes of ``candidate`` against ``reference``: ``max(missing, extra)`` tokens of
+        their longest common subsequence (ROUGE-L's alignment and tokenizer)."""
+        cand = self._tokenizer.tokenize(candidate)
+        ref = self._tokenizer.tokenize(reference)
+        if not cand or not ref:
+            return max(len(cand), len(ref))
+        precision = self._rouge(candidate, reference)[0]
+        lcs = round(precision * len(cand))
+        return max(len(cand) - lcs, len(ref) - lcs)
+
     def judge_one(self, req: JudgeRequest) -> JudgeResult:
         """Answer one request (synchronously)."""
         f = req.fields
         ref = f.get("reference", "")
         if req.task == "score":
-            value: object = self._rouge(f["answer"], ref)[2]
+            if req.version in _ERROR_SCORED:
+                value: object = accuracy_score(self.errors(f["answer"], ref))
+            else:
+                value = self._rouge(f["answer"], ref)[2]
         elif req.task == "pairwise":
             if not ref:
                 return JudgeResult(req.key, None, "offline: pairwise needs a reference", attempts=0)

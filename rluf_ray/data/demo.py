@@ -15,6 +15,12 @@ Difficulty is graded (levels 0..3) by how hard the facts are to pick out:
 * level 3: paraphrases, four confusable distractors (other people, other days, last year's count),
   order shuffled.
 
+The SFT split's references can be *vague about the count* (``vague_share`` of them, drawn per
+document): ``Nora Quinn opened the bakery in Ashford on Monday; a crowd came.``, as imperfect human
+summaries are. The other splits' references (the judge's gold) are always exact. An SFT model then
+writes "a crowd came" as often as its data did, the judge grades that as two mistakes, and the
+preference feedback has something to correct that the SFT data taught.
+
 Generation is deterministic: every document is built from its own ``random.Random`` seeded with
 ``"{seed}:{split}:{index}"`` (string seeds hash with SHA-512, independent of PYTHONHASHSEED), so a
 split's documents do not change when another split's size changes, and ids (``demo-<split>-<index>``)
@@ -183,8 +189,16 @@ def _distractor(rng: random.Random, name: str, town: str, day: str, count: int, 
     return rng.choice(forms)
 
 
-def make_doc(seed: int, split: str, index: int) -> DemoDoc:
-    """Generate document ``index`` of ``split`` (deterministic in ``seed``, ``split``, ``index``)."""
+VAGUE_COUNT = "a crowd came"
+"""What a vague SFT reference says instead of ``<count> people came``."""
+
+
+def make_doc(seed: int, split: str, index: int, vague_share: float = 0.0) -> DemoDoc:
+    """Generate document ``index`` of ``split`` (deterministic in ``seed``, ``split``, ``index``).
+
+    ``vague_share``: the probability that a *train* document's reference says "a crowd came" instead
+    of the count (drawn last, so the document itself does not depend on it); ignored for other splits.
+    """
     rng = random.Random(f"{seed}:{split}:{index}")
     level = index % LEVELS
     name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
@@ -214,20 +228,24 @@ def make_doc(seed: int, split: str, index: int) -> DemoDoc:
         sentences.insert(j, crowd)
     post = " ".join(sentences)
     reference = f"{name} {act[0]} in {town} on {day}; {count} people came."
+    if split == "train" and vague_share > 0 and rng.random() < vague_share:
+        reference = f"{name} {act[0]} in {town} on {day}; {VAGUE_COUNT}."
     return DemoDoc(doc_id(split, index), split, level, post, reference, name, act[0], town, day, count)
 
 
-def iter_docs(seed: int, split: str, count: int, start: int = 0) -> Iterator[DemoDoc]:
+def iter_docs(
+    seed: int, split: str, count: int, start: int = 0, vague_share: float = 0.0
+) -> Iterator[DemoDoc]:
     """Documents ``start .. start+count-1`` of ``split``, generated lazily."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     for i in range(start, start + count):
-        yield make_doc(seed, split, i)
+        yield make_doc(seed, split, i, vague_share)
 
 
-def generate_split(seed: int, split: str, count: int) -> list[DemoDoc]:
+def generate_split(seed: int, split: str, count: int, vague_share: float = 0.0) -> list[DemoDoc]:
     """The first ``count`` documents of ``split``."""
-    return list(iter_docs(seed, split, count))
+    return list(iter_docs(seed, split, count, vague_share=vague_share))
 
 
 def corpus_texts(seed: int, count: int = 400) -> Iterator[str]:

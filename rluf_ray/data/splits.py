@@ -53,6 +53,7 @@ def split_reads(split: SplitName) -> tuple[str, ...]:
         "data.tldr",
         *_PARTITION,
         *files,
+        *(("data.demo.vague_count_share",) if split == "train" else ()),
     )
 
 
@@ -63,6 +64,8 @@ def split_plan(cfg: RlufConfig, split: SplitName) -> dict[str, Any]:
     out: dict[str, Any] = {"source": d.source, "size": getattr(d, _SIZE[split])}
     if d.source == "demo":
         out.update(seed=d.demo.seed, docs=getattr(d.demo, _DOCS[split]))
+        if split == "train":
+            out["vague_count_share"] = d.demo.vague_count_share
     elif d.source == "tldr":
         out.update(tldr=d.tldr.model_dump(), partition=[d.calibration_size, d.test_size, d.eval_size, d.seed])
     else:
@@ -122,7 +125,8 @@ def load_split(cfg: RlufConfig, split: SplitName) -> list[dict[str, str]]:
         wanted = _wanted(cfg, split)
         if wanted is not None and n < wanted:
             log.warning("demo %s split has %d documents, fewer than the %d asked", split, n, wanted)
-        return [d.row() for d in demo.iter_docs(cfg.data.demo.seed, split, n)]
+        vague = cfg.data.demo.vague_count_share if split == "train" else 0.0
+        return [d.row() for d in demo.iter_docs(cfg.data.demo.seed, split, n, vague_share=vague)]
     if source == "tldr":
         t = cfg.data.tldr
         parts = _tldr_parts(t.hub_id, t.subset, t.split, t.max_post_words, cfg.data.calibration_size,

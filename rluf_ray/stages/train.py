@@ -56,6 +56,7 @@ def trainer_args(cfg: RlufConfig) -> dict[str, Any]:
         "beta": d.beta,
         "loss_type": [d.loss_type],
         "label_smoothing": d.label_smoothing,
+        "rpo_alpha": d.rpo_alpha,
         "weight_reduction": d.reduction,
         "drop_zero_weight": drop_zero_enabled(d.reduction, d.drop_zero_weight),
         "max_length": d.max_length,

@@ -5,7 +5,8 @@ reaches the loss on its own. Here it is carried on purpose:
 
 1. ``WeightedPreferenceCollator`` adds ``batch["weight"]`` (float, one per pair);
 2. ``WeightedDPOTrainer._set_signature_columns_if_needed`` keeps the ``weight`` column;
-3. ``WeightedDPOTrainer._compute_loss`` computes the per-pair losses (``rluf_ray.core.dpo_loss``),
+3. ``WeightedDPOTrainer._compute_loss`` computes the per-pair losses (``rluf_ray.core.dpo_loss``;
+   plus ``rpo_alpha`` times the chosen answer's per-token NLL when that is set),
    multiplies them by the weights and reduces (``mean``: sum(w*l)/B, ``normalized``: sum(w*l)/sum(w)
    where sum(w) runs over the whole optimiser step: every micro-batch of gradient accumulation and
    every rank, summed in ``get_batch_samples`` before the step's first forward pass).
@@ -28,7 +29,14 @@ from transformers import TrainerCallback
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-from rluf_ray.core.dpo_loss import LOSS_TYPES, REDUCTIONS, drop_zero_enabled, per_pair_losses, reduce_weighted
+from rluf_ray.core.dpo_loss import (
+    LOSS_TYPES,
+    REDUCTIONS,
+    chosen_nll,
+    drop_zero_enabled,
+    per_pair_losses,
+    reduce_weighted,
+)
 
 WEIGHT_COLUMN = "weight"
 _NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps", WEIGHT_COLUMN}
@@ -39,6 +47,7 @@ CURVE_KEYS = (
     "rewards/chosen",
     "rewards/rejected",
     "weight/mean",
+    "nll/chosen",
     "learning_rate",
     "grad_norm",
 )
@@ -56,11 +65,17 @@ class WeightedDPOConfig(DPOConfig):
         default=None,
         metadata={"help": "Filter zero-weight pairs out before training (None: on with normalized)."},
     )
+    rpo_alpha: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the chosen answer's per-token NLL added to each pair's loss (RPO)."},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.weight_reduction not in REDUCTIONS:
             raise ValueError(f"weight_reduction must be one of {REDUCTIONS}, got {self.weight_reduction!r}")
+        if self.rpo_alpha < 0:
+            raise ValueError(f"rpo_alpha must be >= 0, got {self.rpo_alpha}")
 
 
 @dataclass
@@ -99,6 +114,7 @@ class WeightedDPOTrainer(DPOTrainer):
         if dpo_args.f_divergence_type != "reverse_kl":
             raise ValueError("weighted DPO supports f_divergence_type='reverse_kl' only")
         self.weight_reduction = dpo_args.weight_reduction
+        self.rpo_alpha = float(dpo_args.rpo_alpha)
         self.dropped_zero_weight = 0
         self._step_weight: torch.Tensor | None = None  # sum of weights of the current optimiser step
         train = kwargs.get("train_dataset")
@@ -171,6 +187,10 @@ class WeightedDPOTrainer(DPOTrainer):
             chosen_lengths=chosen_len,
             rejected_lengths=rejected_len,
         )
+        if self.rpo_alpha > 0:
+            nll = chosen_nll(chosen_logps, chosen_len)
+            losses = losses + self.rpo_alpha * nll
+            self._metrics[mode]["nll/chosen"].append(self.accelerator.gather(nll.detach()).mean().item())
         step_weight = self._step_weight if mode == "train" else None
         step_scale = getattr(self, "current_gradient_accumulation_steps", 1) * self.accelerator.num_processes
         loss = reduce_weighted(losses, weights, self.weight_reduction, step_weight, step_scale)

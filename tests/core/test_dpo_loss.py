@@ -93,3 +93,11 @@ def test_drop_zero_default_and_weight_validation():
     for bad, msg in ((float("nan"), "not finite"), (float("inf"), "not finite"), (-0.1, "negative")):
         with pytest.raises(ValueError, match=msg):
             validate_weights([1.0, bad])
+
+
+def test_chosen_nll_is_the_per_token_mean():
+    from rluf_ray.core.dpo_loss import chosen_nll
+
+    # summed log-probs -6 over 3 tokens -> 2 nats a token; -1 over 0 tokens counts as 1 token
+    out = chosen_nll(_t(-6.0, -1.0), torch.tensor([3, 0]))
+    torch.testing.assert_close(out, _t(2.0, 1.0))

@@ -12,14 +12,49 @@ from rluf_ray.core.judge_prompts import pairwise_request, rubric_request, score_
 from rluf_ray.core.offline_judge import OfflineJudge
 
 
-def test_score_is_rouge_l_f1():
+def test_score_v1_is_rouge_l_f1():
     j = OfflineJudge()
     # reference "the cat sat on the mat" (6 tokens), candidate "the cat sat" (3 tokens): LCS 3,
     # precision 3/3, recall 3/6, F1 = 2*1*0.5/1.5 = 2/3.
-    r = j.judge_one(score_request("k", "post", "the cat sat on the mat", "the cat sat"))
+    r = j.judge_one(score_request("k", "post", "the cat sat on the mat", "the cat sat", "score_v1"))
     assert r.ok and r.value == pytest.approx(2 / 3)
-    assert j.judge_one(score_request("k", "p", "the cat", "the cat")).value == pytest.approx(1.0)
-    assert j.judge_one(score_request("k", "p", "the cat", "dogs run")).value == 0.0
+    assert j.judge_one(score_request("k", "p", "the cat", "the cat", "score_v1")).value == pytest.approx(1.0)
+    assert j.judge_one(score_request("k", "p", "the cat", "dogs run", "score_v1")).value == 0.0
+
+
+REF = "Nora Quinn opened the bakery in Ashford on Monday; 40 people came."
+
+
+@pytest.mark.parametrize(
+    ("answer", "errors"),
+    [
+        (REF, 0),
+        ("nora quinn opened the bakery in ashford on monday 40 people came", 0),  # case, punctuation
+        ("Nora Quinn opened the bakery in Ashford on Monday; 45 people came.", 1),  # one wrong fact
+        ("Nora Keller opened the bakery in Ashford on Friday; 40 people came.", 2),  # two wrong facts
+        ("Nora Quinn opened the bakery in Ashford; 40 people came.", 2),  # "on monday" dropped
+        ("Nora Quinn opened the new bakery in Ashford on Monday; 40 people came.", 1),  # a word invented
+        ("the the the", 11),  # LCS 1 ("the"): 11 reference words missing, 2 extra
+        ("", 12),
+    ],
+)
+def test_score_v2_counts_word_level_mistakes(answer, errors):
+    j = OfflineJudge()
+    assert j.errors(answer, REF) == errors
+    expected = max(0.0, 1.0 - 0.2 * errors)
+    assert j.judge_one(score_request("k", "post", REF, answer, "score_v2")).value == pytest.approx(expected)
+    # score_v2 is the default version
+    assert j.judge_one(score_request("k", "post", REF, answer)).value == pytest.approx(expected)
+
+
+def test_score_v2_makes_two_wrong_facts_unacceptable_where_rouge_does_not():
+    j = OfflineJudge()
+    two_wrong = "Nora Keller opened the bakery in Ashford on Friday; 40 people came."
+    rouge = j.judge_one(score_request("k", "post", REF, two_wrong, "score_v1")).value
+    strict = j.judge_one(score_request("k", "post", REF, two_wrong, "score_v2")).value
+    # LCS 10 of 12 tokens each way: F1 = 10/12; two errors: 1 - 0.4
+    assert rouge == pytest.approx(10 / 12) and rouge >= 0.7
+    assert strict == pytest.approx(0.6) and strict < 0.7
 
 
 def test_pairwise_prefers_closer_output_in_either_order():
@@ -50,12 +85,6 @@ def test_rubric_v2_answers_on_the_half_point_grid():
         OfflineJudge().judge_one(rubric_request("k", "post", "the cat sat on the mat", "the cat sat")).value
         == r.value
     )
-
-
-@pytest.mark.parametrize("version", ["score_v1", "score_v2"])
-def test_score_is_the_same_reference_overlap_under_both_versions(version):
-    r = OfflineJudge().judge_one(score_request("k", "post", "the cat sat on the mat", "the cat sat", version))
-    assert r.value == pytest.approx(2 / 3)
 
 
 def test_noise_is_seeded_and_flips_about_the_requested_share():

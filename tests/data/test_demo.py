@@ -85,3 +85,18 @@ def test_demo_batch_matches_load_split() -> None:
     assert batch["prompt_id"] == [rows[3]["prompt_id"], rows[4]["prompt_id"]]
     assert batch["post"] == [rows[3]["post"], rows[4]["post"]]
     assert batch["reference"] == [rows[3]["reference"], rows[4]["reference"]]
+
+
+def test_vague_count_references_only_in_the_sft_split() -> None:
+    cfg = load(overrides=["data.demo.train_docs=1000", "data.demo.vague_count_share=0.6"])
+    exact = load(overrides=["data.demo.train_docs=1000", "data.demo.vague_count_share=0.0"])
+    train, train_exact = load_split(cfg, "train"), load_split(exact, "train")
+    vague = [r["reference"].endswith(f"; {demo.VAGUE_COUNT}.") for r in train]
+    share = sum(vague) / len(vague)
+    assert 0.55 <= share <= 0.65  # 0.6 asked; 1000 draws: sd about 0.015
+    for r, e, v in zip(train, train_exact, vague, strict=True):
+        assert r["post"] == e["post"]  # the document does not depend on the flaw
+        assert (r["reference"] == e["reference"]) is not v
+        assert r["reference"].split(";")[0] == e["reference"].split(";")[0]  # only the count clause
+    for split in ("calibration", "test", "eval"):  # the judge's gold stays exact
+        assert load_split(cfg, split) == load_split(exact, split)

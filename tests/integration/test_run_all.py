@@ -37,6 +37,16 @@ def test_run_all_end_to_end_then_skips(ray_idle, tmp_path: Path) -> None:
     assert alphas == {0.2, 0.5}
     weighted = list(store.iter_jsonl("weights", "weighted_pairs.jsonl"))
     assert weighted and all({"prompt", "chosen", "rejected", "weight"} <= set(r) for r in weighted)
+    # Weight health as reported equals what the weighted pairs themselves give.
+    health = json.loads((tmp_path / "weights" / "summary.json").read_text())
+    ws = [float(r["weight"]) for r in weighted]
+    assert health["pairs"] == len(ws)
+    assert health["zero_weight_share"] == pytest.approx(sum(w == 0 for w in ws) / len(ws))
+    assert health["mean_weight"] == pytest.approx(sum(ws) / len(ws))
+    assert health["effective_lr_scale"]["mean"] == pytest.approx(sum(ws) / len(ws))
+    assert sum(health["weight_histogram"].values()) == len(ws)
+    for value, count in health["weight_histogram"].items():
+        assert count == sum(abs(w - float(value)) < 1e-6 for w in ws)
     for arm in ("cfa", "dpo"):  # both arms, one seed (dpo.seed) each
         assert (tmp_path / "training" / arm / "seed-42" / "model" / "config.json").is_file()
     preds = store.read_parquet("inference", "predictions.parquet").to_pylist()

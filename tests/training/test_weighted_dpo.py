@@ -235,3 +235,35 @@ def test_normalized_spans_the_whole_optimiser_step(tiny_model_dir, tmp_path):
     assert step > 0
     torch.testing.assert_close(norm, mean, rtol=1e-5, atol=1e-7)
     assert (naive - norm).norm() > 0.05 * step
+
+
+def test_rpo_alpha_equals_trl_sigmoid_plus_sft_on_one_pair(tiny_model_dir, tmp_path):
+    # One pair: TRL's batch token-mean NLL of the chosen answer is this pair's per-token NLL.
+    rows = _rows([1.0], pairs=PAIRS[:1])
+    ours = _trainer(tiny_model_dir, tmp_path / "ours", rows, rpo_alpha=0.7)
+    plain = _trainer(tiny_model_dir, tmp_path / "plain", rows)
+    trl = _trainer(
+        tiny_model_dir,
+        tmp_path / "trl",
+        [{k: v for k, v in r.items() if k != "weight"} for r in rows],
+        cls=DPOTrainer,
+        loss_type=["sigmoid", "sft"],
+        loss_weights=[1.0, 0.7],
+    )
+    batch = _batch(ours)
+    l_ours, g_ours = _grads(ours, batch)
+    l_plain, _ = _grads(plain, batch)
+    l_trl, g_trl = _grads(trl, {k: v for k, v in batch.items() if k != "weight"})
+    assert float(l_ours) > float(l_plain) + 0.1  # the NLL term is really there
+    assert abs(float(l_ours) - float(l_trl)) <= 1e-5
+    torch.testing.assert_close(g_ours, g_trl, rtol=1e-4, atol=1e-6)
+
+
+def test_rpo_nll_is_multiplied_by_the_pair_weight(tiny_model_dir, tmp_path):
+    rows = _rows([0.0, 1.0])
+    t = _trainer(tiny_model_dir, tmp_path / "w", rows, rpo_alpha=1.0)
+    z = _trainer(tiny_model_dir, tmp_path / "z", _rows([0.0, 0.0]), rpo_alpha=1.0)
+    loss, _ = _grads(t, _batch(t))
+    zero_loss, zero_grad = _grads(z, _batch(z))
+    assert float(loss) > 0
+    assert float(zero_loss) == 0.0 and float(zero_grad.abs().sum()) == 0.0
