@@ -449,6 +449,22 @@ class ResourcesConfig(Section):
     cpus_per_train_worker: float = Field(1, gt=0, description="CPUs per Train worker.")
 
 
+class TrackingConfig(Section):
+    backend: Literal["none", "mlflow", "wandb"] = Field(
+        "none",
+        description="Experiment tracking of run-all: none, mlflow (a local SQLite store, no server needed; "
+        "pip install -e .[tracking]) or wandb (needs the wandb package and its login).",
+    )
+    uri: str | None = Field(
+        None,
+        description="MLflow tracking URI (None: sqlite:///<output_dir>/mlflow.db, artifacts beside it in "
+        "<output_dir>/mlartifacts); ignored by wandb.",
+    )
+    experiment: str = Field(
+        "rluf-ray", min_length=1, description="MLflow experiment name, or W&B project name."
+    )
+
+
 class RlufConfig(Section):
     """The whole pipeline's configuration."""
 
@@ -464,11 +480,15 @@ class RlufConfig(Section):
     inference: InferenceConfig = Field(default_factory=InferenceConfig, description="Test-set inference.")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="Evaluation.")
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="Ray resources.")
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="Experiment tracking (MLflow, W&B) of run-all."
+    )
     output_dir: str = Field("outputs", description="Root of the artifact store (a path or pyarrow.fs URI).")
 
 
 OPERATIONAL_KEYS: tuple[str, ...] = (
     "resources",
+    "tracking",
     "output_dir",
     "generation.rows_per_file",
     "generation.vllm_gpu_memory_utilization",

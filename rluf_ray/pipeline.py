@@ -105,17 +105,22 @@ def run_all(
     cfg: RlufConfig, store: ArtifactStore, force: bool = False, stages: Iterable[str] | None = None
 ) -> list[str]:
     """Run every stage in order, skipping complete ones. Returns the names of stages that ran."""
+    from rluf_ray.io.tracking import pipeline_run
+
     ran = []
     wanted = list(stages) if stages is not None else list(ORDER)
-    for name in ORDER:
-        if name not in wanted:
-            continue
-        if run_stage(cfg, store, name, force=force) is not None:
-            ran.append(name)
-    write_report(store)
-    from rluf_ray.report import html
+    with pipeline_run(cfg, store) as tracked:  # tracking.backend: one tracked run per pipeline run
+        for name in ORDER:
+            if name not in wanted:
+                continue
+            if run_stage(cfg, store, name, force=force) is not None:
+                ran.append(name)
+            tracked.stage(name, get(name).artifact_dir)
+        write_report(store)
+        from rluf_ray.report import html
 
-    page = html.build(store, cfg, {name: get(name).artifact_dir for name in wanted if name in ORDER})
+        page = html.build(store, cfg, {name: get(name).artifact_dir for name in wanted if name in ORDER})
+        tracked.report()
     log.info("run report: %s", page)
     return ran
 

@@ -31,6 +31,7 @@ from rluf_ray.core.judge_parsing import ParseFailure, parse
 from rluf_ray.core.judge_prompts import JudgeRequest, JudgeResult
 from rluf_ray.io.judge_cache import JudgeCache, cache_key
 from rluf_ray.io.judge_client import read_api_key, sampling_params
+from rluf_ray.io.judge_progress import JudgeProgress
 from rluf_ray.io.judge_templates import render_request
 
 log = logging.getLogger("rluf.judge.batch")
@@ -78,8 +79,11 @@ class BatchJudge:
         cache: JudgeCache | None = None,
         api_key: str | None = None,
         run_name: str = "judge",
+        progress: JudgeProgress | None = None,
     ) -> None:
         self.cfg = cfg
+        self.progress = progress
+        self._answered = 0
         self.state_dir = state_dir
         self.cache = cache
         self.run_name = run_name
@@ -120,6 +124,9 @@ class BatchJudge:
         deadline = time.monotonic() + self.cfg.batch_timeout_s
         while True:
             batch = await client.batches.retrieve(state["batch_id"])
+            counts = getattr(batch, "request_counts", None)
+            if self.progress is not None and counts is not None:
+                self.progress.set(self._answered + int(counts.completed or 0) + int(counts.failed or 0))
             if batch.status in TERMINAL:
                 break
             if time.monotonic() > deadline:
@@ -177,6 +184,7 @@ class BatchJudge:
             for _ in range(1 + self.cfg.max_parse_retries):
                 if not pending:
                     break
+                self._answered = len(answers)  # the progress bar counts this round on top of these
                 lines = await self._one_round(client, pending)
                 if "_error" in lines:
                     for k in pending:
@@ -215,4 +223,6 @@ class BatchJudge:
                 res = JudgeResult(r.key, None, reasons.get(k, "batch_item: unanswered"))
             self.ledger.outcome(res.ok, res.cached, res.error)
             out.append(res)
+        if self.progress is not None:
+            self.progress.set(len(out), self.ledger.dollars)
         return out

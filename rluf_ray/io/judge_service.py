@@ -19,6 +19,15 @@ from rluf_ray.core.judge_prompts import JudgeRequest, JudgeResult, unique_reques
 from rluf_ray.core.judge_scoring import score_requests, score_rows
 from rluf_ray.errors import RlufError
 from rluf_ray.io.judge_actors import NAMESPACE, BudgetActor, JudgeWorker, Secret, request_to_dict
+from rluf_ray.io.judge_progress import JudgeProgress
+
+
+def progress(cfg: RlufConfig, run: str, total: int, price_factor: float = 1.0) -> JudgeProgress:
+    """The progress bar of one judge run (its spend at ``judge.prices`` times ``price_factor``)."""
+    p = cfg.judge.prices
+    return JudgeProgress(
+        f"judge {run}", total, p.prompt_per_million * price_factor, p.completion_per_million * price_factor
+    )
 
 
 def cache_path(cfg: RlufConfig) -> str:
@@ -85,7 +94,8 @@ def _judge_batch_api(
     from rluf_ray.io.judge_cache import JudgeCache
 
     j = cfg.judge
-    bj = BatchJudge(j, batch_state_dir(cfg), JudgeCache(cache_path(cfg)), run_name=run)
+    bar = progress(cfg, run, len(reqs), j.batch_price_factor)
+    bj = BatchJudge(j, batch_state_dir(cfg), JudgeCache(cache_path(cfg)), run_name=run, progress=bar)
     results = asyncio.run(bj.run(reqs))
     exhausted = any((r.error or "").startswith("max_dollars") for r in results)
     return results, {
@@ -96,12 +106,18 @@ def _judge_batch_api(
     }
 
 
-def _judge_offline(cfg: RlufConfig, reqs: list[JudgeRequest]) -> tuple[list[JudgeResult], dict[str, Any]]:
+def _judge_offline(
+    cfg: RlufConfig, reqs: list[JudgeRequest], run: str
+) -> tuple[list[JudgeResult], dict[str, Any]]:
     """All requests through the offline judge, in the driver."""
     from rluf_ray.core.offline_judge import OfflineJudge
 
     oj = OfflineJudge(cfg.judge.offline_noise, cfg.judge.seed)
-    results = [oj.judge_one(r) for r in reqs]
+    bar = progress(cfg, run, len(reqs))
+    results = []
+    for r in reqs:
+        results.append(oj.judge_one(r))
+        bar.update(results[-1:])
     ledger = CostLedger()
     for r in results:
         ledger.outcome(r.ok, False, r.error)
@@ -132,6 +148,7 @@ def _judge_actors(
     chunks = [reqs[i : i + p["chunk_size"]] for i in range(0, len(reqs), p["chunk_size"])]
     by_key: dict[str, JudgeResult] = {}
     pending: dict[Any, int] = {}
+    bar = progress(cfg, run, len(reqs))
     next_chunk = 0
     try:
         while next_chunk < len(chunks) or pending:
@@ -143,8 +160,9 @@ def _judge_actors(
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 pending.pop(ref)
-                for d in ray.get(ref):
-                    by_key[d["key"]] = JudgeResult(**d)
+                chunk_results = [JudgeResult(**d) for d in ray.get(ref)]
+                by_key.update((r.key, r) for r in chunk_results)
+                bar.update(chunk_results)
         ledger = CostLedger()
         for led in ray.get([w.ledger.remote() for w in workers]):
             ledger.merge(led)
@@ -171,7 +189,7 @@ def judge_requests(
     """
     unique = unique_requests(reqs)
     if cfg.judge.provider == "offline":
-        return _judge_offline(cfg, unique)
+        return _judge_offline(cfg, unique, run)
     if batch:
         return _judge_batch_api(cfg, unique, run)
     return _judge_actors(cfg, unique, run)

@@ -6,6 +6,7 @@ import json
 import os
 from typing import Any
 
+from rluf_ray.training.progress import StepProgressLog
 from rluf_ray.training.ray_train import (
     FailAtStep,
     RankZeroReportCallback,
@@ -55,7 +56,11 @@ def dpo_train_loop(config: dict[str, Any]) -> None:
         train_dataset=Dataset.from_list(pairs),
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[CurveLogger(os.path.join(out_dir, "live_curves.jsonl")), RankZeroReportCallback()],
+        callbacks=[
+            CurveLogger(os.path.join(out_dir, "live_curves.jsonl")),
+            RankZeroReportCallback(),
+            StepProgressLog(config.get("label", "dpo")),
+        ],
     )
     trainer = prepare_trainer(trainer)
     with resume_checkpoint() as ckpt:

@@ -94,8 +94,22 @@ def common_trainer_args(section: TrainingSection, use_gpu: bool, name: str) -> d
     return args
 
 
+WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+"""Environment of every Train worker: Ray Train's print patch off.
+
+Ray Train 2.60 replaces ``builtins.print`` in its workers with a function that sends every print to
+the root logger, and also to the original print when ``sys.stdout`` has been swapped
+(``ray/train/v2/_internal/logging/patch_print.py``, on by default). datasets fingerprints the
+tokenising functions with dill, and ``dill.detect.nestedglobals`` finds a function's globals by
+swapping ``sys.stdout`` for a buffer and calling ``dis.dis``: under the patch every line of that
+bytecode listing also goes to the logger, so it lands in the worker's log, and every ordinary print
+shows up twice. With the patch off, print is print again. ``tests/training/test_worker_logs.py``
+fails if the listing comes back."""
+
+
 def run_config(name: str, storage_path: str, max_failures: int, num_to_keep: int = 2) -> Any:
-    """Ray Train RunConfig: a named run (resumable by name), FailureConfig and checkpoint retention."""
+    """Ray Train RunConfig: a named run (resumable by name), FailureConfig, checkpoint retention, and
+    the workers' environment (``WORKER_ENV``)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
 
     return RunConfig(
@@ -103,6 +117,7 @@ def run_config(name: str, storage_path: str, max_failures: int, num_to_keep: int
         storage_path=storage_path,
         failure_config=FailureConfig(max_failures=max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep),
+        worker_runtime_env={"env_vars": dict(WORKER_ENV)},
     )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rluf_ray.errors import RlufError
+from rluf_ray.training.progress import StepProgressLog
 from rluf_ray.training.ray_train import (
     FailAtStep,
     RankZeroReportCallback,
@@ -91,7 +92,12 @@ def sft_train_loop(config: dict[str, Any]) -> None:
         peft_config = LoraConfig(task_type="CAUSAL_LM", **config["lora"])
     args = SFTConfig(output_dir=out_dir, **config["trainer_args"])
     trainer = sft_trainer(
-        model, tokenizer, rows, args, peft_config=peft_config, callbacks=[RankZeroReportCallback()]
+        model,
+        tokenizer,
+        rows,
+        args,
+        peft_config=peft_config,
+        callbacks=[RankZeroReportCallback(), StepProgressLog("sft")],
     )
     trainer = prepare_trainer(trainer)
     with resume_checkpoint() as ckpt:

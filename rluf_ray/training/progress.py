@@ -1,0 +1,42 @@
+"""Step progress of SFT and DPO in the Train workers' logs (``StepProgressLog``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from transformers import TrainerCallback
+
+from rluf_ray.core.progress import step_line
+
+
+class StepProgressLog(TrainerCallback):
+    """Print ``<label> step 12/40 30% | loss 0.6931 | elapsed 35s | ETA 1m22s`` at every logging step.
+
+    Rank 0 only (one line per step for the whole run, not one per worker). The HF Trainer's own tqdm
+    bar is off in this project (``disable_tqdm``): redrawn with carriage returns, it is unreadable in
+    a Ray worker's log. ETA counts from the first step of this attempt (a resumed run starts
+    mid-way).
+    """
+
+    def __init__(self, label: str, emit: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.label = label
+        self.emit = emit or (lambda line: print(line, flush=True))
+        self.clock = clock
+        self.t0: float | None = None
+        self.step0 = 0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.t0, self.step0 = self.clock(), int(state.global_step)
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        t0 = self.t0 if self.t0 is not None else self.clock()
+        step, total = int(state.global_step), int(state.max_steps)
+        loss = float(logs["loss"])
+        self.emit(step_line(self.label, step, total, self.clock() - t0, loss, start_step=self.step0))

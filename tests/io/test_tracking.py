@@ -1,0 +1,148 @@
+"""Tracking of a pipeline run, with a recording tracker in place of MLflow (the real MLflow store is
+read back in tests/integration/test_run_all.py)."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import sys
+import types
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rluf_ray import pipeline
+from rluf_ray.config import load
+from rluf_ray.errors import RlufError
+from rluf_ray.io import tracking
+from rluf_ray.io.artifacts import ArtifactStore
+from rluf_ray.stages import registry
+from rluf_ray.stages.registry import StageResult
+
+SECRET = "sk-test-secret-value-123"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.params: dict[str, str] = {}
+        self.points: list[tuple[str, float, int]] = []
+        self.artifacts: dict[str, list[str]] = {}
+        self.finished: bool | None = None
+
+    def log_params(self, params: Any) -> None:
+        self.params.update(params)
+
+    def log_metrics(self, points: Any) -> None:
+        self.points += list(points)
+
+    def log_artifacts(self, local_dir: str, path: str) -> None:
+        self.artifacts[path] = sorted(p.name for p in Path(local_dir).rglob("*") if p.is_file())
+
+    def finish(self, ok: bool) -> None:
+        self.finished = ok
+
+
+def _sft(cfg, ctx):
+    ctx.store.write_jsonl(ctx.dir, "curves.jsonl", [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.0}])
+    return StageResult(rows={"examples": 4}, metrics={"train_loss": 2.25, "base_model": "x"})
+
+
+def _generate(cfg, ctx, fail: bool = False):
+    if fail:
+        raise RuntimeError("killed")
+    ctx.store.write_json(ctx.dir, "out.json", {})
+    return StageResult(metrics={"calibration": {"distinct_mean": 3.5}})
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Recorder:
+    rec = Recorder()
+    monkeypatch.setattr(tracking, "open_tracker", lambda cfg, run_name: rec)
+    monkeypatch.setitem(registry._OVERRIDES, "sft", replace(registry.get("sft"), run_fn=_sft))
+    monkeypatch.setitem(registry._OVERRIDES, "generate", replace(registry.get("generate"), run_fn=_generate))
+    monkeypatch.setattr(pipeline, "ORDER", ("sft", "generate"))
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    return rec
+
+
+def test_one_tracked_run_with_params_metrics_curves_and_report(recorder: Recorder, tmp_path: Path) -> None:
+    cfg = load(None, [f"output_dir={tmp_path}", "tracking.backend=mlflow"])
+    pipeline.run_all(cfg, ArtifactStore(tmp_path))
+    assert recorder.finished is True
+    assert recorder.params["tracking.backend"] == "mlflow"
+    assert recorder.params["judge.api_key_env"] == "OPENAI_API_KEY"  # the name, never the value
+    assert all(SECRET not in v for v in recorder.params.values())
+    assert ("sft/train_loss", 2.25, 0) in recorder.points
+    assert ("generate/calibration/distinct_mean", 3.5, 0) in recorder.points
+    assert [p for p in recorder.points if p[0] == "sft/curve/loss"] == [
+        ("sft/curve/loss", 2.5, 1), ("sft/curve/loss", 2.0, 2)
+    ]  # fmt: skip
+    assert {"index.html", "summary.json"} <= set(recorder.artifacts["report"])
+
+
+def test_a_failed_pipeline_closes_the_run_failed(
+    recorder: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = replace(registry.get("generate"), run_fn=lambda c, x: _generate(c, x, fail=True))
+    monkeypatch.setitem(registry._OVERRIDES, "generate", failing)
+    cfg = load(None, [f"output_dir={tmp_path}", "tracking.backend=mlflow"])
+    with pytest.raises(RuntimeError, match="killed"):
+        pipeline.run_all(cfg, ArtifactStore(tmp_path))
+    assert recorder.finished is False
+    assert ("sft/train_loss", 2.25, 0) in recorder.points  # what finished is logged
+
+
+def test_backend_none_opens_nothing(tmp_path: Path) -> None:
+    assert tracking.open_tracker(load(None, [f"output_dir={tmp_path}"]), "r") is None
+
+
+def test_default_mlflow_uri_is_a_local_sqlite_file(tmp_path: Path) -> None:
+    assert tracking.default_mlflow_uri(str(tmp_path)) == f"sqlite:///{tmp_path}/mlflow.db"
+    assert tracking.default_mlflow_uri("s3://bucket/out").endswith("/.cache/rluf/mlflow.db")
+
+
+def test_wandb_missing_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError; find_spec -> ValueError
+    monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name: None)
+    cfg = load(None, [f"output_dir={tmp_path}", "tracking.backend=wandb"])
+    with pytest.raises(RlufError, match=r"^tracking.backend=wandb: the wandb package is not installed"):
+        tracking.open_tracker(cfg, "r")
+
+
+def test_wandb_adapter_with_a_stand_in_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, Any]] = []
+
+    class Run:
+        config = types.SimpleNamespace(update=lambda d, allow_val_change: calls.append(("config", d)))
+
+        def log(self, d: dict) -> None:
+            calls.append(("log", d))
+
+        def log_artifact(self, art: Any) -> None:
+            calls.append(("artifact", art.name))
+
+        def finish(self, exit_code: int) -> None:
+            calls.append(("finish", exit_code))
+
+    class Artifact:
+        def __init__(self, name: str, type: str) -> None:
+            self.name = name
+
+        def add_dir(self, path: str) -> None:
+            calls.append(("add_dir", Path(path).is_dir()))
+
+    fake = types.ModuleType("wandb")
+    fake.__spec__ = importlib.machinery.ModuleSpec("wandb", None)
+    fake.init = lambda project, name, dir: calls.append(("init", project)) or Run()  # type: ignore[attr-defined]
+    fake.Artifact = Artifact  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    cfg = load(None, [f"output_dir={tmp_path}", "tracking.backend=wandb", "tracking.experiment=proj"])
+    t = tracking.open_tracker(cfg, "r")
+    assert t is not None
+    t.log_params({"a": "1"})
+    t.log_metrics([("sft/curve/loss", 2.0, 3)])
+    t.log_artifacts(str(tmp_path), "report")
+    t.finish(True)
+    assert calls == [("init", "proj"), ("config", {"a": "1"}), ("log", {"sft/curve/loss": 2.0, "sft/curve/loss/step": 3}),
+                     ("add_dir", True), ("artifact", "report"), ("finish", 0)]  # fmt: skip
