@@ -266,6 +266,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
                 "lora": p["lora"],
                 "pairs": ray.put(rows),
                 "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: exercises FailureConfig resume
+                "label": f"dpo {unit}",  # the step progress lines name the unit
             },
             {**p, "run_name": run_name(manifest_digest(key), arm, seed)},
             ctx.store.local_path(ctx.dir, f"{unit}/{CHECKPOINTS}"),

@@ -1,4 +1,5 @@
-"""The whole pipeline end to end on the embedded default (shrunk), with a real local Ray."""
+"""The whole pipeline end to end on the embedded default (shrunk), with a real local Ray and MLflow
+tracking (read back with MlflowClient: a metric from every stage, the curves, the report, no secret)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 
 from rluf_ray.config import load
 from rluf_ray.io.artifacts import ArtifactStore
@@ -13,16 +15,18 @@ from rluf_ray.pipeline import run_all
 from rluf_ray.stages.registry import all_stages
 
 TINY = [
-    "data.demo.train_docs=64", "data.calibration_size=16", "data.test_size=4", "data.eval_size=3",
+    "data.demo.train_docs=64", "sft.logging_steps=2", "data.calibration_size=16", "data.test_size=4", "data.eval_size=3",
     "sft.num_epochs=1", "generation.sampling_num=6", "generation.max_new_tokens=12",
     "conformal.random_count=3", "conformal.similarity_epochs=2", "conformal.similarity_vector_size=16",
-    "dpo.max_steps=2", "inference.max_new_tokens=8", "resources.engine_actors=1",
+    "dpo.max_steps=2", "inference.max_new_tokens=8", "resources.engine_actors=1", "tracking.backend=mlflow",
 ]  # fmt: skip
+SECRET = "sk-never-logged-0123456789"
 
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_run_all_end_to_end_then_skips(ray_idle, tmp_path: Path) -> None:
+def test_run_all_end_to_end_then_skips(ray_idle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)  # judge.api_key_env's value: must never be logged
     cfg = load(None, [*TINY, f"output_dir={tmp_path}"])
     store = ArtifactStore(tmp_path)
     ran = run_all(cfg, store)
@@ -61,8 +65,46 @@ def test_run_all_end_to_end_then_skips(ray_idle, tmp_path: Path) -> None:
     assert set(report["rubric"]) == models
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert set(summary["stages"]) == {s.name for s in all_stages()}
+    _check_tracked_run(tmp_path, health, report)
     # A second run-all finds everything complete and runs nothing.
     assert run_all(cfg, store) == []
     # Changing a key only calibrate reads re-runs calibrate and everything downstream of it.
     cfg2 = load(None, [*TINY, f"output_dir={tmp_path}", "conformal.accuracy_threshold=0.5"])
     assert run_all(cfg2, store) == ["calibrate", "assign-weights", "train", "infer", "evaluate"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    assert len(client.search_runs([client.get_experiment_by_name("rluf-ray").experiment_id])) == 3
+
+
+def _check_tracked_run(out: Path, health: dict, report: dict) -> None:
+    """The one MLflow run of the first run-all: params, a metric from every stage, curves, report/."""
+    client = MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
+    exp = client.get_experiment_by_name("rluf-ray")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.status == "FINISHED"
+    params, metrics = run.data.params, run.data.metrics
+    assert params["generation.sampling_num"] == "6" and params["judge.api_key_env"] == "OPENAI_API_KEY"
+    cal = json.loads((out / "calibration" / "report.json").read_text())["per_alpha"]
+    for alpha in ("0.2", "0.5"):
+        assert metrics[f"calibrate/alpha_{alpha}/coverage_mean"] == pytest.approx(cal[alpha]["coverage_mean"])
+        assert f"calibrate/alpha_{alpha}/set_size_mean" in metrics
+    assert metrics["assign-weights/zero_weight_share"] == pytest.approx(health["zero_weight_share"])
+    for value, count in health["weight_histogram"].items():
+        assert metrics[f"assign-weights/weight_histogram/{value}"] == count
+    for w in report["win_rates"]:
+        name = f"evaluate/win_rate/{w['a']}_vs_{w['b']}"
+        assert metrics[name] == pytest.approx(w["win_rate"])
+        assert metrics[f"{name}/ci_low"] == pytest.approx(w["ci_low"])
+        assert metrics[f"{name}/ci_high"] == pytest.approx(w["ci_high"])
+    assert "sft/train_loss" in metrics and "generate/scores" in metrics and "feedback/pairs" in metrics
+    assert "train/cfa/seed-42/train_loss" in metrics and "infer/prompts" in metrics
+    curve = [json.loads(line) for line in (out / "training" / "cfa" / "seed-42" / "curves.jsonl").open()]
+    history = client.get_metric_history(run.info.run_id, "train/cfa/seed-42/curve/loss")
+    assert sorted((m.step, m.value) for m in history) == [
+        (r["step"], pytest.approx(r["loss"])) for r in curve
+    ]
+    assert len(history) == 2  # dpo.max_steps=2, a log line every step
+    assert len(client.get_metric_history(run.info.run_id, "sft/curve/loss")) == 2  # 4 steps, a log every 2
+    logged = {f.path for f in client.list_artifacts(run.info.run_id, "report")}
+    assert {"report/index.html", "report/summary.json"} <= logged
+    for path in [out / "mlflow.db", *(out / "mlartifacts").rglob("*")]:
+        assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
