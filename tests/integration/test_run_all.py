@@ -25,6 +25,7 @@ SECRET = "sk-never-logged-0123456789"
 
 @pytest.mark.ray
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 7-9 min on 2 idle cores (three run-alls, MLflow's store set-up); more when shared
 def test_run_all_end_to_end_then_skips(ray_idle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)  # judge.api_key_env's value: must never be logged
     cfg = load(None, [*TINY, f"output_dir={tmp_path}"])

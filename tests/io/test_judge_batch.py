@@ -12,6 +12,7 @@ from rluf_ray.config import JudgeConfig
 from rluf_ray.core.judge_prompts import score_request
 from rluf_ray.io.judge_batch import BatchJudge, batch_lines, read_output_line
 from rluf_ray.io.judge_cache import JudgeCache
+from rluf_ray.io.judge_progress import JudgeProgress
 from rluf_ray.io.judge_templates import render_request
 from rluf_ray.testing.fake_openai import FakeOpenAI, Faults, fake_score
 
@@ -58,7 +59,11 @@ def test_batch_round_trip_retries_faulty_lines_and_caches(tmp_path):
     rs = reqs(40)
     with FakeOpenAI(faults=Faults(p_500=0.1, p_malformed=0.1), seed=1) as srv:
         c = cfg(srv, max_parse_retries=3, prices={"prompt_per_million": 2.0, "completion_per_million": 8.0})
-        bj = BatchJudge(c, str(tmp_path / "state"), JudgeCache(tmp_path / "c.sqlite"), api_key="k")
+        lines: list[str] = []
+        bar = JudgeProgress("judge feedback", len(rs), emit=lines.append)
+        bj = BatchJudge(
+            c, str(tmp_path / "state"), JudgeCache(tmp_path / "c.sqlite"), api_key="k", progress=bar
+        )
         results = asyncio.run(bj.run(rs))
         assert srv.batch_creates >= 2  # faulty lines went into a second round
         assert not srv.arrivals  # no real-time calls
@@ -73,6 +78,8 @@ def test_batch_round_trip_retries_faulty_lines_and_caches(tmp_path):
     # Half price: the ledger's prices are the configured ones times batch_price_factor (0.5).
     assert led.dollars == pytest.approx((led.prompt_tokens * 1.0 + led.completion_tokens * 4.0) / 1e6)
     assert os.listdir(tmp_path / "state") == []  # finished rounds leave no state behind
+    assert lines[-1].startswith("judge feedback [####################] 40/40 100% |")
+    assert f"| ${led.dollars:.4f} | ETA 0s" in lines[-1]  # the spend at batch prices
 
 
 def test_batch_resumes_by_id_after_restart(tmp_path):

@@ -146,3 +146,28 @@ def test_wandb_adapter_with_a_stand_in_module(tmp_path: Path, monkeypatch: pytes
     t.finish(True)
     assert calls == [("init", "proj"), ("config", {"a": "1"}), ("log", {"sft/curve/loss": 2.0, "sft/curve/loss/step": 3}),
                      ("add_dir", True), ("artifact", "report"), ("finish", 0)]  # fmt: skip
+
+
+@pytest.mark.slow  # MLflow creates its SQLite tables with Alembic migrations: 20-50 s on 2 cores
+def test_mlflow_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real MLflow backend in its default local store: one FINISHED run per run-all, read back."""
+    from mlflow import MlflowClient
+
+    monkeypatch.setitem(registry._OVERRIDES, "sft", replace(registry.get("sft"), run_fn=_sft))
+    monkeypatch.setattr(pipeline, "ORDER", ("sft",))
+    cfg = load(None, [f"output_dir={tmp_path}", "tracking.backend=mlflow"])
+    store = ArtifactStore(tmp_path)
+    pipeline.run_all(cfg, store)
+    pipeline.run_all(cfg, store)  # everything complete: a second run with the same metrics
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("rluf-ray").experiment_id])
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+    run = runs[0]
+    assert run.data.metrics["sft/train_loss"] == 2.25
+    assert run.data.params["output_dir"] == str(tmp_path)
+    history = client.get_metric_history(run.info.run_id, "sft/curve/loss")
+    assert sorted((m.step, m.value) for m in history) == [(1, 2.5), (2, 2.0)]
+    assert {"report/index.html", "report/summary.json"} <= {
+        f.path for f in client.list_artifacts(run.info.run_id, "report")
+    }
+    assert (tmp_path / "mlartifacts").is_dir()  # artifacts beside the store, not in the working directory
