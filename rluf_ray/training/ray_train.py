@@ -17,7 +17,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,11 +31,14 @@ FINAL_MODEL = "model"  # the final save_pretrained model inside the last Ray Tra
 CURVES = "curves.jsonl"
 
 
-def scaling_config(workers: int, use_gpu: bool, cpus_per_worker: float) -> Any:
-    """Ray Train ScalingConfig: ``workers`` workers, each with its CPUs (and one GPU when ``use_gpu``)."""
+def scaling_config(
+    workers: int, use_gpu: bool, cpus_per_worker: float, custom: Mapping[str, float] | None = None
+) -> Any:
+    """Ray Train ScalingConfig: ``workers`` workers, each with its CPUs (and one GPU when ``use_gpu``)
+    and the ``custom`` Ray resources (``resources.custom_resources``) that pin them to some nodes."""
     from ray.train import ScalingConfig
 
-    resources: dict[str, float] = {"CPU": float(cpus_per_worker)}
+    resources: dict[str, float] = {**(custom or {}), "CPU": float(cpus_per_worker)}
     if use_gpu:
         resources["GPU"] = 1.0
     return ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources)
