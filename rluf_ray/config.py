@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "tiny_cpu.yaml"
@@ -447,6 +455,21 @@ class ResourcesConfig(Section):
     train_workers: int = Field(1, ge=1, description="Ray Train workers.")
     use_gpu: bool = Field(False, description="Ray Train workers use GPUs.")
     cpus_per_train_worker: float = Field(1, gt=0, description="CPUs per Train worker.")
+    custom_resources: dict[str, PositiveFloat] = Field(
+        default_factory=dict,
+        description=(
+            "Custom Ray resources each engine actor and each Train worker requires (e.g. "
+            "{rluf_worker: 1}): start worker nodes with `ray start --resources` to pin that work to them."
+        ),
+    )
+
+    @field_validator("custom_resources")
+    @classmethod
+    def _custom_names(cls, v: dict[str, float]) -> dict[str, float]:
+        builtin = {"CPU", "GPU", "memory", "object_store_memory"} & set(v)
+        if builtin:
+            raise ValueError(f"{sorted(builtin)} are Ray's own resources; set them with the other keys")
+        return v
 
 
 class TrackingConfig(Section):

@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("PYTHONHASHSEED", "0")
+# Judge actors read the API key from their node's environment (never from arguments): like a cluster
+# node, the session Ray must see the test keys when it starts, so they are set before any Ray starts.
+os.environ.setdefault("RLUF_JUDGE_TEST_KEY", "sk-ray-test")
+os.environ.setdefault("RLUF_TEST_KEY", "sk-test")
+os.environ.setdefault("RLUF_BENCH_JUDGE_KEY", "bench-key-not-secret")
+os.environ.setdefault("RLUF_SECRET_TEST_KEY", f"sk-secret-{os.urandom(12).hex()}")  # unique per run
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -56,7 +63,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def ray_session():
+def ray_session(ray_temp_dir: Path):
     """One local Ray for the whole test session: explicit local start, own temp dir, auth off.
 
     ``address="local"`` never attaches to a leftover cluster; RAY_ADDRESS is cleared for the same
@@ -67,13 +74,19 @@ def ray_session():
     from rluf_ray.io.ray_runtime import ensure_ray
 
     os.environ.pop("RAY_ADDRESS", None)
-    tmp = tempfile.mkdtemp(prefix="rluf-ray-test-")
-    ensure_ray(num_cpus=2, address="local", _temp_dir=tmp)
+    ensure_ray(num_cpus=2, address="local", _temp_dir=str(ray_temp_dir))
     try:
         yield ray
     finally:
         ray.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_temp_dir() -> Iterator[Path]:
+    """The session Ray's temp dir (its session dir, with every log, lies below)."""
+    tmp = tempfile.mkdtemp(prefix="rluf-ray-test-")
+    yield Path(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture

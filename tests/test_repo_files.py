@@ -21,6 +21,16 @@ def test_cluster_manifests_parse() -> None:
     assert cfg and (REPO / cfg.group(1)).is_file()
 
 
+def test_the_environment_comes_from_the_image_not_the_runtime_env() -> None:
+    env = yaml.safe_load((REPO / "cluster" / "runtime_env.yaml").read_text())
+    assert set(env) == {"working_dir", "env_vars"}  # a `pip: -e .` here installs from an empty directory
+    job = yaml.safe_load((REPO / "cluster" / "rayjob.yaml").read_text())
+    assert "pip" not in job["spec"].get("runtimeEnvYAML", "")
+    launcher = yaml.safe_load((REPO / "cluster" / "cluster.yaml").read_text())
+    assert "docker" in launcher and not any("pip install" in c for c in launcher["setup_commands"])
+    assert "pip install" in (REPO / "cluster" / "Dockerfile").read_text()
+
+
 def test_no_secret_in_manifests() -> None:
     for path in (REPO / "cluster").glob("*.yaml"):
         assert "sk-" not in path.read_text()

@@ -66,6 +66,7 @@ def plan(cfg: RlufConfig, spec: SamplingSpec, prompt_budget: int) -> dict[str, A
         "batch_size": g.prompts_per_batch,
         "num_cpus": r.cpus_per_actor,
         "num_gpus": gpus,
+        "resources": dict(r.custom_resources),
         "engine": g.engine,
         "engine_options": engine_options(cfg),
         "sampling": asdict(spec),
@@ -90,6 +91,8 @@ def map_kwargs(pool: dict[str, Any]) -> dict[str, Any]:
     }
     if pool["num_gpus"]:
         kwargs["num_gpus"] = pool["num_gpus"]
+    if pool.get("resources"):
+        kwargs["resources"] = dict(pool["resources"])  # custom resources pin the actors to some nodes
     return kwargs
 
 

@@ -4,7 +4,9 @@
 * :class:`BudgetActor` (named ``judge.budget_name`` in namespace ``rluf``) is the one point of truth
   for requests/min, tokens/min and the per-stage dollar cap; every judge actor books a slot there
   before every HTTP attempt, through :class:`RayLimiter`.
-* :class:`JudgeWorker` is an async actor: each call judges a chunk of requests concurrently, at most
+* :class:`JudgeWorker` is an async actor that reads the API key from its own node's environment
+  (``judge.api_key_env``); the key never travels in actor arguments, job metadata or a runtime env.
+  Each call judges a chunk of requests concurrently, at most
   ``judge.max_in_flight_per_actor`` HTTP calls in flight.
 """
 
@@ -18,21 +20,6 @@ from rluf_ray.config import JudgeConfig
 from rluf_ray.core.judge_prompts import JudgeRequest
 
 NAMESPACE = "rluf"
-
-
-class Secret:
-    """A string that never prints (the API key on its way to the judge actors)."""
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret(***)"
-
-    __str__ = __repr__
 
 
 class BudgetActor:
@@ -98,7 +85,6 @@ class JudgeWorker:
         budget_name: str,
         run: str,
         cache_file: str,
-        api_key: Secret,
         seed: int,
     ) -> None:
         import ray
@@ -108,9 +94,9 @@ class JudgeWorker:
 
         cfg = JudgeConfig.model_validate(judge_cfg)
         handle = ray.get_actor(budget_name, namespace=NAMESPACE)
-        self.judge = ApiJudge(
-            cfg, RayLimiter(handle, run), JudgeCache(cache_file), api_key=api_key.get(), seed=seed
-        )
+        # No api_key argument: ApiJudge reads os.environ[cfg.api_key_env] here, in the actor, from its
+        # node's environment, so the key is never in actor arguments, job metadata or a runtime env.
+        self.judge = ApiJudge(cfg, RayLimiter(handle, run), JudgeCache(cache_file), seed=seed)
 
     async def judge_batch(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         results = await self.judge.judge_many([request_from_dict(d) for d in items])

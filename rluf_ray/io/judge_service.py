@@ -18,7 +18,7 @@ from rluf_ray.core.judge_cost import CostLedger, dry_run_cost, estimate_prompt_t
 from rluf_ray.core.judge_prompts import JudgeRequest, JudgeResult, unique_requests
 from rluf_ray.core.judge_scoring import score_requests, score_rows
 from rluf_ray.errors import RlufError
-from rluf_ray.io.judge_actors import NAMESPACE, BudgetActor, JudgeWorker, Secret, request_to_dict
+from rluf_ray.io.judge_actors import NAMESPACE, BudgetActor, JudgeWorker, request_to_dict
 from rluf_ray.io.judge_progress import JudgeProgress
 
 
@@ -134,7 +134,7 @@ def _judge_actors(
     from rluf_ray.io.ray_runtime import ensure_ray
 
     j = cfg.judge
-    key = Secret(read_api_key(j))
+    read_api_key(j)  # fail fast in one line if the driver's node lacks it; actors read their own node's
     ensure_ray()
     p = plan(cfg)
     budget = _budget_actor(p)
@@ -142,7 +142,7 @@ def _judge_actors(
     workers: list[Any] = [
         ray.remote(JudgeWorker)
         .options(**p["actor_options"])
-        .remote(j.model_dump(mode="json"), p["budget"]["name"], run, p["cache_path"], key, j.seed + i)
+        .remote(j.model_dump(mode="json"), p["budget"]["name"], run, p["cache_path"], j.seed + i)
         for i in range(p["num_actors"])
     ]
     chunks = [reqs[i : i + p["chunk_size"]] for i in range(0, len(reqs), p["chunk_size"])]

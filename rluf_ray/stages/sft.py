@@ -55,7 +55,9 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
         embedded = {"vocab_size": m.embedded_vocab_size, "hidden_size": m.embedded_hidden_size,
                     "layers": m.embedded_layers, "heads": m.embedded_heads, "seed": cfg.sft.seed}  # fmt: skip
     return {
-        "scaling_config": scaling_config(r.train_workers, r.use_gpu, r.cpus_per_train_worker),
+        "scaling_config": scaling_config(
+            r.train_workers, r.use_gpu, r.cpus_per_train_worker, r.custom_resources
+        ),
         "trainer_args": trainer_args(cfg),
         "lora": lora_kwargs(cfg.sft.lora),
         "max_failures": cfg.sft.max_failures,

@@ -77,7 +77,9 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
     the prompt budget (raw), the template, the pairs' source, the arms and the seeds."""
     r = cfg.resources
     return {
-        "scaling_config": scaling_config(r.train_workers, r.use_gpu, r.cpus_per_train_worker),
+        "scaling_config": scaling_config(
+            r.train_workers, r.use_gpu, r.cpus_per_train_worker, r.custom_resources
+        ),
         "trainer_args": trainer_args(cfg),
         "lora": lora_kwargs(cfg.dpo.lora),
         "max_failures": cfg.dpo.max_failures,

@@ -9,10 +9,9 @@ from typing import Any
 from rluf_ray.training.progress import StepProgressLog
 from rluf_ray.training.ray_train import (
     FailAtStep,
-    RankZeroReportCallback,
-    local_output_dir,
     report_final,
     resume_checkpoint,
+    scratch_dir,
 )
 
 CURVE_FILE = "curves.jsonl"
@@ -27,7 +26,7 @@ def dpo_train_loop(config: dict[str, Any]) -> None:
     import ray
     import torch
     from datasets import Dataset
-    from ray.train.huggingface.transformers import prepare_trainer
+    from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rluf_ray.training.weighted_dpo import (
@@ -40,40 +39,42 @@ def dpo_train_loop(config: dict[str, Any]) -> None:
     pairs = config["pairs"]
     if isinstance(pairs, ray.ObjectRef):
         pairs = ray.get(pairs)
-    out_dir = local_output_dir("dpo")
-    curves = os.path.join(out_dir, CURVE_FILE)
-    tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
-    model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=getattr(torch, config["dtype"]))
-    peft_config = None
-    if config.get("lora"):
-        from peft import LoraConfig
+    with scratch_dir("dpo") as out_dir:  # the HF output_dir, removed after the loop
+        curves = os.path.join(out_dir, CURVE_FILE)
+        tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
+        model = AutoModelForCausalLM.from_pretrained(
+            config["model_path"], dtype=getattr(torch, config["dtype"])
+        )
+        peft_config = None
+        if config.get("lora"):
+            from peft import LoraConfig
 
-        peft_config = LoraConfig(task_type="CAUSAL_LM", **config["lora"])
-    args = WeightedDPOConfig(output_dir=out_dir, **config["trainer_args"])
-    trainer = WeightedDPOTrainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list(pairs),
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[
-            CurveLogger(os.path.join(out_dir, "live_curves.jsonl")),
-            RankZeroReportCallback(),
-            StepProgressLog(config.get("label", "dpo")),
-        ],
-    )
-    trainer = prepare_trainer(trainer)
-    with resume_checkpoint() as ckpt:
-        if config.get("fail_at_step"):
-            trainer.add_callback(FailAtStep(int(config["fail_at_step"]), resumed=ckpt is not None))
-        result = trainer.train(resume_from_checkpoint=ckpt)
-    rows = curves_from_history(trainer.state.log_history)  # restored from the checkpoint on resume
-    with open(curves, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    metrics = {
-        "train_loss": float(result.training_loss),
-        "global_step": int(trainer.state.global_step),
-        "dropped_zero_weight": int(trainer.dropped_zero_weight),
-        "resumed": ckpt is not None,
-    }
-    report_final(trainer, tokenizer, metrics, curves)
+            peft_config = LoraConfig(task_type="CAUSAL_LM", **config["lora"])
+        args = WeightedDPOConfig(output_dir=out_dir, **config["trainer_args"])
+        trainer = WeightedDPOTrainer(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list(pairs),
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=[
+                CurveLogger(os.path.join(out_dir, "live_curves.jsonl")),
+                RayTrainReportCallback(),
+                StepProgressLog(config.get("label", "dpo")),
+            ],
+        )
+        trainer = prepare_trainer(trainer)
+        with resume_checkpoint() as ckpt:
+            if config.get("fail_at_step"):
+                trainer.add_callback(FailAtStep(int(config["fail_at_step"]), resumed=ckpt is not None))
+            result = trainer.train(resume_from_checkpoint=ckpt)
+        rows = curves_from_history(trainer.state.log_history)  # restored from the checkpoint on resume
+        with open(curves, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        metrics = {
+            "train_loss": float(result.training_loss),
+            "global_step": int(trainer.state.global_step),
+            "dropped_zero_weight": int(trainer.dropped_zero_weight),
+            "resumed": ckpt is not None,
+        }
+        report_final(trainer, tokenizer, metrics, curves)

@@ -2,9 +2,10 @@
 
 - ``scaling_config`` / ``run_config``: TorchTrainer arguments from the config (gloo on CPU, NCCL on GPU:
   Ray's TorchConfig picks the backend from ``use_gpu``; the HF args get the matching ``ddp_backend``).
-- ``RankZeroReportCallback``: after each HF ``save`` the latest HF checkpoint (model, optimiser,
-  scheduler, RNG, trainer state) is reported to Ray Train from rank 0 (the other ranks report
-  metrics only), so Ray Train keeps it in ``storage_path/<run name>/``.
+- Checkpoints: the loops use Ray's ``RayTrainReportCallback``: after each HF ``save`` every rank
+  reports its latest HF checkpoint (model, optimiser, scheduler, RNG, trainer state; sharded state
+  included) as ``checkpoint/`` of a Ray Train checkpoint in ``storage_path/<run name>/``;
+  ``scratch_dir`` is each worker's HF ``output_dir``, removed when the loop ends.
 - ``resume_checkpoint``: inside the loop, the HF checkpoint directory of the latest Ray Train
   checkpoint (after a worker failure with ``FailureConfig``, or a rerun with the same run name).
 - ``report_final``: rank 0 saves the final model + tokenizer (``save_pretrained``) and the curves
@@ -17,7 +18,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,11 +32,14 @@ FINAL_MODEL = "model"  # the final save_pretrained model inside the last Ray Tra
 CURVES = "curves.jsonl"
 
 
-def scaling_config(workers: int, use_gpu: bool, cpus_per_worker: float) -> Any:
-    """Ray Train ScalingConfig: ``workers`` workers, each with its CPUs (and one GPU when ``use_gpu``)."""
+def scaling_config(
+    workers: int, use_gpu: bool, cpus_per_worker: float, custom: Mapping[str, float] | None = None
+) -> Any:
+    """Ray Train ScalingConfig: ``workers`` workers, each with its CPUs (and one GPU when ``use_gpu``)
+    and the ``custom`` Ray resources (``resources.custom_resources``) that pin them to some nodes."""
     from ray.train import ScalingConfig
 
-    resources: dict[str, float] = {"CPU": float(cpus_per_worker)}
+    resources: dict[str, float] = {**(custom or {}), "CPU": float(cpus_per_worker)}
     if use_gpu:
         resources["GPU"] = 1.0
     return ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources)
@@ -121,26 +125,6 @@ def run_config(name: str, storage_path: str, max_failures: int, num_to_keep: int
     )
 
 
-class RankZeroReportCallback(TrainerCallback):
-    """Report each new HF checkpoint to Ray Train from rank 0 (all ranks report, as Ray requires)."""
-
-    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        import ray.train
-        from ray.train import Checkpoint
-        from transformers.trainer_utils import get_last_checkpoint
-
-        metrics: dict[str, Any] = {"step": int(state.global_step)}
-        for log in state.log_history:
-            metrics.update({k: v for k, v in log.items() if isinstance(v, (int, float))})
-        src = get_last_checkpoint(args.output_dir) if ray.train.get_context().get_world_rank() == 0 else None
-        if src is None:
-            ray.train.report(metrics=metrics)
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            shutil.copytree(src, Path(tmp, HF_CHECKPOINT))
-            ray.train.report(metrics=metrics, checkpoint=Checkpoint.from_directory(tmp))
-
-
 class FailAtStep(TrainerCallback):
     """Test hook: raise once at a given step on a fresh (not resumed) run, to exercise FailureConfig."""
 
@@ -204,9 +188,18 @@ def export_final(result: Any, model_dir: str, curves_path: str | None = None) ->
             shutil.copy(Path(d, CURVES), curves_path)
 
 
-def local_output_dir(prefix: str) -> str:
-    """A per-worker scratch directory for the HF Trainer's own checkpoints."""
-    return tempfile.mkdtemp(prefix=f"rluf-{prefix}-")
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[str]:
+    """A per-worker scratch directory for the HF Trainer's own checkpoints, removed on exit.
+
+    Ray's ``RayTrainReportCallback`` copies each HF checkpoint into Ray Train's storage from every
+    rank (sharded FSDP / ZeRO-3 state included), so nothing here is needed after the loop.
+    """
+    path = tempfile.mkdtemp(prefix=f"rluf-{prefix}-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def fit_and_export(

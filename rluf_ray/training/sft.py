@@ -16,10 +16,9 @@ from rluf_ray.errors import RlufError
 from rluf_ray.training.progress import StepProgressLog
 from rluf_ray.training.ray_train import (
     FailAtStep,
-    RankZeroReportCallback,
-    local_output_dir,
     report_final,
     resume_checkpoint,
+    scratch_dir,
 )
 
 MIN_PROMPT_TOKENS = 8
@@ -75,43 +74,45 @@ def sft_train_loop(config: dict[str, Any]) -> None:
     """SFT inside a Ray Train worker; resumes from the latest Ray Train checkpoint."""
     import ray
     import torch
-    from ray.train.huggingface.transformers import prepare_trainer
+    from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig
 
     rows = config["rows"]
     if isinstance(rows, ray.ObjectRef):
         rows = ray.get(rows)
-    out_dir = local_output_dir("sft")
-    tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
-    model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=getattr(torch, config["dtype"]))
-    peft_config = None
-    if config.get("lora"):
-        from peft import LoraConfig
+    with scratch_dir("sft") as out_dir:  # the HF output_dir, removed after the loop
+        tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
+        model = AutoModelForCausalLM.from_pretrained(
+            config["model_path"], dtype=getattr(torch, config["dtype"])
+        )
+        peft_config = None
+        if config.get("lora"):
+            from peft import LoraConfig
 
-        peft_config = LoraConfig(task_type="CAUSAL_LM", **config["lora"])
-    args = SFTConfig(output_dir=out_dir, **config["trainer_args"])
-    trainer = sft_trainer(
-        model,
-        tokenizer,
-        rows,
-        args,
-        peft_config=peft_config,
-        callbacks=[RankZeroReportCallback(), StepProgressLog("sft")],
-    )
-    trainer = prepare_trainer(trainer)
-    with resume_checkpoint() as ckpt:
-        if config.get("fail_at_step"):
-            trainer.add_callback(FailAtStep(int(config["fail_at_step"]), resumed=ckpt is not None))
-        result = trainer.train(resume_from_checkpoint=ckpt)
-    curves = os.path.join(out_dir, "curves.jsonl")
-    _write_curves(trainer.state.log_history, curves)
-    metrics = {
-        "train_loss": float(result.training_loss),
-        "global_step": int(trainer.state.global_step),
-        "resumed": ckpt is not None,
-    }
-    report_final(trainer, tokenizer, metrics, curves)
+            peft_config = LoraConfig(task_type="CAUSAL_LM", **config["lora"])
+        args = SFTConfig(output_dir=out_dir, **config["trainer_args"])
+        trainer = sft_trainer(
+            model,
+            tokenizer,
+            rows,
+            args,
+            peft_config=peft_config,
+            callbacks=[RayTrainReportCallback(), StepProgressLog("sft")],
+        )
+        trainer = prepare_trainer(trainer)
+        with resume_checkpoint() as ckpt:
+            if config.get("fail_at_step"):
+                trainer.add_callback(FailAtStep(int(config["fail_at_step"]), resumed=ckpt is not None))
+            result = trainer.train(resume_from_checkpoint=ckpt)
+        curves = os.path.join(out_dir, "curves.jsonl")
+        _write_curves(trainer.state.log_history, curves)
+        metrics = {
+            "train_loss": float(result.training_loss),
+            "global_step": int(trainer.state.global_step),
+            "resumed": ckpt is not None,
+        }
+        report_final(trainer, tokenizer, metrics, curves)
 
 
 def _write_curves(history: list[dict[str, Any]], path: str) -> None:
