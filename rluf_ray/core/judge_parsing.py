@@ -99,6 +99,13 @@ def parse_rubric(
     obj = _first_json_object(reply)
     if obj is None:
         return ParseFailure("no JSON object")
+    return rubric_from_object(obj, axes, step)
+
+
+def rubric_from_object(
+    obj: dict[str, Any], axes: tuple[str, ...] = RUBRIC_AXES, step: float | None = None
+) -> dict[str, float] | ParseFailure:
+    """The rubric of a decoded JSON object (the checks of :func:`parse_rubric`)."""
     lowered = {str(k).strip().lower(): v for k, v in obj.items()}
     out: dict[str, float] = {}
     for axis in axes:

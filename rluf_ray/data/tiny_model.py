@@ -1,4 +1,4 @@
-"""The embedded tiny causal LM: a byte-level BPE tokenizer and a small Llama, built locally.
+"""The embedded tiny causal LM (``embedded:tiny-llama``, see ``rluf_ray.data.embedded``): a byte-level BPE tokenizer and a small Llama, built locally.
 
 No hub download: the tokenizer is trained on the run's own text, the model is randomly initialised
 from a seed, and both are saved with ``save_pretrained`` so that transformers (and vLLM, since the
@@ -10,13 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-EMBEDDED_PREFIX = "embedded:"
 SPECIAL_TOKENS = ("<|pad|>", "<|bos|>", "<|eos|>")
-
-
-def is_embedded(name: str) -> bool:
-    """Whether a model name refers to the locally built model."""
-    return name.startswith(EMBEDDED_PREFIX)
 
 
 def build_tokenizer(texts: Iterable[str], vocab_size: int = 1024):  # -> PreTrainedTokenizerFast

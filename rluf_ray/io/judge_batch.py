@@ -22,15 +22,16 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rluf_ray.config import JudgeConfig
 from rluf_ray.core.judge_cost import CostLedger, estimate_prompt_tokens
-from rluf_ray.core.judge_parsing import ParseFailure, parse
+from rluf_ray.core.judge_parsing import ParseFailure
 from rluf_ray.core.judge_prompts import JudgeRequest, JudgeResult
+from rluf_ray.core.judge_schemas import parse_reply
 from rluf_ray.io.judge_cache import JudgeCache, cache_key
-from rluf_ray.io.judge_client import read_api_key, sampling_params
+from rluf_ray.io.judge_client import read_api_key, request_params
 from rluf_ray.io.judge_progress import JudgeProgress
 from rluf_ray.io.judge_templates import render_request
 
@@ -41,12 +42,12 @@ ENDPOINT = "/v1/chat/completions"
 
 
 def batch_lines(
-    model: str, items: Sequence[tuple[str, list[dict[str, str]]]], params: dict[str, Any]
+    model: str, items: Sequence[tuple[str, list[dict[str, str]]]], params: Mapping[str, dict[str, Any]]
 ) -> bytes:
-    """The Batch API input JSONL for (custom_id, messages) items."""
+    """The Batch API input JSONL for (custom_id, messages) items; ``params[custom_id]`` is sent with each."""
     out = io.StringIO()
     for cid, messages in items:
-        body = {"model": model, "messages": messages, **params}
+        body = {"model": model, "messages": messages, **params[cid]}
         out.write(json.dumps({"custom_id": cid, "method": "POST", "url": ENDPOINT, "body": body}) + "\n")
     return out.getvalue().encode()
 
@@ -88,7 +89,7 @@ class BatchJudge:
         self.cache = cache
         self.run_name = run_name
         self._key = api_key if api_key is not None else read_api_key(cfg)
-        self.params = sampling_params(cfg)
+        self.params: dict[str, dict[str, Any]] = {}  # cache key -> request params
         f = cfg.batch_price_factor
         self.ledger = CostLedger(cfg.prices.prompt_per_million * f, cfg.prices.completion_per_million * f)
 
@@ -151,7 +152,9 @@ class BatchJudge:
         from openai import AsyncOpenAI
 
         rendered = {r.key: render_request(r) for r in reqs}
-        ckey = {r.key: cache_key(self.cfg.model, r.version, rendered[r.key], self.params) for r in reqs}
+        params_of = {r.key: request_params(self.cfg, r.task) for r in reqs}
+        ckey = {r.key: cache_key(self.cfg.model, r.version, rendered[r.key], params_of[r.key]) for r in reqs}
+        self.params = {ckey[r.key]: params_of[r.key] for r in reqs}
         task_of = {ckey[r.key]: r.task for r in reqs}
         version_of = {ckey[r.key]: r.version for r in reqs}
         answers: dict[str, tuple[Any, str, int, int, bool]] = {}  # cache key -> value, raw, pt, ct, cached
@@ -163,7 +166,7 @@ class BatchJudge:
                 continue
             hit = self.cache.get(k) if self.cache is not None else None
             if hit is not None:
-                value = parse(r.task, hit.reply, r.version)
+                value = parse_reply(r.task, hit.reply, r.version, self.cfg.structured_output)
                 if not isinstance(value, ParseFailure):
                     answers[k] = (value, hit.reply, 0, 0, True)
                     continue
@@ -201,7 +204,9 @@ class BatchJudge:
                     content, pt, ct, err = read_output_line(line)
                     self.ledger.charge(pt, ct)
                     if err is None:
-                        value = parse(task_of[k], content or "", version_of[k])
+                        value = parse_reply(
+                            task_of[k], content or "", version_of[k], self.cfg.structured_output
+                        )
                         if not isinstance(value, ParseFailure):
                             answers[k] = (value, content or "", pt, ct, False)
                             if self.cache is not None:

@@ -6,6 +6,8 @@ budget (``rluf_ray.io.rate_limit``), so retries count against the limits like an
 
 * 429, 5xx, 408/409, timeouts and connection errors are retried with exponential backoff and jitter,
   at least as long as the server's Retry-After; a 429 also pauses the whole shared budget.
+* Under ``judge.structured_output: json_schema`` every call carries ``response_format`` with the task's
+  JSON schema and the reply is parsed as JSON; under ``none`` the free-text parsers read it.
 * A reply that does not parse (or a body that is not JSON) is re-asked up to
   ``judge.max_parse_retries`` times.
 * A request that finally fails is a :class:`JudgeResult` with ``value=None`` and ``error`` set to
@@ -25,9 +27,10 @@ from typing import Any
 
 from rluf_ray.config import JudgeConfig
 from rluf_ray.core.judge_cost import CostLedger, estimate_prompt_tokens
-from rluf_ray.core.judge_parsing import ParseFailure, parse
+from rluf_ray.core.judge_parsing import ParseFailure
 from rluf_ray.core.judge_prompts import JudgeRequest, JudgeResult
 from rluf_ray.core.judge_retry import backoff_delay, is_retryable_status, retry_after_seconds
+from rluf_ray.core.judge_schemas import parse_reply, response_format
 from rluf_ray.errors import RlufError
 from rluf_ray.io.judge_cache import JudgeCache, cache_key
 from rluf_ray.io.judge_templates import render_request
@@ -50,6 +53,15 @@ def read_api_key(cfg: JudgeConfig) -> str:
 def sampling_params(cfg: JudgeConfig) -> dict[str, Any]:
     """The sampling parameters sent with every call (and hashed into the cache key)."""
     return {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+
+
+def request_params(cfg: JudgeConfig, task: str) -> dict[str, Any]:
+    """Everything sent with a call of ``task`` besides model and messages (hashed into the cache key):
+    the sampling parameters, and the reply's JSON schema under ``judge.structured_output: json_schema``."""
+    params = sampling_params(cfg)
+    if cfg.structured_output == "json_schema":
+        params["response_format"] = response_format(task)
+    return params
 
 
 class ApiJudge:
@@ -95,7 +107,7 @@ class ApiJudge:
     def key_for(self, req: JudgeRequest) -> tuple[list[dict[str, str]], str]:
         """Rendered messages and the cache key of a request."""
         messages = render_request(req)
-        return messages, cache_key(self.cfg.model, req.version, messages, self.params)
+        return messages, cache_key(self.cfg.model, req.version, messages, request_params(self.cfg, req.task))
 
     # -- the call -----------------------------------------------------------------------------
     async def judge(self, req: JudgeRequest) -> JudgeResult:
@@ -114,7 +126,7 @@ class ApiJudge:
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
-                value = parse(req.task, hit.reply, req.version)
+                value = parse_reply(req.task, hit.reply, req.version, self.cfg.structured_output)
                 if not isinstance(value, ParseFailure):
                     return JudgeResult(req.key, value, None, hit.reply, 0, True)
         self._ensure()
@@ -136,7 +148,7 @@ class ApiJudge:
                 retry_kind: str
                 try:
                     resp = await self._client.chat.completions.create(
-                        model=self.cfg.model, messages=messages, **self.params
+                        model=self.cfg.model, messages=messages, **request_params(self.cfg, req.task)
                     )
                 except Exception as exc:  # classified below
                     await self.limiter.settle(slot, None, 0.0)
@@ -158,7 +170,7 @@ class ApiJudge:
                     cost = self.ledger.charge(pt, ct)
                     await self.limiter.settle(slot, pt + ct if usage is not None else None, cost)
                     content = resp.choices[0].message.content if getattr(resp, "choices", None) else None
-                    value = parse(req.task, content or "", req.version)
+                    value = parse_reply(req.task, content or "", req.version, self.cfg.structured_output)
                     if not isinstance(value, ParseFailure):
                         if self.cache is not None:
                             self.cache.put(key, self.cfg.model, req.version, content or "", pt, ct)

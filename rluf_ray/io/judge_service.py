@@ -230,7 +230,7 @@ def scores_table(rows: Sequence[Mapping[str, Any]]) -> Any:
 def dry_run(cfg: RlufConfig, reqs: Sequence[JudgeRequest], stage: str = "judge") -> dict[str, Any]:
     """What a run would spend: calls (cache hits excluded), estimated tokens and dollars. Calls nothing."""
     from rluf_ray.io.judge_cache import JudgeCache, cache_key
-    from rluf_ray.io.judge_client import sampling_params
+    from rluf_ray.io.judge_client import request_params
     from rluf_ray.io.judge_templates import render_request
 
     unique = unique_requests(reqs)
@@ -239,13 +239,13 @@ def dry_run(cfg: RlufConfig, reqs: Sequence[JudgeRequest], stage: str = "judge")
         return offline_dry_run(stage, len(unique))
     path = cache_path(cfg)
     cache = JudgeCache(path) if os.path.exists(path) else None
-    params = sampling_params(j)
     tokens: list[int] = []
     cached: list[bool] = []
     try:
         for r in unique:
             messages = render_request(r)
-            hit = cache is not None and cache.contains(cache_key(j.model, r.version, messages, params))
+            key = cache_key(j.model, r.version, messages, request_params(j, r.task))
+            hit = cache is not None and cache.contains(key)
             cached.append(hit)
             tokens.append(0 if hit else estimate_prompt_tokens(messages))
     finally:

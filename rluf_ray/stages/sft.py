@@ -1,7 +1,8 @@
 """Stage ``sft``: causal-LM fine-tuning on prompt -> summary under Ray Train's TorchTrainer.
 
-With ``model.base_model: embedded:...`` the base model is first built locally (byte-level BPE
-tokenizer trained on the SFT texts + a seeded tiny Llama) into ``outputs/sft/base``. Training runs
+With ``model.base_model: embedded:tiny-llama`` the base model is first built locally (byte-level BPE
+tokenizer trained on the SFT texts + a seeded tiny Llama) into ``outputs/sft/base``; a pretrained
+embedded model (``embedded:smollm2-135m-instruct``) is built once into the user's cache. Training runs
 TRL's SFTTrainer (loss on summary tokens only, EOS after every summary) in each Train worker; HF
 checkpoints go through Ray Train checkpointing (``outputs/sft/checkpoints/<run>`` while running), so
 a killed run resumes from the last one. The final model + tokenizer are ``save_pretrained`` into
@@ -15,8 +16,8 @@ import os
 from typing import Any
 
 from rluf_ray.config import RlufConfig, fingerprint, result_keys
+from rluf_ray.data.embedded import builds_from_texts, is_embedded
 from rluf_ray.data.splits import split_plan, split_reads
-from rluf_ray.data.tiny_model import is_embedded
 from rluf_ray.errors import RlufError
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 from rluf_ray.training.ray_train import common_trainer_args, lora_kwargs, scaling_config
@@ -51,7 +52,7 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
     the base model (and how the embedded one is built), the prompt template and the train split."""
     r, m = cfg.resources, cfg.model
     embedded = None
-    if is_embedded(m.base_model):
+    if builds_from_texts(m.base_model):
         embedded = {"vocab_size": m.embedded_vocab_size, "hidden_size": m.embedded_hidden_size,
                     "layers": m.embedded_layers, "heads": m.embedded_heads, "seed": cfg.sft.seed}  # fmt: skip
     return {
@@ -78,9 +79,15 @@ def run_name(cfg: RlufConfig, ctx: StageContext) -> str:
 
 def base_model_path(cfg: RlufConfig, ctx: StageContext, p: dict[str, Any]) -> str:
     """The model SFT starts from: built locally for ``embedded:``, else the configured path/hub id."""
+    from rluf_ray.data.embedded import resolve_prebuilt
     from rluf_ray.data.tiny_model import build_embedded
 
     if p["embedded"] is None:
+        if is_embedded(p["base_model"]):
+            try:
+                return str(resolve_prebuilt(p["base_model"]))
+            except ValueError as exc:
+                raise RlufError(f"model.base_model: {exc}") from None
         return str(p["base_model"])
     from rluf_ray.data.splits import tokenizer_corpus
 

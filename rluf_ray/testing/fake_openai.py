@@ -7,7 +7,9 @@ requests-per-window cap with 429s, and demand an API key. It records the arrival
 of every request, so limits are checked where they matter: at the server.
 
 The default reply is a deterministic function of the messages (:func:`fake_reply`), so a test can
-say exactly which value every item must get.
+say exactly which value every item must get. A request with a judge task's ``response_format``
+(``json_schema``) gets that reply as the schema's JSON object (:func:`structured`), as vLLM and OpenAI
+would send it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Any
 
 from aiohttp import web
 
+from rluf_ray.core.judge_parsing import ParseFailure, parse
+
 
 def _h(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
@@ -41,6 +45,23 @@ def fake_reply(messages: Sequence[dict[str, Any]]) -> str:
         axes = ("accuracy", "relevance", "completeness", "expression")
         return json.dumps({a: (h >> (8 * i)) % 11 for i, a in enumerate(axes)})
     return f"Score: {fake_score(messages)}"
+
+
+def structured(content: str, response_format: Any) -> str:
+    """What an endpoint honouring ``response_format`` would send for a text reply: under a
+    ``json_schema`` of a judge task (``<task>_reply``) the value the text parser reads, as that schema's
+    JSON object; a reply no parser reads is sent unchanged (a broken reply stays broken)."""
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
+        return content
+    task = str(response_format.get("json_schema", {}).get("name", "")).removesuffix("_reply")
+    if task not in ("score", "pairwise", "rubric"):
+        return content
+    value = parse(task, content)
+    if isinstance(value, ParseFailure):
+        return content
+    if task == "rubric":
+        return json.dumps(value)
+    return json.dumps({"score": value} if task == "score" else {"preferred": value})
 
 
 def fake_score(messages: Sequence[dict[str, Any]]) -> float:
@@ -183,6 +204,7 @@ class FakeOpenAI:
         if outcome == "garbage":
             return web.Response(text="<html>upstream gateway melted</html>", content_type="application/json")
         content = "I would rather not say." if outcome == "malformed" else self.reply(messages)
+        content = structured(content, body.get("response_format"))
         prompt_tokens = 3 + sum(4 + len(str(m.get("content", ""))) // 4 for m in messages)
         completion_tokens = max(1, len(content) // 4)
         return web.json_response(
@@ -249,6 +271,7 @@ class FakeOpenAI:
         malformed = r < f.p_500 + f.p_malformed
         messages = body.get("messages", [])
         content = "I would rather not say." if malformed else self.reply(messages)
+        content = structured(content, body.get("response_format"))
         pt = 3 + sum(4 + len(str(m.get("content", ""))) // 4 for m in messages)
         ct = max(1, len(content) // 4)
         completion = {

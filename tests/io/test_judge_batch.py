@@ -27,7 +27,7 @@ def cfg(srv: FakeOpenAI, **kw) -> JudgeConfig:
 
 def test_batch_lines_and_output_parsing():
     data = batch_lines(
-        "m", [("c1", [{"role": "user", "content": "hi"}])], {"temperature": 0.0, "max_tokens": 5}
+        "m", [("c1", [{"role": "user", "content": "hi"}])], {"c1": {"temperature": 0.0, "max_tokens": 5}}
     )
     line = json.loads(data.decode())
     assert line == {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -130,3 +131,28 @@ def test_key_comes_from_the_named_env_var_only(monkeypatch):
     monkeypatch.setenv("RLUF_TEST_KEY_X", "sk-abc")
     assert read_api_key(cfg) == "sk-abc"
     assert "sk-abc" not in cfg.model_dump_json()
+
+
+def test_structured_output_asks_for_json_and_keys_the_cache(tmp_path):
+    reqs = requests(4)
+    cache = JudgeCache(tmp_path / "c.sqlite")
+    with FakeOpenAI() as srv:
+        structured = run(make(srv, cache), reqs)
+        text = run(make(srv, cache, structured_output="none"), reqs)
+        again = run(make(srv, cache), reqs)
+        counts = srv.counts()
+    for a, b, q in zip(structured, text, reqs, strict=True):
+        assert a.value == b.value == fake_score(render_request(q))
+        assert a.raw == json.dumps({"score": a.value})  # the server saw the schema
+        assert b.raw.startswith("Score:")
+    assert not any(r.cached for r in structured + text) and all(r.cached for r in again)
+    assert counts == {"ok": 8}  # the mode is part of the cache key: none of the JSON replies served `none`
+
+
+def test_unparseable_structured_reply_is_missing_with_its_reason():
+    with FakeOpenAI(reply=lambda m: "I will not grade this.") as srv:
+        (res,) = run(make(srv, max_parse_retries=1), requests(1))
+        counts = srv.counts()
+    assert res.value is None and res.error.startswith("parse: reply is not JSON")
+    assert "after 2 replies" in res.error
+    assert counts == {"ok": 2}
