@@ -114,12 +114,19 @@ class VllmServer:
 
     def metric(self, name: str) -> float:
         """The sum over all label sets of one sample of the server's Prometheus ``/metrics``."""
+        return self.metrics((name,))[name]
+
+    def metrics(self, names: tuple[str, ...]) -> dict[str, float]:
+        """Like :meth:`metric` for several samples, read from one scrape (so they are consistent)."""
         from prometheus_client.parser import text_string_to_metric_families
 
         _, text = self._get("/metrics")
-        return sum(
-            s.value for fam in text_string_to_metric_families(text) for s in fam.samples if s.name == name
-        )
+        out = dict.fromkeys(names, 0.0)
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                if s.name in out:
+                    out[s.name] += s.value
+        return out
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Terminate the server's process group (SIGTERM, then SIGKILL after ``timeout_s``)."""
