@@ -95,10 +95,10 @@ class DemoDataConfig(Section):
     eval_docs: int = Field(30, ge=1, description="Documents in the held-out eval split (infer/evaluate).")
     seed: int = Field(1234, description="Seed of the deterministic demo generator.")
     vague_count_share: float = Field(
-        0.6,
+        0.0,
         ge=0,
         le=1,
-        description="Share of SFT references that say 'a crowd came' instead of the count (imperfect "
+        description="Share of SFT references that say 'many people came' instead of the count (imperfect "
         "human summaries: the flaw the preference feedback can correct); other splits stay exact.",
     )
 

@@ -66,6 +66,8 @@ def split_plan(cfg: RlufConfig, split: SplitName) -> dict[str, Any]:
         out.update(seed=d.demo.seed, docs=getattr(d.demo, _DOCS[split]))
         if split == "train":
             out["vague_count_share"] = d.demo.vague_count_share
+            if d.demo.vague_count_share > 0:  # the phrase is part of the data: a new one re-runs SFT
+                out["vague_phrase"] = demo.VAGUE_COUNT
     elif d.source == "tldr":
         out.update(tldr=d.tldr.model_dump(), partition=[d.calibration_size, d.test_size, d.eval_size, d.seed])
     else:

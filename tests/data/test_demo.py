@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
 from rluf_ray.config import load
 from rluf_ray.core.text import normalize_answer
 from rluf_ray.data import demo
-from rluf_ray.data.splits import demo_batch, load_split, split_count
+from rluf_ray.data.splits import demo_batch, load_split, split_count, split_plan
 
 
 def _digest(docs: list[demo.DemoDoc]) -> str:
@@ -100,3 +102,11 @@ def test_vague_count_references_only_in_the_sft_split() -> None:
         assert r["reference"].split(";")[0] == e["reference"].split(";")[0]  # only the count clause
     for split in ("calibration", "test", "eval"):  # the judge's gold stays exact
         assert load_split(cfg, split) == load_split(exact, split)
+
+
+def test_the_vague_phrase_is_part_of_the_sft_split_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load(overrides=["data.demo.vague_count_share=0.2"])
+    before = split_plan(cfg, "train")
+    monkeypatch.setattr(demo, "VAGUE_COUNT", "lots of people came")
+    assert split_plan(cfg, "train") != before  # a new phrase is new data: SFT goes stale
+    assert split_plan(cfg, "calibration") == split_plan(load(), "calibration")
