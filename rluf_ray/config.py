@@ -98,7 +98,7 @@ class DemoDataConfig(Section):
         0.0,
         ge=0,
         le=1,
-        description="Share of SFT references that say 'many people came' instead of the count (imperfect "
+        description="Share of SFT references that say 'a crowd came' instead of the count (imperfect "
         "human summaries: the flaw the preference feedback can correct); other splits stay exact.",
     )
 

@@ -16,10 +16,10 @@ Difficulty is graded (levels 0..3) by how hard the facts are to pick out:
   order shuffled.
 
 The SFT split's references can be *vague about the count* (``vague_share`` of them, drawn per
-document): ``Nora Quinn opened the bakery in Ashford on Monday; many people came.``, as imperfect
-human summaries are. The other splits' references (the judge's gold) are always exact. An SFT model
-then writes "many people came" at least as often as its data did (the phrase needs no copying, so it
-wins over any one count), the offline judge grades it as one mistake (the count is missing), and the
+document): ``Nora Quinn opened the bakery in Ashford on Monday; a crowd came.``, as imperfect human
+summaries are. The other splits' references (the judge's gold) are always exact. The phrase needs no
+copying, so an SFT model prefers it over any one count (measured: 10% of the SFT data gives it 2% of
+the samples at temperature 0.35, 30% gives 95%); the offline judge grades it as two mistakes, and the
 preference feedback has something to correct that the SFT data taught.
 
 Generation is deterministic: every document is built from its own ``random.Random`` seeded with
@@ -190,15 +190,15 @@ def _distractor(rng: random.Random, name: str, town: str, day: str, count: int, 
     return rng.choice(forms)
 
 
-VAGUE_COUNT = "many people came"
+VAGUE_COUNT = "a crowd came"
 """What a vague SFT reference says instead of ``<count> people came``."""
 
 
 def make_doc(seed: int, split: str, index: int, vague_share: float = 0.0) -> DemoDoc:
     """Generate document ``index`` of ``split`` (deterministic in ``seed``, ``split``, ``index``).
 
-    ``vague_share``: the probability that a *train* document's reference says "many people came"
-    instead of the count (drawn last, so the document itself does not depend on it); ignored for
+    ``vague_share``: the probability that a *train* document's reference says "a crowd came" instead
+    of the count (drawn last, so the document itself does not depend on it); ignored for
     other splits.
     """
     rng = random.Random(f"{seed}:{split}:{index}")
