@@ -89,6 +89,8 @@ def _candidates(value: Any, annotation: Any) -> list[Any]:
         if value and isinstance(value[0], float):
             return [[*value[:-1], round(value[-1] - 0.1, 6)], [*value[:-1], round(value[-1] + 0.1, 6)]]
         return [value[:-1], [*value, "x"]] if value else [["x"]]
+    if isinstance(value, dict):  # e.g. resources.custom_resources: dict[str, float]
+        return [{**value, "rluf_x": 1.0}, {}] if value else [{"rluf_x": 1.0}]
     raise TypeError(f"no perturbation for {value!r}")
 
 
