@@ -1,8 +1,10 @@
 """``rluf bench generate``: N samples per prompt, the original loop vs our engine path, side by side.
 
-Fixed shape so figures compare across runs: a 2-layer, 128-wide Llama (head_dim 64) with a byte-level
-BPE tokenizer, prompts of about 200 tokens, exactly 32 new tokens per sample (min = max new tokens),
-temperature 0.35, float32, the same total number of threads on both sides.
+Fixed shape so figures compare across runs: by default a 2-layer, 128-wide Llama (head_dim 64) with a
+byte-level BPE tokenizer; ``--model embedded:smollm2-135m-instruct`` (or a local model folder) runs the
+same comparison on a real pretrained 30-layer model. Prompts of about 200 tokens, exactly 32 new tokens
+per sample (min = max new tokens), temperature 0.35, float32, the same total number of threads on both
+sides.
 
 * baseline (the original approach, honestly done): transformers ``generate`` with its KV cache, one
   sample per call, N calls per prompt.
@@ -30,6 +32,12 @@ from pathlib import Path
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rluf bench generate", description=__doc__.splitlines()[0])
     p.add_argument("--engine", choices=("hf", "vllm"), default="hf")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model to sample from: an embedded: name with prebuilt weights or a local folder "
+        "(default: the benchmark's seeded tiny Llama, built per run)",
+    )
     p.add_argument("--samples", type=int, default=60, help="samples per prompt (N)")
     p.add_argument("--prompts", type=int, default=8, help="prompts for our engine path")
     p.add_argument("--baseline-prompts", type=int, default=1, help="prompts for the one-sample-per-call loop")
@@ -60,6 +68,20 @@ def build_bench_model(out_dir: Path, hidden: int, layers: int, seed: int) -> Pat
         demo.corpus_texts(seed, 300), out_dir, hidden_size=hidden, layers=layers, heads=max(1, hidden // 64),
         max_positions=1024, seed=seed,
     )  # fmt: skip
+
+
+def resolve_bench_model(name: str | None, tmp: Path, args: argparse.Namespace) -> tuple[Path, str]:
+    """The model folder to benchmark and a one-line description of it."""
+    if name is None:
+        path = build_bench_model(tmp / "model", args.hidden, args.layers, args.seed)
+        return path, f"{args.layers} layers x {args.hidden} wide, head_dim 64 (seeded tiny Llama)"
+    from rluf_ray.data.embedded import is_embedded, resolve_prebuilt
+
+    path = resolve_prebuilt(name) if is_embedded(name) else Path(name)
+    if not (path / "config.json").is_file():
+        raise SystemExit(f"rluf bench generate: no model folder at {path} (config.json missing)")
+    cfg = json.loads((path / "config.json").read_text())
+    return path, f"{name}: {cfg.get('num_hidden_layers')} layers x {cfg.get('hidden_size')} wide"
 
 
 def make_prompts(tokenizer, count: int, target_tokens: int, seed: int) -> list[str]:
@@ -221,12 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
     }
     with tempfile.TemporaryDirectory(prefix="rluf-bench-gen-") as tmp:
-        model_dir = build_bench_model(Path(tmp) / "model", args.hidden, args.layers, args.seed)
+        model_dir, model_desc = resolve_bench_model(args.model, Path(tmp), args)
         tok = AutoTokenizer.from_pretrained(model_dir)
         prompts = make_prompts(tok, max(args.prompts, args.baseline_prompts), args.prompt_tokens, args.seed)
         lengths = [len(tok(p)["input_ids"]) for p in prompts]
         print(f"machine: {machine}")
-        print(f"shape: {args.layers} layers x {args.hidden} wide, head_dim 64, prompts {lengths} tokens, "
+        print(f"shape: {model_desc}, prompts {lengths} tokens, "
               f"{args.new_tokens} new tokens, N={args.samples}, threads={args.threads}")  # fmt: skip
         # The baseline runs first, alone: none of our engine processes (or Ray) exist yet, so nothing of
         # ours competes with it for the CPU. Several rounds each; medians are reported.
@@ -255,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     result = {
         "engine": args.engine,
+        "model": args.model or "bench-tiny-llama",
         "baseline_samples_per_s": round(base_rate, 3),
         "ours_samples_per_s": round(our_rate, 3),
         "ratio": round(our_rate / base_rate, 2),

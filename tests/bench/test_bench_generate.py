@@ -22,3 +22,8 @@ def test_bench_generate_smoke(capsys) -> None:
     assert result["ratio"] == pytest.approx(
         result["ours_samples_per_s"] / result["baseline_samples_per_s"], rel=0.02
     )
+
+
+def test_bench_generate_model_folder_is_checked(tmp_path) -> None:
+    with pytest.raises(SystemExit, match="no model folder at .*config.json missing"):
+        main(["bench", "generate", "--model", str(tmp_path / "nowhere"), "--samples", "2"])
