@@ -532,12 +532,18 @@ class RlufConfig(Section):
         default_factory=TrackingConfig, description="Experiment tracking (MLflow, W&B) of run-all."
     )
     output_dir: str = Field("outputs", description="Root of the artifact store (a path or pyarrow.fs URI).")
+    shared_output_dir: bool = Field(
+        False,
+        description="output_dir is a path every node of the cluster sees (a shared mount); without it a "
+        "plain path is refused on a cluster of more than one node.",
+    )
 
 
 OPERATIONAL_KEYS: tuple[str, ...] = (
     "resources",
     "tracking",
     "output_dir",
+    "shared_output_dir",
     "generation.rows_per_file",
     "generation.vllm_gpu_memory_utilization",
     "generation.vllm_enable_prefix_caching",

@@ -10,6 +10,7 @@ from typing import Any
 from rluf_ray.config import RlufConfig, fingerprint, get_value, result_keys, with_values
 from rluf_ray.errors import UpstreamMissing
 from rluf_ray.io.artifacts import ArtifactStore, Manifest, manifest_digest
+from rluf_ray.io.storage_check import check_cluster_output_dir
 from rluf_ray.stages.registry import ORDER, StageContext, StageDef, StageResult, get
 
 log = logging.getLogger("rluf")
@@ -81,6 +82,7 @@ def run_stage(
     if not force and is_complete(cfg, store, stage):
         log.info("%s: complete for this config, skipped (use --force to redo)", name)
         return None
+    check_cluster_output_dir(cfg.output_dir, cfg.shared_output_dir)
     fp = stage_fingerprint(cfg, stage)  # external inputs are hashed before the stage reads them
     store.invalidate(stage.artifact_dir)
     log.info("%s: running", name)

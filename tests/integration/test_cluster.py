@@ -31,11 +31,14 @@ NODE_ENV = {"RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFF
             "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONHASHSEED": "0"}  # fmt: skip
 
 
-def readme_command(output_dir: Path) -> list[str]:
-    """The README's `ray job submit` command with the tiny run's overrides."""
+def readme_command(output_dir: Path, shared: bool = True) -> list[str]:
+    """The README's `ray job submit` command with the tiny run's overrides (both nodes of this local
+    cluster see the same disk, so its output_dir is a shared mount)."""
     sets = [arg for key in TINY for arg in ("--set", key)]
+    shared_flag = ["--set", "shared_output_dir=true"] if shared else []
     return ["ray", "job", "submit", "--working-dir", ".", "--runtime-env", "cluster/runtime_env.yaml", "--",
-            "python", "jobs/run_pipeline.py", "run-all", *sets, "--output-dir", str(output_dir)]  # fmt: skip
+            "python", "jobs/run_pipeline.py", "run-all", *sets, "--output-dir", str(output_dir),
+            *shared_flag]  # fmt: skip
 
 
 @pytest.mark.cluster
@@ -49,17 +52,27 @@ def test_readme_job_submit_runs_all_stages_on_the_worker_node(tmp_path: Path) ->
     with local_cluster({"rluf_worker": 2}, head_cpus=1, worker_cpus=2, env=NODE_ENV) as cluster:
         env = {**os.environ, **NODE_ENV, "RAY_ADDRESS": cluster.dashboard_url}
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        # Without shared_output_dir a plain path on a two-node cluster is refused before any work.
+        refused = subprocess.run(
+            readme_command(tmp_path / "unshared", shared=False), cwd=REPO, env=env, capture_output=True,
+            text=True, timeout=600,
+        )  # fmt: skip
+        assert refused.returncode != 0
+        assert "is a node-local path but the Ray cluster has 2 nodes" in refused.stdout + refused.stderr
+        assert not (tmp_path / "unshared" / "sft").exists(), "nothing is written before the refusal"
+
         proc = subprocess.run(
             readme_command(out), cwd=REPO, env=env, capture_output=True, text=True, timeout=1300
         )
-        jobs = JobSubmissionClient(cluster.dashboard_url).list_jobs()
-        assert len(jobs) == 1, jobs
-        assert jobs[0].status == JobStatus.SUCCEEDED, (
-            jobs[0].message,
+        jobs = sorted(JobSubmissionClient(cluster.dashboard_url).list_jobs(), key=lambda j: j.start_time or 0)
+        assert len(jobs) == 2, jobs
+        assert jobs[0].status == JobStatus.FAILED, jobs[0].message
+        assert jobs[-1].status == JobStatus.SUCCEEDED, (
+            jobs[-1].message,
             proc.stdout[-4000:],
             proc.stderr[-2000:],
         )
-        assert "pip" not in (jobs[0].runtime_env or {}), "nothing installs at run time"
+        assert "pip" not in (jobs[-1].runtime_env or {}), "nothing installs at run time"
 
         workers = [
             n.node_id for n in list_nodes(address=cluster.dashboard_url) if "rluf_worker" in n.resources_total
