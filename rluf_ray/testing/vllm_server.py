@@ -152,14 +152,25 @@ class VllmServer:
         self.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Serve ``embedded:smollm2-135m-instruct`` on 127.0.0.1 in the foreground until Ctrl-C."""
-    from rluf_ray.data.embedded import resolve_prebuilt
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
+
+def main(argv: list[str] | None = None, model_dir: str | None = None, python: str = sys.executable) -> int:
+    """Serve ``embedded:smollm2-135m-instruct`` on 127.0.0.1 in the foreground until Ctrl-C.
+
+    The server runs in its own session, so a signal to this process alone would orphan it: SIGTERM and
+    SIGHUP (``kill``, a closed terminal) stop it as Ctrl-C does.
+    """
     args = sys.argv[1:] if argv is None else argv
     port = int(args[0]) if args else 8000
-    model = resolve_prebuilt("embedded:smollm2-135m-instruct")
-    srv = VllmServer(str(model), port=port, log_path="-")
+    if model_dir is None:
+        from rluf_ray.data.embedded import resolve_prebuilt
+
+        model_dir = str(resolve_prebuilt("embedded:smollm2-135m-instruct"))
+    srv = VllmServer(model_dir, port=port, log_path="-", python=python)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
     print(f"starting vLLM on {srv.url} (about 140 s on 2 cores): {' '.join(srv.command())}", flush=True)
     try:
         srv.start()
