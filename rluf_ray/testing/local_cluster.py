@@ -1,7 +1,8 @@
-"""A real two-node Ray on this machine, for tests: ``ray start --head`` plus one ``ray start --address``.
+"""A real multi-node Ray on this machine, for tests and benchmarks: ``ray start --head`` plus one (or
+more) ``ray start --address`` worker nodes.
 
-The head (dashboard and job API on 127.0.0.1) has none of the custom resources; the worker node alone
-carries them, so work that requires them (engine actors, Train workers) provably lands on the worker.
+The head (dashboard and job API on 127.0.0.1) has none of the custom resources; the worker nodes alone
+carry them, so work that requires them (engine actors, Train workers) provably lands on the worker.
 Every port is chosen free, each node has its own temp dir, and on exit exactly the processes this
 helper started (each ``ray start --block`` and its descendants) are stopped by process id: a global
 ``ray stop`` would also stop other Ray instances of the same user on the machine.
@@ -33,11 +34,13 @@ class LocalCluster:
     address: str
     dashboard_url: str
     head_temp_dir: str
-    worker_temp_dir: str
+    worker_temp_dir: str  # the first worker node's
+    worker_temp_dirs: tuple[str, ...] = ()
 
     def session_dirs(self) -> list[Path]:
-        """Both nodes' Ray session directories (logs live under ``<dir>/logs``)."""
-        return [Path(d, "session_latest").resolve() for d in (self.head_temp_dir, self.worker_temp_dir)]
+        """Every node's Ray session directory (logs live under ``<dir>/logs``)."""
+        dirs = (self.head_temp_dir, *(self.worker_temp_dirs or (self.worker_temp_dir,)))
+        return [Path(d, "session_latest").resolve() for d in dirs]
 
 
 def free_ports(n: int) -> list[int]:
@@ -148,8 +151,10 @@ def local_cluster(
     object_store_bytes: int = 300_000_000,
     timeout_s: float = 120.0,
     start_attempts: int = 3,
+    workers: int = 1,
 ) -> Iterator[LocalCluster]:
-    """Start a head and one worker node (the worker alone has ``worker_resources``); stop both on exit.
+    """Start a head and ``workers`` worker nodes (only they have ``worker_resources``, and
+    ``worker_cpus`` CPUs each); stop them all on exit.
 
     ``env`` is the environment of both nodes (and so of every job's driver and worker): the Python that
     runs this function comes first on PATH, so ``python`` in a job entrypoint is this one.
@@ -161,30 +166,33 @@ def local_cluster(
     # A loaded machine can take a minute to import the dashboard agent; the raylet waits for it.
     node_env.setdefault("RAY_agent_register_timeout_ms", "300000")
     head_tmp = tempfile.mkdtemp(prefix="rluf-h-")
-    worker_tmp = tempfile.mkdtemp(prefix="rluf-w-")
+    worker_tmps = [tempfile.mkdtemp(prefix="rluf-w-") for _ in range(workers)]
     common = ["--block", "--node-ip-address=127.0.0.1", f"--object-store-memory={object_store_bytes}",
               "--disable-usage-stats", "--num-gpus=0"]  # fmt: skip
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for attempt in range(1, start_attempts + 1):  # `ray start` gives a raylet only 30 s to register
             gcs, dash, client, *head_ports = free_ports(9)
-            cluster = LocalCluster(f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}", head_tmp, worker_tmp)
+            cluster = LocalCluster(f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}", head_tmp, worker_tmps[0],
+                                   tuple(worker_tmps))  # fmt: skip
             head_cmd = [ray_bin, "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1",
                         f"--dashboard-port={dash}", f"--ray-client-server-port={client}", f"--num-cpus={head_cpus}",
                         f"--temp-dir={head_tmp}", *_node_ports(head_ports), *common]  # fmt: skip
             if _start(head_cmd, node_env, head_tmp, procs, lambda c=cluster: _alive_nodes(c.dashboard_url) >= 1,
                       timeout_s, last=attempt == start_attempts):  # fmt: skip
                 break
-        for attempt in range(1, start_attempts + 1):
-            worker_cmd = [ray_bin, "start", f"--address={cluster.address}", f"--num-cpus={worker_cpus}",
-                          f"--resources={json.dumps(dict(worker_resources))}", f"--temp-dir={worker_tmp}",
-                          *_node_ports(free_ports(6)), *common]  # fmt: skip
-            if _start(worker_cmd, node_env, worker_tmp, procs, lambda: _alive_nodes(cluster.dashboard_url) >= 2,
-                      timeout_s, last=attempt == start_attempts):  # fmt: skip
-                break
+        for k, worker_tmp in enumerate(worker_tmps):
+            for attempt in range(1, start_attempts + 1):
+                worker_cmd = [ray_bin, "start", f"--address={cluster.address}", f"--num-cpus={worker_cpus}",
+                              f"--resources={json.dumps(dict(worker_resources))}", f"--temp-dir={worker_tmp}",
+                              *_node_ports(free_ports(6)), *common]  # fmt: skip
+                if _start(worker_cmd, node_env, worker_tmp, procs,
+                          lambda n=k + 2: _alive_nodes(cluster.dashboard_url) >= n, timeout_s,
+                          last=attempt == start_attempts):  # fmt: skip
+                    break
         yield cluster
     finally:
         _stop(procs)
         if not os.environ.get("RLUF_KEEP_CLUSTER_DIRS"):
-            shutil.rmtree(head_tmp, ignore_errors=True)
-            shutil.rmtree(worker_tmp, ignore_errors=True)
+            for tmp in (head_tmp, *worker_tmps):
+                shutil.rmtree(tmp, ignore_errors=True)
