@@ -1,0 +1,81 @@
+"""What a caught exception keeps alive, and drop_frames clearing it (no Ray: plain threads)."""
+
+from __future__ import annotations
+
+import threading
+import traceback
+import weakref
+from collections.abc import Iterator
+
+from rluf_ray.core.frames import drop_frames, exception_chain
+
+
+class _Held:
+    """Stands in for what a failed pipeline's frames hold (a task, its actor handle)."""
+
+
+def _fail_in_a_thread(refs: list[weakref.ref[_Held]]) -> BaseException:
+    """Ray Data's shape: in a finished thread, a loop holding a _Held calls a step that ends a stream
+    (StopIteration, caught there) and raises the task's error; the loop catches it and hands it over;
+    the driver re-raises it from a fresh traceback, so only the context reaches the thread's frames."""
+    errors: list[BaseException] = []
+
+    def step() -> None:
+        try:
+            raise StopIteration  # the end of the task's output stream
+        except StopIteration:
+            raise RuntimeError("task failed")  # noqa: B904 - implicit context, as in Ray Data
+
+    def loop() -> None:  # the scheduler's loop: its local is what must go
+        held = _Held()
+        refs.append(weakref.ref(held))
+        try:
+            step()
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    thread.join()
+    err = errors.pop()
+    try:
+        raise err.with_traceback(None)
+    except RuntimeError as exc:
+        return exc
+
+
+def test_a_held_exception_keeps_the_callers_of_its_frames_until_dropped() -> None:
+    refs: list[weakref.ref[_Held]] = []
+    kept = _fail_in_a_thread(refs)
+    for exc in exception_chain(kept):
+        traceback.clear_frames(exc.__traceback__)  # the tracebacks' own frames only: not enough
+    assert refs[0]() is not None  # the cause: context traceback -> step's frame -> f_back -> loop's locals
+    assert drop_frames(kept) >= 1
+    assert refs[0]() is None
+    assert str(kept) == "task failed" and isinstance(kept.__context__, StopIteration)  # chain unchanged
+
+
+def test_running_frames_and_suspended_generators_are_left_alone() -> None:
+    def gen() -> Iterator[int]:
+        yield 1
+        yield 2
+
+    g = gen()
+    assert next(g) == 1
+    here = _Held()
+    try:
+        raise ValueError("x")
+    except ValueError as exc:
+        drop_frames(exc)  # this frame is running: its locals stay
+        assert isinstance(here, _Held)
+    assert next(g) == 2  # a generator elsewhere is untouched
+
+
+def test_exception_chain_follows_cause_context_and_wrapped_cause() -> None:
+    inner, ctx = KeyError("k"), OSError("o")
+    outer = RuntimeError("r")
+    outer.__cause__, outer.__context__ = ctx, ctx
+    wrapper = Exception("w")
+    wrapper.cause = outer  # type: ignore[attr-defined]  # as Ray's task errors keep the original
+    outer.__context__ = inner
+    assert {type(e) for e in exception_chain(wrapper)} == {Exception, RuntimeError, OSError, KeyError}
