@@ -1,21 +1,17 @@
 """What a caught exception keeps alive: the frames of its tracebacks, and the callers of those frames.
 
-A finished frame keeps its locals AND its caller (``f_back``) until it is cleared. An exception raised
-in another thread (Ray Data's scheduling thread re-raises a task's error in the driver) thus keeps that
-thread's whole finished stack, and every object its frames held, as long as the exception lives.
-:func:`drop_frames` clears those frames (standard ``frame.clear()``); the exception itself, its type,
-message and chain, are left as they were.
+A finished frame that a traceback references keeps its locals AND its caller (``f_back``) until it is
+cleared; a generator's frame too (Python keeps a finished generator's locals for the traceback). An
+exception raised in another thread (Ray Data's scheduling thread re-raises a task's error in the
+driver) thus keeps that thread's whole finished stack, and every object its frames held, as long as
+the exception lives. :func:`drop_frames` clears those frames (standard ``frame.clear()``); the
+exception itself, its type, message and chain, are left as they were.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from types import FrameType
-
-# Generator and coroutine frames: Python clears them itself when they finish, and clearing a suspended
-# one would close a generator that someone may still resume.
-_SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
 
 
 def exception_chain(exc: BaseException) -> Iterator[BaseException]:
@@ -38,7 +34,8 @@ def drop_frames(exc: BaseException) -> int:
     """Clear the locals of every finished frame ``exc`` holds; returns how many frames were cleared.
 
     Frames still running (the catching function and its callers) raise RuntimeError on ``clear()``:
-    they and their callers are skipped. Generator and coroutine frames are left alone (see above).
+    they and their callers are skipped. A generator whose frame is cleared is closed (``frame.clear()``
+    finalizes it): the generators an error went through are finished, or belong to the failed work.
     """
     cleared: set[int] = set()
     for cur in exception_chain(exc):
@@ -46,12 +43,11 @@ def drop_frames(exc: BaseException) -> int:
         while tb is not None:
             frame: FrameType | None = tb.tb_frame
             while frame is not None and id(frame) not in cleared:
-                if not frame.f_code.co_flags & _SUSPENDABLE:
-                    try:
-                        frame.clear()
-                    except RuntimeError:  # still executing: so are its callers
-                        break
-                    cleared.add(id(frame))
+                try:
+                    frame.clear()
+                except RuntimeError:  # still executing: so are its callers
+                    break
+                cleared.add(id(frame))
                 frame = frame.f_back
             tb = tb.tb_next
     return len(cleared)
