@@ -10,6 +10,8 @@ exception itself, its type, message and chain, are left as they were.
 
 from __future__ import annotations
 
+import inspect
+import time
 from collections.abc import Iterator
 from types import FrameType
 
@@ -30,24 +32,52 @@ def exception_chain(exc: BaseException) -> Iterator[BaseException]:
                 todo.append(nxt)
 
 
-def drop_frames(exc: BaseException) -> int:
+def _running_here() -> set[int]:
+    """The frames of this thread's stack (running: never cleared, never waited for)."""
+    ids: set[int] = set()
+    frame = inspect.currentframe()
+    while frame is not None:
+        ids.add(id(frame))
+        frame = frame.f_back
+    return ids
+
+
+def drop_frames(exc: BaseException, wait_s: float = 5.0) -> int:
     """Clear the locals of every finished frame ``exc`` holds; returns how many frames were cleared.
 
-    Frames still running (the catching function and its callers) raise RuntimeError on ``clear()``:
-    they and their callers are skipped. A generator whose frame is cleared is closed (``frame.clear()``
-    finalizes it): the generators an error went through are finished, or belong to the failed work.
+    This thread's running frames (the catching function and its callers) are left as they are. A frame
+    still running in another thread (a worker that handed the error over and is finishing) is cleared
+    once it has finished, waiting at most ``wait_s`` seconds. A generator whose frame is cleared is
+    closed (``frame.clear()`` finalizes it): the generators an error went through are finished, or
+    belong to the failed work.
     """
-    cleared: set[int] = set()
+    here = _running_here()
+    visited: dict[int, FrameType] = {}  # holds every frame seen, so that no id is reused meanwhile
+    waiting: list[FrameType] = []
+    cleared = 0
+
+    def walk(frame: FrameType | None) -> None:
+        nonlocal cleared
+        while frame is not None and id(frame) not in visited and id(frame) not in here:
+            visited[id(frame)] = frame
+            try:
+                frame.clear()
+            except RuntimeError:  # running in another thread: retried below
+                waiting.append(frame)
+                return
+            cleared += 1
+            frame = frame.f_back
+
     for cur in exception_chain(exc):
         tb = cur.__traceback__
         while tb is not None:
-            frame: FrameType | None = tb.tb_frame
-            while frame is not None and id(frame) not in cleared:
-                try:
-                    frame.clear()
-                except RuntimeError:  # still executing: so are its callers
-                    break
-                cleared.add(id(frame))
-                frame = frame.f_back
+            walk(tb.tb_frame)
             tb = tb.tb_next
-    return len(cleared)
+    deadline = time.monotonic() + wait_s
+    while waiting and time.monotonic() < deadline:
+        time.sleep(0.01)
+        retry, waiting[:] = list(waiting), []
+        for frame in retry:
+            visited.pop(id(frame))
+            walk(frame)
+    return cleared

@@ -76,6 +76,32 @@ def test_a_failed_generators_locals_go_and_running_frames_stay() -> None:
     assert str(kept) == "pipeline failed"
 
 
+def test_a_frame_still_running_in_another_thread_is_cleared_once_finished() -> None:
+    """A worker hands its error over and is still finishing when the caller drops the frames (Ray
+    Data's prefetch thread): its frame is cleared once it has finished."""
+    refs: list[weakref.ref[_Held]] = []
+    handed, go = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        held = _Held()
+        refs.append(weakref.ref(held))
+        try:
+            raise RuntimeError("fetch failed")
+        except RuntimeError as exc:
+            errors.append(exc)
+            handed.set()
+            go.wait(5)  # still running while the caller drops the frames
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    handed.wait(5)
+    threading.Timer(0.2, go.set).start()
+    assert drop_frames(errors[0], wait_s=5.0) >= 1
+    thread.join(5)
+    assert refs[0]() is None
+
+
 def test_exception_chain_follows_cause_context_and_wrapped_cause() -> None:
     inner, ctx = KeyError("k"), OSError("o")
     outer = RuntimeError("r")
