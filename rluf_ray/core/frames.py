@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Iterator
-from types import FrameType
+from types import FrameType, TracebackType
 
 
 def exception_chain(exc: BaseException) -> Iterator[BaseException]:
@@ -81,3 +81,28 @@ def drop_frames(exc: BaseException, wait_s: float = 5.0) -> int:
             visited.pop(id(frame))
             walk(frame)
     return cleared
+
+
+def _in_package(tb: TracebackType, package: str) -> bool:
+    name = str(tb.tb_frame.f_globals.get("__name__", ""))
+    return name == package or name.startswith(package + ".")
+
+
+def trim_tracebacks(exc: BaseException, package: str) -> None:
+    """Cut every traceback of ``exc``'s chain at its first frame outside ``package``.
+
+    Clearing a frame leaves its function, and the function's closure: a library's nested iterator
+    functions keep what they closed over (a Ray Data iterator keeps its dataset and executor) for as
+    long as the traceback lives. Only the frames of ``package`` that lead to the failure are kept (an
+    exception raised elsewhere keeps none); messages, types and the chain are unchanged.
+    """
+    for cur in exception_chain(exc):
+        tb = cur.__traceback__
+        if tb is None:
+            continue
+        if not _in_package(tb, package):
+            cur.__traceback__ = None
+            continue
+        while tb.tb_next is not None and _in_package(tb.tb_next, package):
+            tb = tb.tb_next
+        tb.tb_next = None

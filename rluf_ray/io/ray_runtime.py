@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-from rluf_ray.core.frames import drop_frames
+from rluf_ray.core.frames import drop_frames, trim_tracebacks
 from rluf_ray.errors import RlufError
 
 log = logging.getLogger("rluf.ray")
@@ -78,16 +78,19 @@ def ensure_ray(num_cpus: int | None = None, **overrides: Any) -> None:
 def releases_on_error(fn: Callable[P, R]) -> Callable[P, R]:
     """Decorate a function that runs a Ray Data pipeline: if it fails, its actors are freed at once.
 
-    Why: Ray Data re-raises a failed task's error in the driver, and that exception's context (the end
-    of the task's output stream) carries the traceback of Ray Data's scheduling thread. Finished frames
-    keep their locals and their callers, so the exception keeps the scheduler's frames, whose locals
-    hold the failed task, whose done-callback holds the engine actor's handle; and the decorated
-    function's frame holds the dataset (its executor, operators). Ray Data's own shutdown of the failed
-    execution drops the actor pool's handles, but not those: the engine actor (and its CPUs/GPUs) lived
-    as long as the exception did (pytest, a notebook, run-all's error report). Here every finished
-    frame the exception holds is cleared (:func:`rluf_ray.core.frames.drop_frames`) and cycles are
-    collected, so the last handle goes, the actor exits gracefully and its UDF closes its engine
-    (``SampleUDF.__del__``). The exception is re-raised unchanged (type, message, chain).
+    Why: the exception keeps the failed execution, and with it the engine actor's handle. Ray Data
+    re-raises a failed task's error in the driver; its tracebacks (its context's included: the end of
+    the task's output stream, raised on Ray Data's scheduling thread) keep finished frames, and a
+    finished frame keeps its locals, its callers (``f_back``) and its function's closure. Those hold
+    the failed task (whose done-callback holds the actor handle) and Ray Data's iterators (which hold
+    the dataset, its executor, and the executor's metadata fetcher holds the tasks still in flight).
+    Ray Data's own shutdown of the failed execution drops the actor pool's handles, not those, so the
+    engine actor (and its CPUs/GPUs) lived as long as the exception (pytest, a notebook, run-all's
+    error report). Here every finished frame the exception holds is cleared
+    (:func:`rluf_ray.core.frames.drop_frames`), its tracebacks are cut at the first frame outside
+    rluf_ray (:func:`rluf_ray.core.frames.trim_tracebacks`) and cycles are collected: the last handle
+    goes, the actor exits gracefully and its UDF closes its engine (``SampleUDF.__del__``). The
+    exception is re-raised with its type, message and chain; its traceback keeps rluf_ray's frames.
     """
 
     @functools.wraps(fn)
@@ -96,6 +99,7 @@ def releases_on_error(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except BaseException as exc:
             drop_frames(exc)
+            trim_tracebacks(exc, __name__.split(".")[0])  # cleared frames still hold their closures
             gc.collect()  # the executor and its operators reference each other
             raise
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 import traceback
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from rluf_ray.core.frames import drop_frames, exception_chain
+from rluf_ray.core.frames import drop_frames, exception_chain, trim_tracebacks
 
 
 class _Held:
@@ -100,6 +100,31 @@ def test_a_frame_still_running_in_another_thread_is_cleared_once_finished() -> N
     assert drop_frames(errors[0], wait_s=5.0) >= 1
     thread.join(5)
     assert refs[0]() is None
+
+
+def test_a_cleared_frame_keeps_its_closure_until_the_traceback_is_trimmed() -> None:
+    refs: list[weakref.ref[_Held]] = []
+
+    def make_iterator() -> Callable[[], Iterator[int]]:  # a library's nested iterator
+        dataset = _Held()
+        refs.append(weakref.ref(dataset))
+
+        def rows() -> Iterator[int]:
+            yield 1
+            raise RuntimeError(f"pipeline failed ({type(dataset).__name__})")
+
+        return rows
+
+    try:
+        for _ in make_iterator()():
+            pass
+    except RuntimeError as exc:
+        kept = exc
+    drop_frames(kept)
+    assert refs[0]() is not None  # the cleared frame's function still closes over the dataset
+    trim_tracebacks(kept, "rluf_ray")  # no frame of this test is in the package: nothing kept
+    assert refs[0]() is None and kept.__traceback__ is None
+    assert str(kept) == "pipeline failed (_Held)"
 
 
 def test_exception_chain_follows_cause_context_and_wrapped_cause() -> None:
