@@ -16,6 +16,7 @@ actor and closes it when the actor is torn down.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import math
 import os
@@ -262,11 +263,13 @@ class VLLMEngine:
         return len(self.tokenizer(text)["input_ids"])
 
     def close(self) -> None:
-        """Shut the engine down now (not at interpreter exit); a second call does nothing.
+        """Shut the engine down now (not at interpreter exit), through vLLM's public API; a second call
+        does nothing.
 
-        Through vLLM's public ``LLM.shutdown()`` where the installed vLLM has it; older releases have
-        no public teardown, so there the engine core client (``llm_engine.engine_core.shutdown()``,
-        which stops the engine core process) is shut down. The ``LLM`` is dropped either way.
+        ``LLM.shutdown()`` where the installed vLLM has it. Then the ``LLM`` is dropped and
+        ``vllm.distributed.cleanup_dist_env_and_memory()`` collects it (vLLM's engine core client shuts
+        the engine core down when it is collected) and frees the distributed state and cached device
+        memory, as vLLM's own tests release an ``LLM``.
         """
         llm, self.llm = getattr(self, "llm", None), None
         if llm is None:
@@ -274,10 +277,13 @@ class VLLMEngine:
         shutdown = getattr(llm, "shutdown", None)
         if callable(shutdown):
             shutdown()
+        del llm, shutdown
+        try:
+            from vllm.distributed import cleanup_dist_env_and_memory
+        except ImportError:  # a vLLM without it: collecting the LLM still shuts its engine core down
+            gc.collect()
             return
-        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
-        if core is not None and callable(getattr(core, "shutdown", None)):
-            core.shutdown()
+        cleanup_dist_env_and_memory()
 
     def generate(
         self, prompts: Sequence[str], spec: SamplingSpec, seed: int | None = None

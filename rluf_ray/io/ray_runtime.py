@@ -6,10 +6,10 @@ import functools
 import gc
 import logging
 import os
-import traceback
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
+from rluf_ray.core.frames import drop_frames, trim_tracebacks
 from rluf_ray.errors import RlufError
 
 log = logging.getLogger("rluf.ray")
@@ -75,30 +75,22 @@ def ensure_ray(num_cpus: int | None = None, **overrides: Any) -> None:
         ray.init(runtime_env=runtime_env, **kwargs)
 
 
-def drop_frames(exc: BaseException) -> None:
-    """Clear the local variables of every finished frame in ``exc``'s tracebacks (its causes included)."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        traceback.clear_frames(cur.__traceback__)
-        cur = cur.__cause__ or cur.__context__
-
-
 def releases_on_error(fn: Callable[P, R]) -> Callable[P, R]:
     """Decorate a function that runs a Ray Data pipeline: if it fails, its actors are freed at once.
 
-    Why: when a streaming pipeline fails, Ray Data shuts its executor down and drops the actor pool's
-    handles, but the exception's traceback keeps the failed frames alive, and their locals keep the
-    dataset (its executor, the operators, the actor handles). The engine actors (and their CPUs/GPUs)
-    then live as long as the exception does: in a long-lived driver (run-all, a notebook, a test
-    session that keeps the exception) later work waits for them. Clearing the frames' locals
-    (``traceback.clear_frames``) and collecting lets the handles go, so each actor exits gracefully and
-    its UDF closes its engine (``SampleUDF.__del__``). The exception itself is re-raised unchanged.
-
-    Measured: enough for a one-operator actor-pool pipeline that fails (CPU back in 0.2 s instead of
-    never); NOT yet enough for the generate stage (its actor still held a CPU 60 s later), so the stages
-    still call :func:`release_on_error` (issue 11, requirement 6 is open).
+    Why: the exception keeps the failed execution, and with it the engine actor's handle. Ray Data
+    re-raises a failed task's error in the driver; its tracebacks (its context's included: the end of
+    the task's output stream, raised on Ray Data's scheduling thread) keep finished frames, and a
+    finished frame keeps its locals, its callers (``f_back``) and its function's closure. Those hold
+    the failed task (whose done-callback holds the actor handle) and Ray Data's iterators (which hold
+    the dataset, its executor, and the executor's metadata fetcher holds the tasks still in flight).
+    Ray Data's own shutdown of the failed execution drops the actor pool's handles, not those, so the
+    engine actor (and its CPUs/GPUs) lived as long as the exception (pytest, a notebook, run-all's
+    error report). Here every finished frame the exception holds is cleared
+    (:func:`rluf_ray.core.frames.drop_frames`), its tracebacks are cut at the first frame outside
+    rluf_ray (:func:`rluf_ray.core.frames.trim_tracebacks`) and cycles are collected: the last handle
+    goes, the actor exits gracefully and its UDF closes its engine (``SampleUDF.__del__``). The
+    exception is re-raised with its type, message and chain; its traceback keeps rluf_ray's frames.
     """
 
     @functools.wraps(fn)
@@ -107,30 +99,11 @@ def releases_on_error(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except BaseException as exc:
             drop_frames(exc)
-            gc.collect()
+            trim_tracebacks(exc, __name__.split(".")[0])  # cleared frames still hold their closures
+            gc.collect()  # the executor and its operators reference each other
             raise
 
     return wrapper
-
-
-def release_on_error(exc: BaseException, *datasets: Any) -> None:
-    """Free the Ray resources a failed Ray Data pipeline still holds, before re-raising ``exc``.
-
-    A failed streaming execution can keep its actor pool (and the CPUs/GPUs it holds) alive: the
-    dataset that was iterated keeps its executor, and the traceback's frames keep the dataset. In a
-    long-lived driver (run-all, a notebook, a test session) later stages would then wait for those
-    resources. So: shut the iterated datasets' executors down (Ray 2.60 keeps it on the private
-    ``_current_executor``; skipped if absent), clear the traceback's frames and collect.
-    """
-    for ds in datasets:
-        executor = getattr(ds, "_current_executor", None)
-        if executor is not None:
-            try:
-                executor.shutdown(force=True)
-            except Exception:  # noqa: BLE001 - best effort; the original error is what matters
-                log.debug("executor shutdown after a failure raised", exc_info=True)
-    traceback.clear_frames(exc.__traceback__)
-    gc.collect()
 
 
 def user_error(exc: BaseException) -> RlufError | None:

@@ -23,7 +23,7 @@ from rluf_ray.errors import RlufError
 from rluf_ray.io import engine_pool, judge_service, sample_parts
 from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.io.engines import SamplingSpec, check_model_path
-from rluf_ray.io.ray_runtime import release_on_error, user_error
+from rluf_ray.io.ray_runtime import releases_on_error, user_error
 from rluf_ray.schema import GENERATION_SPLITS, SCORES_ARTIFACT
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 
@@ -136,6 +136,7 @@ def prompt_dataset(cfg: RlufConfig, split: str, done: set[str], blocks: int | No
     return ray.data.from_items(todo) if todo else None, total
 
 
+@releases_on_error  # a failed run frees its engine actors at once
 def generate_splits(
     cfg: RlufConfig, ctx: StageContext, engine_factory: Any, progress_every_s: float = 10.0
 ) -> dict[str, dict[str, Any]]:
@@ -153,12 +154,7 @@ def generate_splits(
     ds = datasets[0] if len(datasets) == 1 else datasets[0].union(*datasets[1:])
     sampled = engine_pool.apply(ds, p["pool"], engine_factory)
     written = sample_parts.write_parts(sampled, ctx.store, ctx.dir, p["rows_per_file"])
-    try:
-        figures["all"] = sample_parts.drain(written, figures, progress_every_s)
-    except BaseException as exc:
-        release_on_error(exc, written)
-        del ds, datasets, sampled, written
-        raise
+    figures["all"] = sample_parts.drain(written, figures, progress_every_s)
     return figures
 
 

@@ -19,7 +19,7 @@ from rluf_ray.data import splits
 from rluf_ray.errors import RlufError
 from rluf_ray.io import engine_pool
 from rluf_ray.io.engines import SamplingSpec, check_model_path
-from rluf_ray.io.ray_runtime import release_on_error
+from rluf_ray.io.ray_runtime import releases_on_error
 from rluf_ray.schema import PREDICTION_SCHEMA, PREDICTIONS_ARTIFACT, TRAIN_MODEL_DIR, train_unit_dir
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 
@@ -56,6 +56,7 @@ def eval_rows(cfg: RlufConfig) -> list[dict[str, Any]]:
     return [{**r, "split": "eval"} for r in rows]
 
 
+@releases_on_error  # a failed run frees its engine actors at once
 def predict(pool: dict[str, Any], model_dir: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Generate with one model over the engine pool (``plan(cfg)["pool"]``); returns prompt_id, prompt,
     reference, prediction."""
@@ -65,16 +66,11 @@ def predict(pool: dict[str, Any], model_dir: str, rows: list[dict[str, Any]]) ->
     factory = engine_pool.default_engine_factory(pool, model_dir)
     ds = engine_pool.apply(ray.data.from_items(rows), pool, factory)
     selected = ds.select_columns(["prompt_id", "prompt", "reference", "texts"])
-    try:
-        out = [
-            {"prompt_id": r["prompt_id"], "prompt": r["prompt"], "reference": r["reference"],
-             "prediction": r["texts"][0]}
-            for r in selected.iter_rows()
-        ]  # fmt: skip
-    except BaseException as exc:
-        release_on_error(exc, selected)  # free the engine actors now, not at the next collection
-        del ds, selected
-        raise
+    out = [
+        {"prompt_id": r["prompt_id"], "prompt": r["prompt"], "reference": r["reference"],
+         "prediction": r["texts"][0]}
+        for r in selected.iter_rows()
+    ]  # fmt: skip
     return sorted(out, key=lambda r: r["prompt_id"])
 
 

@@ -215,6 +215,28 @@ def test_failed_run_then_rerun_loses_and_doubles_nothing(ray_session, tmp_path: 
     assert sorted(_ids_on_disk(store, "test")) == ["t0", "t1"]
 
 
+def test_failed_run_frees_its_cpus_within_10_s(ray_idle, tmp_path: Path) -> None:
+    """A failed run, its exception still held (as pytest or a long-lived driver holds it), gives its
+    engine actor's CPU back and closes the engine, without any private Ray Data call."""
+    import time
+
+    cfg = _files_cfg(tmp_path)
+    store = ArtifactStore(cfg.output_dir)
+    marker, closed = tmp_path / "failed-once", tmp_path / "engine-closed"
+    factory = _factory(tmp_path / "calls.jsonl", fail_on="token3", marker=str(marker), closed=str(closed))
+    with pytest.raises(Exception, match="injected engine failure") as info:
+        generate.run_generation(cfg, _ctx(cfg, store), engine_factory=factory)
+    t0 = time.monotonic()  # the exception (and its whole chain) is still alive here
+    while ray_idle.available_resources().get("CPU", 0) < 2 and time.monotonic() - t0 < 10:
+        time.sleep(0.1)
+    freed_s = time.monotonic() - t0
+    assert ray_idle.available_resources().get("CPU", 0) == 2, (ray_idle.available_resources(), info.value)
+    while not closed.exists() and time.monotonic() - t0 < 10:
+        time.sleep(0.1)
+    assert closed.exists(), "the engine actor's UDF did not close its engine on teardown"
+    print(f"CPUs back {freed_s:.2f} s after the failure")
+
+
 @pytest.mark.slow
 def test_dead_engine_actor_is_replaced_and_its_batch_redone(ray_session, tmp_path: Path) -> None:
     cfg = _files_cfg(tmp_path, n_cal=4, n_test=1)
