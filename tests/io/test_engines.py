@@ -170,9 +170,16 @@ def test_vllm_close_uses_the_public_shutdown_once() -> None:
     assert eng.llm is None
 
 
-def test_vllm_close_falls_back_to_the_engine_core_once() -> None:
+def test_vllm_close_without_public_shutdown_drops_the_llm_once() -> None:
+    """No private engine-core call: the LLM is dropped and collected (vLLM's engine core client shuts its
+    process down when collected; ``tests/io/test_vllm_close.py`` checks that on the real engine)."""
+    import weakref
+
     llm = _LLMWithoutShutdown()
     eng = _vllm_engine_around(llm)
+    core, ref = llm.llm_engine.engine_core, weakref.ref(llm)
+    del llm
     eng.close()
     eng.close()
-    assert llm.llm_engine.engine_core.shutdowns == 1 and eng.llm is None
+    assert eng.llm is None and ref() is None
+    assert core.shutdowns == 0
