@@ -61,10 +61,23 @@ class JudgeCache:
             self.path, timeout=timeout_s, check_same_thread=False, isolation_level=None
         )
         with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._enable_wal(timeout_s)
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
             self._conn.execute(_SCHEMA)
+
+    def _enable_wal(self, timeout_s: float) -> None:
+        """Switch to WAL, retrying while another process holds the file: SQLite does not call its busy
+        handler for this switch, so two actors opening a new cache at once saw "database is locked"."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def get(self, key: str) -> CachedReply | None:
         with self._lock:

@@ -46,3 +46,21 @@ def test_concurrent_writers_in_processes(tmp_path):
     assert c.get("nope") is None
     mode = c._conn.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_opening_waits_for_a_writer_holding_the_file(tmp_path) -> None:
+    """Two actors opening one new cache at once: the second waits for the first instead of failing."""
+    import sqlite3
+    import threading
+    import time
+
+    from rluf_ray.io.judge_cache import JudgeCache
+
+    path = tmp_path / "cache.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    threading.Timer(0.5, lambda: holder.execute("COMMIT")).start()
+    t0 = time.monotonic()
+    cache = JudgeCache(path, timeout_s=10)
+    assert time.monotonic() - t0 >= 0.4
+    assert cache.get("missing") is None
