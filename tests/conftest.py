@@ -109,3 +109,20 @@ def ray_idle(ray_session):
             raise AssertionError(f"Ray CPUs still held by earlier tests: {ray_session.available_resources()}")
         time.sleep(0.5)
     return ray_session
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One S3-compatible server (moto) on 127.0.0.1 for the whole test session."""
+    from rluf_ray.testing.s3_server import S3Server
+
+    with S3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch: pytest.MonkeyPatch):
+    """This process's AWS variables point at the session's S3 server (restored after the test)."""
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    return s3_server

@@ -75,9 +75,11 @@ class ArtifactStore:
 
     def __init__(self, root: str | os.PathLike[str]):
         root = os.fspath(root)
+        self.scheme = ""
         if "://" in root:
             self.fs, self.root = pafs.FileSystem.from_uri(root)
             self.local = isinstance(self.fs, pafs.LocalFileSystem)
+            self.scheme = "" if self.local else root.split("://", 1)[0]
         else:
             self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(root)
             self.local = True
@@ -97,6 +99,29 @@ class ArtifactStore:
         if not self.local:
             raise ValueError(f"{self.root} is not a local directory")
         return self.path(stage, name) if name else self.stage_dir(stage)
+
+    def uri(self, stage: str, name: str = "") -> str:
+        """Where an artifact lives, for another process or node: a local path, or a URI
+        (``s3://bucket/prefix/stage/name``) that ``pyarrow.fs.FileSystem.from_uri`` resolves there."""
+        path = self.path(stage, name) if name else self.stage_dir(stage)
+        return f"{self.scheme}://{path}" if self.scheme else path
+
+    def train_storage(self, stage: str, name: str) -> tuple[str, pafs.FileSystem | None]:
+        """Ray Train's ``storage_path`` and ``storage_filesystem`` for ``<stage>/<name>``: a local path
+        (no filesystem) or the store's own filesystem with the path inside it."""
+        return self.path(stage, name), (None if self.local else self.fs)
+
+    def put_dir(self, stage: str, name: str, src: str, src_fs: pafs.FileSystem | None = None) -> None:
+        """Replace directory ``<stage>/<name>`` by a copy of directory ``src`` (on ``src_fs``, local by
+        default); the old directory is removed first, so no file of an older version remains."""
+        self.delete_subdir(stage, name)
+        self.fs.create_dir(self.path(stage, name), recursive=True)  # copy_files makes only subfolders
+        pafs.copy_files(
+            src,
+            self.path(stage, name),
+            source_filesystem=src_fs or pafs.LocalFileSystem(),
+            destination_filesystem=self.fs,
+        )
 
     def exists(self, stage: str, name: str) -> bool:
         """Whether the artifact exists."""

@@ -121,14 +121,18 @@ def batch_seed(seed: int, prompt_ids: Iterable[str]) -> int:
 # ---- the engine inside an actor -------------------------------------------------------------------
 @dataclass(frozen=True)
 class EngineFactory:
-    """Builds the configured engine inside an actor (plain fields: pickles without cloudpickle)."""
+    """Builds the configured engine inside an actor (plain fields: pickles without cloudpickle).
+
+    ``model_path`` is a location: a path, a hub id, or a store URI copied to the actor's node cache."""
 
     name: str
     model_path: str
     options: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self) -> Engine:
-        return make_engine(self.name, self.model_path, **self.options)
+        from rluf_ray.io.model_cache import local_model  # a store URI is copied to this node's cache
+
+        return make_engine(self.name, local_model(self.model_path), **self.options)
 
 
 def default_engine_factory(pool: dict[str, Any], model_path: str) -> EngineFactory:

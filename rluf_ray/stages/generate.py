@@ -22,7 +22,8 @@ from rluf_ray.data import splits
 from rluf_ray.errors import RlufError
 from rluf_ray.io import engine_pool, judge_service, sample_parts
 from rluf_ray.io.artifacts import ArtifactStore
-from rluf_ray.io.engines import SamplingSpec, check_model_path
+from rluf_ray.io.engines import SamplingSpec
+from rluf_ray.io.model_cache import check_model_location
 from rluf_ray.io.ray_runtime import releases_on_error, user_error
 from rluf_ray.schema import GENERATION_SPLITS, SCORES_ARTIFACT
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
@@ -196,8 +197,8 @@ def run_generation(cfg: RlufConfig, ctx: StageContext, engine_factory: Any = Non
 
     pool = plan(cfg)["pool"]  # validates sampling_num / token limits before anything is written
     if engine_factory is None:
-        path = ctx.store.local_path(ctx.upstream_dir("sft"), "model")  # SFT's save_pretrained folder
-        check_model_path(path)
+        path = ctx.store.uri(ctx.upstream_dir("sft"), "model")  # SFT's save_pretrained folder
+        check_model_location(path)
         engine_factory = engine_pool.default_engine_factory(pool, path)
     for split in GENERATION_SPLITS:  # empty inputs fail before any file is written
         if splits.split_count(cfg, split) == 0:  # type: ignore[arg-type]

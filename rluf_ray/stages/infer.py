@@ -18,7 +18,8 @@ from rluf_ray.config import RlufConfig
 from rluf_ray.data import splits
 from rluf_ray.errors import RlufError
 from rluf_ray.io import engine_pool
-from rluf_ray.io.engines import SamplingSpec, check_model_path
+from rluf_ray.io.engines import SamplingSpec
+from rluf_ray.io.model_cache import check_model_location
 from rluf_ray.io.ray_runtime import releases_on_error
 from rluf_ray.schema import PREDICTION_SCHEMA, PREDICTIONS_ARTIFACT, TRAIN_MODEL_DIR, train_unit_dir
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
@@ -57,13 +58,13 @@ def eval_rows(cfg: RlufConfig) -> list[dict[str, Any]]:
 
 
 @releases_on_error  # a failed run frees its engine actors at once
-def predict(pool: dict[str, Any], model_dir: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Generate with one model over the engine pool (``plan(cfg)["pool"]``); returns prompt_id, prompt,
-    reference, prediction."""
+def predict(pool: dict[str, Any], model: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Generate with one model (a path or store URI) over the engine pool (``plan(cfg)["pool"]``);
+    returns prompt_id, prompt, reference, prediction."""
     import ray.data
 
-    check_model_path(model_dir)
-    factory = engine_pool.default_engine_factory(pool, model_dir)
+    check_model_location(model)
+    factory = engine_pool.default_engine_factory(pool, model)
     ds = engine_pool.apply(ray.data.from_items(rows), pool, factory)
     selected = ds.select_columns(["prompt_id", "prompt", "reference", "texts"])
     out = [
@@ -86,7 +87,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     empty: dict[str, int] = {}
     for name, seed, stage, model_path in models([(a, s) for a, s in p["units"]]):
         label = model_label(name, seed)
-        preds = predict(p["pool"], ctx.store.local_path(ctx.upstream_dir(stage), model_path), rows)
+        preds = predict(p["pool"], ctx.store.uri(ctx.upstream_dir(stage), model_path), rows)
         predictions += [{**r, "model": name, "seed": seed} for r in preds]
         counts[label] = len(preds)
         empty[label] = sum(1 for r in preds if not r["prediction"].strip())

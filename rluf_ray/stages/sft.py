@@ -4,15 +4,16 @@ With ``model.base_model: embedded:tiny-llama`` the base model is first built loc
 tokenizer trained on the SFT texts + a seeded tiny Llama) into ``outputs/sft/base``; a pretrained
 embedded model (``embedded:smollm2-135m-instruct``) is built once into the user's cache. Training runs
 TRL's SFTTrainer (loss on summary tokens only, EOS after every summary) in each Train worker; HF
-checkpoints go through Ray Train checkpointing (``outputs/sft/checkpoints/<run>`` while running), so
-a killed run resumes from the last one. The final model + tokenizer are ``save_pretrained`` into
-``outputs/sft/model``, which the generate and train stages load.
+checkpoints go through Ray Train checkpointing (``<output_dir>/sft/checkpoints/<run>`` while running,
+on disk or in the object store), so a killed run resumes from the last one. The final model +
+tokenizer are ``save_pretrained`` into ``<output_dir>/sft/model``, which the generate and train
+stages hand to their actors and workers by location (copied to a node cache when remote).
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import tempfile
 from typing import Any
 
 from rluf_ray.config import RlufConfig, fingerprint, result_keys
@@ -28,7 +29,6 @@ MODEL_DIR = "model"
 BASE_DIR = "base"
 CURVES = "curves.jsonl"
 SUMMARY = "sft_summary.json"
-CHECKPOINTS = "checkpoints"
 
 
 def trainer_args(cfg: RlufConfig) -> dict[str, Any]:
@@ -91,9 +91,15 @@ def base_model_path(cfg: RlufConfig, ctx: StageContext, p: dict[str, Any]) -> st
         return str(p["base_model"])
     from rluf_ray.data.splits import tokenizer_corpus
 
-    out = ctx.store.local_path(ctx.dir, BASE_DIR)
-    build_embedded(tokenizer_corpus(cfg), out_dir=out, max_positions=p["max_context"], **p["embedded"])
-    return out
+    store = ctx.store
+    if store.local:
+        out = store.uri(ctx.dir, BASE_DIR)
+        build_embedded(tokenizer_corpus(cfg), out_dir=out, max_positions=p["max_context"], **p["embedded"])
+        return out
+    with tempfile.TemporaryDirectory(prefix="rluf-base-") as tmp:  # built in scratch, kept in the store
+        build_embedded(tokenizer_corpus(cfg), out_dir=tmp, max_positions=p["max_context"], **p["embedded"])
+        store.put_dir(ctx.dir, BASE_DIR, tmp)
+    return store.uri(ctx.dir, BASE_DIR)
 
 
 def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
@@ -102,6 +108,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     from transformers import AutoTokenizer
 
     from rluf_ray.data.splits import load_split
+    from rluf_ray.io.model_cache import local_model
     from rluf_ray.io.ray_runtime import ensure_ray
     from rluf_ray.training.ray_train import fit_and_export
     from rluf_ray.training.sft import build_sft_rows, sft_train_loop
@@ -112,7 +119,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
         raise RlufError("the SFT (train) split is empty")
     base = base_model_path(cfg, ctx, p)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(base)
+        tokenizer = AutoTokenizer.from_pretrained(local_model(base))
     except OSError as exc:
         raise RlufError(
             f"cannot load the base model's tokenizer from {base!r}: {exc.__class__.__name__}"
@@ -132,9 +139,9 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
             "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: exercises FailureConfig resume
         },
         {**p, "run_name": run_name(cfg, ctx)},
-        ctx.store.local_path(ctx.dir, CHECKPOINTS),
-        ctx.store.local_path(ctx.dir, MODEL_DIR),
-        ctx.store.local_path(ctx.dir, CURVES),
+        ctx.store,
+        ctx.dir,
+        "",
         "SFT",
     )
     summary = {
@@ -145,9 +152,8 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
         **{k: metrics[k] for k in ("train_loss", "global_step", "resumed") if k in metrics},
     }
     ctx.store.write_json(ctx.dir, SUMMARY, summary)
-    model_dir = ctx.store.local_path(ctx.dir, MODEL_DIR)
-    if not os.path.isfile(os.path.join(model_dir, "config.json")):
-        raise RlufError(f"SFT finished but {model_dir} holds no model")
+    if not ctx.store.exists(ctx.dir, f"{MODEL_DIR}/config.json"):
+        raise RlufError(f"SFT finished but {ctx.store.uri(ctx.dir, MODEL_DIR)} holds no model")
     return StageResult(rows={"examples": len(sft_rows)}, metrics=summary)
 
 

@@ -21,7 +21,6 @@ the unit's model is exported.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from rluf_ray.config import DpoConfig, RlufConfig, fingerprint, result_keys
@@ -43,7 +42,6 @@ log = logging.getLogger("rluf.train")
 MODEL_DIR = TRAIN_MODEL_DIR
 CURVES = TRAIN_CURVES_ARTIFACT
 SUMMARY = TRAIN_SUMMARY_ARTIFACT
-CHECKPOINTS = "checkpoints"
 UNIT_RUN = "_unit.json"  # the key of the unit being trained (a killed unit resumes only under it)
 UNIT_KEY_EXCLUDED = ("dpo.arms", "dpo.seeds", "dpo.seed")  # a unit's own arm and seed stand for these
 
@@ -193,6 +191,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     export each unit's model and curves; complete once every configured unit exists."""
     from transformers import AutoTokenizer
 
+    from rluf_ray.io.model_cache import local_model
     from rluf_ray.io.ray_runtime import ensure_ray
     from rluf_ray.training.dpo_loop import dpo_train_loop
     from rluf_ray.training.pairs import arm_pairs, fit_pair_prompts, tokenizer_counters
@@ -202,11 +201,11 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     units = cfg.dpo.units()
     selected = select_units(units, ctx.options.get("arm"))
     force = bool(ctx.options.get("force", False))
-    sft_model = ctx.store.local_path(ctx.upstream_dir("sft"), MODEL_DIR)
-    if not os.path.isfile(os.path.join(sft_model, "config.json")):
+    sft_model = ctx.store.uri(ctx.upstream_dir("sft"), MODEL_DIR)
+    if not ctx.store.exists(ctx.upstream_dir("sft"), f"{MODEL_DIR}/config.json"):
         raise RlufError(f"no SFT model at {sft_model}: run `rluf sft` first")
     raw, source = load_pairs(cfg, ctx)
-    tokenizer = AutoTokenizer.from_pretrained(sft_model)
+    tokenizer = AutoTokenizer.from_pretrained(local_model(sft_model))
     count, keep_end = tokenizer_counters(tokenizer)
     max_prompt_tokens = min(p["max_prompt_length"], p["max_context"])
     pairs, stats = fit_pair_prompts(raw, max_prompt_tokens, count, p["template"], keep_end)
@@ -271,9 +270,9 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
                 "label": f"dpo {unit}",  # the step progress lines name the unit
             },
             {**p, "run_name": run_name(manifest_digest(key), arm, seed)},
-            ctx.store.local_path(ctx.dir, f"{unit}/{CHECKPOINTS}"),
-            ctx.store.local_path(ctx.dir, f"{unit}/{MODEL_DIR}"),
-            ctx.store.local_path(ctx.dir, f"{unit}/{CURVES}"),
+            ctx.store,
+            ctx.dir,
+            f"{unit}/",
             f"DPO training ({unit})",
         )
         summary = {

@@ -29,6 +29,7 @@ def dpo_train_loop(config: dict[str, Any]) -> None:
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from rluf_ray.io.model_cache import local_model
     from rluf_ray.training.weighted_dpo import (
         CurveLogger,
         WeightedDPOConfig,
@@ -41,10 +42,9 @@ def dpo_train_loop(config: dict[str, Any]) -> None:
         pairs = ray.get(pairs)
     with scratch_dir("dpo") as out_dir:  # the HF output_dir, removed after the loop
         curves = os.path.join(out_dir, CURVE_FILE)
-        tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
-        model = AutoModelForCausalLM.from_pretrained(
-            config["model_path"], dtype=getattr(torch, config["dtype"])
-        )
+        model_path = local_model(config["model_path"])  # a store URI is copied to this node's cache
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, config["dtype"]))
         peft_config = None
         if config.get("lora"):
             from peft import LoraConfig

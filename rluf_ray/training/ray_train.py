@@ -4,12 +4,15 @@
   Ray's TorchConfig picks the backend from ``use_gpu``; the HF args get the matching ``ddp_backend``).
 - Checkpoints: the loops use Ray's ``RayTrainReportCallback``: after each HF ``save`` every rank
   reports its latest HF checkpoint (model, optimiser, scheduler, RNG, trainer state; sharded state
-  included) as ``checkpoint/`` of a Ray Train checkpoint in ``storage_path/<run name>/``;
+  included) as ``checkpoint/`` of a Ray Train checkpoint in ``storage_path/<run name>/``: the
+  artifact store's ``<stage>/<unit>/checkpoints`` (a path, or a path in the store's S3 filesystem);
   ``scratch_dir`` is each worker's HF ``output_dir``, removed when the loop ends.
 - ``resume_checkpoint``: inside the loop, the HF checkpoint directory of the latest Ray Train
   checkpoint (after a worker failure with ``FailureConfig``, or a rerun with the same run name).
 - ``report_final``: rank 0 saves the final model + tokenizer (``save_pretrained``) and the curves
-  as the last Ray Train checkpoint; the driver copies it out with ``export_final``.
+  as the last Ray Train checkpoint; the driver copies it into the store with ``export_final``.
+- Models reach the workers as locations (``ArtifactStore.uri``); the loops open them with
+  ``rluf_ray.io.model_cache.local_model`` (a per-node copy when the store is remote).
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from transformers import TrainerCallback
 
 if TYPE_CHECKING:
     from rluf_ray.config import TrainingSection
+    from rluf_ray.io.artifacts import ArtifactStore
 
 HF_CHECKPOINT = "checkpoint"  # the HF Trainer checkpoint inside a Ray Train checkpoint
 FINAL_MODEL = "model"  # the final save_pretrained model inside the last Ray Train checkpoint
 CURVES = "curves.jsonl"
+CHECKPOINTS = "checkpoints"  # a run's Ray Train checkpoints in the store, removed once exported
 
 
 def scaling_config(
@@ -111,14 +116,22 @@ shows up twice. With the patch off, print is print again. ``tests/training/test_
 fails if the listing comes back."""
 
 
-def run_config(name: str, storage_path: str, max_failures: int, num_to_keep: int = 2) -> Any:
-    """Ray Train RunConfig: a named run (resumable by name), FailureConfig, checkpoint retention, and
-    the workers' environment (``WORKER_ENV``)."""
+def run_config(
+    name: str,
+    storage_path: str,
+    max_failures: int,
+    num_to_keep: int = 2,
+    storage_filesystem: Any = None,
+) -> Any:
+    """Ray Train RunConfig: a named run (resumable by name) under ``storage_path`` (a local path, or a
+    path inside ``storage_filesystem``: the artifact store's own, e.g. S3), FailureConfig, checkpoint
+    retention, and the workers' environment (``WORKER_ENV``)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
 
     return RunConfig(
         name=name,
         storage_path=storage_path,
+        storage_filesystem=storage_filesystem,
         failure_config=FailureConfig(max_failures=max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep),
         worker_runtime_env={"env_vars": dict(WORKER_ENV)},
@@ -173,19 +186,24 @@ def report_final(trainer: Any, tokenizer: Any, metrics: dict[str, Any], curves: 
         ray.train.report(metrics=metrics, checkpoint=Checkpoint.from_directory(tmp))
 
 
-def export_final(result: Any, model_dir: str, curves_path: str | None = None) -> None:
-    """Driver side: copy the final model (and curves) out of the run's last checkpoint."""
-    if result.checkpoint is None:
+def export_final(result: Any, store: ArtifactStore, stage: str, model_name: str, curves_name: str) -> None:
+    """Driver side: copy the final model (and curves) from the run's last checkpoint into the store.
+
+    The copy goes from the checkpoint's filesystem to the store's (S3 to S3, or disk to disk): nothing
+    passes through the driver's disk."""
+    import pyarrow.fs as pafs
+
+    ckpt = result.checkpoint
+    if ckpt is None:
         raise RuntimeError("the training run reported no final checkpoint")
-    with result.checkpoint.as_directory() as d:
-        src = Path(d, FINAL_MODEL)
-        if not src.is_dir():
-            raise RuntimeError(f"the last checkpoint has no {FINAL_MODEL}/ directory")
-        if os.path.exists(model_dir):
-            shutil.rmtree(model_dir)
-        shutil.copytree(src, model_dir)
-        if curves_path and Path(d, CURVES).is_file():
-            shutil.copy(Path(d, CURVES), curves_path)
+    src = f"{ckpt.path}/{FINAL_MODEL}"
+    if ckpt.filesystem.get_file_info(src).type != pafs.FileType.Directory:
+        raise RuntimeError(f"the last checkpoint has no {FINAL_MODEL}/ directory")
+    store.put_dir(stage, model_name, src, ckpt.filesystem)
+    curves = f"{ckpt.path}/{CURVES}"
+    if ckpt.filesystem.get_file_info(curves).type == pafs.FileType.File:
+        with ckpt.filesystem.open_input_stream(curves) as f:
+            store.write_bytes(stage, curves_name, bytes(f.read()))
 
 
 @contextlib.contextmanager
@@ -206,13 +224,14 @@ def fit_and_export(
     loop: Any,
     loop_config: dict[str, Any],
     plan: dict[str, Any],
-    checkpoints_dir: str,
-    model_dir: str,
-    curves_path: str,
+    store: ArtifactStore,
+    stage: str,
+    prefix: str,
     what: str,
 ) -> dict[str, Any]:
-    """Run ``loop`` under a TorchTrainer (resuming from ``checkpoints_dir``), export the final model in
-    Hugging Face format and its curves, drop the checkpoints, and return the run's last metrics.
+    """Run ``loop`` under a TorchTrainer with its checkpoints in the store (``<stage>/<prefix>checkpoints``,
+    where a rerun resumes), export the final model (``<prefix>model``) and curves (``<prefix>curves.jsonl``)
+    into the store, drop the checkpoints, and return the run's last metrics.
 
     A failed run is one ``RlufError`` line naming ``what`` (the checkpoints stay for the next try).
     """
@@ -220,17 +239,20 @@ def fit_and_export(
 
     from rluf_ray.errors import RlufError
 
+    storage_path, storage_fs = store.train_storage(stage, f"{prefix}{CHECKPOINTS}")
     trainer = TorchTrainer(
         loop,
         train_loop_config=loop_config,
         scaling_config=plan["scaling_config"],
-        run_config=run_config(plan["run_name"], checkpoints_dir, plan["max_failures"]),
+        run_config=run_config(
+            plan["run_name"], storage_path, plan["max_failures"], storage_filesystem=storage_fs
+        ),
     )
     try:
         result = trainer.fit()
     except Exception as exc:  # Ray Train's TrainingFailedError wraps the worker's exception
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RlufError(f"{what} failed: {first}") from exc
-    export_final(result, model_dir, curves_path)
-    shutil.rmtree(checkpoints_dir, ignore_errors=True)
+    export_final(result, store, stage, f"{prefix}{FINAL_MODEL}", f"{prefix}{CURVES}")
+    store.delete_subdir(stage, f"{prefix}{CHECKPOINTS}")
     return dict(result.metrics or {})

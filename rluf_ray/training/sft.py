@@ -78,14 +78,15 @@ def sft_train_loop(config: dict[str, Any]) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig
 
+    from rluf_ray.io.model_cache import local_model
+
     rows = config["rows"]
     if isinstance(rows, ray.ObjectRef):
         rows = ray.get(rows)
     with scratch_dir("sft") as out_dir:  # the HF output_dir, removed after the loop
-        tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
-        model = AutoModelForCausalLM.from_pretrained(
-            config["model_path"], dtype=getattr(torch, config["dtype"])
-        )
+        model_path = local_model(config["model_path"])  # a store URI is copied to this node's cache
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, config["dtype"]))
         peft_config = None
         if config.get("lora"):
             from peft import LoraConfig

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from rluf_ray.config import load
+from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.stages import train
 from rluf_ray.training.dpo_loop import dpo_train_loop
 from rluf_ray.training.ray_train import fit_and_export, scaling_config
@@ -46,8 +47,7 @@ def _train(
                    "pairs": pairs}  # fmt: skip
     plan = {"scaling_config": scaling_config(workers, False, 1), "max_failures": 0,
             "run_name": f"norm-{workers}w-{reduction}"}  # fmt: skip
-    fit_and_export(dpo_train_loop, loop_config, plan, str(out / "ckpt"), str(out / "model"),
-                   str(out / "curves.jsonl"), "DPO")  # fmt: skip
+    fit_and_export(dpo_train_loop, loop_config, plan, ArtifactStore(out.parent), out.name, "", "DPO")
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(out / "model")
