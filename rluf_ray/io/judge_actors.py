@@ -84,19 +84,18 @@ class JudgeWorker:
         judge_cfg: dict[str, Any],
         budget_name: str,
         run: str,
-        cache_file: str,
         seed: int,
     ) -> None:
         import ray
 
-        from rluf_ray.io.judge_cache import JudgeCache
         from rluf_ray.io.judge_client import ApiJudge
 
         cfg = JudgeConfig.model_validate(judge_cfg)
         handle = ray.get_actor(budget_name, namespace=NAMESPACE)
         # No api_key argument: ApiJudge reads os.environ[cfg.api_key_env] here, in the actor, from its
         # node's environment, so the key is never in actor arguments, job metadata or a runtime env.
-        self.judge = ApiJudge(cfg, RayLimiter(handle, run), JudgeCache(cache_file), seed=seed)
+        # No cache here: the driver answers cache hits and stores what this actor returns.
+        self.judge = ApiJudge(cfg, RayLimiter(handle, run), seed=seed)
 
     async def judge_batch(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         results = await self.judge.judge_many([request_from_dict(d) for d in items])

@@ -102,6 +102,11 @@ class JudgeCache:
                 (key, model, template, reply, int(prompt_tokens), int(completion_tokens), time.time()),
             )
 
+    def backup_to(self, dest: sqlite3.Connection) -> None:
+        """Copy the whole cache into another SQLite connection (a consistent snapshot)."""
+        with self._lock:
+            self._conn.backup(dest)
+
     def __len__(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM judge_cache").fetchone()[0])

@@ -64,6 +64,23 @@ def request_params(cfg: JudgeConfig, task: str) -> dict[str, Any]:
     return params
 
 
+def request_cache_key(cfg: JudgeConfig, req: JudgeRequest) -> tuple[list[dict[str, str]], str]:
+    """Rendered messages and the cache key of a request (everything that determines the reply)."""
+    messages = render_request(req)
+    return messages, cache_key(cfg.model, req.version, messages, request_params(cfg, req.task))
+
+
+def from_cache(cfg: JudgeConfig, req: JudgeRequest, cache: JudgeCache, key: str) -> JudgeResult | None:
+    """The request's result from a cached reply, or None when absent or no longer parsing."""
+    hit = cache.get(key)
+    if hit is None:
+        return None
+    value = parse_reply(req.task, hit.reply, req.version, cfg.structured_output)
+    if isinstance(value, ParseFailure):
+        return None
+    return JudgeResult(req.key, value, None, hit.reply, 0, True)
+
+
 class ApiJudge:
     """Rate-limited, retrying, caching judge for one process; ``await judge(req)`` never raises."""
 
@@ -106,8 +123,7 @@ class ApiJudge:
 
     def key_for(self, req: JudgeRequest) -> tuple[list[dict[str, str]], str]:
         """Rendered messages and the cache key of a request."""
-        messages = render_request(req)
-        return messages, cache_key(self.cfg.model, req.version, messages, request_params(self.cfg, req.task))
+        return request_cache_key(self.cfg, req)
 
     # -- the call -----------------------------------------------------------------------------
     async def judge(self, req: JudgeRequest) -> JudgeResult:
@@ -124,11 +140,9 @@ class ApiJudge:
     async def _judge(self, req: JudgeRequest) -> JudgeResult:
         messages, key = self.key_for(req)
         if self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                value = parse_reply(req.task, hit.reply, req.version, self.cfg.structured_output)
-                if not isinstance(value, ParseFailure):
-                    return JudgeResult(req.key, value, None, hit.reply, 0, True)
+            cached = from_cache(self.cfg, req, self.cache, key)
+            if cached is not None:
+                return cached
         self._ensure()
         assert self._sem is not None
         est_prompt = estimate_prompt_tokens(messages)

@@ -5,12 +5,16 @@
 * The offline provider needs no network and runs in the driver; ``openai`` runs a pool of async
   :class:`~rluf_ray.io.judge_actors.JudgeWorker` actors sharing one named budget actor, several chunks
   queued per actor so none idles; ``batch=True`` uses the OpenAI Batch API from the driver.
+* The judge cache is the driver's (``rluf_ray.io.judge_cache_store``): it answers the hits, the
+  actors get only the misses, and their parsed replies are stored as each chunk returns.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from rluf_ray.config import RlufConfig
@@ -19,7 +23,12 @@ from rluf_ray.core.judge_prompts import JudgeRequest, JudgeResult, unique_reques
 from rluf_ray.core.judge_scoring import score_requests, score_rows
 from rluf_ray.errors import RlufError
 from rluf_ray.io.judge_actors import NAMESPACE, BudgetActor, JudgeWorker, request_to_dict
+from rluf_ray.io.judge_cache_store import DriverCache, cache_location, driver_cache
+from rluf_ray.io.judge_client import from_cache, request_cache_key
 from rluf_ray.io.judge_progress import JudgeProgress
+from rluf_ray.io.storage_check import is_uri
+
+log = logging.getLogger("rluf.judge")
 
 
 def progress(cfg: RlufConfig, run: str, total: int, price_factor: float = 1.0) -> JudgeProgress:
@@ -31,20 +40,18 @@ def progress(cfg: RlufConfig, run: str, total: int, price_factor: float = 1.0) -
 
 
 def cache_path(cfg: RlufConfig) -> str:
-    """The SQLite cache file: ``judge.cache_path``, else ``<output_dir>/judge_cache.sqlite``.
-
-    For a remote ``output_dir`` (a URI) the cache falls back to ``~/.cache/rluf`` on each node.
-    """
-    if cfg.judge.cache_path:
-        return cfg.judge.cache_path
-    if "://" in cfg.output_dir:
-        return os.path.join(os.path.expanduser("~/.cache/rluf"), "judge_cache.sqlite")
-    return os.path.join(os.path.abspath(cfg.output_dir), "judge_cache.sqlite")
+    """The judge cache the driver keeps: ``judge.cache_path``, else ``<output_dir>/judge_cache.sqlite``
+    (a path, or a URI under a remote ``output_dir``: see ``rluf_ray.io.judge_cache_store``)."""
+    return cache_location(cfg.judge.cache_path, cfg.output_dir)
 
 
 def batch_state_dir(cfg: RlufConfig) -> str:
-    """Where Batch API runs keep the id of the batch in progress (beside the cache)."""
-    return os.path.join(os.path.dirname(os.path.abspath(cache_path(cfg))), "judge_batches")
+    """Where Batch API runs keep the id of the batch in progress: beside a local cache, else in
+    ``~/.cache/rluf`` on the driver."""
+    path = cache_path(cfg)
+    if is_uri(path) and not path.startswith("file://"):
+        return os.path.join(os.path.expanduser("~/.cache/rluf"), "judge_batches")
+    return os.path.join(os.path.dirname(os.path.abspath(path.removeprefix("file://"))), "judge_batches")
 
 
 def plan(cfg: RlufConfig) -> dict[str, Any]:
@@ -67,7 +74,7 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
             "safety": j.rate_safety,
         },
         "budget_options": {"num_cpus": 0, "max_concurrency": 1},
-        "cache_path": cache_path(cfg),
+        "cache_path": cache_path(cfg),  # the driver's (actors get only the misses)
     }
 
 
@@ -91,12 +98,13 @@ def _judge_batch_api(
     import asyncio
 
     from rluf_ray.io.judge_batch import BatchJudge
-    from rluf_ray.io.judge_cache import JudgeCache
 
     j = cfg.judge
     bar = progress(cfg, run, len(reqs), j.batch_price_factor)
-    bj = BatchJudge(j, batch_state_dir(cfg), JudgeCache(cache_path(cfg)), run_name=run, progress=bar)
-    results = asyncio.run(bj.run(reqs))
+    with driver_cache(j.cache_path, cfg.output_dir) as held:
+        bj = BatchJudge(j, batch_state_dir(cfg), held.cache, run_name=run, progress=bar)
+        results = asyncio.run(bj.run(reqs))
+        held.mark_dirty()
     exhausted = any((r.error or "").startswith("max_dollars") for r in results)
     return results, {
         **bj.ledger.to_dict(),
@@ -124,17 +132,70 @@ def _judge_offline(
     return results, {**ledger.to_dict(), "provider": "offline", "budget_exhausted": False}
 
 
+def _cache_hits(
+    cfg: RlufConfig, reqs: list[JudgeRequest], held: DriverCache
+) -> tuple[dict[str, JudgeResult], dict[str, str]]:
+    """Requests the driver's cache answers (by request key), and every request's cache key."""
+    keys = {r.key: request_cache_key(cfg.judge, r)[1] for r in reqs}
+    hits = {}
+    for r in reqs:
+        res = from_cache(cfg.judge, r, held.cache, keys[r.key])
+        if res is not None:
+            hits[r.key] = res
+    return hits, keys
+
+
 def _judge_actors(
     cfg: RlufConfig, reqs: list[JudgeRequest], run: str
 ) -> tuple[list[JudgeResult], dict[str, Any]]:
-    """All requests through the real-time actors: chunks dispatched round robin, a bounded number in flight."""
-    import ray
-
+    """Cache hits from the driver's cache; the misses through the real-time actors (chunks dispatched
+    round robin, a bounded number in flight), their parsed replies stored as each chunk returns."""
     from rluf_ray.io.judge_client import read_api_key
-    from rluf_ray.io.ray_runtime import ensure_ray
 
     j = cfg.judge
     read_api_key(j)  # fail fast in one line if the driver's node lacks it; actors read their own node's
+    bar = progress(cfg, run, len(reqs))
+    ledger = CostLedger()
+    with driver_cache(j.cache_path, cfg.output_dir) as held:
+        by_key, keys = _cache_hits(cfg, reqs, held)
+        for _ in by_key:
+            ledger.outcome(True, True)
+        bar.update(list(by_key.values()))
+        misses = [r for r in reqs if r.key not in by_key]
+        log.info("judge %s: %d cached, %d to call", run, len(by_key), len(misses))
+        stats: dict[str, Any] = {}
+        if misses:
+            version = {r.key: r.version for r in misses}
+
+            def store(results: list[JudgeResult]) -> None:
+                for res in results:
+                    if res.ok and not res.cached and res.raw is not None:
+                        held.put(keys[res.key], j.model, version[res.key], res.raw,
+                                 res.prompt_tokens, res.completion_tokens)  # fmt: skip
+                by_key.update((res.key, res) for res in results)
+                bar.update(results)
+
+            stats = _dispatch(cfg, misses, run, ledger, store)
+    results = [by_key[r.key] for r in reqs]
+    exhausted = any((r.error or "").startswith("max_dollars") for r in results)
+    report = {**ledger.to_dict(), "provider": j.provider, "budget": stats, "budget_exhausted": exhausted}
+    return results, report
+
+
+def _dispatch(
+    cfg: RlufConfig,
+    reqs: list[JudgeRequest],
+    run: str,
+    ledger: CostLedger,
+    on_chunk: Callable[[list[JudgeResult]], None],
+) -> dict[str, Any]:
+    """Send ``reqs`` to the judge actors, hand each returned chunk to ``on_chunk``, merge the actors'
+    ledgers into ``ledger``; returns the shared budget's stats."""
+    import ray
+
+    from rluf_ray.io.ray_runtime import ensure_ray
+
+    j = cfg.judge
     ensure_ray()
     p = plan(cfg)
     budget = _budget_actor(p)
@@ -142,13 +203,11 @@ def _judge_actors(
     workers: list[Any] = [
         ray.remote(JudgeWorker)
         .options(**p["actor_options"])
-        .remote(j.model_dump(mode="json"), p["budget"]["name"], run, p["cache_path"], j.seed + i)
+        .remote(j.model_dump(mode="json"), p["budget"]["name"], run, j.seed + i)
         for i in range(p["num_actors"])
     ]
     chunks = [reqs[i : i + p["chunk_size"]] for i in range(0, len(reqs), p["chunk_size"])]
-    by_key: dict[str, JudgeResult] = {}
     pending: dict[Any, int] = {}
-    bar = progress(cfg, run, len(reqs))
     next_chunk = 0
     try:
         while next_chunk < len(chunks) or pending:
@@ -160,21 +219,15 @@ def _judge_actors(
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 pending.pop(ref)
-                chunk_results = [JudgeResult(**d) for d in ray.get(ref)]
-                by_key.update((r.key, r) for r in chunk_results)
-                bar.update(chunk_results)
-        ledger = CostLedger()
+                on_chunk([JudgeResult(**d) for d in ray.get(ref)])
         for led in ray.get([w.ledger.remote() for w in workers]):
             ledger.merge(led)
-        stats = ray.get(budget.stats.remote(run))
+        stats: dict[str, Any] = ray.get(budget.stats.remote(run))
         ray.get([w.close.remote() for w in workers])
     finally:
         for w in workers:
             ray.kill(w)
-    results = [by_key[r.key] for r in reqs]
-    exhausted = any((r.error or "").startswith("max_dollars") for r in results)
-    report = {**ledger.to_dict(), "provider": j.provider, "budget": stats, "budget_exhausted": exhausted}
-    return results, report
+    return stats
 
 
 def judge_requests(
@@ -229,28 +282,21 @@ def scores_table(rows: Sequence[Mapping[str, Any]]) -> Any:
 
 def dry_run(cfg: RlufConfig, reqs: Sequence[JudgeRequest], stage: str = "judge") -> dict[str, Any]:
     """What a run would spend: calls (cache hits excluded), estimated tokens and dollars. Calls nothing."""
-    from rluf_ray.io.judge_cache import JudgeCache, cache_key
-    from rluf_ray.io.judge_client import request_params
-    from rluf_ray.io.judge_templates import render_request
-
     unique = unique_requests(reqs)
     j = cfg.judge
     if j.provider == "offline":
         return offline_dry_run(stage, len(unique))
     path = cache_path(cfg)
-    cache = JudgeCache(path) if os.path.exists(path) else None
+    exists = is_uri(path) or os.path.exists(path)  # a dry run never creates a local cache file
     tokens: list[int] = []
     cached: list[bool] = []
-    try:
+    with contextlib.ExitStack() as stack:
+        held = stack.enter_context(driver_cache(j.cache_path, cfg.output_dir)) if exists else None
         for r in unique:
-            messages = render_request(r)
-            key = cache_key(j.model, r.version, messages, request_params(j, r.task))
-            hit = cache is not None and cache.contains(key)
+            messages, key = request_cache_key(j, r)
+            hit = held is not None and held.cache.contains(key)
             cached.append(hit)
             tokens.append(0 if hit else estimate_prompt_tokens(messages))
-    finally:
-        if cache is not None:
-            cache.close()
     p = j.prices
     return dry_run_cost(
         stage,
