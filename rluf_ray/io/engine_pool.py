@@ -26,6 +26,7 @@ from rluf_ray.core.answers import answer_table
 from rluf_ray.data import splits
 from rluf_ray.errors import RlufError
 from rluf_ray.io.engines import Engine, SamplingSpec, make_engine
+from rluf_ray.io.faults import FaultSpec, fault_spec
 from rluf_ray.schema import GENERATION_SCHEMA
 
 log = logging.getLogger("rluf.engine_pool")
@@ -146,18 +147,31 @@ class SampleUDF:
     Closes its engine on teardown (``close()``, also called from ``__del__``; idempotent, never raises).
     """
 
-    def __init__(self, engine_factory: Any, spec: SamplingSpec, template: str, prompt_budget: int, seed: int):
+    def __init__(
+        self,
+        engine_factory: Any,
+        spec: SamplingSpec,
+        template: str,
+        prompt_budget: int,
+        seed: int,
+        fault: FaultSpec | None = None,
+    ):
         self.engine: Engine | None = None
         self.engine = engine_factory()
         self.spec = spec
         self.template = template
         self.budget = prompt_budget
         self.seed = seed
+        self.fault = fault  # tests only: rluf_ray.io.faults
+        self.batches = 0
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         engine = self.engine
         if engine is None:
             raise RuntimeError("SampleUDF called after close()")
+        self.batches += 1
+        if self.fault is not None:
+            self.fault.check(self.batches)
         rows = [
             {"prompt_id": str(p), "post": str(q), "reference": str(r), "split": str(s)}
             for p, q, r, s in zip(
@@ -213,6 +227,7 @@ def apply(ds: Any, pool: dict[str, Any], engine_factory: Any) -> Any:
             "template": pool["template"],
             "prompt_budget": pool["prompt_budget"],
             "seed": pool["seed"],
+            "fault": fault_spec("engine_batch"),  # None unless a fault-tolerance test set one
         },
         **map_kwargs(pool),
     )

@@ -11,6 +11,7 @@ helper started (each ``ray start --block`` and its descendants) are stopped by p
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -36,6 +37,22 @@ class LocalCluster:
     head_temp_dir: str
     worker_temp_dir: str  # the first worker node's
     worker_temp_dirs: tuple[str, ...] = ()
+    worker_pids: tuple[int, ...] = ()  # each worker node's ``ray start --block`` process
+
+    def kill_worker_node_of(self, pid: int) -> int:
+        """Kill (SIGKILL, no grace) the worker node whose processes include ``pid``, as a machine lost
+        at once; returns that node's index. Raises LookupError when no worker node runs ``pid``."""
+        for k, root_pid in enumerate(self.worker_pids):
+            with contextlib.suppress(psutil.Error):
+                root = psutil.Process(root_pid)
+                tree = [root, *root.children(recursive=True)]
+                if pid in {p.pid for p in tree}:
+                    for proc in tree:
+                        with contextlib.suppress(psutil.Error):
+                            proc.kill()
+                    psutil.wait_procs(tree, timeout=10)
+                    return k
+        raise LookupError(f"no worker node of this cluster runs pid {pid}")
 
     def session_dirs(self) -> list[Path]:
         """Every node's Ray session directory (logs live under ``<dir>/logs``)."""
@@ -190,7 +207,7 @@ def local_cluster(
                           lambda n=k + 2: _alive_nodes(cluster.dashboard_url) >= n, timeout_s,
                           last=attempt == start_attempts):  # fmt: skip
                     break
-        yield cluster
+        yield dataclasses.replace(cluster, worker_pids=tuple(p.pid for p in procs[1:]))
     finally:
         _stop(procs)
         if not os.environ.get("RLUF_KEEP_CLUSTER_DIRS"):

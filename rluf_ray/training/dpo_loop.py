@@ -8,7 +8,7 @@ from typing import Any
 
 from rluf_ray.training.progress import StepProgressLog
 from rluf_ray.training.ray_train import (
-    FailAtStep,
+    add_fault_hooks,
     report_final,
     resume_checkpoint,
     scratch_dir,
@@ -65,8 +65,7 @@ def dpo_train_loop(config: dict[str, Any]) -> None:
         )
         trainer = prepare_trainer(trainer)
         with resume_checkpoint() as ckpt:
-            if config.get("fail_at_step"):
-                trainer.add_callback(FailAtStep(int(config["fail_at_step"]), resumed=ckpt is not None))
+            add_fault_hooks(trainer, config, resumed=ckpt is not None)
             result = trainer.train(resume_from_checkpoint=ckpt)
         rows = curves_from_history(trainer.state.log_history)  # restored from the checkpoint on resume
         with open(curves, "w", encoding="utf-8") as f:

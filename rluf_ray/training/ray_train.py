@@ -21,11 +21,14 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
+
+from rluf_ray.io.faults import FaultSpec, fault_spec
 
 if TYPE_CHECKING:
     from rluf_ray.config import TrainingSection
@@ -149,6 +152,34 @@ class FailAtStep(TrainerCallback):
             raise RuntimeError(f"injected failure at step {self.step}")
 
 
+class FaultAtStep(TrainerCallback):
+    """Test hook (``rluf_ray.io.faults``, point ``TRAIN_STEP``): rank 0's process dies (or hangs) once
+    when it finishes the chosen global step, as a Train worker lost to a crash.
+
+    It waits ``grace_s`` first: Ray Train's controller collects the workers' reports (checkpoints
+    included) when it polls them, every ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` (2 s); a worker that dies
+    sooner after a report loses that report, and the run resumes from the checkpoint before it. The
+    wait makes "dies after its step-k checkpoint was taken" a deterministic event."""
+
+    def __init__(self, spec: FaultSpec, grace_s: float | None = None):
+        self.spec = spec
+        poll = float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2.0"))
+        self.grace_s = 2 * poll + 1 if grace_s is None else grace_s
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.is_world_process_zero and self.spec.fires_at(int(state.global_step)):
+            time.sleep(self.grace_s)
+            self.spec.fire()
+
+
+def add_fault_hooks(trainer: Any, config: Mapping[str, Any], resumed: bool) -> None:
+    """The loops' test hooks: ``fail_at_step`` (an exception) and ``fault`` (a process death)."""
+    if config.get("fail_at_step"):
+        trainer.add_callback(FailAtStep(int(config["fail_at_step"]), resumed=resumed))
+    if config.get("fault") is not None:
+        trainer.add_callback(FaultAtStep(config["fault"]))
+
+
 @contextlib.contextmanager
 def resume_checkpoint() -> Iterator[str | None]:
     """The HF checkpoint directory to resume from (None on a fresh start), valid inside the block."""
@@ -242,7 +273,7 @@ def fit_and_export(
     storage_path, storage_fs = store.train_storage(stage, f"{prefix}{CHECKPOINTS}")
     trainer = TorchTrainer(
         loop,
-        train_loop_config=loop_config,
+        train_loop_config={**loop_config, "fault": fault_spec("train_step")},  # None but in tests
         scaling_config=plan["scaling_config"],
         run_config=run_config(
             plan["run_name"], storage_path, plan["max_failures"], storage_filesystem=storage_fs

@@ -15,7 +15,7 @@ from typing import Any
 from rluf_ray.errors import RlufError
 from rluf_ray.training.progress import StepProgressLog
 from rluf_ray.training.ray_train import (
-    FailAtStep,
+    add_fault_hooks,
     report_final,
     resume_checkpoint,
     scratch_dir,
@@ -103,8 +103,7 @@ def sft_train_loop(config: dict[str, Any]) -> None:
         )
         trainer = prepare_trainer(trainer)
         with resume_checkpoint() as ckpt:
-            if config.get("fail_at_step"):
-                trainer.add_callback(FailAtStep(int(config["fail_at_step"]), resumed=ckpt is not None))
+            add_fault_hooks(trainer, config, resumed=ckpt is not None)
             result = trainer.train(resume_from_checkpoint=ckpt)
         curves = os.path.join(out_dir, "curves.jsonl")
         _write_curves(trainer.state.log_history, curves)

@@ -1,0 +1,67 @@
+"""Deterministic fault points for fault-tolerance tests (never fired unless a test sets them).
+
+A test sets ``RLUF_FAULT_<POINT>=<index>:<action>:<marker path>`` in the driver's environment, e.g.
+``RLUF_FAULT_ENGINE_BATCH=2:exit:/tmp/x/fired``. The driver reads it once (:func:`fault_spec`) and
+hands it explicitly to the actors or Train workers of that point (it is not part of any config hash,
+so a run with a fault resumes like one without). The point fires once, where its counter reaches
+``index``: it first writes the marker (who fired: pid and hostname), so a restarted actor or worker
+never fires again, then performs the action:
+
+- ``exit``: the process dies at once (``os._exit``), as on a crash or an OOM kill;
+- ``hang``: the process waits (up to an hour) for the test, which watches for the marker, to kill
+  something from outside (a node, the job).
+
+Points: ``ENGINE_BATCH`` (the n-th batch an engine actor samples, from 1), ``TRAIN_STEP`` (the
+global step a Train worker of rank 0 finishes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+ENV_PREFIX = "RLUF_FAULT_"
+ACTIONS = ("exit", "hang")
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """Where and how one fault point fires."""
+
+    index: int
+    action: str
+    marker: str
+
+    def fires_at(self, index: int) -> bool:
+        """Whether the point fires now: at its index, if it never fired before (no marker yet)."""
+        return index == self.index and not os.path.exists(self.marker)
+
+    def fire(self) -> None:
+        """Write the marker, then act (never returns)."""
+        tmp = f"{self.marker}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}, f)
+        os.replace(tmp, self.marker)
+        if self.action == "exit":
+            os._exit(1)
+        time.sleep(3600)
+        os._exit(1)
+
+    def check(self, index: int) -> None:
+        """Fire if the point is due at ``index``."""
+        if self.fires_at(index):
+            self.fire()
+
+
+def fault_spec(point: str) -> FaultSpec | None:
+    """The fault set for ``point`` in this process's environment, or None (the normal case)."""
+    raw = os.environ.get(ENV_PREFIX + point.upper())
+    if not raw:
+        return None
+    index, action, marker = raw.split(":", 2)
+    if action not in ACTIONS:
+        raise ValueError(f"{ENV_PREFIX}{point.upper()}: action {action!r} is not one of {ACTIONS}")
+    return FaultSpec(int(index), action, marker)
