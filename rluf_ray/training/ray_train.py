@@ -8,6 +8,9 @@
   ``scratch_dir`` is each worker's HF ``output_dir``, removed when the loop ends.
 - ``resume_checkpoint``: inside the loop, the HF checkpoint directory of the latest Ray Train
   checkpoint (after a worker failure with ``FailureConfig``, or a rerun with the same run name).
+- Tracking: the trainer args say ``report_to: "none"``; under a tracked pipeline run the stage puts
+  its ``WorkerReport`` (``rluf_ray.io.tracking.train_run``) over them and passes its environment to
+  ``fit_and_export`` as ``worker_env`` (the run's ``worker_runtime_env``, beside ``WORKER_ENV``).
 - ``report_final``: rank 0 saves the final model + tokenizer (``save_pretrained``) and the curves
   as the last Ray Train checkpoint; the driver copies it out with ``export_final``.
 """
@@ -111,9 +114,15 @@ shows up twice. With the patch off, print is print again. ``tests/training/test_
 fails if the listing comes back."""
 
 
-def run_config(name: str, storage_path: str, max_failures: int, num_to_keep: int = 2) -> Any:
+def run_config(
+    name: str,
+    storage_path: str,
+    max_failures: int,
+    num_to_keep: int = 2,
+    env: Mapping[str, str] | None = None,
+) -> Any:
     """Ray Train RunConfig: a named run (resumable by name), FailureConfig, checkpoint retention, and
-    the workers' environment (``WORKER_ENV``)."""
+    the workers' environment (``WORKER_ENV`` and ``env``, e.g. the tracking run's)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
 
     return RunConfig(
@@ -121,8 +130,20 @@ def run_config(name: str, storage_path: str, max_failures: int, num_to_keep: int
         storage_path=storage_path,
         failure_config=FailureConfig(max_failures=max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep),
-        worker_runtime_env={"env_vars": dict(WORKER_ENV)},
+        worker_runtime_env={"env_vars": {**WORKER_ENV, **(env or {})}},
     )
+
+
+def quiet_params_on_resume(resumed: bool) -> None:
+    """In a worker that resumes from a checkpoint, tell ``MLflowCallback`` to log no params again.
+
+    A worker group that FailureConfig restarts reattaches to the same MLflow run (``MLFLOW_RUN_ID``)
+    and would log the trainer's arguments once more: its fresh scratch ``output_dir`` differs from
+    the logged one and MLflow refuses a changed param (the callback logs that batch asynchronously,
+    so it would fail with an error line). ``MLFLOW_MAX_LOG_PARAMS=0`` makes the callback log none.
+    """
+    if resumed and os.environ.get("MLFLOW_RUN_ID"):
+        os.environ["MLFLOW_MAX_LOG_PARAMS"] = "0"
 
 
 class FailAtStep(TrainerCallback):
@@ -210,9 +231,11 @@ def fit_and_export(
     model_dir: str,
     curves_path: str,
     what: str,
+    worker_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run ``loop`` under a TorchTrainer (resuming from ``checkpoints_dir``), export the final model in
     Hugging Face format and its curves, drop the checkpoints, and return the run's last metrics.
+    ``worker_env``: more environment for the workers (the tracking run's, ``WorkerReport.env``).
 
     A failed run is one ``RlufError`` line naming ``what`` (the checkpoints stay for the next try).
     """
@@ -224,7 +247,7 @@ def fit_and_export(
         loop,
         train_loop_config=loop_config,
         scaling_config=plan["scaling_config"],
-        run_config=run_config(plan["run_name"], checkpoints_dir, plan["max_failures"]),
+        run_config=run_config(plan["run_name"], checkpoints_dir, plan["max_failures"], env=worker_env),
     )
     try:
         result = trainer.fit()

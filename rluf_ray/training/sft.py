@@ -16,6 +16,7 @@ from rluf_ray.errors import RlufError
 from rluf_ray.training.progress import StepProgressLog
 from rluf_ray.training.ray_train import (
     FailAtStep,
+    quiet_params_on_resume,
     report_final,
     resume_checkpoint,
     scratch_dir,
@@ -102,6 +103,7 @@ def sft_train_loop(config: dict[str, Any]) -> None:
         )
         trainer = prepare_trainer(trainer)
         with resume_checkpoint() as ckpt:
+            quiet_params_on_resume(ckpt is not None)
             if config.get("fail_at_step"):
                 trainer.add_callback(FailAtStep(int(config["fail_at_step"]), resumed=ckpt is not None))
             result = trainer.train(resume_from_checkpoint=ckpt)
