@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rluf_ray.config import RlufConfig, fingerprint, get_value, result_keys, with_values
 from rluf_ray.errors import UpstreamMissing
 from rluf_ray.io.artifacts import ArtifactStore, Manifest, manifest_digest
 from rluf_ray.io.storage_check import check_cluster_output_dir
 from rluf_ray.stages.registry import ORDER, StageContext, StageDef, StageResult, get
+
+if TYPE_CHECKING:
+    from rluf_ray.io.tracking import PipelineRun
 
 log = logging.getLogger("rluf")
 
@@ -62,9 +65,11 @@ def run_stage(
     name: str,
     force: bool = False,
     options: Mapping[str, Any] | None = None,
+    tracking: PipelineRun | None = None,
 ) -> Manifest | None:
     """Run one stage unless complete (``force`` redoes it). Returns its manifest; None if skipped, or
-    if the stage did only part of its work (``StageResult.complete`` False: no manifest is written)."""
+    if the stage did only part of its work (``StageResult.complete`` False: no manifest is written).
+    ``tracking``: run-all's tracked run, under which the stage's Ray Train runs report."""
     stage = get(name)
     if not force:
         cfg = effective_config(cfg, store, stage)
@@ -87,9 +92,9 @@ def run_stage(
     store.invalidate(stage.artifact_dir)
     log.info("%s: running", name)
     t0 = time.perf_counter()
-    result = stage.run(
-        cfg, StageContext(name=name, store=store, options={**opts, "force": force}, fingerprint=fp)
-    )
+    opts["force"] = force
+    ctx = StageContext(name=name, store=store, options=opts, fingerprint=fp, tracking=tracking)
+    result = stage.run(cfg, ctx)
     if not isinstance(result, StageResult):
         result = StageResult()
     wall = time.perf_counter() - t0
@@ -115,7 +120,7 @@ def run_all(
         for name in ORDER:
             if name not in wanted:
                 continue
-            if run_stage(cfg, store, name, force=force) is not None:
+            if run_stage(cfg, store, name, force=force, tracking=tracked) is not None:
                 ran.append(name)
             tracked.stage(name, get(name).artifact_dir)
         write_report(store)

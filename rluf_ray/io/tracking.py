@@ -10,14 +10,36 @@ MLflow's default store is ``sqlite:///<output_dir>/mlflow.db`` with artifacts in
 ``MLFLOW_ALLOW_FILE_STORE`` is set; its SQLite store needs SQLAlchemy and Alembic, which the
 ``tracking`` extra brings.)
 
-Why TRL's ``report_to`` stays ``"none"`` inside the Ray Train workers: each worker would open its own
-tracked run (one per worker, unit and seed), would need the tracking URI and credentials on every node
-(a SQLite file on the driver's disk is not even reachable there), and a worker restarted by
-``FailureConfig`` would log its steps twice. Every logged step is already in the unit's
-``curves.jsonl``, which the driver reads after training and logs here, step by step, into the one run.
+The Ray Train workers report too (TRL/transformers' ``report_to`` follows ``tracking.backend``): for
+each Ray Train run (``sft``, and every DPO unit ``train-<arm>-seed<seed>``) the driver opens a child
+run of the pipeline's run (``train_run``) and hands its workers ``report_to=["mlflow"]`` with
+``MLFLOW_TRACKING_URI`` and ``MLFLOW_RUN_ID`` (transformers' ``MLflowCallback`` reattaches to that run
+on rank 0 only, logs the trainer's arguments as params and every logging step's metrics, and ends it
+at train end); the driver ends it again FINISHED or FAILED once the Ray Train run returns or fails.
+With W&B the workers get ``report_to=["wandb"]``, ``WANDB_PROJECT`` (``tracking.experiment``) and
+``WANDB_RUN_GROUP`` (the pipeline run's name): ``WandbCallback`` opens one W&B run per Ray Train run
+in that group (login from the node's own environment). The environment travels as the run's
+``worker_runtime_env``: it is set before the worker process imports MLflow, holds for that run's
+workers only, is set again for a worker group that ``FailureConfig`` restarts, and leaves the train
+loops unaware of tracking. The parent run still gets every stage metric and curve from the driver
+(``curves.jsonl``), so nothing depends on the workers reaching the store.
 
-Secrets: only config values are logged (the judge key's environment variable *name*, never its
-value) and files of ``report/``, which hold no credentials.
+The workers keep ``report_to="none"`` when there is no pipeline run (single-stage commands), with
+``tracking.backend: none``, and with MLflow when ``output_dir`` is a remote URI and ``tracking.uri``
+is unset: the default store is then ``~/.cache/rluf/mlflow.db`` on the driver's disk, which workers
+on other nodes cannot reach (one info line says so). A local ``output_dir`` (a local Ray, or a shared
+mount with ``shared_output_dir``) or an explicit ``tracking.uri`` is reachable: the workers report.
+
+A worker group that ``FailureConfig`` restarts reattaches to the same child run and resumes from the
+last checkpoint: the steps between that checkpoint and the failure are logged a second time (MLflow
+keeps both points at those steps; the parent's curves, from the restored trainer state, do not).
+The resumed workers do not log the trainer's params again (``MLFLOW_MAX_LOG_PARAMS=0``, see
+``rluf_ray.training.ray_train.quiet_params_on_resume``): their fresh scratch ``output_dir`` would
+differ from the logged one, and MLflow refuses a changed param.
+
+Secrets: only config values and metrics are logged (the judge key's environment variable *name*,
+never its value) and files of ``report/``, which hold no credentials. The workers get the tracking
+URI and a run id, never a key: MLflow or W&B credentials must already be in the nodes' environment.
 """
 
 from __future__ import annotations
@@ -29,6 +51,8 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,10 +60,29 @@ from rluf_ray.config import RlufConfig
 from rluf_ray.core.tracking_metrics import config_params, curve_metrics, stage_metrics
 from rluf_ray.errors import RlufError
 from rluf_ray.io.artifacts import ArtifactStore
+from rluf_ray.io.storage_check import is_uri
 
 log = logging.getLogger("rluf.tracking")
 
 BATCH = 100  # MLflow's log_batch takes at most 100 params and 1000 metrics per call
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag (the UI shows the run under its parent)
+
+
+@dataclass(frozen=True)
+class WorkerReport:
+    """How one Ray Train run's workers report: TrainingArguments' ``report_to`` and ``run_name``, and
+    the environment transformers' tracking callback reads (the run's ``worker_runtime_env``)."""
+
+    report_to: str | list[str] = "none"
+    run_name: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def trainer_args(self) -> dict[str, Any]:
+        """The TrainingArguments overrides (``report_to``, and ``run_name`` when reporting)."""
+        return {"report_to": self.report_to, **({"run_name": self.run_name} if self.run_name else {})}
+
+
+NO_REPORT = WorkerReport()
 
 
 class Tracker(Protocol):
@@ -53,11 +96,28 @@ class Tracker(Protocol):
 
     def finish(self, ok: bool) -> None: ...
 
+    def worker_run(self, name: str) -> AbstractContextManager[WorkerReport]:
+        """A run for one Ray Train run's workers, open while the block runs."""
+        ...
+
 
 def default_mlflow_uri(output_dir: str) -> str:
     """``sqlite:///<output_dir>/mlflow.db`` (``~/.cache/rluf`` when output_dir is a remote URI)."""
     root = os.path.expanduser("~/.cache/rluf") if "://" in output_dir else os.path.abspath(output_dir)
     return f"sqlite:///{os.path.join(root, 'mlflow.db')}"
+
+
+def worker_backend(cfg: RlufConfig) -> tuple[str, str]:
+    """What the Ray Train workers report to (``none``, ``mlflow`` or ``wandb``) and, when a tracking
+    backend is on but the workers keep ``none``, why."""
+    t = cfg.tracking
+    if t.backend == "mlflow" and t.uri is None and is_uri(cfg.output_dir):
+        return "none", (
+            f"output_dir {cfg.output_dir} is remote and tracking.uri is unset: the MLflow store "
+            f"({default_mlflow_uri(cfg.output_dir)}) is on the driver's disk, out of the Train workers' "
+            "reach, so they keep report_to none (set tracking.uri to a server every node reaches)"
+        )
+    return t.backend, ""
 
 
 def _chunks(items: Sequence[Any], size: int = BATCH) -> Iterator[Sequence[Any]]:
@@ -74,6 +134,7 @@ class MlflowTracker:
         self.client = MlflowClient(tracking_uri=uri)
         exp = self.client.get_experiment_by_name(experiment)
         exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment, artifact_root)
+        self.experiment_id: str = exp_id
         self.run_id: str = self.client.create_run(exp_id, run_name=run_name).info.run_id
         self.uri = uri
 
@@ -98,6 +159,21 @@ class MlflowTracker:
     def finish(self, ok: bool) -> None:
         self.client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED")
 
+    @contextlib.contextmanager
+    def worker_run(self, name: str) -> Iterator[WorkerReport]:
+        """A child run (tagged with this run as parent) that ``MLflowCallback`` on rank 0 reattaches
+        to through ``MLFLOW_RUN_ID``; ended FINISHED or FAILED here once the block ends."""
+        tags = {PARENT_TAG: self.run_id}
+        child = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+        log.info("tracking: MLflow child run %s (%s) for the Train workers", child, name)
+        env = {"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_RUN_ID": child}
+        ok = False
+        try:
+            yield WorkerReport(["mlflow"], name, env)
+            ok = True
+        finally:
+            self.client.set_terminated(child, "FINISHED" if ok else "FAILED")
+
 
 class WandbTracker:
     """One W&B run (needs the ``wandb`` package and its login; not a dependency of this project)."""
@@ -106,6 +182,7 @@ class WandbTracker:
         import wandb
 
         self.wandb = wandb
+        self.project, self.run_name = project, run_name
         self.run = wandb.init(project=project, name=run_name, dir=out_dir)
 
     def log_params(self, params: Mapping[str, str]) -> None:
@@ -122,6 +199,11 @@ class WandbTracker:
 
     def finish(self, ok: bool) -> None:
         self.run.finish(exit_code=0 if ok else 1)
+
+    @contextlib.contextmanager
+    def worker_run(self, name: str) -> Iterator[WorkerReport]:
+        """``WandbCallback`` opens the workers' W&B run itself (rank 0), in the pipeline run's group."""
+        yield WorkerReport(["wandb"], name, {"WANDB_PROJECT": self.project, "WANDB_RUN_GROUP": self.run_name})
 
 
 def open_tracker(cfg: RlufConfig, run_name: str) -> Tracker | None:
@@ -180,11 +262,15 @@ def log_folder(tracker: Tracker, store: ArtifactStore, artifact_dir: str) -> Non
 
 
 class PipelineRun:
-    """The tracked run of one pipeline run; every method is a no-op without a tracker."""
+    """The tracked run of one pipeline run; every method is a no-op without a tracker.
 
-    def __init__(self, tracker: Tracker | None, store: ArtifactStore) -> None:
+    ``workers``: what the Ray Train workers report to (``worker_backend``).
+    """
+
+    def __init__(self, tracker: Tracker | None, store: ArtifactStore, workers: str = "none") -> None:
         self.tracker = tracker
         self.store = store
+        self.workers = workers
 
     def stage(self, stage: str, artifact_dir: str) -> None:
         """Log a complete stage's metrics and curves."""
@@ -198,14 +284,28 @@ class PipelineRun:
 
 
 @contextlib.contextmanager
+def train_run(run: PipelineRun | None, name: str) -> Iterator[WorkerReport]:
+    """How the workers of the Ray Train run ``name`` report, valid while the block runs (the run is
+    ended with it): ``NO_REPORT`` without a pipeline run, a tracker, or a store the workers reach."""
+    if run is None or run.tracker is None or run.workers == "none":
+        yield NO_REPORT
+        return
+    with run.tracker.worker_run(name) as report:
+        yield report
+
+
+@contextlib.contextmanager
 def pipeline_run(cfg: RlufConfig, store: ArtifactStore) -> Iterator[PipelineRun]:
     """Open one tracked run (config as params), yield it, and close it FINISHED or FAILED."""
     tracker = open_tracker(cfg, run_name=time.strftime("run-all-%Y%m%d-%H%M%S"))
+    workers, why = worker_backend(cfg)
     if tracker is not None:
         tracker.log_params(config_params(cfg.model_dump(mode="json")))
+        if why:
+            log.info("tracking: %s", why)
     ok = False
     try:
-        yield PipelineRun(tracker, store)
+        yield PipelineRun(tracker, store, workers)
         ok = True
     finally:
         if tracker is not None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from rluf_ray.config import RlufConfig
     from rluf_ray.io.artifacts import ArtifactStore
+    from rluf_ray.io.tracking import PipelineRun
 
 ORDER: tuple[str, ...] = (
     "sft",
@@ -66,6 +67,7 @@ class StageContext:
     store: ArtifactStore
     options: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""  # the hash of what this run reads (names resumable Ray Train runs)
+    tracking: PipelineRun | None = None  # run-all's tracked run: Ray Train runs report under it
 
     @property
     def dir(self) -> str:

@@ -110,6 +110,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     from rluf_ray.data.splits import load_split
     from rluf_ray.io.model_cache import local_model
     from rluf_ray.io.ray_runtime import ensure_ray
+    from rluf_ray.io.tracking import train_run
     from rluf_ray.training.ray_train import fit_and_export
     from rluf_ray.training.sft import build_sft_rows, sft_train_loop
 
@@ -128,22 +129,24 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     log.info("sft: %d examples (%d prompts truncated), base %s", len(sft_rows), truncated, base)
 
     ensure_ray()
-    metrics = fit_and_export(
-        sft_train_loop,
-        {
-            "model_path": base,
-            "dtype": p["dtype"],
-            "trainer_args": p["trainer_args"],
-            "lora": p["lora"],
-            "rows": ray.put(sft_rows),
-            "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: exercises FailureConfig resume
-        },
-        {**p, "run_name": run_name(cfg, ctx)},
-        ctx.store,
-        ctx.dir,
-        "",
-        "SFT",
-    )
+    with train_run(ctx.tracking, "sft") as report:  # report_to: a child run of run-all's, or none
+        metrics = fit_and_export(
+            sft_train_loop,
+            {
+                "model_path": base,
+                "dtype": p["dtype"],
+                "trainer_args": {**p["trainer_args"], **report.trainer_args()},
+                "lora": p["lora"],
+                "rows": ray.put(sft_rows),
+                "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: FailureConfig resume
+            },
+            {**p, "run_name": run_name(cfg, ctx)},
+            ctx.store,
+            ctx.dir,
+            "",
+            "SFT",
+            worker_env=report.env,
+        )
     summary = {
         "examples": len(sft_rows),
         "truncated_prompts": truncated,

@@ -193,6 +193,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
 
     from rluf_ray.io.model_cache import local_model
     from rluf_ray.io.ray_runtime import ensure_ray
+    from rluf_ray.io.tracking import train_run
     from rluf_ray.training.dpo_loop import dpo_train_loop
     from rluf_ray.training.pairs import arm_pairs, fit_pair_prompts, tokenizer_counters
     from rluf_ray.training.ray_train import fit_and_export
@@ -258,23 +259,25 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
         prepare_unit(ctx, unit, key, force)
         rows = arm_pairs(pairs, arm, drop_zero)
         log.info("train: unit %s on %d pairs (seed %d)", unit, len(rows), seed)
-        metrics = fit_and_export(
-            dpo_train_loop,
-            {
-                "model_path": sft_model,
-                "dtype": p["dtype"],
-                "trainer_args": {**p["trainer_args"], "seed": seed},
-                "lora": p["lora"],
-                "pairs": ray.put(rows),
-                "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: exercises FailureConfig resume
-                "label": f"dpo {unit}",  # the step progress lines name the unit
-            },
-            {**p, "run_name": run_name(manifest_digest(key), arm, seed)},
-            ctx.store,
-            ctx.dir,
-            f"{unit}/",
-            f"DPO training ({unit})",
-        )
+        with train_run(ctx.tracking, f"train-{arm}-seed{seed}") as report:  # a child run, or none
+            metrics = fit_and_export(
+                dpo_train_loop,
+                {
+                    "model_path": sft_model,
+                    "dtype": p["dtype"],
+                    "trainer_args": {**p["trainer_args"], "seed": seed, **report.trainer_args()},
+                    "lora": p["lora"],
+                    "pairs": ray.put(rows),
+                    "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: FailureConfig resume
+                    "label": f"dpo {unit}",  # the step progress lines name the unit
+                },
+                {**p, "run_name": run_name(manifest_digest(key), arm, seed)},
+                ctx.store,
+                ctx.dir,
+                f"{unit}/",
+                f"DPO training ({unit})",
+                worker_env=report.env,
+            )
         summary = {
             "arm": arm,
             "seed": seed,

@@ -9,6 +9,7 @@ from typing import Any
 from rluf_ray.training.progress import StepProgressLog
 from rluf_ray.training.ray_train import (
     add_fault_hooks,
+    quiet_params_on_resume,
     report_final,
     resume_checkpoint,
     scratch_dir,
@@ -65,6 +66,7 @@ def dpo_train_loop(config: dict[str, Any]) -> None:
         )
         trainer = prepare_trainer(trainer)
         with resume_checkpoint() as ckpt:
+            quiet_params_on_resume(ckpt is not None)
             add_fault_hooks(trainer, config, resumed=ckpt is not None)
             result = trainer.train(resume_from_checkpoint=ckpt)
         rows = curves_from_history(trainer.state.log_history)  # restored from the checkpoint on resume

@@ -9,6 +9,9 @@
   ``scratch_dir`` is each worker's HF ``output_dir``, removed when the loop ends.
 - ``resume_checkpoint``: inside the loop, the HF checkpoint directory of the latest Ray Train
   checkpoint (after a worker failure with ``FailureConfig``, or a rerun with the same run name).
+- Tracking: the trainer args say ``report_to: "none"``; under a tracked pipeline run the stage puts
+  its ``WorkerReport`` (``rluf_ray.io.tracking.train_run``) over them and passes its environment to
+  ``fit_and_export`` as ``worker_env`` (the run's ``worker_runtime_env``, beside ``WORKER_ENV``).
 - ``report_final``: rank 0 saves the final model + tokenizer (``save_pretrained``) and the curves
   as the last Ray Train checkpoint; the driver copies it into the store with ``export_final``.
 - Models reach the workers as locations (``ArtifactStore.uri``); the loops open them with
@@ -125,10 +128,11 @@ def run_config(
     max_failures: int,
     num_to_keep: int = 2,
     storage_filesystem: Any = None,
+    env: Mapping[str, str] | None = None,
 ) -> Any:
     """Ray Train RunConfig: a named run (resumable by name) under ``storage_path`` (a local path, or a
     path inside ``storage_filesystem``: the artifact store's own, e.g. S3), FailureConfig, checkpoint
-    retention, and the workers' environment (``WORKER_ENV``)."""
+    retention, and the workers' environment (``WORKER_ENV`` and ``env``, e.g. the tracking run's)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
 
     return RunConfig(
@@ -137,8 +141,20 @@ def run_config(
         storage_filesystem=storage_filesystem,
         failure_config=FailureConfig(max_failures=max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep),
-        worker_runtime_env={"env_vars": dict(WORKER_ENV)},
+        worker_runtime_env={"env_vars": {**WORKER_ENV, **(env or {})}},
     )
+
+
+def quiet_params_on_resume(resumed: bool) -> None:
+    """In a worker that resumes from a checkpoint, tell ``MLflowCallback`` to log no params again.
+
+    A worker group that FailureConfig restarts reattaches to the same MLflow run (``MLFLOW_RUN_ID``)
+    and would log the trainer's arguments once more: its fresh scratch ``output_dir`` differs from
+    the logged one and MLflow refuses a changed param (the callback logs that batch asynchronously,
+    so it would fail with an error line). ``MLFLOW_MAX_LOG_PARAMS=0`` makes the callback log none.
+    """
+    if resumed and os.environ.get("MLFLOW_RUN_ID"):
+        os.environ["MLFLOW_MAX_LOG_PARAMS"] = "0"
 
 
 class FailAtStep(TrainerCallback):
@@ -259,10 +275,12 @@ def fit_and_export(
     stage: str,
     prefix: str,
     what: str,
+    worker_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run ``loop`` under a TorchTrainer with its checkpoints in the store (``<stage>/<prefix>checkpoints``,
     where a rerun resumes), export the final model (``<prefix>model``) and curves (``<prefix>curves.jsonl``)
     into the store, drop the checkpoints, and return the run's last metrics.
+    ``worker_env``: more environment for the workers (the tracking run's, ``WorkerReport.env``).
 
     A failed run is one ``RlufError`` line naming ``what`` (the checkpoints stay for the next try).
     """
@@ -276,7 +294,11 @@ def fit_and_export(
         train_loop_config={**loop_config, "fault": fault_spec("train_step")},  # None but in tests
         scaling_config=plan["scaling_config"],
         run_config=run_config(
-            plan["run_name"], storage_path, plan["max_failures"], storage_filesystem=storage_fs
+            plan["run_name"],
+            storage_path,
+            plan["max_failures"],
+            storage_filesystem=storage_fs,
+            env=worker_env,
         ),
     )
     try:

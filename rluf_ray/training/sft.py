@@ -16,6 +16,7 @@ from rluf_ray.errors import RlufError
 from rluf_ray.training.progress import StepProgressLog
 from rluf_ray.training.ray_train import (
     add_fault_hooks,
+    quiet_params_on_resume,
     report_final,
     resume_checkpoint,
     scratch_dir,
@@ -103,6 +104,7 @@ def sft_train_loop(config: dict[str, Any]) -> None:
         )
         trainer = prepare_trainer(trainer)
         with resume_checkpoint() as ckpt:
+            quiet_params_on_resume(ckpt is not None)
             add_fault_hooks(trainer, config, resumed=ckpt is not None)
             result = trainer.train(resume_from_checkpoint=ckpt)
         curves = os.path.join(out_dir, "curves.jsonl")

@@ -1,5 +1,6 @@
 """The whole pipeline end to end on the embedded default (shrunk), with a real local Ray and MLflow
-tracking (read back with MlflowClient: a metric from every stage, the curves, the report, no secret)."""
+tracking (read back with MlflowClient: a metric from every stage, the curves, the report, no secret;
+and a child run per Ray Train run, holding what transformers' MLflowCallback logged in the workers)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from mlflow import MlflowClient
 
 from rluf_ray.config import load
 from rluf_ray.io.artifacts import ArtifactStore
+from rluf_ray.io.tracking import PARENT_TAG
 from rluf_ray.pipeline import run_all
 from rluf_ray.stages.registry import all_stages
 
@@ -73,15 +75,51 @@ def test_run_all_end_to_end_then_skips(ray_idle, tmp_path: Path, monkeypatch: py
     cfg2 = load(None, [*TINY, f"output_dir={tmp_path}", "conformal.accuracy_threshold=0.5"])
     assert run_all(cfg2, store) == ["calibrate", "assign-weights", "train", "infer", "evaluate"]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
-    assert len(client.search_runs([client.get_experiment_by_name("rluf-ray").experiment_id])) == 3
+    runs = client.search_runs([client.get_experiment_by_name("rluf-ray").experiment_id])
+    assert sum(PARENT_TAG not in r.data.tags for r in runs) == 3  # one per run-all
+    children = sorted(r.info.run_name for r in runs if PARENT_TAG in r.data.tags)
+    assert children == sorted(["sft", *TRAIN_CHILDREN, *TRAIN_CHILDREN])  # the third re-ran both units
+
+
+TRAIN_CHILDREN = ("train-cfa-seed42", "train-dpo-seed42")
+
+
+def _runs(client: MlflowClient, exp_id: str) -> tuple[list, dict]:
+    """The pipeline (parent) runs, and the child runs by name."""
+    runs = client.search_runs([exp_id])
+    parents = [r for r in runs if PARENT_TAG not in r.data.tags]
+    return parents, {r.info.run_name: r for r in runs if PARENT_TAG in r.data.tags}
+
+
+def _check_worker_runs(client: MlflowClient, out: Path, parent_id: str, children: dict) -> None:
+    """One child run per Ray Train run, nested under the pipeline run, with the steps that transformers'
+    MLflowCallback logged from rank 0 (equal to the unit's curves.jsonl) and the trainer's params."""
+    assert sorted(children) == sorted(["sft", *TRAIN_CHILDREN])
+    units = {
+        "sft": out / "sft",
+        **{n: out / "training" / n.split("-")[1] / "seed-42" for n in TRAIN_CHILDREN},
+    }
+    for name, child in children.items():
+        assert child.data.tags[PARENT_TAG] == parent_id and child.info.status == "FINISHED", name
+        assert child.data.params["learning_rate"] and child.data.params["run_name"] == name
+        assert "train_loss" in child.data.metrics, name  # the trainer's own end-of-training log
+        curve = [json.loads(line) for line in (units[name] / "curves.jsonl").open()]
+        history = client.get_metric_history(child.info.run_id, "loss")
+        assert sorted((m.step, m.value) for m in history) == [
+            (r["step"], pytest.approx(r["loss"])) for r in curve
+        ], name
+    sft_steps = sorted(m.step for m in client.get_metric_history(children["sft"].info.run_id, "loss"))
+    assert sft_steps == [2, 4]  # 4 steps, a log every 2
+    assert len(client.get_metric_history(children["train-cfa-seed42"].info.run_id, "loss")) == 2
 
 
 def _check_tracked_run(out: Path, health: dict, report: dict) -> None:
     """The one MLflow run of the first run-all: params, a metric from every stage, curves, report/."""
     client = MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
     exp = client.get_experiment_by_name("rluf-ray")
-    (run,) = client.search_runs([exp.experiment_id])
+    (run,), children = _runs(client, exp.experiment_id)
     assert run.info.status == "FINISHED"
+    _check_worker_runs(client, out, run.info.run_id, children)
     params, metrics = run.data.params, run.data.metrics
     assert params["generation.sampling_num"] == "6" and params["judge.api_key_env"] == "OPENAI_API_KEY"
     cal = json.loads((out / "calibration" / "report.json").read_text())["per_alpha"]
