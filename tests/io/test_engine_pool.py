@@ -16,6 +16,7 @@ import ray.cloudpickle
 from rluf_ray.config import load
 from rluf_ray.io import engine_pool
 from rluf_ray.io.engines import Completion, SamplingSpec
+from rluf_ray.io.faults import FaultSpec
 
 # The fake engines below travel to Ray workers by value (this test module is not importable there).
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -116,7 +117,7 @@ def test_map_kwargs_from_a_plain_plan() -> None:
     assert kw["batch_size"] == 5 and kw["num_gpus"] == 1 and kw["num_cpus"] == 1
 
 
-def test_apply_maps_the_udf_with_the_plan() -> None:
+def test_apply_maps_the_udf_with_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
     class FakeDataset:
         def map_batches(self, fn, **kwargs):
             self.fn, self.kwargs = fn, kwargs
@@ -130,8 +131,12 @@ def test_apply_maps_the_udf_with_the_plan() -> None:
     assert ds.fn is engine_pool.SampleUDF
     ctor = ds.kwargs.pop("fn_constructor_kwargs")
     assert ctor == {"engine_factory": factory, "spec": SamplingSpec(n=3, temperature=0.2, max_new_tokens=7),
-                    "template": cfg.data.prompt_template, "prompt_budget": 99, "seed": 42}  # fmt: skip
+                    "template": cfg.data.prompt_template, "prompt_budget": 99, "seed": 42,
+                    "fault": None}  # fmt: skip
     assert set(ds.kwargs) == {"compute", "batch_size", "num_cpus"}
+    monkeypatch.setenv("RLUF_FAULT_ENGINE_BATCH", "2:exit:/tmp/m")  # a test's fault point reaches the actors
+    engine_pool.apply(ds, pool, factory)
+    assert ds.kwargs["fn_constructor_kwargs"]["fault"] == FaultSpec(2, "exit", "/tmp/m")
 
 
 def test_engine_factory_is_plain_and_picklable() -> None:
