@@ -25,6 +25,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from rluf_ray.io.storage_check import is_uri
+
 MANIFEST = "_manifest.json"
 TMP_MARK = ".tmp-"
 TRACKED_PACKAGES = ("rluf-ray", "torch", "ray", "transformers", "trl", "numpy", "pyarrow", "vllm", "openai")
@@ -76,7 +78,7 @@ class ArtifactStore:
     def __init__(self, root: str | os.PathLike[str]):
         root = os.fspath(root)
         self.scheme = ""
-        if "://" in root:
+        if is_uri(root):
             self.fs, self.root = pafs.FileSystem.from_uri(root)
             self.local = isinstance(self.fs, pafs.LocalFileSystem)
             self.scheme = "" if self.local else root.split("://", 1)[0]
@@ -325,7 +327,7 @@ class ArtifactStore:
 
 def file_sha256(path_or_uri: str) -> str:
     """SHA-256 of a file's bytes (a local path or a pyarrow.fs URI), streamed."""
-    if "://" in path_or_uri:
+    if is_uri(path_or_uri):
         fs, path = pafs.FileSystem.from_uri(path_or_uri)
     else:
         fs, path = pafs.LocalFileSystem(), os.path.abspath(path_or_uri)

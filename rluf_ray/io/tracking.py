@@ -103,7 +103,7 @@ class Tracker(Protocol):
 
 def default_mlflow_uri(output_dir: str) -> str:
     """``sqlite:///<output_dir>/mlflow.db`` (``~/.cache/rluf`` when output_dir is a remote URI)."""
-    root = os.path.expanduser("~/.cache/rluf") if "://" in output_dir else os.path.abspath(output_dir)
+    root = os.path.expanduser("~/.cache/rluf") if is_uri(output_dir) else os.path.abspath(output_dir)
     return f"sqlite:///{os.path.join(root, 'mlflow.db')}"
 
 
@@ -214,13 +214,13 @@ def open_tracker(cfg: RlufConfig, run_name: str) -> Tracker | None:
     if t.backend == "wandb":
         if importlib.util.find_spec("wandb") is None:
             raise RlufError("tracking.backend=wandb: the wandb package is not installed (pip install wandb)")
-        local = None if "://" in cfg.output_dir else os.path.abspath(cfg.output_dir)
+        local = None if is_uri(cfg.output_dir) else os.path.abspath(cfg.output_dir)
         return WandbTracker(t.experiment, run_name, local)
     if importlib.util.find_spec("mlflow") is None:
         raise RlufError("tracking.backend=mlflow: MLflow is not installed (pip install -e '.[tracking]')")
     uri = t.uri or default_mlflow_uri(cfg.output_dir)
     artifacts = None
-    if t.uri is None and "://" not in cfg.output_dir:  # keep artifacts beside the database, not in CWD
+    if t.uri is None and not is_uri(cfg.output_dir):  # keep artifacts beside the database, not in CWD
         artifacts = Path(os.path.abspath(cfg.output_dir), "mlartifacts").as_uri()
     if uri.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(uri.removeprefix("sqlite:///")) or ".", exist_ok=True)
