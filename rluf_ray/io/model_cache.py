@@ -1,4 +1,5 @@
-"""Models handed between nodes as locations: a local path, a hub id, or a URI copied to a node cache.
+"""Models handed between nodes as locations: a local path, a hub id, a pretrained ``embedded:`` name
+(built on each node from its package), or a URI copied to a node cache.
 
 Stages hand engine actors and Train workers a model's *location* (``ArtifactStore.uri``): on a local
 or shared ``output_dir`` that is a path every process reads directly; on an object store it is a URI
@@ -22,6 +23,7 @@ import uuid
 
 import pyarrow.fs as pafs
 
+from rluf_ray.data.embedded import is_embedded, resolve_prebuilt
 from rluf_ray.errors import RlufError
 from rluf_ray.io.storage_check import is_uri
 
@@ -62,7 +64,13 @@ def check_model_location(location: str) -> None:
 
 
 def local_model(location: str) -> str:
-    """A local directory holding the model at ``location`` (unchanged for a local path or a hub id)."""
+    """A local directory holding the model at ``location`` (unchanged for a local path or a hub id;
+    a pretrained ``embedded:`` model is built once into this node's cache from its package)."""
+    if is_embedded(location):
+        try:
+            return str(resolve_prebuilt(location))
+        except ValueError as exc:
+            raise RlufError(f"model {location}: {exc}") from None
     remote = _resolve(location)
     if remote is None:
         return location.removeprefix("file://")

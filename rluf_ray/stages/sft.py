@@ -78,17 +78,19 @@ def run_name(cfg: RlufConfig, ctx: StageContext) -> str:
 
 
 def base_model_path(cfg: RlufConfig, ctx: StageContext, p: dict[str, Any]) -> str:
-    """The model SFT starts from: built locally for ``embedded:``, else the configured path/hub id."""
+    """The model SFT starts from: the tiny Llama built into the store (its location); a pretrained
+    ``embedded:`` name (built here first, then by each Train worker on its node); else the configured
+    path or hub id."""
     from rluf_ray.data.embedded import resolve_prebuilt
     from rluf_ray.data.tiny_model import build_embedded
 
     if p["embedded"] is None:
         if is_embedded(p["base_model"]):
-            try:
-                return str(resolve_prebuilt(p["base_model"]))
+            try:  # built (or found) here first: a missing package fails before Ray starts
+                resolve_prebuilt(p["base_model"])
             except ValueError as exc:
                 raise RlufError(f"model.base_model: {exc}") from None
-        return str(p["base_model"])
+        return str(p["base_model"])  # workers resolve an embedded name on their own node
     from rluf_ray.data.splits import tokenizer_corpus
 
     store = ctx.store

@@ -13,6 +13,7 @@ from rluf_ray.config import ConfigError, load
 from rluf_ray.data import smollm2
 from rluf_ray.data.embedded import builds_from_texts, embedded_name, resolve_prebuilt
 from rluf_ray.errors import RlufError
+from rluf_ray.io.model_cache import local_model
 
 # The build is about 45 s on 2 idle cores; on a loaded box it took 525 s, past the default 600 s cap.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -55,6 +56,8 @@ def test_second_call_reuses_the_cache_without_the_package(smollm2_cache: Path, m
     assert (folder / smollm2.RECORD).stat().st_mtime_ns == before
     monkeypatch.setenv("RLUF_CACHE_DIR", str(smollm2_cache))
     assert resolve_prebuilt("embedded:smollm2-135m-instruct") == folder
+    # Train workers get the embedded name and resolve it on their own node, through the same cache.
+    assert local_model("embedded:smollm2-135m-instruct") == str(folder)
 
 
 def test_a_truncated_build_is_rebuilt_not_used(smollm2_cache: Path, tmp_path: Path) -> None:
