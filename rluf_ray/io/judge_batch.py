@@ -8,14 +8,16 @@ the cache. Replies that do not parse and per-line errors go into the next round,
 ``1 + judge.max_parse_retries`` rounds; what is still unanswered then is recorded missing with its
 reason.
 
-Resume: the batch id of the round in progress is written to a small JSON state file named after the
-run and a hash of the round's request set. After a restart the same set hashes to the same file and
-the batch is polled again instead of being created a second time.
+Resume: the batch id of the round in progress is saved under a name made of the run and a hash of
+the round's request set, in a :class:`BatchState`: the driver's judge cache (kept under
+``output_dir``, so a rerun on any node finds it) or a directory of small JSON files. After a restart
+the same set hashes to the same name and the batch is polled again instead of being created twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import json
@@ -23,7 +25,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from rluf_ray.config import JudgeConfig
 from rluf_ray.core.judge_cost import CostLedger, estimate_prompt_tokens
@@ -70,13 +72,50 @@ def read_output_line(line: dict[str, Any]) -> tuple[str | None, int, int, str | 
     return content, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)), None
 
 
+class BatchState(Protocol):
+    """Where the id of a batch in progress is kept between runs, by name."""
+
+    def load_batch(self, name: str) -> dict[str, Any] | None: ...
+
+    def save_batch(self, name: str, state: Mapping[str, Any]) -> None: ...
+
+    def remove_batch(self, name: str) -> None: ...
+
+
+class DirBatchState:
+    """Batch state as ``<dir>/<name>.json`` files, written atomically."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.state_dir = state_dir
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.state_dir, f"{name}.json")
+
+    def load_batch(self, name: str) -> dict[str, Any] | None:
+        if not os.path.exists(self._path(name)):
+            return None
+        with open(self._path(name)) as fh:
+            return dict(json.load(fh))
+
+    def save_batch(self, name: str, state: Mapping[str, Any]) -> None:
+        os.makedirs(self.state_dir, exist_ok=True)
+        tmp = self._path(name) + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(dict(state), fh)
+        os.replace(tmp, self._path(name))
+
+    def remove_batch(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self._path(name))
+
+
 class BatchJudge:
     """Batch API judge for one driver process; ``run(reqs)`` never raises for per-item failures."""
 
     def __init__(
         self,
         cfg: JudgeConfig,
-        state_dir: str,
+        state: BatchState | str,
         cache: JudgeCache | None = None,
         api_key: str | None = None,
         run_name: str = "judge",
@@ -85,7 +124,7 @@ class BatchJudge:
         self.cfg = cfg
         self.progress = progress
         self._answered = 0
-        self.state_dir = state_dir
+        self.state = DirBatchState(state) if isinstance(state, str) else state
         self.cache = cache
         self.run_name = run_name
         self._key = api_key if api_key is not None else read_api_key(cfg)
@@ -93,17 +132,15 @@ class BatchJudge:
         f = cfg.batch_price_factor
         self.ledger = CostLedger(cfg.prices.prompt_per_million * f, cfg.prices.completion_per_million * f)
 
-    def _state_path(self, cids: Sequence[str]) -> str:
+    def _state_name(self, cids: Sequence[str]) -> str:
         h = hashlib.sha256("\n".join(sorted(cids)).encode()).hexdigest()[:20]
-        return os.path.join(self.state_dir, f"{self.run_name}-{h}.json")
+        return f"{self.run_name}-{h}"
 
     async def _one_round(self, client: Any, items: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
         """Submit (or resume) one batch of ``items`` and return its output lines by custom_id."""
-        state_path = self._state_path(list(items))
-        state = None
-        if os.path.exists(state_path):
-            with open(state_path) as fh:
-                state = json.load(fh)
+        state_name = self._state_name(list(items))
+        state = self.state.load_batch(state_name)
+        if state is not None:
             log.info("resuming batch %s", state["batch_id"])
         if state is None:
             data = batch_lines(self.cfg.model, list(items.items()), self.params)
@@ -117,11 +154,7 @@ class BatchJudge:
                 "created": time.time(),
                 "requests": len(items),
             }
-            os.makedirs(self.state_dir, exist_ok=True)
-            tmp = state_path + ".tmp"
-            with open(tmp, "w") as fh:
-                json.dump(state, fh)
-            os.replace(tmp, state_path)
+            self.state.save_batch(state_name, state)
         deadline = time.monotonic() + self.cfg.batch_timeout_s
         while True:
             batch = await client.batches.retrieve(state["batch_id"])
@@ -142,7 +175,7 @@ class BatchJudge:
                 if raw.strip():
                     obj = json.loads(raw)
                     lines[obj["custom_id"]] = obj
-        os.remove(state_path)  # the round's answers are in hand (and, once parsed, in the cache)
+        self.state.remove_batch(state_name)  # the round's answers are in hand (and, once parsed, cached)
         if batch.status != "completed" and not lines:
             return {"_error": f"batch_{batch.status}: batch {batch.id}"}
         return lines

@@ -28,6 +28,12 @@ CREATE TABLE IF NOT EXISTS judge_cache (
     created REAL NOT NULL
 )
 """
+_BATCH_SCHEMA = """
+CREATE TABLE IF NOT EXISTS judge_batches (
+    name TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+)
+"""
 
 
 def cache_key(
@@ -65,6 +71,7 @@ class JudgeCache:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
             self._conn.execute(_SCHEMA)
+            self._conn.execute(_BATCH_SCHEMA)
 
     def _enable_wal(self, timeout_s: float) -> None:
         """Switch to WAL, retrying while another process holds the file: SQLite does not call its busy
@@ -101,6 +108,24 @@ class JudgeCache:
                 "INSERT OR IGNORE INTO judge_cache VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (key, model, template, reply, int(prompt_tokens), int(completion_tokens), time.time()),
             )
+
+    def load_batch(self, name: str) -> dict[str, Any] | None:
+        """The saved state of a Batch API round in progress (``judge_batch.BatchState``), or None."""
+        with self._lock:
+            row = self._conn.execute("SELECT state FROM judge_batches WHERE name = ?", (name,)).fetchone()
+        return dict(json.loads(row[0])) if row else None
+
+    def save_batch(self, name: str, state: Mapping[str, Any]) -> None:
+        """Save a Batch API round's state (its batch id) under ``name``."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO judge_batches VALUES (?, ?)", (name, json.dumps(dict(state)))
+            )
+
+    def remove_batch(self, name: str) -> None:
+        """Forget a finished round's state."""
+        with self._lock:
+            self._conn.execute("DELETE FROM judge_batches WHERE name = ?", (name,))
 
     def backup_to(self, dest: sqlite3.Connection) -> None:
         """Copy the whole cache into another SQLite connection (a consistent snapshot)."""

@@ -5,7 +5,9 @@ the misses, storing their parsed replies as chunks come back. So actors on any n
 disk, and SQLite never sits on NFS. The file is ``judge.cache_path`` or
 ``<output_dir>/judge_cache.sqlite``: a local path is used in place; a URI (``s3://...``) is copied into
 driver scratch when opened and written back every ``upload_every_s`` seconds of use and when closed
-(on failure too), so a rerun on any node starts from every reply an earlier run paid for.
+(on failure too), so a rerun on any node starts from every reply an earlier run paid for. The ids
+of Batch API rounds in progress live in the same file (written back as soon as a batch is created),
+so a Batch run resumed on another node polls its batches instead of paying for new ones.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pyarrow.fs as pafs
 
@@ -79,6 +82,22 @@ class DriverCache:
 
     def mark_dirty(self) -> None:
         """Say that replies were stored through ``cache`` directly (the Batch API path)."""
+        self._dirty = True
+
+    # -- judge_batch.BatchState: a batch id is written back at once (it must survive a crash) ---------
+    def load_batch(self, name: str) -> dict[str, Any] | None:
+        """A Batch API round's saved state."""
+        return self.cache.load_batch(name)
+
+    def save_batch(self, name: str, state: Mapping[str, Any]) -> None:
+        """Save a round's state in the cache and write the cache back now."""
+        self.cache.save_batch(name, state)
+        self._dirty = True
+        self.persist()
+
+    def remove_batch(self, name: str) -> None:
+        """Forget a finished round's state."""
+        self.cache.remove_batch(name)
         self._dirty = True
 
     def persist(self) -> None:

@@ -45,15 +45,6 @@ def cache_path(cfg: RlufConfig) -> str:
     return cache_location(cfg.judge.cache_path, cfg.output_dir)
 
 
-def batch_state_dir(cfg: RlufConfig) -> str:
-    """Where Batch API runs keep the id of the batch in progress: beside a local cache, else in
-    ``~/.cache/rluf`` on the driver."""
-    path = cache_path(cfg)
-    if is_uri(path) and not path.startswith("file://"):
-        return os.path.join(os.path.expanduser("~/.cache/rluf"), "judge_batches")
-    return os.path.join(os.path.dirname(os.path.abspath(path.removeprefix("file://"))), "judge_batches")
-
-
 def plan(cfg: RlufConfig) -> dict[str, Any]:
     """Ray arguments of the judge (pure)."""
     j = cfg.judge
@@ -102,7 +93,7 @@ def _judge_batch_api(
     j = cfg.judge
     bar = progress(cfg, run, len(reqs), j.batch_price_factor)
     with driver_cache(j.cache_path, cfg.output_dir) as held:
-        bj = BatchJudge(j, batch_state_dir(cfg), held.cache, run_name=run, progress=bar)
+        bj = BatchJudge(j, held, held.cache, run_name=run, progress=bar)  # batch ids in the cache too
         results = asyncio.run(bj.run(reqs))
         held.mark_dirty()
     exhausted = any((r.error or "").startswith("max_dollars") for r in results)

@@ -103,3 +103,37 @@ def test_rerun_on_another_node_costs_no_call(
     assert calls2 == 0 and report2["cache_hits"] == 12 and again == first
     assert calls3 == 4 and report3["cache_hits"] == 12 and more[:12] == first
     assert not list(Path(tmp_path / "a").glob("**/judge_cache.sqlite"))  # scratch copies only, by hash
+
+
+def test_batch_run_resumes_its_batch_on_another_node(
+    bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The id of a Batch API round in progress is kept in the cache under output_dir: a run that gave
+    up waiting is resumed from another node's fresh scratch by polling that batch, not by a new one."""
+    from rluf_ray.core.judge_prompts import score_request
+    from rluf_ray.io.judge_service import judge_requests
+
+    monkeypatch.setenv(KEY_ENV, "sk-ray-test")
+    rs = [score_request(f"k{i}", f"post {i}", "ref", f"answer {i}") for i in range(5)]
+    out = f"{bucket}/run"
+    with FakeOpenAI(batch_delay_s=1.0) as srv:
+
+        def batch_cfg(timeout_s: float) -> RlufConfig:
+            judge = {"provider": "openai", "base_url": srv.base_url, "api_key_env": KEY_ENV,
+                     "batch_poll_s": 0.05, "batch_timeout_s": timeout_s}  # fmt: skip
+            return RlufConfig.model_validate({"output_dir": out, "judge": judge})
+
+        for node in ("a", "b", "c"):
+            (tmp_path / node).mkdir()
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "a"))
+        monkeypatch.setenv("HOME", str(tmp_path / "a"))  # nothing shared but the bucket
+        first, _ = judge_requests(batch_cfg(0.2), rs, run="feedback", batch=True)  # gives up waiting
+        assert all((r.error or "").startswith("batch_timeout") for r in first) and srv.batch_creates == 1
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "b"))
+        monkeypatch.setenv("HOME", str(tmp_path / "b"))  # nothing shared but the bucket
+        second, _ = judge_requests(batch_cfg(60.0), rs, run="feedback", batch=True)
+        assert srv.batch_creates == 1 and all(r.ok for r in second)  # the same batch, polled again
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "c"))
+        monkeypatch.setenv("HOME", str(tmp_path / "c"))  # nothing shared but the bucket
+        third, report = judge_requests(batch_cfg(60.0), rs, run="feedback", batch=True)
+        assert srv.batch_creates == 1 and report["cache_hits"] == 5 and all(r.cached for r in third)
