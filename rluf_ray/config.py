@@ -247,7 +247,8 @@ class JudgeConfig(Section):
     temperature: float = Field(0.0, ge=0, description="Judge sampling temperature.")
     max_tokens: int = Field(256, ge=1, description="Max completion tokens per judge call.")
     cache_path: str | None = Field(
-        None, description="SQLite cache file (None: <output_dir>/judge_cache.sqlite)."
+        None,
+        description="The driver's SQLite judge cache, a path or URI (None: <output_dir>/judge_cache.sqlite).",
     )
     max_dollars: float | None = Field(None, ge=0, description="Hard spending cap per stage (None: no cap).")
     prices: PriceConfig = Field(default_factory=PriceConfig, description="Price table for the cost ledger.")
