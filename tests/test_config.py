@@ -194,7 +194,7 @@ def test_fingerprint_depends_only_on_selected_keys() -> None:
     keys = ["generation.temperature", "conformal"]
     assert fingerprint(a, keys) == fingerprint(b, keys)
     assert fingerprint(a, keys) != fingerprint(c, keys)
-    assert select(a, ["generation.temperature"]) == {"generation.temperature": 0.35}
+    assert select(a, ["generation.temperature"]) == {"generation.temperature": 0.85}
     with pytest.raises(KeyError):
         select(a, ["generation.nope"])
 

@@ -59,7 +59,7 @@ def test_sampling_spec_and_engine_options_from_config() -> None:
     cfg = load(
         overrides=["generation.sampling_num=7", "generation.max_new_tokens=9", "resources.cpus_per_actor=2"]
     )
-    assert generate.sampling_spec(cfg) == SamplingSpec(n=7, temperature=0.35, top_p=1.0, max_new_tokens=9)
+    assert generate.sampling_spec(cfg) == SamplingSpec(n=7, temperature=0.85, top_p=1.0, max_new_tokens=9)
     opts = engine_pool.engine_options(cfg)
     assert opts["threads"] == 2 and opts["max_context"] == 512 and opts["seed"] == 42
 
@@ -175,7 +175,7 @@ def test_plans_are_plain_data() -> None:
     for plan in (generate.plan(cfg), infer.plan(cfg)):
         assert json.loads(json.dumps(plan)) == plan  # JSON-able: no Ray object, no dataclass
     pool = generate.plan(cfg)["pool"]
-    assert pool["sampling"] == {"n": 60, "temperature": 0.35, "top_p": 1.0, "max_new_tokens": 48,
+    assert pool["sampling"] == {"n": 60, "temperature": 0.85, "top_p": 1.0, "max_new_tokens": 48,
                                 "min_new_tokens": 0}  # fmt: skip
     assert pool["engine"] == "hf" and pool["prompt_budget"] == 512 - 48 and pool["seed"] == 42
     assert engine_pool.sampling_spec(pool) == generate.sampling_spec(cfg)
