@@ -137,7 +137,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
             {
                 "model_path": base,
                 "dtype": p["dtype"],
-                "trainer_args": {**p["trainer_args"], **report.trainer_args()},
+                "trainer_args": p["trainer_args"],
                 "lora": p["lora"],
                 "rows": ray.put(sft_rows),
                 "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: FailureConfig resume
@@ -147,7 +147,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
             ctx.dir,
             "",
             "SFT",
-            worker_env=report.env,
+            report,
         )
     summary = {
         "examples": len(sft_rows),

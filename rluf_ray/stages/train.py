@@ -265,7 +265,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
                 {
                     "model_path": sft_model,
                     "dtype": p["dtype"],
-                    "trainer_args": {**p["trainer_args"], "seed": seed, **report.trainer_args()},
+                    "trainer_args": {**p["trainer_args"], "seed": seed},
                     "lora": p["lora"],
                     "pairs": ray.put(rows),
                     "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: FailureConfig resume
@@ -276,7 +276,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
                 ctx.dir,
                 f"{unit}/",
                 f"DPO training ({unit})",
-                worker_env=report.env,
+                report,
             )
         summary = {
             "arm": arm,

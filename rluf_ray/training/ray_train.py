@@ -9,9 +9,10 @@
   ``scratch_dir`` is each worker's HF ``output_dir``, removed when the loop ends.
 - ``resume_checkpoint``: inside the loop, the HF checkpoint directory of the latest Ray Train
   checkpoint (after a worker failure with ``FailureConfig``, or a rerun with the same run name).
-- Tracking: the trainer args say ``report_to: "none"``; under a tracked pipeline run the stage puts
-  its ``WorkerReport`` (``rluf_ray.io.tracking.train_run``) over them and passes its environment to
-  ``fit_and_export`` as ``worker_env`` (the run's ``worker_runtime_env``, beside ``WORKER_ENV``).
+- Tracking: ``report_to`` follows ``tracking.backend``. The stage hands ``fit_and_export`` the run's
+  ``WorkerReport`` (``rluf_ray.io.tracking.train_run``: ``report_to``, ``run_name`` and the
+  environment transformers' tracking callback reads); it goes into the trainer args and the run's
+  ``worker_runtime_env`` (beside ``WORKER_ENV``). Without one the workers report to nothing.
 - ``report_final``: rank 0 saves the final model + tokenizer (``save_pretrained``) and the curves
   as the last Ray Train checkpoint; the driver copies it into the store with ``export_final``.
 - Models reach the workers as locations (``ArtifactStore.uri``); the loops open them with
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback
 
 from rluf_ray.io.faults import FaultSpec, fault_spec
+from rluf_ray.io.tracking import NO_REPORT, WorkerReport
 
 if TYPE_CHECKING:
     from rluf_ray.config import TrainingSection
@@ -97,7 +99,6 @@ def common_trainer_args(section: TrainingSection, use_gpu: bool, name: str) -> d
         "save_total_limit": 2,
         "logging_steps": section.logging_steps,
         "seed": section.seed,
-        "report_to": "none",
         "dataset_num_proc": None,
         "disable_tqdm": True,
         **hf_distributed_args(use_gpu),
@@ -275,12 +276,13 @@ def fit_and_export(
     stage: str,
     prefix: str,
     what: str,
-    worker_env: Mapping[str, str] | None = None,
+    report: WorkerReport = NO_REPORT,
 ) -> dict[str, Any]:
     """Run ``loop`` under a TorchTrainer with its checkpoints in the store (``<stage>/<prefix>checkpoints``,
     where a rerun resumes), export the final model (``<prefix>model``) and curves (``<prefix>curves.jsonl``)
     into the store, drop the checkpoints, and return the run's last metrics.
-    ``worker_env``: more environment for the workers (the tracking run's, ``WorkerReport.env``).
+    ``report``: where the workers report (``tracking.train_run``), applied to the trainer args and
+    the workers' environment.
 
     A failed run is one ``RlufError`` line naming ``what`` (the checkpoints stay for the next try).
     """
@@ -291,14 +293,18 @@ def fit_and_export(
     storage_path, storage_fs = store.train_storage(stage, f"{prefix}{CHECKPOINTS}")
     trainer = TorchTrainer(
         loop,
-        train_loop_config={**loop_config, "fault": fault_spec("train_step")},  # None but in tests
+        train_loop_config={
+            **loop_config,
+            "trainer_args": {**loop_config["trainer_args"], **report.trainer_args()},
+            "fault": fault_spec("train_step"),  # None but in tests
+        },
         scaling_config=plan["scaling_config"],
         run_config=run_config(
             plan["run_name"],
             storage_path,
             plan["max_failures"],
             storage_filesystem=storage_fs,
-            env=worker_env,
+            env=report.env,
         ),
     )
     try:
