@@ -33,8 +33,6 @@ from rluf_ray.data.splits import tokenizer_corpus
 from rluf_ray.data.tiny_model import build_embedded
 build_embedded(tokenizer_corpus(load(), 200), sys.argv[1], max_positions=512)
 """
-NODE_ENV = {"RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONHASHSEED": "0"}  # fmt: skip
 
 
 def peak_rss_mib() -> float:
@@ -44,7 +42,7 @@ def peak_rss_mib() -> float:
 
 def run_one(args: argparse.Namespace) -> dict[str, object]:
     """One cluster size, in this process: start the cluster, run generate and calibrate, stop it."""
-    from rluf_ray.testing.local_cluster import local_cluster
+    from rluf_ray.testing.local_cluster import NODE_ENV, local_cluster
 
     out = Path(tempfile.mkdtemp(prefix=f"rluf-cluster-scale-{args.workers}w-"))
     subprocess.run([sys.executable, "-c", BUILD, str(out / "sft" / "model")], check=True, capture_output=True)

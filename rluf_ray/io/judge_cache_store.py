@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from rluf_ray.io.judge_cache import JudgeCache
-from rluf_ray.io.storage_check import is_uri
+from rluf_ray.io.storage_check import is_uri, remote_location
 
 log = logging.getLogger("rluf.judge")
 
@@ -41,20 +41,13 @@ def cache_location(cache_path: str | None, output_dir: str) -> str:
     return os.path.join(os.path.abspath(output_dir), CACHE_NAME)
 
 
-def _remote(location: str) -> tuple[pafs.FileSystem, str] | None:
-    if not is_uri(location):
-        return None
-    fs, path = pafs.FileSystem.from_uri(location)
-    return None if isinstance(fs, pafs.LocalFileSystem) else (fs, path)
-
-
 class DriverCache:
     """The driver's handle: ``cache`` (a JudgeCache) and ``persist`` to write a remote copy back."""
 
     def __init__(self, location: str, upload_every_s: float = 30.0) -> None:
         self.location = location
         self.upload_every_s = upload_every_s
-        self._remote = _remote(location)
+        self._remote = remote_location(location)
         self._last_upload = time.monotonic()
         self._dirty = False
         if self._remote is None:

@@ -25,7 +25,7 @@ import pyarrow.fs as pafs
 
 from rluf_ray.data.embedded import is_embedded, resolve_prebuilt
 from rluf_ray.errors import RlufError
-from rluf_ray.io.storage_check import is_uri
+from rluf_ray.io.storage_check import remote_location
 
 log = logging.getLogger("rluf.models")
 
@@ -37,14 +37,6 @@ def cache_root() -> str:
     return os.environ.get(CACHE_ENV) or os.path.join(tempfile.gettempdir(), "rluf-model-cache")
 
 
-def _resolve(location: str) -> tuple[pafs.FileSystem, str] | None:
-    """The filesystem and path of a remote location; None for a local path, ``file://`` or a hub id."""
-    if not is_uri(location):
-        return None
-    fs, path = pafs.FileSystem.from_uri(location)
-    return None if isinstance(fs, pafs.LocalFileSystem) else (fs, path.rstrip("/"))
-
-
 def _listing(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
     sel = pafs.FileSelector(path, recursive=True, allow_not_found=True)
     return sorted((i for i in fs.get_file_info(sel) if i.type == pafs.FileType.File), key=lambda i: i.path)
@@ -52,7 +44,7 @@ def _listing(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
 
 def check_model_location(location: str) -> None:
     """A one-line error when ``location`` (a path or a URI) holds no save_pretrained model."""
-    remote = _resolve(location)
+    remote = remote_location(location)
     if remote is None:
         from rluf_ray.io.engines import check_model_path
 
@@ -71,7 +63,7 @@ def local_model(location: str) -> str:
             return str(resolve_prebuilt(location))
         except ValueError as exc:
             raise RlufError(f"model {location}: {exc}") from None
-    remote = _resolve(location)
+    remote = remote_location(location)
     if remote is None:
         return location.removeprefix("file://")
     fs, path = remote

@@ -1,4 +1,5 @@
-"""Refuse an ``output_dir`` that the nodes of a multi-node cluster would not share.
+"""Where artifacts live: what counts as a URI, a remote location's filesystem, and the refusal of an
+``output_dir`` that the nodes of a multi-node cluster would not share.
 
 Every node writes part files, checkpoints and models under ``output_dir``; a plain path on a
 multi-node cluster names a different disk on each node unless it is a shared mount, and the driver
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import logging
 
+import pyarrow.fs as pafs
+
 from rluf_ray.errors import RlufError
 
 log = logging.getLogger("rluf.storage")
@@ -19,6 +22,15 @@ log = logging.getLogger("rluf.storage")
 def is_uri(path: str) -> bool:
     """Whether ``path`` names a filesystem by scheme (``s3://``, ``gs://``, ``file://``...)."""
     return "://" in path
+
+
+def remote_location(location: str) -> tuple[pafs.FileSystem, str] | None:
+    """The pyarrow filesystem and path of a remote URI (``s3://...``); None for a local path,
+    ``file://`` or a hub id."""
+    if not is_uri(location):
+        return None
+    fs, path = pafs.FileSystem.from_uri(location)
+    return None if isinstance(fs, pafs.LocalFileSystem) else (fs, path.rstrip("/"))
 
 
 def output_dir_problem(output_dir: str, shared: bool, alive_nodes: int) -> str | None:

@@ -27,6 +27,20 @@ from pathlib import Path
 
 import psutil
 
+NODE_ENV = {"RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONHASHSEED": "0"}  # fmt: skip
+"""The environment of a test or benchmark cluster's nodes: offline, token auth off, reproducible."""
+
+TINY_RUN_ALL = [
+    "data.demo.train_docs=64", "data.calibration_size=16", "data.test_size=4", "data.eval_size=3",
+    "sft.num_epochs=1", "generation.sampling_num=6", "generation.max_new_tokens=12",
+    "conformal.random_count=3", "conformal.similarity_epochs=2", "conformal.similarity_vector_size=16",
+    "dpo.max_steps=2", "inference.max_new_tokens=8", "resources.engine_actors=1",
+    "resources.custom_resources.rluf_worker=1",
+]  # fmt: skip
+"""The tiny default shrunk (``--set`` overrides) for the README's cluster command in the cluster tests:
+64 SFT documents, 16/4/3 prompts, 6 samples of 12 tokens, 2 DPO steps, one engine actor on the worker."""
+
 
 @dataclass(frozen=True)
 class LocalCluster:

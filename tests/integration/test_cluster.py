@@ -16,25 +16,15 @@ import pytest
 
 from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.stages.registry import all_stages
-from rluf_ray.testing.local_cluster import local_cluster
+from rluf_ray.testing.local_cluster import NODE_ENV, TINY_RUN_ALL, local_cluster
 
 REPO = Path(__file__).resolve().parents[2]
-# The tiny default (rluf_ray/configs/tiny_cpu.yaml), shrunk; the README's cluster section shows this run.
-TINY = [
-    "data.demo.train_docs=64", "data.calibration_size=16", "data.test_size=4", "data.eval_size=3",
-    "sft.num_epochs=1", "generation.sampling_num=6", "generation.max_new_tokens=12",
-    "conformal.random_count=3", "conformal.similarity_epochs=2", "conformal.similarity_vector_size=16",
-    "dpo.max_steps=2", "inference.max_new_tokens=8", "resources.engine_actors=1",
-    "resources.custom_resources.rluf_worker=1",
-]  # fmt: skip
-NODE_ENV = {"RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONHASHSEED": "0"}  # fmt: skip
 
 
 def readme_command(output_dir: Path, shared: bool = True) -> list[str]:
     """The README's `ray job submit` command with the tiny run's overrides (both nodes of this local
     cluster see the same disk, so its output_dir is a shared mount)."""
-    sets = [arg for key in TINY for arg in ("--set", key)]
+    sets = [arg for key in TINY_RUN_ALL for arg in ("--set", key)]
     shared_flag = ["--set", "shared_output_dir=true"] if shared else []
     return ["ray", "job", "submit", "--working-dir", ".", "--runtime-env", "cluster/runtime_env.yaml", "--",
             "python", "jobs/run_pipeline.py", "run-all", *sets, "--output-dir", str(output_dir),

@@ -20,11 +20,9 @@ from pathlib import Path
 import pytest
 
 from rluf_ray.io.artifacts import ArtifactStore
-from rluf_ray.testing.local_cluster import LocalCluster, local_cluster
+from rluf_ray.testing.local_cluster import NODE_ENV, LocalCluster, local_cluster
 
 REPO = Path(__file__).resolve().parents[2]
-NODE_ENV = {"RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONHASHSEED": "0"}  # fmt: skip
 GENERATE = [
     "data.calibration_size=12", "data.test_size=4", "generation.sampling_num=2", "generation.max_new_tokens=4",
     "generation.prompts_per_batch=2", "generation.rows_per_file=2", "resources.engine_actors=2",

@@ -19,18 +19,9 @@ import pytest
 
 from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.stages.registry import all_stages
-from rluf_ray.testing.local_cluster import local_cluster
+from rluf_ray.testing.local_cluster import NODE_ENV, TINY_RUN_ALL, local_cluster
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = [
-    "data.demo.train_docs=64", "data.calibration_size=16", "data.test_size=4", "data.eval_size=3",
-    "sft.num_epochs=1", "generation.sampling_num=6", "generation.max_new_tokens=12",
-    "conformal.random_count=3", "conformal.similarity_epochs=2", "conformal.similarity_vector_size=16",
-    "dpo.max_steps=2", "inference.max_new_tokens=8", "resources.engine_actors=1",
-    "resources.custom_resources.rluf_worker=1",
-]  # fmt: skip
-NODE_ENV = {"RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONHASHSEED": "0"}  # fmt: skip
 
 
 def _written(root: Path) -> list[str]:
@@ -62,7 +53,7 @@ def test_readme_job_submit_on_s3_writes_only_to_the_bucket(
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(NODE_ENV, RAY_ADDRESS=cluster.dashboard_url)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        sets = [arg for key in TINY for arg in ("--set", key)]
+        sets = [arg for key in TINY_RUN_ALL for arg in ("--set", key)]
         cmd = ["ray", "job", "submit", "--working-dir", ".", "--runtime-env", "cluster/runtime_env.yaml", "--",
                "python", "jobs/run_pipeline.py", "run-all", *sets, "--output-dir", out]  # fmt: skip
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1100)
