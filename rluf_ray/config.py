@@ -157,6 +157,13 @@ class TrainingSection(Section):
     bf16: bool = Field(False, description="bf16 mixed precision (GPUs).")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
     fsdp: str = Field("", description="transformers FSDP option string, e.g. 'full_shard auto_wrap'.")
+    fsdp_state_dict: Literal["full", "sharded"] = Field(
+        "full",
+        description=(
+            "FSDP checkpoints: 'sharded' (each worker writes its own shard of the model and optimiser, "
+            "torch DCP) or 'full' (gathered and written by rank 0). The final model is always full."
+        ),
+    )
     deepspeed: str | None = Field(None, description="Path to a DeepSpeed JSON config (e.g. ZeRO-3).")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA settings.")
     save_steps: int = Field(200, ge=1, description="Checkpoint every N optimiser steps.")
@@ -573,8 +580,10 @@ OPERATIONAL_KEYS: tuple[str, ...] = (
     "evaluation.use_batch_api",
     "sft.save_steps",
     "sft.max_failures",
+    "sft.fsdp_state_dict",
     "dpo.save_steps",
     "dpo.max_failures",
+    "dpo.fsdp_state_dict",
 )
 """Keys (and sections) that change how fast, how much at once, within which limits or where things
 live, never what a stage computes: no stage's hash includes them, so changing one re-runs nothing."""

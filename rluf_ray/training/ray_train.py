@@ -6,7 +6,9 @@
   reports its latest HF checkpoint (model, optimiser, scheduler, RNG, trainer state; sharded state
   included) as ``checkpoint/`` of a Ray Train checkpoint in ``storage_path/<run name>/``: the
   artifact store's ``<stage>/<unit>/checkpoints`` (a path, or a path in the store's S3 filesystem);
-  ``scratch_dir`` is each worker's HF ``output_dir``, removed when the loop ends.
+  ``scratch_dir`` is each worker's HF ``output_dir``, removed when the loop ends. With FSDP,
+  ``fsdp_state_dict: sharded`` makes each rank write its own shard (torch DCP) into every checkpoint;
+  ``report_final`` switches to a full state dict for the final model only.
 - ``resume_checkpoint``: inside the loop, the HF checkpoint directory of the latest Ray Train
   checkpoint (after a worker failure with ``FailureConfig``, or a rerun with the same run name).
 - Tracking: ``report_to`` follows ``tracking.backend``. The stage hands ``fit_and_export`` the run's
@@ -75,6 +77,10 @@ def hf_distributed_args(use_gpu: bool) -> dict[str, Any]:
     return {"use_cpu": not use_gpu, "ddp_backend": "nccl" if use_gpu else "gloo"}
 
 
+FSDP_STATE_DICT_TYPES = {"full": "FULL_STATE_DICT", "sharded": "SHARDED_STATE_DICT"}
+"""``fsdp_state_dict`` -> the FSDP state dict type transformers' ``fsdp_config`` takes for checkpoints."""
+
+
 def common_trainer_args(section: TrainingSection, use_gpu: bool, name: str) -> dict[str, Any]:
     """TrainingArguments shared by SFT and DPO, from an ``sft``/``dpo`` config section (a TrainingSection).
 
@@ -105,6 +111,7 @@ def common_trainer_args(section: TrainingSection, use_gpu: bool, name: str) -> d
     }
     if section.fsdp:
         args["fsdp"] = section.fsdp
+        args["fsdp_config"] = {"state_dict_type": FSDP_STATE_DICT_TYPES[section.fsdp_state_dict]}
     if section.deepspeed:
         args["deepspeed"] = section.deepspeed
     return args
@@ -211,6 +218,21 @@ def resume_checkpoint() -> Iterator[str | None]:
         yield str(path) if path.is_dir() else None
 
 
+def full_state_for_final_save(trainer: Any) -> bool:
+    """Under FSDP with sharded checkpoints, switch the FSDP plugin to a full state dict, so that
+    ``save_model`` gathers the shards and rank 0 writes an HF model (for a sharded state dict it writes
+    no weights at all). Returns whether it switched; call it only after the last checkpoint."""
+    if not getattr(trainer, "is_fsdp_enabled", False):
+        return False
+    plugin = trainer.accelerator.state.fsdp_plugin
+    if "SHARDED_STATE_DICT" not in str(plugin.state_dict_type):
+        return False
+    # accelerate keeps existing state dict configs: drop them so FULL_STATE_DICT gets its own
+    plugin.state_dict_config = plugin.optim_state_dict_config = None
+    plugin.set_state_dict_type("FULL_STATE_DICT")
+    return True
+
+
 def report_final(trainer: Any, tokenizer: Any, metrics: dict[str, Any], curves: str | None = None) -> None:
     """Save the final model and tokenizer (HF format) and report them as the last Ray Train checkpoint."""
     import ray.train
@@ -224,6 +246,7 @@ def report_final(trainer: Any, tokenizer: Any, metrics: dict[str, Any], curves: 
             if rank == 0:
                 model.merge_and_unload().save_pretrained(out)
         else:
+            full_state_for_final_save(trainer)
             trainer.save_model(str(out))  # every rank: gathers FSDP/ZeRO-3 shards, writes on rank 0
         if rank != 0:
             ray.train.report(metrics=metrics)

@@ -34,6 +34,8 @@ def test_sft_plan_7b_config_scale_knobs():
     a = p["trainer_args"]
     assert a["ddp_backend"] == "nccl" and a["bf16"] and a["gradient_checkpointing"]
     assert a.get("fsdp") or a.get("deepspeed")
+    # each rank checkpoints its own shard
+    assert a.get("fsdp_config") == {"state_dict_type": "SHARDED_STATE_DICT"}
     assert p["scaling_config"].use_gpu and p["scaling_config"].num_workers == cfg.resources.train_workers
 
 

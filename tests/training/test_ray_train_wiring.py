@@ -29,3 +29,36 @@ def test_loops_report_through_rays_callback_from_every_rank() -> None:
     for loop in (sft.sft_train_loop, dpo_loop.dpo_train_loop):
         src = inspect.getsource(loop)
         assert "RayTrainReportCallback()" in src and "scratch_dir(" in src, loop.__name__
+
+
+@pytest.mark.parametrize(("setting", "state_dict_type"), [("sharded", "SHARDED"), ("full", "FULL")])
+def test_fsdp_checkpoints_follow_the_setting_and_the_final_model_is_full(
+    setting: str, state_dict_type: str, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from torch.distributed.fsdp import FullStateDictConfig
+    from transformers import TrainingArguments
+
+    from rluf_ray.config import load
+
+    cfg = load(None, ["sft.fsdp=full_shard auto_wrap", f"sft.fsdp_state_dict={setting}"])
+    args = ray_train.common_trainer_args(cfg.sft, use_gpu=True, name="sft")
+    assert args["fsdp_config"] == {"state_dict_type": f"{state_dict_type}_STATE_DICT"}
+    gpu_only = {"use_cpu", "ddp_backend", "dataset_num_proc"}  # built here on a CPU box
+    built = TrainingArguments(
+        str(tmp_path), use_cpu=True, **{k: v for k, v in args.items() if k not in gpu_only}
+    )
+    # the plugin exactly as transformers' Trainer makes it for the accelerator
+    plugin = FullyShardedDataParallelPlugin(**built.fsdp_plugin_args)
+    assert str(plugin.state_dict_type).endswith(f"{state_dict_type}_STATE_DICT")
+    trainer = SimpleNamespace(
+        is_fsdp_enabled=True, accelerator=SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin))
+    )
+    # checkpoints stay as configured; the final save_model gathers a full state dict on rank 0
+    assert ray_train.full_state_for_final_save(trainer) is (setting == "sharded")
+    assert str(plugin.state_dict_type).endswith("FULL_STATE_DICT")
+    assert isinstance(plugin.state_dict_config, FullStateDictConfig) and plugin.state_dict_config.rank0_only
+    assert ray_train.full_state_for_final_save(trainer) is False  # already full
+    assert ray_train.full_state_for_final_save(SimpleNamespace(is_fsdp_enabled=False)) is False

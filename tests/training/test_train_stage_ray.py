@@ -12,12 +12,13 @@ from rluf_ray.config import load
 from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.pipeline import run_stage, stage_fingerprint
 from rluf_ray.stages.registry import get
+from rluf_ray.testing.checkpoints import hf_checkpoint_files, record_checkpoints_before_delete
 
 
 @pytest.mark.ray
 @pytest.mark.slow
 def test_train_on_released_pairs_resumes_after_a_failure(
-    ray_idle, tiny_model_dir, weighted_sample_path, tmp_path
+    ray_idle, tiny_model_dir, weighted_sample_path, tmp_path, monkeypatch
 ):
     cfg = load(
         None,
@@ -39,6 +40,7 @@ def test_train_on_released_pairs_resumes_after_a_failure(
     store = ArtifactStore(cfg.output_dir)
     shutil.copytree(tiny_model_dir, store.local_path("sft", "model"))
     store.complete("sft", stage_fingerprint(cfg, get("sft")), {})  # stands in for `rluf sft`
+    checkpoint_files = record_checkpoints_before_delete(monkeypatch)
 
     # the worker raises at step 3 on the fresh run; FailureConfig restarts it from the step-2 checkpoint
     man = run_stage(cfg, store, "train", options={"fail_at_step": 3})
@@ -66,6 +68,12 @@ def test_train_on_released_pairs_resumes_after_a_failure(
     )
     assert out.shape[1] >= 3
     assert not (unit / "checkpoints").exists()  # removed after export
+    # Every rank's part of an HF checkpoint reached Ray Train's storage: rank 0 writes the model and the
+    # optimiser, each rank its own RNG state (FSDP/ZeRO-3 shards take the same path, one file per rank).
+    hf_checkpoints = hf_checkpoint_files(checkpoint_files["cfa/seed-42/checkpoints"])
+    assert hf_checkpoints, sorted(checkpoint_files["cfa/seed-42/checkpoints"])[:10]
+    for files in hf_checkpoints.values():
+        assert {"model.safetensors", "optimizer.pt", "rng_state_0.pth", "rng_state_1.pth"} <= files
     overall = json.loads((tmp_path / "out" / "training" / "train_summary.json").read_text())
     assert [u["dir"] for u in overall["units"]] == ["cfa/seed-42"] and overall["missing"] == []
 
