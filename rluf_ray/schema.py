@@ -7,6 +7,8 @@ rewritten without touching its neighbours. Answers are keyed by (prompt_id, answ
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pyarrow as pa
 
 # --- prompts (every stage that reads data) -------------------------------------------------------
@@ -19,7 +21,7 @@ PROMPT_SCHEMA = pa.schema(
 )
 
 # --- generate: outputs/generation/{calibration,test}/*.parquet ------------------------------------
-GENERATION_SPLITS = ("calibration", "test")
+GENERATION_SPLITS: tuple[Literal["calibration", "test"], ...] = ("calibration", "test")
 GENERATION_SCHEMA = pa.schema(
     [
         ("prompt_id", pa.string()),

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -185,9 +186,13 @@ class Ours:
 
             ensure_ray(num_cpus=threads)
             per = max(1, threads // actors)
-            self.handles = [ray.remote(EngineActor).options(num_cpus=per).remote(engine_name, str(model_dir), per,
-                                                                                 vllm_memory)
-                            for _ in range(actors)]  # fmt: skip
+            # Any: Ray's ActorHandle[EngineActor] types the methods without their ``.remote``
+            self.handles: list[Any] = [
+                ray.remote(EngineActor)
+                .options(num_cpus=per)
+                .remote(engine_name, str(model_dir), per, vllm_memory)
+                for _ in range(actors)
+            ]
             self.chunks = [prompts[k::actors] for k in range(actors)]
         self._round(seed=1)  # warm-up
 

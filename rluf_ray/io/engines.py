@@ -109,8 +109,9 @@ class HFEngine:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
-        self.model.to(self.device).eval()
+        self.model: Any = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
+        # transformers types PreTrainedModel.to through @wraps(nn.Module.to), which hides the bound self
+        self.model.to(self.device).eval()  # type: ignore[arg-type]
         self.max_context = max_context or getattr(self.model.config, "max_position_embeddings", None)
         self.share_prefill = share_prefill
         # transformers >= 5.2x names the KV cache argument ``cache`` (``past_key_values`` deprecated).
@@ -122,7 +123,7 @@ class HFEngine:
         return len(self.tokenizer(text)["input_ids"])
 
     def close(self) -> None:
-        """Drop the model (nothing else to release); safe to call again."""
+        """Drop the model (nothing else to release; ``model`` is None from now on); safe to call again."""
         self.model = None
 
     def _shared_prefill(self, ids: Any, mask: Any, n: int) -> dict[str, Any]:
@@ -332,7 +333,7 @@ def _vllm_mean_logprob(output: Any) -> float:
 def make_engine(name: str, model_path: str, **options: Any) -> Engine:
     """Build the engine called ``name`` ('hf' or 'vllm') with adapter-specific options."""
     if name == "hf":
-        keys = ("dtype", "device", "threads", "max_context", "share_prefill")
+        keys: tuple[str, ...] = ("dtype", "device", "threads", "max_context", "share_prefill")
         return HFEngine(model_path, **{k: v for k, v in options.items() if k in keys})
     if name == "vllm":
         keys = (

@@ -118,8 +118,8 @@ def _judge_offline(
         results.append(oj.judge_one(r))
         bar.update(results[-1:])
     ledger = CostLedger()
-    for r in results:
-        ledger.outcome(r.ok, False, r.error)
+    for res in results:
+        ledger.outcome(res.ok, False, res.error)
     return results, {**ledger.to_dict(), "provider": "offline", "budget_exhausted": False}
 
 

@@ -86,7 +86,7 @@ def _rubric_rows(report: Mapping[str, Any]) -> list[list[str]]:
 
 
 def _axes(report: Mapping[str, Any]) -> list[str]:
-    first = next(iter(report.get("rubric", report.get("models", {})).values()), {})
+    first: Mapping[str, Any] = next(iter(report.get("rubric", report.get("models", {})).values()), {})
     return list(first.get("axes", {}))
 
 

@@ -19,6 +19,7 @@ from rluf_ray.core.judge_keys import answer_key
 from rluf_ray.core.judge_prompts import score_request
 from rluf_ray.core.judge_scoring import calibration_score_rows
 from rluf_ray.data import splits
+from rluf_ray.data.splits import SplitName
 from rluf_ray.errors import RlufError
 from rluf_ray.io import engine_pool, judge_service, sample_parts
 from rluf_ray.io.artifacts import ArtifactStore
@@ -68,7 +69,7 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
         "judge": judge_result_settings(cfg.judge),
         "score_template": cfg.judge.templates.score,
         "template": cfg.data.prompt_template,
-        "splits": {s: splits.split_plan(cfg, s) for s in GENERATION_SPLITS},  # type: ignore[misc]
+        "splits": {s: splits.split_plan(cfg, s) for s in GENERATION_SPLITS},
     }
 
 
@@ -112,12 +113,12 @@ def _prepare_dir(cfg: RlufConfig, ctx: StageContext) -> bool:
 
 
 # ---- the stage ------------------------------------------------------------------------------------
-def prompt_dataset(cfg: RlufConfig, split: str, done: set[str], blocks: int | None = None) -> Any:
+def prompt_dataset(cfg: RlufConfig, split: SplitName, done: set[str], blocks: int | None = None) -> Any:
     """The prompts of ``split`` not yet done, as a Ray Data dataset (streamed for the demo source)."""
     import ray.data
 
     if cfg.data.source == "demo":
-        n = splits.split_count(cfg, split)  # type: ignore[arg-type]
+        n = splits.split_count(cfg, split)
         if n == 0:
             raise RlufError(f"the {split} split is empty")
         # Index ranges as in-memory blocks (no read task holding a CPU); documents are built on workers.
@@ -126,9 +127,12 @@ def prompt_dataset(cfg: RlufConfig, split: str, done: set[str], blocks: int | No
         ds = ray.data.from_items(ranges, override_num_blocks=min(len(ranges), blocks or len(ranges)))
         kwargs = {"seed": cfg.data.demo.seed, "split": split, "done": frozenset(done)}
         return ds.map_batches(
-            splits.demo_rows, fn_kwargs=kwargs, batch_size=1, **engine_pool.io_task_kwargs()
+            splits.demo_rows,  # type: ignore[arg-type]  # Ray's types want a one-argument fn (no fn_kwargs)
+            fn_kwargs=kwargs,
+            batch_size=1,
+            **engine_pool.io_task_kwargs(),
         ), n
-    rows = splits.load_split(cfg, split)  # type: ignore[arg-type]
+    rows = splits.load_split(cfg, split)
     if not rows:
         raise RlufError(f"the {split} split is empty")
     total = len(rows)
@@ -142,7 +146,8 @@ def generate_splits(
     cfg: RlufConfig, ctx: StageContext, engine_factory: Any, progress_every_s: float = 10.0
 ) -> dict[str, dict[str, Any]]:
     """Sample every split through ONE engine actor pool into part files; returns progress figures."""
-    p, figures, datasets = plan(cfg), {}, []
+    p, datasets = plan(cfg), []
+    figures: dict[str, dict[str, Any]] = {}
     for split in GENERATION_SPLITS:
         done = ctx.store.part_values(ctx.dir, split, "prompt_id")
         ds, total = prompt_dataset(cfg, split, done)
@@ -201,7 +206,7 @@ def run_generation(cfg: RlufConfig, ctx: StageContext, engine_factory: Any = Non
         check_model_location(path)
         engine_factory = engine_pool.default_engine_factory(pool, path)
     for split in GENERATION_SPLITS:  # empty inputs fail before any file is written
-        if splits.split_count(cfg, split) == 0:  # type: ignore[arg-type]
+        if splits.split_count(cfg, split) == 0:
             raise RlufError(f"the {split} split is empty: nothing to generate")
     ensure_ray()
     if _prepare_dir(cfg, ctx):

@@ -149,7 +149,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
             "SFT",
             report,
         )
-    summary = {
+    summary: dict[str, Any] = {
         "examples": len(sft_rows),
         "truncated_prompts": truncated,
         "base_model": cfg.model.base_model,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -118,6 +119,11 @@ def _alive_nodes(dashboard_url: str) -> int:
     )
 
 
+def _nodes_up(dashboard_url: str, n: int) -> bool:
+    """At least ``n`` nodes of the cluster are alive."""
+    return _alive_nodes(dashboard_url) >= n
+
+
 def _stop(procs: list[subprocess.Popen[bytes]], grace_s: float = 20.0) -> None:
     """Stop the given ``ray start --block`` processes and every descendant, by pid (TERM, then KILL)."""
     victims: dict[int, psutil.Process] = {}
@@ -209,16 +215,18 @@ def local_cluster(
             head_cmd = [ray_bin, "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1",
                         f"--dashboard-port={dash}", f"--ray-client-server-port={client}", f"--num-cpus={head_cpus}",
                         f"--temp-dir={head_tmp}", *_node_ports(head_ports), *common]  # fmt: skip
-            if _start(head_cmd, node_env, head_tmp, procs, lambda c=cluster: _alive_nodes(c.dashboard_url) >= 1,
-                      timeout_s, last=attempt == start_attempts):  # fmt: skip
+            head_up = functools.partial(_nodes_up, cluster.dashboard_url, 1)
+            if _start(
+                head_cmd, node_env, head_tmp, procs, head_up, timeout_s, last=attempt == start_attempts
+            ):
                 break
         for k, worker_tmp in enumerate(worker_tmps):
             for attempt in range(1, start_attempts + 1):
                 worker_cmd = [ray_bin, "start", f"--address={cluster.address}", f"--num-cpus={worker_cpus}",
                               f"--resources={json.dumps(dict(worker_resources))}", f"--temp-dir={worker_tmp}",
                               *_node_ports(free_ports(6)), *common]  # fmt: skip
-                if _start(worker_cmd, node_env, worker_tmp, procs,
-                          lambda n=k + 2: _alive_nodes(cluster.dashboard_url) >= n, timeout_s,
+                worker_up = functools.partial(_nodes_up, cluster.dashboard_url, k + 2)
+                if _start(worker_cmd, node_env, worker_tmp, procs, worker_up, timeout_s,
                           last=attempt == start_attempts):  # fmt: skip
                     break
         yield dataclasses.replace(cluster, worker_pids=tuple(p.pid for p in procs[1:]))

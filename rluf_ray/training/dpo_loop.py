@@ -64,7 +64,7 @@ def dpo_train_loop(config: dict[str, Any]) -> None:
                 StepProgressLog(config.get("label", "dpo")),
             ],
         )
-        trainer = prepare_trainer(trainer)
+        prepare_trainer(trainer)  # swaps trainer.__class__ for a subclass in place (returns the same object)
         with resume_checkpoint() as ckpt:
             quiet_params_on_resume(ckpt is not None)
             add_fault_hooks(trainer, config, resumed=ckpt is not None)

@@ -104,8 +104,12 @@ def fit_pair_prompts(
     return out, stats
 
 
-def tokenizer_counters(tokenizer: Any) -> tuple[Callable[[str], int], Callable[[str], str]]:
-    """(count_tokens, keep-the-last-n-tokens) for a HF tokenizer, counting special tokens as TRL does."""
+def tokenizer_counters(tokenizer: Any) -> tuple[Callable[[str], int], Callable[[str, int], str]]:
+    """(count_tokens, keep_end) for a HF tokenizer, counting special tokens as TRL does.
+
+    ``keep_end(text, n)`` keeps the last tokens of ``text``, leaving room for the special tokens the
+    count adds, to fit a budget of ``n``: the ``cut_tokens_from_start`` of :func:`fit_pair_prompts`.
+    """
 
     def count(text: str) -> int:
         return len(tokenizer(text)["input_ids"])

@@ -149,7 +149,9 @@ def run_config(
         storage_filesystem=storage_filesystem,
         failure_config=FailureConfig(max_failures=max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep),
-        worker_runtime_env={"env_vars": {**WORKER_ENV, **(env or {})}},
+        # Ray Train v2's RunConfig (what ray.train exports at runtime in Ray 2.60) takes it; mypy sees
+        # the v1 ray.air RunConfig, which does not.
+        worker_runtime_env={"env_vars": {**WORKER_ENV, **(env or {})}},  # type: ignore[call-arg]
     )
 
 

@@ -100,6 +100,10 @@ def drop_zero_weight_pairs(dataset: Dataset) -> tuple[Dataset, int]:
 class WeightedDPOTrainer(DPOTrainer):
     """``DPOTrainer`` whose loss is the weighted reduction of per-pair DPO losses."""
 
+    # The model's input names, filled by _set_signature_columns_if_needed. transformers' Trainer sets it
+    # to None in __init__ without an annotation, so mypy reads its type as None.
+    _signature_columns: list[str] | None  # type: ignore[assignment]
+
     def __init__(
         self, model: Any, ref_model: Any = None, args: WeightedDPOConfig | None = None, **kwargs: Any
     ):
@@ -137,8 +141,10 @@ class WeightedDPOTrainer(DPOTrainer):
 
     def _set_signature_columns_if_needed(self) -> None:
         super()._set_signature_columns_if_needed()
-        if WEIGHT_COLUMN not in self._signature_columns:
-            self._signature_columns = [*self._signature_columns, WEIGHT_COLUMN]
+        columns = self._signature_columns
+        assert columns is not None  # set by the call above
+        if WEIGHT_COLUMN not in columns:
+            self._signature_columns = [*columns, WEIGHT_COLUMN]
 
     def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> Any:
         """The step's micro-batches (as HF fetches them), and, for ``normalized``, their weight sum over
@@ -160,6 +166,7 @@ class WeightedDPOTrainer(DPOTrainer):
     def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
         if return_outputs:
             raise NotImplementedError("WeightedDPOTrainer does not return logits (prediction_loss_only)")
+        assert self.model is not None  # the Trainer holds its model while computing a loss
         mode = "train" if self.model.training else "eval"
         weights = inputs[WEIGHT_COLUMN]
         completion_mask = inputs["completion_mask"]

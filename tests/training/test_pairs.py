@@ -41,3 +41,27 @@ def test_arm_pairs_same_pairs_weights_one_for_dpo():
     assert rows[1]["weight"] == 0.65  # the input is not changed
     with pytest.raises(ValueError, match="unknown arm"):
         arm_pairs(rows, "rluf", False)
+
+
+class _WordTokenizer:
+    """A stand-in HF tokenizer: one token per word, one special token (id 0) up front."""
+
+    def __call__(self, text, add_special_tokens=True):
+        ids = text.split()
+        return {"input_ids": ([0] if add_special_tokens else []) + ids}
+
+    def decode(self, ids):
+        return " ".join(ids)
+
+
+def test_tokenizer_counters_keep_end_takes_the_budget():
+    # what `rluf train` wires up: tokenizer_counters' keep_end is fit_pair_prompts' (text, n) cutter
+    from rluf_ray.training.pairs import tokenizer_counters
+
+    count, keep_end = tokenizer_counters(_WordTokenizer())
+    assert count("a b c") == 4
+    assert keep_end("a b c d e", 3) == "d e" and count(keep_end("a b c d e", 3)) == 3
+    rows = [{"prompt": "x " * 30 + "Answer:", "chosen": "a", "rejected": "b", "weight": 1.0}]
+    out, stats = fit_pair_prompts(rows, 5, count, DEFAULT_TEMPLATE, keep_end)
+    assert out[0]["prompt"] == "x x x Answer:" and count(out[0]["prompt"]) == 5
+    assert stats.off_template_prompts == stats.truncated_prompts == 1
