@@ -52,7 +52,7 @@ def dpo_train_loop(config: dict[str, Any]) -> None:
 
             peft_config = LoraConfig(task_type="CAUSAL_LM", **config["lora"])
         args = WeightedDPOConfig(output_dir=out_dir, **config["trainer_args"])
-        trainer = WeightedDPOTrainer(
+        trainer: Any = WeightedDPOTrainer(
             model=model,
             args=args,
             train_dataset=Dataset.from_list(pairs),
@@ -64,7 +64,7 @@ def dpo_train_loop(config: dict[str, Any]) -> None:
                 StepProgressLog(config.get("label", "dpo")),
             ],
         )
-        prepare_trainer(trainer)  # swaps trainer.__class__ for a subclass in place (returns the same object)
+        trainer = prepare_trainer(trainer)
         with resume_checkpoint() as ckpt:
             quiet_params_on_resume(ckpt is not None)
             add_fault_hooks(trainer, config, resumed=ckpt is not None)
