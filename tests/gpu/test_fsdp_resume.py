@@ -6,7 +6,8 @@ Marked ``gpu`` and needs two CUDA devices: accelerate enables FSDP only for GPU-
 (never for CPU workers over gloo, where the HF Trainer silently trains plain DDP), so this cannot run on
 a CPU box. Run on a two-GPU machine: ``pytest -m gpu tests/gpu/test_fsdp_resume.py``. The CPU suite
 checks the same every-rank path with DDP's per-rank RNG files
-(``tests/training/test_train_stage_ray.py``).
+(``tests/training/test_train_stage_ray.py``) and with torch's FSDP2 over gloo driven directly
+(``tests/training/test_fsdp_cpu_resume.py``).
 """
 
 from __future__ import annotations
