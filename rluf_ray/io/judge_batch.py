@@ -9,20 +9,18 @@ the cache. Replies that do not parse and per-line errors go into the next round,
 reason.
 
 Resume: the batch id of the round in progress is saved under a name made of the run and a hash of
-the round's request set, in a :class:`BatchState`: the driver's judge cache (kept under
-``output_dir``, so a rerun on any node finds it) or a directory of small JSON files. After a restart
+the round's request set, in a :class:`BatchState`: the judge cache (the driver's is kept under
+``output_dir``, so a rerun on any node finds it). After a restart
 the same set hashes to the same name and the batch is polled again instead of being created twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import io
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -73,7 +71,8 @@ def read_output_line(line: dict[str, Any]) -> tuple[str | None, int, int, str | 
 
 
 class BatchState(Protocol):
-    """Where the id of a batch in progress is kept between runs, by name."""
+    """Where the id of a batch in progress is kept between runs, by name: a ``JudgeCache``, or the
+    driver's ``DriverCache``, which also writes it back to ``output_dir`` at once."""
 
     def load_batch(self, name: str) -> dict[str, Any] | None: ...
 
@@ -82,40 +81,13 @@ class BatchState(Protocol):
     def remove_batch(self, name: str) -> None: ...
 
 
-class DirBatchState:
-    """Batch state as ``<dir>/<name>.json`` files, written atomically."""
-
-    def __init__(self, state_dir: str) -> None:
-        self.state_dir = state_dir
-
-    def _path(self, name: str) -> str:
-        return os.path.join(self.state_dir, f"{name}.json")
-
-    def load_batch(self, name: str) -> dict[str, Any] | None:
-        if not os.path.exists(self._path(name)):
-            return None
-        with open(self._path(name)) as fh:
-            return dict(json.load(fh))
-
-    def save_batch(self, name: str, state: Mapping[str, Any]) -> None:
-        os.makedirs(self.state_dir, exist_ok=True)
-        tmp = self._path(name) + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(dict(state), fh)
-        os.replace(tmp, self._path(name))
-
-    def remove_batch(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self._path(name))
-
-
 class BatchJudge:
     """Batch API judge for one driver process; ``run(reqs)`` never raises for per-item failures."""
 
     def __init__(
         self,
         cfg: JudgeConfig,
-        state: BatchState | str,
+        state: BatchState,
         cache: JudgeCache | None = None,
         api_key: str | None = None,
         run_name: str = "judge",
@@ -124,7 +96,7 @@ class BatchJudge:
         self.cfg = cfg
         self.progress = progress
         self._answered = 0
-        self.state = DirBatchState(state) if isinstance(state, str) else state
+        self.state = state
         self.cache = cache
         self.run_name = run_name
         self._key = api_key if api_key is not None else read_api_key(cfg)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
+import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -55,19 +57,25 @@ def test_batch_lines_and_output_parsing():
     assert read_output_line({"error": {"message": "bad"}})[3] == "batch_item: bad"
 
 
+def batch_states(path: Path) -> int:
+    """Batch rounds in progress saved in a judge cache file."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM judge_batches").fetchone()[0])
+
+
 def test_batch_round_trip_retries_faulty_lines_and_caches(tmp_path):
     rs = reqs(40)
     with FakeOpenAI(faults=Faults(p_500=0.1, p_malformed=0.1), seed=1) as srv:
         c = cfg(srv, max_parse_retries=3, prices={"prompt_per_million": 2.0, "completion_per_million": 8.0})
         lines: list[str] = []
         bar = JudgeProgress("judge feedback", len(rs), emit=lines.append)
-        bj = BatchJudge(
-            c, str(tmp_path / "state"), JudgeCache(tmp_path / "c.sqlite"), api_key="k", progress=bar
-        )
+        cache = JudgeCache(tmp_path / "c.sqlite")  # batch ids and replies in one file, as on the driver
+        bj = BatchJudge(c, cache, cache, api_key="k", progress=bar)
         results = asyncio.run(bj.run(rs))
         assert srv.batch_creates >= 2  # faulty lines went into a second round
         assert not srv.arrivals  # no real-time calls
-        again = BatchJudge(c, str(tmp_path / "state"), JudgeCache(tmp_path / "c.sqlite"), api_key="k")
+        again_cache = JudgeCache(tmp_path / "c.sqlite")
+        again = BatchJudge(c, again_cache, again_cache, api_key="k")
         creates = srv.batch_creates
         second = asyncio.run(again.run(rs))
         assert srv.batch_creates == creates  # rerun: all cached, no batch
@@ -77,7 +85,7 @@ def test_batch_round_trip_retries_faulty_lines_and_caches(tmp_path):
     led = bj.ledger
     # Half price: the ledger's prices are the configured ones times batch_price_factor (0.5).
     assert led.dollars == pytest.approx((led.prompt_tokens * 1.0 + led.completion_tokens * 4.0) / 1e6)
-    assert os.listdir(tmp_path / "state") == []  # finished rounds leave no state behind
+    assert batch_states(tmp_path / "c.sqlite") == 0  # finished rounds leave no state behind
     assert lines[-1].startswith("judge feedback [####################] 40/40 100% |")
     assert f"| ${led.dollars:.4f} | ETA 0s" in lines[-1]  # the spend at batch prices
 
@@ -86,11 +94,12 @@ def test_batch_resumes_by_id_after_restart(tmp_path):
     rs = reqs(5)
     with FakeOpenAI(batch_delay_s=1.0) as srv:
         c = cfg(srv, batch_timeout_s=0.2)  # the first "process" gives up before the batch is done
-        first = asyncio.run(BatchJudge(c, str(tmp_path / "s"), None, api_key="k").run(rs))
+        state = tmp_path / "state.sqlite"  # batch ids only: no reply cache
+        first = asyncio.run(BatchJudge(c, JudgeCache(state), None, api_key="k").run(rs))
         assert all(r.error.startswith("batch_timeout") for r in first)
-        assert srv.batch_creates == 1 and len(os.listdir(tmp_path / "s")) == 1
+        assert srv.batch_creates == 1 and batch_states(state) == 1
         c2 = cfg(srv)
-        second = asyncio.run(BatchJudge(c2, str(tmp_path / "s"), None, api_key="k").run(rs))
+        second = asyncio.run(BatchJudge(c2, JudgeCache(state), None, api_key="k").run(rs))
         assert srv.batch_creates == 1  # resumed the same batch id, did not create another
     assert all(r.ok for r in second)
 
