@@ -3,7 +3,7 @@
     ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml -- \
         python jobs/run_pipeline.py run-all --config rluf_ray/configs/llama2_7b_tldr.yaml
 
-Ray sets RAY_ADDRESS for the driver, so every stage joins the job's cluster (rluf_ray.io.ray_runtime).
+Ray sets RAY_ADDRESS for the driver, so every stage joins the job's cluster (rluf_ray.runtime.bootstrap).
 """
 
 from __future__ import annotations

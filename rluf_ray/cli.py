@@ -92,8 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             return _run_bench(args.name, list(args.bench_args))
         cfg = _config(args)
-        from rluf_ray.io.artifacts import ArtifactStore
         from rluf_ray.pipeline import run_all, run_stage
+        from rluf_ray.store.artifacts import ArtifactStore
 
         store = ArtifactStore(cfg.output_dir)
         if args.command == "run-all":

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from rluf_ray.config import RlufConfig, fingerprint, get_value, result_keys, with_values
 from rluf_ray.errors import UpstreamMissing
-from rluf_ray.io.artifacts import ArtifactStore, Manifest, manifest_digest
-from rluf_ray.io.storage_check import check_cluster_output_dir
 from rluf_ray.stages.registry import ORDER, StageContext, StageDef, StageResult, get
+from rluf_ray.store.artifacts import ArtifactStore, Manifest, manifest_digest
+from rluf_ray.store.locations import check_cluster_output_dir
 
 if TYPE_CHECKING:
-    from rluf_ray.io.tracking import PipelineRun
+    from rluf_ray.tracking.runs import PipelineRun
 
 log = logging.getLogger("rluf")
 
@@ -112,7 +112,7 @@ def run_all(
     cfg: RlufConfig, store: ArtifactStore, force: bool = False, stages: Iterable[str] | None = None
 ) -> list[str]:
     """Run every stage in order, skipping complete ones. Returns the names of stages that ran."""
-    from rluf_ray.io.tracking import pipeline_run
+    from rluf_ray.tracking.runs import pipeline_run
 
     ran = []
     wanted = list(stages) if stages is not None else list(ORDER)

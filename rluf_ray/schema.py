@@ -2,7 +2,7 @@
 
 A stage writes exactly these columns and a downstream stage reads only these, so each stage can be
 rewritten without touching its neighbours. Answers are keyed by (prompt_id, answer) where
-``answer`` is the *normalised* text (see ``rluf_ray.core.text.normalize_answer``).
+``answer`` is the *normalised* text (see ``rluf_ray.common.text.normalize_answer``).
 """
 
 from __future__ import annotations

@@ -25,5 +25,5 @@ PIP=("$VENV/bin/python" -m pip install -q)
 "${PIP[@]}" "pydantic>=2.7,<3" pyyaml pyarrow "pytest>=8" "pytest-timeout>=2.3" "gguf==0.19.0" "openai>=1.40"
 "$VENV/bin/python" -c "import vllm, torch, transformers; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
 if [ "${1:-}" = "--test" ]; then
-  VLLM_WORKER_MULTIPROC_METHOD=spawn "$VENV/bin/python" -m pytest -m vllm tests/io/test_engines_vllm.py tests/io/test_vllm_close.py tests/io/test_judge_vllm.py -q
+  VLLM_WORKER_MULTIPROC_METHOD=spawn "$VENV/bin/python" -m pytest -m vllm tests/engines/test_vllm.py tests/engines/test_vllm_close.py tests/judge/test_vllm.py -q
 fi

@@ -71,7 +71,7 @@ def ray_session(ray_temp_dir: Path):
     """
     import ray
 
-    from rluf_ray.io.ray_runtime import ensure_ray
+    from rluf_ray.runtime.bootstrap import ensure_ray
 
     os.environ.pop("RAY_ADDRESS", None)
     ensure_ray(num_cpus=2, address="local", _temp_dir=str(ray_temp_dir))
@@ -114,7 +114,7 @@ def ray_idle(ray_session):
 @pytest.fixture(scope="session")
 def s3_server():
     """One S3-compatible server (moto) on 127.0.0.1 for the whole test session."""
-    from rluf_ray.testing.s3_server import S3Server
+    from tests.support.s3_server import S3Server
 
     with S3Server() as server:
         yield server

@@ -4,13 +4,16 @@ Every import counts: module level, function level, ``TYPE_CHECKING`` blocks, and
 ``importlib.import_module("...")`` / ``__import__("...")`` with a literal name (an f-string counts as
 its constant package prefix). The rules:
 
-1. ``core/`` imports only the standard library (less subprocess, network, temp files, threads),
-   numpy, torch, ``rluf_ray.core.*`` and ``rluf_ray.errors``, and touches no files.
-2. ``io/`` and ``training/`` never import ``rluf_ray.stages``, ``rluf_ray.pipeline`` or ``rluf_ray.cli``.
-3. A stage module never imports another stage module; ``rluf_ray.stages.registry`` is the one allowed
-   (the registry itself loads stage modules lazily by name through ``importlib``).
-4. ``bench/`` and ``report/`` never import ``rluf_ray.stages`` or ``rluf_ray.pipeline``.
-5. Only the modules the README lists under "Modules that import Ray" import ``ray`` (or ``ray.*``),
+1. A *pure* module (``PURE_MODULES``: each subject package's scores, parsers, losses and metrics)
+   imports only the standard library (less subprocess, network, temp files, threads), numpy, torch,
+   rouge-score, other pure modules, package docstrings (``__init__``) and ``rluf_ray.errors``, and
+   touches no files.
+2. No module outside ``stages/``, ``pipeline.py``, ``cli.py`` and the drivers (``__main__``, ``bench/``,
+   ``jobs/``) imports ``rluf_ray.stages``, ``rluf_ray.pipeline`` or ``rluf_ray.cli``.
+3. No module imports a stage module (a stage not even another stage): ``rluf_ray.stages.registry``
+   is the one allowed (the registry itself loads stage modules lazily by name through ``importlib``).
+   ``bench/`` runs stages through the pipeline and the registry, like the CLI.
+4. Only the modules the README lists under "Modules that import Ray" import ``ray`` (or ``ray.*``),
    and every module listed there exists and does import Ray: README and code cannot drift.
 """
 
@@ -28,7 +31,38 @@ ROOTS = ("rluf_ray", "jobs")
 RAY_LIST_MARKER = "Modules that import Ray"
 
 CORE_THIRD_PARTY = {"numpy", "torch", "rouge_score"}  # rouge_score: a pure text metric (offline judge)
-CORE_RLUF = ("rluf_ray.core", "rluf_ray.errors")
+PURE_MODULES: frozenset[str] = frozenset(
+    {
+        "rluf_ray.common.frames",
+        "rluf_ray.common.progress",
+        "rluf_ray.common.text",
+        "rluf_ray.conformal.answers",
+        "rluf_ray.conformal.calibration",
+        "rluf_ray.conformal.grid_search",
+        "rluf_ray.conformal.nonconformity",
+        "rluf_ray.conformal.similarity",
+        "rluf_ray.conformal.thresholds",
+        "rluf_ray.evaluation.arm_comparison",
+        "rluf_ray.evaluation.intervals",
+        "rluf_ray.judge.cost",
+        "rluf_ray.judge.keys",
+        "rluf_ray.judge.offline",
+        "rluf_ray.judge.parsing",
+        "rluf_ray.judge.requests",
+        "rluf_ray.judge.retry",
+        "rluf_ray.judge.schemas",
+        "rluf_ray.judge.scoring",
+        "rluf_ray.tracking.metrics",
+        "rluf_ray.training.feedback_pairs",
+        "rluf_ray.training.losses",
+        "rluf_ray.training.weights",
+    }
+)
+"""The pure layer of every subject package (rule 1); every other module is a component or a stage."""
+PURE_EXTRA = ("rluf_ray.errors",)
+ORCHESTRATION = ("rluf_ray.stages", "rluf_ray.pipeline", "rluf_ray.cli")
+# modules that may drive the orchestration: the entry points and the benchmarks (they time whole stages)
+DRIVERS = (*ORCHESTRATION, "rluf_ray.__main__", "rluf_ray.bench", "jobs")
 # standard-library modules that are I/O, processes or concurrency: not pure logic
 CORE_DENIED_STDLIB = {
     "subprocess",
@@ -71,12 +105,11 @@ FILE_FUNCTIONS = {
 }
 
 RULES = {
-    1: "core imports only stdlib (no subprocess/network/temp files/threads), numpy, torch, rluf_ray.core, rluf_ray.errors",
-    "1-files": "core touches no files",
-    2: "io/ and training/ never import rluf_ray.stages, rluf_ray.pipeline or rluf_ray.cli",
-    3: "a stage never imports another stage (rluf_ray.stages.registry only)",
-    4: "bench/ and report/ never import rluf_ray.stages or rluf_ray.pipeline",
-    5: f"only the README's '{RAY_LIST_MARKER}' list imports ray",
+    1: "a pure module imports only stdlib (no subprocess/network/temp files/threads), numpy, torch, pure modules, rluf_ray.errors",
+    "1-files": "a pure module touches no files",
+    2: "only stages/, pipeline, cli and the drivers (__main__, bench/, jobs/) import stages, pipeline or cli",
+    3: "no module imports a stage module (rluf_ray.stages.registry only)",
+    4: f"only the README's '{RAY_LIST_MARKER}' list imports ray",
 }
 
 
@@ -176,45 +209,41 @@ def _under(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
-def _in_layer(module: str, layer: str) -> bool:
-    return _under(module, f"rluf_ray.{layer}")
-
-
-def _core_allows(imported: str) -> bool:
+def _pure_allows(imported: str, pure: frozenset[str], packages: set[str]) -> bool:
     top = imported.split(".")[0]
     if top in CORE_DENIED_STDLIB:
         return False
     if top in sys.stdlib_module_names or top in CORE_THIRD_PARTY:
         return True
-    return any(_under(imported, p) for p in CORE_RLUF)
+    return imported in pure or imported in packages or any(_under(imported, p) for p in PURE_EXTRA)
+
+
+def _orchestration(module: str) -> bool:
+    return any(_under(module, p) for p in DRIVERS)
 
 
 def _imports_ray(imported: str) -> bool:
     return _under(imported, "ray")
 
 
-def _broken_rules(module: str, imp: Import, ray_ok: set[str]) -> list[object]:
+def _broken_rules(
+    module: str, imp: Import, ray_ok: set[str], pure: frozenset[str], packages: set[str]
+) -> list[object]:
     """The rules that ``module`` importing ``imp`` breaks."""
     name = imp.imported
     if imp.file_io:
-        return ["1-files"] if _in_layer(module, "core") else []
+        return ["1-files"] if module in pure else []
     broken: list[object] = []
-    if _in_layer(module, "core") and not _core_allows(name):
+    if module in pure and not _pure_allows(name, pure, packages):
         broken.append(1)
-    if (_in_layer(module, "io") or _in_layer(module, "training")) and any(
-        _under(name, f"rluf_ray.{t}") for t in ("stages", "pipeline", "cli")
-    ):
+    if not _orchestration(module) and any(_under(name, t) for t in ORCHESTRATION):
         broken.append(2)
-    if _in_layer(module, "stages") and _under(name, "rluf_ray.stages"):
+    if _under(name, "rluf_ray.stages"):
         lazy_registry = module == "rluf_ray.stages.registry" and imp.dynamic
         if name not in {"rluf_ray.stages", "rluf_ray.stages.registry", module} and not lazy_registry:
             broken.append(3)
-    if (_in_layer(module, "bench") or _in_layer(module, "report")) and any(
-        _under(name, f"rluf_ray.{t}") for t in ("stages", "pipeline")
-    ):
-        broken.append(4)
     if _imports_ray(name) and module not in ray_ok:
-        broken.append(5)
+        broken.append(4)
     return broken
 
 
@@ -223,20 +252,24 @@ def check(
     ray_modules: Iterable[str],
     known_modules: Iterable[str] = (),
     packages: Iterable[str] = (),
+    pure: Iterable[str] = PURE_MODULES,
 ) -> list[Violation]:
-    """Violations of rules 1-5 in ``sources`` (dotted module name -> source).
+    """Violations of rules 1-4 in ``sources`` (dotted module name -> source).
 
     ``ray_modules``: dotted names allowed to import Ray. ``known_modules``: other module names that
-    ``from pkg import name`` may resolve to (the sources' own names are always known).
+    ``from pkg import name`` may resolve to (the sources' own names are always known). ``pure``: the
+    modules rule 1 holds to.
     """
     known = set(known_modules) | set(sources)
     pkgs = set(packages)
     ray_ok = set(ray_modules)
+    pure_set = frozenset(pure)
     out: list[Violation] = []
     for module, source in sorted(sources.items()):
         for imp in collect_imports(source, module, known, is_package=module in pkgs):
             out += [
-                Violation(module, imp.imported, imp.line, rule) for rule in _broken_rules(module, imp, ray_ok)
+                Violation(module, imp.imported, imp.line, rule)
+                for rule in _broken_rules(module, imp, ray_ok, pure_set, pkgs)
             ]
     return out
 
@@ -289,19 +322,19 @@ def test_readme_ray_list_has_no_stale_entries() -> None:
 # --- the checker itself catches what it should ---------------------------------------------------
 
 SYNTHETIC = {
-    "rluf_ray.core.bad": (
+    "rluf_ray.judge.bad": (
         "import subprocess\n"
         "import numpy as np\n"
-        "from rluf_ray.core import text\n"
+        "from rluf_ray.common import text\n"
         "from rluf_ray.errors import RlufError\n"
         "def f(path):\n"
         "    import ray\n"
-        "    from rluf_ray.io.artifacts import ArtifactStore\n"
+        "    from rluf_ray.store.artifacts import ArtifactStore\n"
         "    import gensim\n"
         "    return open(path).read() + path.read_text()\n"
     ),
-    "rluf_ray.core.text": "import re\nfrom dataclasses import dataclass\n",
-    "rluf_ray.io.bad": "def g():\n    from rluf_ray.stages import feedback\n    import rluf_ray.pipeline\n",
+    "rluf_ray.common.text": "import re\nfrom dataclasses import dataclass\n",
+    "rluf_ray.store.bad": "def g():\n    from rluf_ray.stages import feedback\n    import rluf_ray.pipeline\n",
     "rluf_ray.training.bad": "import importlib\nM = importlib.import_module('rluf_ray.cli')\n",
     "rluf_ray.stages.feedback": (
         "from rluf_ray.stages.registry import StageDef\n"
@@ -328,44 +361,51 @@ SYNTHETIC = {
 def test_checker_reports_each_violation() -> None:
     found = {
         (v.module, v.imported, v.rule)
-        for v in check(SYNTHETIC, ray_modules=["rluf_ray.stages.generate", "rluf_ray.bench.bad"])
+        for v in check(
+            SYNTHETIC,
+            ray_modules=["rluf_ray.stages.generate", "rluf_ray.bench.bad"],
+            pure={"rluf_ray.judge.bad", "rluf_ray.common.text"},
+        )
     }
     assert found == {
-        ("rluf_ray.core.bad", "subprocess", 1),
-        ("rluf_ray.core.bad", "ray", 1),
-        ("rluf_ray.core.bad", "ray", 5),
-        ("rluf_ray.core.bad", "rluf_ray.io.artifacts", 1),
-        ("rluf_ray.core.bad", "gensim", 1),
-        ("rluf_ray.core.bad", "open()", "1-files"),
-        ("rluf_ray.core.bad", ".read_text()", "1-files"),
-        ("rluf_ray.io.bad", "rluf_ray.stages.feedback", 2),
-        ("rluf_ray.io.bad", "rluf_ray.pipeline", 2),
+        ("rluf_ray.judge.bad", "subprocess", 1),
+        ("rluf_ray.judge.bad", "ray", 1),
+        ("rluf_ray.judge.bad", "ray", 4),
+        ("rluf_ray.judge.bad", "rluf_ray.store.artifacts", 1),
+        ("rluf_ray.judge.bad", "gensim", 1),
+        ("rluf_ray.judge.bad", "open()", "1-files"),
+        ("rluf_ray.judge.bad", ".read_text()", "1-files"),
+        ("rluf_ray.store.bad", "rluf_ray.stages.feedback", 2),
+        ("rluf_ray.store.bad", "rluf_ray.stages.feedback", 3),
+        ("rluf_ray.store.bad", "rluf_ray.pipeline", 2),
         ("rluf_ray.training.bad", "rluf_ray.cli", 2),
         ("rluf_ray.stages.feedback", "rluf_ray.stages.judging", 3),
         ("rluf_ray.stages.feedback", "rluf_ray.stages.generate", 3),
-        ("rluf_ray.stages.judging", "ray", 5),
+        ("rluf_ray.stages.judging", "ray", 4),
         # nothing from the registry: its lazy importlib of stage modules is allowed
-        ("rluf_ray.bench.bad", "rluf_ray.stages.calibrate", 4),
-        ("rluf_ray.report.bad", "rluf_ray.pipeline", 4),
-        ("jobs.run", "ray", 5),
+        ("rluf_ray.bench.bad", "rluf_ray.stages.calibrate", 3),
+        ("rluf_ray.report.bad", "rluf_ray.pipeline", 2),
+        ("jobs.run", "ray", 4),
     }
 
 
 def test_checker_message_names_module_import_and_rule() -> None:
-    violations = check({"rluf_ray.core.x": "import ray\n"}, ray_modules=[])
+    violations = check({"rluf_ray.judge.x": "import ray\n"}, ray_modules=[], pure={"rluf_ray.judge.x"})
     text = _report(violations)
-    assert "rluf_ray.core.x -> ray (line 1) [rule 1: core imports only stdlib" in text
-    assert "rluf_ray.core.x -> ray (line 1) [rule 5: only the README's" in text
+    assert "rluf_ray.judge.x -> ray (line 1) [rule 1: a pure module imports only stdlib" in text
+    assert "rluf_ray.judge.x -> ray (line 1) [rule 4: only the README's" in text
 
 
 def test_clean_sources_pass() -> None:
     clean = {
-        "rluf_ray.core.ok": "from __future__ import annotations\nimport math\nimport numpy as np\nimport torch\n",
-        "rluf_ray.io.ok": "from rluf_ray.core import ok\nfrom rluf_ray.config import RlufConfig\nimport ray\n",
-        "rluf_ray.stages.ok": "from rluf_ray.stages.registry import StageDef\nfrom rluf_ray.io import ok\n",
+        "rluf_ray.judge.ok": "from __future__ import annotations\nimport math\nimport numpy as np\nimport torch\n",
+        "rluf_ray.judge.service": (
+            "from rluf_ray.judge import ok\nfrom rluf_ray.config import RlufConfig\nimport ray\n"
+        ),
+        "rluf_ray.stages.ok": "from rluf_ray.stages.registry import StageDef\nfrom rluf_ray.judge import service\n",
         "rluf_ray.stages.registry": "import importlib\n",
     }
-    assert check(clean, ray_modules=["rluf_ray.io.ok"]) == []
+    assert check(clean, ray_modules=["rluf_ray.judge.service"], pure={"rluf_ray.judge.ok"}) == []
 
 
 def test_readme_ray_list_parses() -> None:

@@ -12,10 +12,10 @@ import pytest
 from rluf_ray import pipeline
 from rluf_ray.config import load
 from rluf_ray.errors import UpstreamMissing
-from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.pipeline import is_complete, run_stage
 from rluf_ray.stages import registry
 from rluf_ray.stages.registry import StageResult
+from rluf_ray.store.artifacts import ArtifactStore
 
 CALLS: list[str] = []
 

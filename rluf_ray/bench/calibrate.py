@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from rluf_ray.core.calibration import ConformalSettings, GridMap, calibrate
-from rluf_ray.core.grid_search import make_permutations
-from rluf_ray.core.nonconformity import AnswerTable, nonconformity, pad_table, score_parts
-from rluf_ray.core.thresholds import in_set
-from rluf_ray.io.grid_tasks import GridTasks
-from rluf_ray.io.similarity_model import SimilaritySettings, top_answer_similarities
+from rluf_ray.conformal.calibration import ConformalSettings, GridMap, calibrate
+from rluf_ray.conformal.grid_search import make_permutations
+from rluf_ray.conformal.grid_tasks import GridTasks
+from rluf_ray.conformal.nonconformity import AnswerTable, nonconformity, pad_table, score_parts
+from rluf_ray.conformal.similarity_model import SimilaritySettings, top_answer_similarities
+from rluf_ray.conformal.thresholds import in_set
 
 WORDS = (
     "i my he she landlord rent job boss girlfriend boyfriend friend car money school exam trip dog cat "
@@ -206,7 +206,7 @@ def main(argv: list[str]) -> int:
 
     import ray
 
-    from rluf_ray.io.ray_runtime import ensure_ray
+    from rluf_ray.runtime.bootstrap import ensure_ray
 
     started = not ray.is_initialized()
     t0 = time.perf_counter()

@@ -8,7 +8,7 @@ sides.
 
 * baseline (the original approach, honestly done): transformers ``generate`` with its KV cache, one
   sample per call, N calls per prompt.
-* ours: the engine adapter that the engine pool (``rluf_ray.io.engine_pool``) builds in its actors
+* ours: the engine adapter that the engine pool (``rluf_ray.engines.pool``) builds in its actors
   (``hf``: one ``generate`` call per batch of prompts with ``num_return_sequences=N``, log-probs
   included; ``vllm``: ``SamplingParams(n=N)``).
 
@@ -87,7 +87,7 @@ def resolve_bench_model(name: str | None, tmp: Path, args: argparse.Namespace) -
 
 def make_prompts(tokenizer, count: int, target_tokens: int, seed: int) -> list[str]:
     """``count`` prompts of about ``target_tokens`` tokens built from demo documents."""
-    from rluf_ray.core.text import render_prompt
+    from rluf_ray.common.text import render_prompt
     from rluf_ray.data import demo
 
     prompts, i = [], 0
@@ -148,7 +148,7 @@ class EngineActor:
     """One engine in a Ray actor (the engine pool's actor, without Ray Data around it)."""
 
     def __init__(self, engine_name: str, model_dir: str, threads: int, vllm_memory: float):
-        from rluf_ray.io.engine_pool import EngineFactory
+        from rluf_ray.engines.pool import EngineFactory
 
         options = {"threads": threads, "max_context": 1024, "gpu_memory_utilization": vllm_memory, "seed": 0}
         self.engine = EngineFactory(engine_name, model_dir, options)()
@@ -169,7 +169,7 @@ class Ours:
 
     def __init__(self, engine_name: str, model_dir: Path, prompts: list[str], n: int, new_tokens: int,
                  temperature: float, threads: int, vllm_memory: float, actors: int):  # fmt: skip
-        from rluf_ray.io.engines import SamplingSpec
+        from rluf_ray.engines.adapters import SamplingSpec
 
         self.spec = SamplingSpec(
             n=n, temperature=temperature, max_new_tokens=new_tokens, min_new_tokens=new_tokens
@@ -182,7 +182,7 @@ class Ours:
         else:
             import ray
 
-            from rluf_ray.io.ray_runtime import ensure_ray
+            from rluf_ray.runtime.bootstrap import ensure_ray
 
             ensure_ray(num_cpus=threads)
             per = max(1, threads // actors)

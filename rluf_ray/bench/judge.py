@@ -1,6 +1,6 @@
 """``rluf bench judge``: the original serial judge loop vs the rate-limited async judge on Ray.
 
-Both run against loopback OpenAI-compatible servers (``rluf_ray.testing.fake_openai``) with the same
+Both run against loopback OpenAI-compatible servers (``rluf_ray.bench.loopback_openai``) with the same
 latency and the same cap. The baseline is the original approach: one request at a time with a 0.3 s
 pause after each. Ours is ``judge_requests`` with 2 async judge actors drawing from one cluster-wide
 budget. Each server records the arrival of every request; the cap is checked over every sliding
@@ -49,8 +49,8 @@ def _baseline(base_url: str, seconds: float, pause: float, stop: threading.Event
     """The original loop: one synchronous call at a time, then a fixed pause."""
     from openai import OpenAI
 
-    from rluf_ray.core.judge_prompts import score_request
-    from rluf_ray.io.judge_templates import render_request
+    from rluf_ray.judge.requests import score_request
+    from rluf_ray.judge.templates import render_request
 
     client = OpenAI(api_key="bench", base_url=base_url, max_retries=2, timeout=30)
     end = time.monotonic() + seconds
@@ -75,11 +75,11 @@ def _rate_per_min(times: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(list(argv or []))
+    from rluf_ray.bench.loopback_openai import FakeOpenAI, over_cap_windows, window_counts
     from rluf_ray.config import RlufConfig
-    from rluf_ray.core.judge_scoring import score_requests
-    from rluf_ray.io.judge_service import judge_requests
-    from rluf_ray.io.ray_runtime import ensure_ray
-    from rluf_ray.testing.fake_openai import FakeOpenAI, over_cap_windows, window_counts
+    from rluf_ray.judge.scoring import score_requests
+    from rluf_ray.judge.service import judge_requests
+    from rluf_ray.runtime.bootstrap import ensure_ray
 
     for noisy in ("httpx", "httpx2", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -13,7 +13,7 @@ Sources (``data.source``):
 Sizes: calibration takes ``data.calibration_size`` rows, test ``data.test_size``, train all rows or
 ``data.sft_size``. A split with fewer rows than asked returns what it has (logged).
 
-Prompt rendering and truncation go through :func:`rluf_ray.core.text.fit_prompt` (see
+Prompt rendering and truncation go through :func:`rluf_ray.common.text.fit_prompt` (see
 :func:`fit_rows`), so truncations are counted the same way in every stage.
 """
 
@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any, Literal
 
+from rluf_ray.common.text import fit_prompt
 from rluf_ray.config import RlufConfig
-from rluf_ray.core.text import fit_prompt
 from rluf_ray.data import demo, loaders
 from rluf_ray.errors import RlufError
 

@@ -14,8 +14,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.report import run_plots
+from rluf_ray.store.artifacts import ArtifactStore
 
 log = logging.getLogger("rluf.report")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from rluf_ray.core.calibration import Calibration
+from rluf_ray.conformal.calibration import Calibration
 
 
 def _pyplot() -> Any:

@@ -23,12 +23,18 @@ import numpy as np
 import pyarrow as pa
 
 from rluf_ray.config import RlufConfig
-from rluf_ray.core.calibration import Calibration, ConformalSettings, calibrate, check_sizes, top_answer_first
-from rluf_ray.core.nonconformity import AnswerTable, nonconformity, pad_table, score_parts
-from rluf_ray.core.thresholds import in_set
+from rluf_ray.conformal.calibration import (
+    Calibration,
+    ConformalSettings,
+    calibrate,
+    check_sizes,
+    top_answer_first,
+)
+from rluf_ray.conformal.grid_tasks import GridTasks
+from rluf_ray.conformal.nonconformity import AnswerTable, nonconformity, pad_table, score_parts
+from rluf_ray.conformal.similarity_model import SimilaritySettings, top_answer_similarities
+from rluf_ray.conformal.thresholds import in_set
 from rluf_ray.errors import RlufError
-from rluf_ray.io.grid_tasks import GridTasks
-from rluf_ray.io.similarity_model import SimilaritySettings, top_answer_similarities
 from rluf_ray.report.plots import plot_hist, plot_surface
 from rluf_ray.schema import PREDICTION_SET_SCHEMA, PREDICTION_SETS_ARTIFACT, SCORES_ARTIFACT
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult

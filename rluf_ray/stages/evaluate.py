@@ -5,7 +5,7 @@ For every pair of arms present (cfa-dpo, cfa-sft, dpo-sft) and every seed pairin
 pairwise judge request (the feedback task and template; the arm shown first is drawn per item from
 ``evaluation.seed``); identical predictions are a tie without a call. Every (model, seed, prompt)
 gets the 4-axis rubric. A prompt with any missing judgement is dropped for all arms alike and counted
-(``rluf_ray.core.arm_comparison``).
+(``rluf_ray.evaluation.arm_comparison``).
 
 Artifacts (``outputs/evaluation/``): ``report.json`` (win_rates, rubric, dropped, judge),
 ``report.md``, ``scores.parquet`` (EVAL_SCORE_SCHEMA) and ``comparisons.parquet``
@@ -20,15 +20,15 @@ from typing import Any
 import pyarrow as pa
 
 from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig, judge_result_settings
-from rluf_ray.core import arm_comparison as arms
-from rluf_ray.core.intervals import TIE
-from rluf_ray.core.judge_cost import format_dry_run
-from rluf_ray.core.judge_keys import comparison_key, parse_seeded_rubric_key, seeded_rubric_key
-from rluf_ray.core.judge_parsing import RUBRIC_AXES
-from rluf_ray.core.judge_prompts import JudgeRequest, instruction_of, pairwise_request, rubric_request
 from rluf_ray.data.splits import load_split, split_plan, split_reads
 from rluf_ray.errors import RlufError
-from rluf_ray.io import judge_service
+from rluf_ray.evaluation import arm_comparison as arms
+from rluf_ray.evaluation.intervals import TIE
+from rluf_ray.judge import service as judge_service
+from rluf_ray.judge.cost import format_dry_run
+from rluf_ray.judge.keys import comparison_key, parse_seeded_rubric_key, seeded_rubric_key
+from rluf_ray.judge.parsing import RUBRIC_AXES
+from rluf_ray.judge.requests import JudgeRequest, instruction_of, pairwise_request, rubric_request
 from rluf_ray.schema import (
     EVAL_COMPARISON_SCHEMA,
     EVAL_COMPARISONS_ARTIFACT,

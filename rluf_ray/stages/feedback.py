@@ -3,7 +3,7 @@
 Every unordered pair of a prompt's unique answers (or a seeded sample of them, when
 ``feedback.max_pairs_per_prompt`` caps it) goes to the judge as an AlpacaFarm-style record
 (instruction, input, output_1, output_2). The order of the two outputs is randomised per pair
-(``rluf_ray.core.pairs``), so position bias averages out; the share of "output 1 wins" is reported.
+(``rluf_ray.training.feedback_pairs``), so position bias averages out; the share of "output 1 wins" is reported.
 A comparison that finally fails is recorded with its reason and yields no pair.
 """
 
@@ -15,15 +15,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig, judge_result_settings
-from rluf_ray.core.judge_cost import format_dry_run
-from rluf_ray.core.judge_keys import pair_key
-from rluf_ray.core.judge_prompts import JudgeRequest, instruction_of, pairwise_request
-from rluf_ray.core.pairs import PairTask, chosen_rejected, pair_tasks
 from rluf_ray.data.splits import load_split, split_plan, split_reads
 from rluf_ray.errors import RlufError
-from rluf_ray.io import judge_service
+from rluf_ray.judge import service as judge_service
+from rluf_ray.judge.cost import format_dry_run
+from rluf_ray.judge.keys import pair_key
+from rluf_ray.judge.requests import JudgeRequest, instruction_of, pairwise_request
 from rluf_ray.schema import PAIRS_ARTIFACT
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
+from rluf_ray.training.feedback_pairs import PairTask, chosen_rejected, pair_tasks
 
 log = logging.getLogger("rluf.feedback")
 

@@ -13,21 +13,23 @@ import logging
 from typing import Any
 
 from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig, fingerprint, judge_result_settings
-from rluf_ray.core.answers import VarietyStats
-from rluf_ray.core.judge_cost import format_dry_run
-from rluf_ray.core.judge_keys import answer_key
-from rluf_ray.core.judge_prompts import score_request
-from rluf_ray.core.judge_scoring import calibration_score_rows
+from rluf_ray.conformal.answers import VarietyStats
 from rluf_ray.data import splits
 from rluf_ray.data.splits import SplitName
+from rluf_ray.engines import pool as engine_pool
+from rluf_ray.engines.adapters import SamplingSpec
 from rluf_ray.errors import RlufError
-from rluf_ray.io import engine_pool, judge_service, sample_parts
-from rluf_ray.io.artifacts import ArtifactStore
-from rluf_ray.io.engines import SamplingSpec
-from rluf_ray.io.model_cache import check_model_location
-from rluf_ray.io.ray_runtime import releases_on_error, user_error
+from rluf_ray.judge import service as judge_service
+from rluf_ray.judge.cost import format_dry_run
+from rluf_ray.judge.keys import answer_key
+from rluf_ray.judge.requests import score_request
+from rluf_ray.judge.scoring import calibration_score_rows
+from rluf_ray.runtime.bootstrap import releases_on_error, user_error
 from rluf_ray.schema import GENERATION_SPLITS, SCORES_ARTIFACT
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
+from rluf_ray.store import parts as sample_parts
+from rluf_ray.store.artifacts import ArtifactStore
+from rluf_ray.store.model_cache import check_model_location
 
 log = logging.getLogger("rluf.generate")
 
@@ -198,7 +200,7 @@ def dry_run(cfg: RlufConfig) -> str:
 
 def run_generation(cfg: RlufConfig, ctx: StageContext, engine_factory: Any = None) -> StageResult:
     """Generate both splits (resumably), then judge-score calibration answers."""
-    from rluf_ray.io.ray_runtime import ensure_ray
+    from rluf_ray.runtime.bootstrap import ensure_ray
 
     pool = plan(cfg)["pool"]  # validates sampling_num / token limits before anything is written
     if engine_factory is None:

@@ -16,13 +16,13 @@ import pyarrow as pa
 
 from rluf_ray.config import RlufConfig
 from rluf_ray.data import splits
+from rluf_ray.engines import pool as engine_pool
+from rluf_ray.engines.adapters import SamplingSpec
 from rluf_ray.errors import RlufError
-from rluf_ray.io import engine_pool
-from rluf_ray.io.engines import SamplingSpec
-from rluf_ray.io.model_cache import check_model_location
-from rluf_ray.io.ray_runtime import releases_on_error
+from rluf_ray.runtime.bootstrap import releases_on_error
 from rluf_ray.schema import PREDICTION_SCHEMA, PREDICTIONS_ARTIFACT, TRAIN_MODEL_DIR, train_unit_dir
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
+from rluf_ray.store.model_cache import check_model_location
 
 log = logging.getLogger("rluf.infer")
 
@@ -77,7 +77,7 @@ def predict(pool: dict[str, Any], model: str, rows: list[dict[str, Any]]) -> lis
 
 def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     """Predict with the SFT model and every trained unit; write one Parquet file of predictions."""
-    from rluf_ray.io.ray_runtime import ensure_ray
+    from rluf_ray.runtime.bootstrap import ensure_ray
 
     p = plan(cfg)
     rows = eval_rows(cfg)

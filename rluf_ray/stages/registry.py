@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from rluf_ray.config import RlufConfig
-    from rluf_ray.io.artifacts import ArtifactStore
-    from rluf_ray.io.tracking import PipelineRun
+    from rluf_ray.store.artifacts import ArtifactStore
+    from rluf_ray.tracking.runs import PipelineRun
 
 ORDER: tuple[str, ...] = (
     "sft",

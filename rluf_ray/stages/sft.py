@@ -110,9 +110,9 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     from transformers import AutoTokenizer
 
     from rluf_ray.data.splits import load_split
-    from rluf_ray.io.model_cache import local_model
-    from rluf_ray.io.ray_runtime import ensure_ray
-    from rluf_ray.io.tracking import train_run
+    from rluf_ray.runtime.bootstrap import ensure_ray
+    from rluf_ray.store.model_cache import local_model
+    from rluf_ray.tracking.runs import train_run
     from rluf_ray.training.ray_train import fit_and_export
     from rluf_ray.training.sft import build_sft_rows, sft_train_loop
 

@@ -24,9 +24,7 @@ import logging
 from typing import Any
 
 from rluf_ray.config import DpoConfig, RlufConfig, fingerprint, result_keys
-from rluf_ray.core.dpo_loss import drop_zero_enabled
 from rluf_ray.errors import RlufError
-from rluf_ray.io.artifacts import file_sha256, manifest_digest
 from rluf_ray.schema import (
     TRAIN_CURVES_ARTIFACT,
     TRAIN_MODEL_DIR,
@@ -35,6 +33,8 @@ from rluf_ray.schema import (
     train_unit_dir,
 )
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
+from rluf_ray.store.artifacts import file_sha256, manifest_digest
+from rluf_ray.training.losses import drop_zero_enabled
 from rluf_ray.training.ray_train import common_trainer_args, lora_kwargs, scaling_config
 
 log = logging.getLogger("rluf.train")
@@ -191,9 +191,9 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     export each unit's model and curves; complete once every configured unit exists."""
     from transformers import AutoTokenizer
 
-    from rluf_ray.io.model_cache import local_model
-    from rluf_ray.io.ray_runtime import ensure_ray
-    from rluf_ray.io.tracking import train_run
+    from rluf_ray.runtime.bootstrap import ensure_ray
+    from rluf_ray.store.model_cache import local_model
+    from rluf_ray.tracking.runs import train_run
     from rluf_ray.training.dpo_loop import dpo_train_loop
     from rluf_ray.training.pairs import arm_pairs, fit_pair_prompts, tokenizer_counters
     from rluf_ray.training.ray_train import fit_and_export

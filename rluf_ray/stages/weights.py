@@ -7,11 +7,17 @@ from collections.abc import Iterator
 from typing import Any
 
 from rluf_ray.config import RlufConfig
-from rluf_ray.core.weighting import SetIndex, WeightScheme, pair_weight, small_and_large_alpha, weight_health
 from rluf_ray.errors import RlufError
-from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.schema import PAIRS_ARTIFACT, PREDICTION_SETS_ARTIFACT, WEIGHTED_PAIRS_ARTIFACT
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
+from rluf_ray.store.artifacts import ArtifactStore
+from rluf_ray.training.weights import (
+    SetIndex,
+    WeightScheme,
+    pair_weight,
+    small_and_large_alpha,
+    weight_health,
+)
 
 log = logging.getLogger("rluf.weights")
 

@@ -30,7 +30,7 @@ def dpo_train_loop(config: dict[str, Any]) -> None:
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rluf_ray.io.model_cache import local_model
+    from rluf_ray.store.model_cache import local_model
     from rluf_ray.training.weighted_dpo import (
         CurveLogger,
         WeightedDPOConfig,

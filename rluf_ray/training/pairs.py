@@ -2,7 +2,7 @@
 
 Rows of the original project's released JSONL (and of our ``weights`` stage) carry a rendered prompt
 ("Please summarize this text:\\n<post>\\nSummary:"). A prompt longer than the budget goes through
-``rluf_ray.core.text.fit_prompt``: the post body is cut, the instruction and the closing cue survive,
+``rluf_ray.common.text.fit_prompt``: the post body is cut, the instruction and the closing cue survive,
 and the cut is counted. A prompt that does not follow the template keeps its end (the answer cue)
 and is counted as truncated too.
 """
@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rluf_ray.core.dpo_loss import validate_weights
-from rluf_ray.core.text import fit_prompt
+from rluf_ray.common.text import fit_prompt
 from rluf_ray.errors import RlufError
 from rluf_ray.schema import TRAIN_ARMS
+from rluf_ray.training.losses import validate_weights
 
 REQUIRED = ("prompt", "chosen", "rejected", "weight")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from rluf_ray.core.progress import step_line
+from rluf_ray.common.progress import step_line
 
 
 class StepProgressLog(TrainerCallback):

@@ -12,13 +12,13 @@
 - ``resume_checkpoint``: inside the loop, the HF checkpoint directory of the latest Ray Train
   checkpoint (after a worker failure with ``FailureConfig``, or a rerun with the same run name).
 - Tracking: ``report_to`` follows ``tracking.backend``. The stage hands ``fit_and_export`` the run's
-  ``WorkerReport`` (``rluf_ray.io.tracking.train_run``: ``report_to``, ``run_name`` and the
+  ``WorkerReport`` (``rluf_ray.tracking.runs.train_run``: ``report_to``, ``run_name`` and the
   environment transformers' tracking callback reads); it goes into the trainer args and the run's
   ``worker_runtime_env`` (beside ``WORKER_ENV``). Without one the workers report to nothing.
 - ``report_final``: rank 0 saves the final model + tokenizer (``save_pretrained``) and the curves
   as the last Ray Train checkpoint; the driver copies it into the store with ``export_final``.
 - Models reach the workers as locations (``ArtifactStore.uri``); the loops open them with
-  ``rluf_ray.io.model_cache.local_model`` (a per-node copy when the store is remote).
+  ``rluf_ray.store.model_cache.local_model`` (a per-node copy when the store is remote).
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
-from rluf_ray.io.faults import FaultSpec, fault_spec
-from rluf_ray.io.tracking import NO_REPORT, WorkerReport
+from rluf_ray.runtime.faults import FaultSpec, fault_spec
+from rluf_ray.tracking.runs import NO_REPORT, WorkerReport
 
 if TYPE_CHECKING:
     from rluf_ray.config import TrainingSection
-    from rluf_ray.io.artifacts import ArtifactStore
+    from rluf_ray.store.artifacts import ArtifactStore
 
 HF_CHECKPOINT = "checkpoint"  # the HF Trainer checkpoint inside a Ray Train checkpoint
 FINAL_MODEL = "model"  # the final save_pretrained model inside the last Ray Train checkpoint
@@ -179,7 +179,7 @@ class FailAtStep(TrainerCallback):
 
 
 class FaultAtStep(TrainerCallback):
-    """Test hook (``rluf_ray.io.faults``, point ``TRAIN_STEP``): rank 0's process dies (or hangs) once
+    """Test hook (``rluf_ray.runtime.faults``, point ``TRAIN_STEP``): rank 0's process dies (or hangs) once
     when it finishes the chosen global step, as a Train worker lost to a crash.
 
     It waits ``grace_s`` first: Ray Train's controller collects the workers' reports (checkpoints

@@ -34,7 +34,7 @@ def build_sft_rows(
     rows: Iterable[Mapping[str, Any]], tokenizer: Any, max_length: int, template: str
 ) -> tuple[list[dict[str, str]], int]:
     """Prompt-completion rows whose prompt+completion+EOS fit ``max_length``; returns (rows, truncated)."""
-    from rluf_ray.core.text import fit_prompt
+    from rluf_ray.common.text import fit_prompt
 
     def count(text: str) -> int:
         return len(tokenizer(text)["input_ids"])
@@ -79,7 +79,7 @@ def sft_train_loop(config: dict[str, Any]) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig
 
-    from rluf_ray.io.model_cache import local_model
+    from rluf_ray.store.model_cache import local_model
 
     rows = config["rows"]
     if isinstance(rows, ray.ObjectRef):

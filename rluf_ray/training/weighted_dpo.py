@@ -5,7 +5,7 @@ reaches the loss on its own. Here it is carried on purpose:
 
 1. ``WeightedPreferenceCollator`` adds ``batch["weight"]`` (float, one per pair);
 2. ``WeightedDPOTrainer._set_signature_columns_if_needed`` keeps the ``weight`` column;
-3. ``WeightedDPOTrainer._compute_loss`` computes the per-pair losses (``rluf_ray.core.dpo_loss``;
+3. ``WeightedDPOTrainer._compute_loss`` computes the per-pair losses (``rluf_ray.training.losses``;
    plus ``rpo_alpha`` times the chosen answer's per-token NLL when that is set),
    multiplies them by the weights and reduces (``mean``: sum(w*l)/B, ``normalized``: sum(w*l)/sum(w)
    where sum(w) runs over the whole optimiser step: every micro-batch of gradient accumulation and
@@ -29,7 +29,7 @@ from transformers import TrainerCallback
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-from rluf_ray.core.dpo_loss import (
+from rluf_ray.training.losses import (
     LOSS_TYPES,
     REDUCTIONS,
     chosen_nll,

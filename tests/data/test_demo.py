@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from rluf_ray.common.text import normalize_answer
 from rluf_ray.config import load
-from rluf_ray.core.text import normalize_answer
 from rluf_ray.data import demo
 from rluf_ray.data.splits import demo_batch, load_split, split_count, split_plan
 

@@ -13,7 +13,7 @@ from rluf_ray.config import ConfigError, load
 from rluf_ray.data import smollm2
 from rluf_ray.data.embedded import builds_from_texts, embedded_name, resolve_prebuilt
 from rluf_ray.errors import RlufError
-from rluf_ray.io.model_cache import local_model
+from rluf_ray.store.model_cache import local_model
 
 # The build is about 45 s on 2 idle cores; on a loaded box it took 525 s, past the default 600 s cap.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]

@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from rluf_ray.config import load
-from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.pipeline import run_stage
-from rluf_ray.testing.checkpoints import hf_checkpoint_files, record_checkpoints_before_delete
+from rluf_ray.store.artifacts import ArtifactStore
+from tests.support.checkpoints import hf_checkpoint_files, record_checkpoints_before_delete
 
 pytestmark = [
     pytest.mark.gpu,

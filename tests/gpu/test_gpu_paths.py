@@ -65,7 +65,7 @@ def test_weighted_dpo_bf16_on_cuda(model_dir: Path, tmp_path: Path) -> None:
 
 
 def test_hf_engine_on_cuda(model_dir: Path) -> None:
-    from rluf_ray.io.engines import SamplingSpec, make_engine
+    from rluf_ray.engines.adapters import SamplingSpec, make_engine
 
     engine = make_engine("hf", str(model_dir), dtype="bfloat16", max_context=512, seed=3)
     assert engine.device == "cuda"

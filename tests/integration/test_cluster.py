@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from rluf_ray.io.artifacts import ArtifactStore
+from rluf_ray.bench.local_cluster import NODE_ENV, TINY_RUN_ALL, local_cluster
 from rluf_ray.stages.registry import all_stages
-from rluf_ray.testing.local_cluster import NODE_ENV, TINY_RUN_ALL, local_cluster
+from rluf_ray.store.artifacts import ArtifactStore
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,5 +1,5 @@
 """Faults on a real local cluster (a head and two worker nodes that alone carry ``rluf_worker``), each
-fired at a chosen engine batch by a fault point (``rluf_ray.io.faults``), never by a timed kill.
+fired at a chosen engine batch by a fault point (``rluf_ray.runtime.faults``), never by a timed kill.
 
 (c) The job is stopped while generating and submitted again: finished part files are not redone.
 (b) A worker node dies while generating: the job succeeds on the other node.
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from rluf_ray.io.artifacts import ArtifactStore
-from rluf_ray.testing.local_cluster import NODE_ENV, LocalCluster, local_cluster
+from rluf_ray.bench.local_cluster import NODE_ENV, LocalCluster, local_cluster
+from rluf_ray.store.artifacts import ArtifactStore
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATE = [
@@ -34,7 +34,7 @@ import sys
 from rluf_ray.config import load
 from rluf_ray.data.splits import tokenizer_corpus
 from rluf_ray.data.tiny_model import build_embedded
-from rluf_ray.io.artifacts import ArtifactStore
+from rluf_ray.store.artifacts import ArtifactStore
 from rluf_ray.pipeline import stage_fingerprint
 from rluf_ray.stages.registry import get
 out, overrides = sys.argv[1], sys.argv[2:]

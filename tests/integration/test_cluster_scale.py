@@ -1,4 +1,4 @@
-"""`benchmarks/cluster_scale.py` at a tiny size: a real local cluster of two worker nodes runs generate
+"""`rluf_ray/bench/cluster_scale.py` at a tiny size: a real local cluster of two worker nodes runs generate
 and calibrate, the engine actors land on both worker nodes, and the last line is the JSON contract."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_cluster_scale_runs_on_two_worker_nodes() -> None:
     cmd = [
         sys.executable,
-        "benchmarks/cluster_scale.py",
+        "rluf_ray/bench/cluster_scale.py",
         "--prompts",
         "24",
         "--sizes",

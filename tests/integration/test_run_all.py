@@ -11,10 +11,10 @@ import pytest
 from mlflow import MlflowClient
 
 from rluf_ray.config import load
-from rluf_ray.io.artifacts import ArtifactStore
-from rluf_ray.io.tracking import PARENT_TAG
 from rluf_ray.pipeline import run_all
 from rluf_ray.stages.registry import all_stages
+from rluf_ray.store.artifacts import ArtifactStore
+from rluf_ray.tracking.runs import PARENT_TAG
 
 TINY = [
     "data.demo.train_docs=64", "sft.logging_steps=2", "data.calibration_size=16", "data.test_size=4", "data.eval_size=3",

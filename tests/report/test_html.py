@@ -11,9 +11,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from rluf_ray.config import load
-from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.report import html
 from rluf_ray.schema import GENERATION_SCHEMA
+from rluf_ray.store.artifacts import ArtifactStore
 
 DIRS = {"sft": "sft", "generate": "generation", "calibrate": "calibration", "feedback": "feedback",
         "assign-weights": "weights", "train": "training", "infer": "inference", "evaluate": "evaluation"}  # fmt: skip

@@ -10,7 +10,6 @@ import pytest
 
 from rluf_ray.config import RlufConfig
 from rluf_ray.errors import RlufError
-from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.schema import (
     GENERATION_SCHEMA,
     PREDICTION_SET_SCHEMA,
@@ -20,6 +19,7 @@ from rluf_ray.schema import (
 )
 from rluf_ray.stages import calibrate
 from rluf_ray.stages.registry import StageContext
+from rluf_ray.store.artifacts import ArtifactStore
 
 WORDS = "cat dog rent landlord birthday girlfriend job boss car money friend school exam trip".split()
 
@@ -143,7 +143,7 @@ def test_run_writes_sets_report_and_plots_identically_for_1_and_many_tasks(tmp_p
     assert report["calibration_inputs"]["prompts"] == 40
     assert report["calibration_inputs"]["answers_missing_score"] > 0
     for a in ("0.2", "0.5"):
-        # coverage itself is checked against independent computations in tests/core/test_conformal.py;
+        # coverage itself is checked against independent computations in tests/conformal/test_conformal.py;
         # here the stage must report the core's figures unchanged, and flag trivial levels by threshold.
         assert res.metrics[f"alpha_{a}"]["coverage_mean"] == report["per_alpha"][a]["coverage_mean"]
         assert report["per_alpha"][a]["trivial"] == (chosen1["per_alpha"][a]["threshold"] == "inf")

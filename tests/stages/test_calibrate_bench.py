@@ -7,9 +7,9 @@ import json
 import pytest
 
 from rluf_ray.bench import calibrate as bench
-from rluf_ray.core.calibration import ConformalSettings
-from rluf_ray.core.grid_search import make_permutations
-from rluf_ray.io.grid_tasks import GridTasks
+from rluf_ray.conformal.calibration import ConformalSettings
+from rluf_ray.conformal.grid_search import make_permutations
+from rluf_ray.conformal.grid_tasks import GridTasks
 
 
 def test_baseline_loop_matches_ours_serially():

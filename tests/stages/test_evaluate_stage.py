@@ -11,15 +11,15 @@ import pyarrow as pa
 import pytest
 
 from rluf_ray.config import load
-from rluf_ray.core.intervals import bootstrap_mean
-from rluf_ray.core.judge_keys import comparison_key
 from rluf_ray.data.splits import load_split
 from rluf_ray.errors import RlufError
-from rluf_ray.io import judge_service
-from rluf_ray.io.artifacts import ArtifactStore
+from rluf_ray.evaluation.intervals import bootstrap_mean
+from rluf_ray.judge import service as judge_service
+from rluf_ray.judge.keys import comparison_key
 from rluf_ray.schema import EVAL_COMPARISON_SCHEMA, EVAL_SCORE_SCHEMA, PREDICTION_SCHEMA, PREDICTIONS_ARTIFACT
 from rluf_ray.stages import evaluate
 from rluf_ray.stages.registry import StageContext
+from rluf_ray.store.artifacts import ArtifactStore
 
 N = 5
 PAIRS = [("cfa", "dpo"), ("cfa", "sft"), ("dpo", "sft")]

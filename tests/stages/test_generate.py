@@ -14,13 +14,13 @@ import ray.cloudpickle
 from rluf_ray.config import load
 from rluf_ray.data.splits import tokenizer_corpus
 from rluf_ray.data.tiny_model import build_embedded
+from rluf_ray.engines.adapters import Completion
 from rluf_ray.errors import RlufError
-from rluf_ray.io.artifacts import ArtifactStore
-from rluf_ray.io.engines import Completion
 from rluf_ray.pipeline import run_stage, stage_fingerprint
 from rluf_ray.schema import GENERATION_SCHEMA
 from rluf_ray.stages import generate
 from rluf_ray.stages.registry import StageContext, get
+from rluf_ray.store.artifacts import ArtifactStore
 
 # The fake engines below travel to Ray workers by value (this test module is not importable there).
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])

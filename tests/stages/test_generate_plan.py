@@ -12,12 +12,13 @@ import pytest
 
 from rluf_ray.config import ConfigError, load
 from rluf_ray.data import splits
+from rluf_ray.engines import pool as engine_pool
+from rluf_ray.engines.adapters import Completion, SamplingSpec
 from rluf_ray.errors import RlufError
-from rluf_ray.io import engine_pool, sample_parts
-from rluf_ray.io.artifacts import ArtifactStore
-from rluf_ray.io.engines import Completion, SamplingSpec
 from rluf_ray.schema import GENERATION_SCHEMA
 from rluf_ray.stages import generate, infer
+from rluf_ray.store import parts as sample_parts
+from rluf_ray.store.artifacts import ArtifactStore
 
 
 def test_plan_maps_config_to_map_batches_kwargs() -> None:

@@ -44,9 +44,9 @@ def test_models_are_sft_then_every_unit() -> None:
 def test_run_predicts_with_sft_and_every_unit(ray_session, tmp_path: Path) -> None:
     import shutil
 
-    from rluf_ray.io.artifacts import ArtifactStore
     from rluf_ray.schema import PREDICTION_SCHEMA
     from rluf_ray.stages.registry import StageContext
+    from rluf_ray.store.artifacts import ArtifactStore
 
     cfg = load(
         overrides=["inference.test_size=2", "inference.max_new_tokens=2", "resources.engine_actors=1",

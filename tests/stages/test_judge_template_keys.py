@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rluf_ray.config import load
-from rluf_ray.core.judge_scoring import score_requests
+from rluf_ray.judge.scoring import score_requests
 from rluf_ray.stages import evaluate, feedback, generate
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from rluf_ray.common.text import DEFAULT_TEMPLATE
 from rluf_ray.config import load
-from rluf_ray.core.text import DEFAULT_TEMPLATE
 from rluf_ray.errors import RlufError
 from rluf_ray.stages.train import plan
 from rluf_ray.training.pairs import fit_pair_prompts, read_jsonl_pairs
@@ -59,8 +59,8 @@ def test_plan_refuses_bf16_on_cpu():
 
 
 def test_unit_keys_and_run_names():
-    from rluf_ray.io.artifacts import manifest_digest
     from rluf_ray.stages.train import run_name, unit_key
+    from rluf_ray.store.artifacts import manifest_digest
 
     def key(overrides, arm="cfa", seed=42, upstream=None):
         ups = {"sft": "s1", "assign-weights": "w1"} if upstream is None else upstream

@@ -10,7 +10,6 @@ import pytest
 
 from rluf_ray.config import load
 from rluf_ray.errors import RlufError
-from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.schema import (
     PAIRS_ARTIFACT,
     PREDICTION_SET_SCHEMA,
@@ -19,6 +18,7 @@ from rluf_ray.schema import (
 )
 from rluf_ray.stages import weights
 from rluf_ray.stages.registry import StageContext
+from rluf_ray.store.artifacts import ArtifactStore
 
 
 def _pair(pid: str, c: str, r: str) -> dict[str, str]:

@@ -4,7 +4,7 @@ checkpoint after a failure and end exactly where an uninterrupted run ends.
 
 The HF loops' own FSDP path needs GPUs (accelerate enables FSDP only for GPU-like devices); it is
 tested in ``tests/gpu/test_fsdp_resume.py``. Here the loop is torch's FSDP2 directly
-(``rluf_ray.testing.fsdp_loop``); everything around it is the code the HF loops use: ``fit_and_export``
+(``tests.support.fsdp_loop``); everything around it is the code the HF loops use: ``fit_and_export``
 (checkpoints in the artifact store, ``FailureConfig``, export, checkpoints dropped),
 ``resume_checkpoint`` and ``scratch_dir``.
 """
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from rluf_ray.io.artifacts import ArtifactStore
-from rluf_ray.testing.checkpoints import hf_checkpoint_files, record_checkpoints_before_delete
-from rluf_ray.testing.fsdp_loop import FINAL_WEIGHTS, STEP_FILE, fsdp_train_loop
+from rluf_ray.store.artifacts import ArtifactStore
 from rluf_ray.training.ray_train import fit_and_export, scaling_config
+from tests.support.checkpoints import hf_checkpoint_files, record_checkpoints_before_delete
+from tests.support.fsdp_loop import FINAL_WEIGHTS, STEP_FILE, fsdp_train_loop
 
 STEPS, SAVE_EVERY, FAIL_AFTER = 6, 2, 5  # fails after step 5: resumes from the step-4 checkpoint
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from rluf_ray.config import load
-from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.stages import train
+from rluf_ray.store.artifacts import ArtifactStore
 from rluf_ray.training.dpo_loop import dpo_train_loop
 from rluf_ray.training.ray_train import fit_and_export, scaling_config
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rluf_ray.core.text import DEFAULT_TEMPLATE
+from rluf_ray.common.text import DEFAULT_TEMPLATE
 from rluf_ray.training.pairs import fit_pair_prompts, read_jsonl_pairs
 
 

@@ -6,7 +6,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig
 
-from rluf_ray.core.text import DEFAULT_TEMPLATE
+from rluf_ray.common.text import DEFAULT_TEMPLATE
 from rluf_ray.errors import RlufError
 from rluf_ray.training.sft import build_sft_rows, sft_trainer
 

@@ -9,10 +9,10 @@ import shutil
 import pytest
 
 from rluf_ray.config import load
-from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.pipeline import run_stage, stage_fingerprint
 from rluf_ray.stages.registry import get
-from rluf_ray.testing.checkpoints import hf_checkpoint_files, record_checkpoints_before_delete
+from rluf_ray.store.artifacts import ArtifactStore
+from tests.support.checkpoints import hf_checkpoint_files, record_checkpoints_before_delete
 
 
 @pytest.mark.ray

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from rluf_ray.config import load
-from rluf_ray.io.artifacts import ArtifactStore
 from rluf_ray.pipeline import run_stage
+from rluf_ray.store.artifacts import ArtifactStore
 
 
 @pytest.mark.ray

@@ -1,0 +1,1 @@
+"""Pure helpers several subjects share: answer normalisation and prompt fitting, progress lines, the frames a caught exception keeps alive."""

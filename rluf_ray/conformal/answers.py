@@ -1,0 +1,125 @@
+"""Frequency tables of sampled answers and the variety statistics of a generation run (pure)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from rluf_ray.common.text import normalize_answer
+
+
+@dataclass(frozen=True)
+class AnswerTable:
+    """Unique normalised answers of one prompt, most frequent first (ties: first sampled first).
+
+    ``first_sampled`` is the index in ``answers`` of the answer of sample 0 (the top answer of the
+    ``cfa`` protocol, as in the original; it differs from 0 when another answer is more frequent).
+    """
+
+    answers: list[str]
+    counts: list[int]
+    texts: list[str]  # one raw text per answer: its first sample
+    mean_logprobs: list[float]  # mean over that answer's samples of the per-sample mean token log-prob
+    first_sampled: int = 0  # index in ``answers`` of the first sample's answer
+
+    @property
+    def num_samples(self) -> int:
+        return sum(self.counts)
+
+
+def answer_table(texts: Sequence[str], logprobs: Sequence[float] | None = None) -> AnswerTable:
+    """Count normalised answers of ``texts``; ``logprobs[i]`` is sample i's mean token log-prob.
+
+    NaN log-probs (unknown) are ignored in an answer's mean; an answer with none known gets NaN.
+    """
+    if logprobs is not None and len(logprobs) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(logprobs)} log-probs")
+    order: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    raw: dict[str, str] = {}
+    lp_sum: dict[str, float] = {}
+    lp_n: dict[str, int] = {}
+    for i, text in enumerate(texts):
+        key = normalize_answer(text)
+        if key not in order:
+            order[key] = len(order)
+            counts[key] = 0
+            raw[key] = text.strip()
+            lp_sum[key] = 0.0
+            lp_n[key] = 0
+        counts[key] += 1
+        lp = float("nan") if logprobs is None else float(logprobs[i])
+        if not math.isnan(lp):
+            lp_sum[key] += lp
+            lp_n[key] += 1
+    keys = sorted(order, key=lambda k: (-counts[k], order[k]))
+    return AnswerTable(
+        answers=keys,
+        counts=[counts[k] for k in keys],
+        texts=[raw[k] for k in keys],
+        mean_logprobs=[lp_sum[k] / lp_n[k] if lp_n[k] else float("nan") for k in keys],
+        first_sampled=next((i for i, k in enumerate(keys) if order[k] == 0), 0),
+    )
+
+
+@dataclass
+class VarietyStats:
+    """Running statistics of distinct answers per prompt and top-answer accuracy (mergeable)."""
+
+    prompts: int = 0
+    samples: int = 0
+    top_matches: int = 0  # most frequent answer == normalised reference
+    any_matches: int = 0  # the reference is among the answers
+    truncated: int = 0
+    distinct_hist: dict[int, int] = field(default_factory=dict)  # distinct answers -> prompts
+
+    def add(
+        self, answers: Sequence[str], counts: Sequence[int], reference: str, truncated: bool = False
+    ) -> None:
+        ref = normalize_answer(reference)
+        self.prompts += 1
+        self.samples += int(sum(counts))
+        self.top_matches += bool(answers) and answers[0] == ref
+        self.any_matches += ref in answers
+        self.truncated += bool(truncated)
+        k = len(answers)
+        self.distinct_hist[k] = self.distinct_hist.get(k, 0) + 1
+
+    def merge(self, other: VarietyStats) -> None:
+        self.prompts += other.prompts
+        self.samples += other.samples
+        self.top_matches += other.top_matches
+        self.any_matches += other.any_matches
+        self.truncated += other.truncated
+        for k, v in other.distinct_hist.items():
+            self.distinct_hist[int(k)] = self.distinct_hist.get(int(k), 0) + int(v)
+
+    def summary(self, low: int = 3, high: int = 30) -> dict[str, float | int | None]:
+        """Median/min/max distinct answers, share in [low, high], top-answer and any-answer match shares."""
+        if not self.prompts:
+            return {"prompts": 0}
+        values = _expand(self.distinct_hist)
+        in_range = sum(v for k, v in self.distinct_hist.items() if low <= k <= high)
+        return {
+            "prompts": self.prompts,
+            "samples": self.samples,
+            "distinct_median": _median(values),
+            "distinct_min": values[0],
+            "distinct_max": values[-1],
+            f"distinct_share_{low}_{high}": round(in_range / self.prompts, 4),
+            "top_matches_reference": round(self.top_matches / self.prompts, 4),
+            "reference_among_answers": round(self.any_matches / self.prompts, 4),
+            "truncated": self.truncated,
+        }
+
+
+def _expand(hist: dict[int, int]) -> list[int]:
+    return sorted(k for k, v in hist.items() for _ in range(v))
+
+
+def _median(values: Iterable[int]) -> float:
+    v = sorted(values)
+    n = len(v)
+    mid = n // 2
+    return float(v[mid]) if n % 2 else (v[mid - 1] + v[mid]) / 2

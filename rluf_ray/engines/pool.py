@@ -1,0 +1,233 @@
+"""The engine pool: sampling engines on a Ray Data actor pool, shared by ``generate`` and ``infer``.
+
+* :func:`plan` turns the config into PLAIN data (JSON-able: pool size, batch size, resources, engine
+  name and options, sampling fields, prompt budget, template, seed) and validates it;
+* :func:`map_kwargs` builds the Ray objects (``ActorPoolStrategy``) from that plan at run time;
+* :func:`apply` adds the engine step to a Ray Data dataset:
+  ``map_batches(SampleUDF, fn_constructor_kwargs=..., **map_kwargs(plan))``.
+
+:class:`SampleUDF` builds its engine inside the actor (through a picklable :class:`EngineFactory`),
+samples N per prompt in one engine call per batch and closes the engine when it is torn down: Ray Data
+2.60 deletes its reference to the UDF in the map worker's ``__ray_shutdown__`` so that ``UDF.__del__``
+runs when the actor exits gracefully (ray-project/ray#49929, #61700); nothing runs on ``ray.kill``
+or a crash, where the process exit frees the engine anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rluf_ray.config import RlufConfig
+from rluf_ray.conformal.answers import answer_table
+from rluf_ray.data import splits
+from rluf_ray.engines.adapters import Engine, SamplingSpec, make_engine
+from rluf_ray.errors import RlufError
+from rluf_ray.runtime.faults import FaultSpec, fault_spec
+from rluf_ray.schema import GENERATION_SCHEMA
+
+log = logging.getLogger("rluf.engine_pool")
+
+
+# ---- pure planning ------------------------------------------------------------------------------
+def engine_options(cfg: RlufConfig) -> dict[str, Any]:
+    """Keyword options of :func:`rluf_ray.engines.adapters.make_engine` for this config."""
+    g, r = cfg.generation, cfg.resources
+    return {
+        "dtype": cfg.model.dtype,
+        "max_context": cfg.model.max_context,
+        "threads": max(1, int(r.cpus_per_actor)),
+        "gpu_memory_utilization": g.vllm_gpu_memory_utilization,
+        "enable_prefix_caching": g.vllm_enable_prefix_caching,
+        "tensor_parallel_size": g.tensor_parallel_size,
+        "seed": g.seed,
+    }
+
+
+def plan(cfg: RlufConfig, spec: SamplingSpec, prompt_budget: int) -> dict[str, Any]:
+    """The engine pool of a run, as plain data (no Ray object; see :func:`map_kwargs`).
+
+    ``spec`` and ``prompt_budget`` are the caller's (``generate`` samples N, ``infer`` one). Raises
+    RlufError for settings that cannot run (sampling_num < 1, tensor_parallel_size > GPUs per actor).
+    """
+    g, r = cfg.generation, cfg.resources
+    if g.sampling_num < 1:
+        raise RlufError(f"generation.sampling_num must be >= 1, got {g.sampling_num}")
+    gpus = r.gpus_per_actor
+    if g.engine == "vllm" and gpus and g.tensor_parallel_size > gpus:
+        raise RlufError(
+            f"generation.tensor_parallel_size={g.tensor_parallel_size} needs resources.gpus_per_actor >= "
+            f"{g.tensor_parallel_size} (got {gpus})"
+        )
+    return {
+        "actors": r.engine_actors,
+        "batch_size": g.prompts_per_batch,
+        "num_cpus": r.cpus_per_actor,
+        "num_gpus": gpus,
+        "resources": dict(r.custom_resources),
+        "engine": g.engine,
+        "engine_options": engine_options(cfg),
+        "sampling": asdict(spec),
+        "prompt_budget": int(prompt_budget),
+        "template": cfg.data.prompt_template,
+        "seed": g.seed,
+    }
+
+
+def map_kwargs(pool: dict[str, Any]) -> dict[str, Any]:
+    """``map_batches`` keyword arguments of the engine step, built from a :func:`plan`.
+
+    Actors that die are restarted and their batches retried: Ray Data's actor pool defaults to
+    ``max_restarts=-1`` and ``max_task_retries=-1`` (passing them again is deprecated in Ray 2.60).
+    """
+    import ray.data
+
+    kwargs: dict[str, Any] = {
+        "compute": ray.data.ActorPoolStrategy(size=pool["actors"]),
+        "batch_size": pool["batch_size"],
+        "num_cpus": pool["num_cpus"],
+    }
+    if pool["num_gpus"]:
+        kwargs["num_gpus"] = pool["num_gpus"]
+    if pool.get("resources"):
+        kwargs["resources"] = dict(pool["resources"])  # custom resources pin the actors to some nodes
+    return kwargs
+
+
+def sampling_spec(pool: dict[str, Any]) -> SamplingSpec:
+    """The :class:`SamplingSpec` of a :func:`plan`."""
+    return SamplingSpec(**pool["sampling"])
+
+
+def io_task_kwargs(pool: int = 2) -> dict[str, Any]:
+    """``map_batches`` kwargs of the light steps around the pool (building prompts, writing parts).
+
+    They take no CPU, so they never wait behind engine actors that hold every CPU, and a bounded task
+    pool, so Ray does not start a worker process per pending zero-CPU task.
+    """
+    import ray.data
+
+    return {"num_cpus": 0, "compute": ray.data.TaskPoolStrategy(size=pool)}
+
+
+def batch_seed(seed: int, prompt_ids: Iterable[str]) -> int:
+    """A sampling seed for one batch, stable across reruns and actors (from the ids it holds)."""
+    h = hashlib.sha256(f"{seed}:{','.join(prompt_ids)}".encode()).digest()
+    return int.from_bytes(h[:4], "little")
+
+
+# ---- the engine inside an actor -------------------------------------------------------------------
+@dataclass(frozen=True)
+class EngineFactory:
+    """Builds the configured engine inside an actor (plain fields: pickles without cloudpickle).
+
+    ``model_path`` is a location: a path, a hub id, or a store URI copied to the actor's node cache."""
+
+    name: str
+    model_path: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self) -> Engine:
+        from rluf_ray.store.model_cache import local_model  # a store URI is copied to this node's cache
+
+        return make_engine(self.name, local_model(self.model_path), **self.options)
+
+
+def default_engine_factory(pool: dict[str, Any], model_path: str) -> EngineFactory:
+    """The factory of a :func:`plan`'s engine for the model in ``model_path``."""
+    return EngineFactory(pool["engine"], model_path, dict(pool["engine_options"]))
+
+
+class SampleUDF:
+    """Engine actor: fit prompts to the context, sample N per prompt in one call, count answers.
+
+    Closes its engine on teardown (``close()``, also called from ``__del__``; idempotent, never raises).
+    """
+
+    def __init__(
+        self,
+        engine_factory: Any,
+        spec: SamplingSpec,
+        template: str,
+        prompt_budget: int,
+        seed: int,
+        fault: FaultSpec | None = None,
+    ):
+        self.engine: Engine | None = None
+        self.engine = engine_factory()
+        self.spec = spec
+        self.template = template
+        self.budget = prompt_budget
+        self.seed = seed
+        self.fault = fault  # tests only: rluf_ray.runtime.faults
+        self.batches = 0
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        engine = self.engine
+        if engine is None:
+            raise RuntimeError("SampleUDF called after close()")
+        self.batches += 1
+        if self.fault is not None:
+            self.fault.check(self.batches)
+        rows = [
+            {"prompt_id": str(p), "post": str(q), "reference": str(r), "split": str(s)}
+            for p, q, r, s in zip(
+                batch["prompt_id"], batch["post"], batch["reference"], batch["split"], strict=True
+            )
+        ]
+        fitted = list(splits.fit_rows(rows, engine.count_tokens, self.budget, self.template))
+        ids = [r["prompt_id"] for r in rows]
+        completions = engine.generate(
+            [r["prompt"] for r in fitted], self.spec, seed=batch_seed(self.seed, ids)
+        )
+        out: dict[str, list[Any]] = {name: [] for name in GENERATION_SCHEMA.names}
+        for row, comp in zip(fitted, completions, strict=True):
+            table = answer_table(comp.texts, comp.mean_logprobs or None)
+            out["prompt_id"].append(row["prompt_id"])
+            out["split"].append(row["split"])
+            out["prompt"].append(row["prompt"])
+            out["reference"].append(row["reference"])
+            out["answers"].append(table.answers)
+            out["counts"].append(table.counts)
+            out["texts"].append(table.texts)
+            out["mean_logprobs"].append(table.mean_logprobs)
+            out["num_samples"].append(table.num_samples)
+            out["truncated"].append(bool(row["truncated"]))
+            out["first_sampled"].append(table.first_sampled)
+        return out
+
+    def close(self) -> None:
+        """Close the engine once (later calls do nothing); a failing close is logged, never raised."""
+        engine, self.engine = getattr(self, "engine", None), None
+        close = getattr(engine, "close", None)
+        if close is None:
+            return
+        try:
+            close()
+        except Exception as exc:  # teardown must not fail the actor's exit
+            log.warning("closing the %s engine failed: %s", getattr(engine, "name", "?"), exc)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except BaseException:  # a destructor never raises (interpreter shutdown included)
+            pass
+
+
+def apply(ds: Any, pool: dict[str, Any], engine_factory: Any) -> Any:
+    """``ds`` (columns prompt_id, post, reference, split) through the engine pool: GENERATION_SCHEMA rows."""
+    return ds.map_batches(
+        SampleUDF,
+        fn_constructor_kwargs={
+            "engine_factory": engine_factory,
+            "spec": sampling_spec(pool),
+            "template": pool["template"],
+            "prompt_budget": pool["prompt_budget"],
+            "seed": pool["seed"],
+            "fault": fault_spec("engine_batch"),  # None unless a fault-tolerance test set one
+        },
+        **map_kwargs(pool),
+    )

@@ -1,0 +1,1 @@
+"""Evaluation of trained arms: which comparisons to ask, win rates, rubric means and paired bootstrap intervals (pure)."""

@@ -1,0 +1,1 @@
+"""Everything about judging: requests, prompt templates, reply schemas and parsing, cache keys, cost and budget, retries, the offline judge, the OpenAI-compatible and Batch API clients, the cache, the Ray actors and the service the stages call."""

@@ -1,0 +1,61 @@
+"""The judge's progress bar in the driver's log: done/total, calls per minute, spend and ETA.
+
+A line every ``interval_s`` seconds and a last one at the end (formatting in ``rluf_ray.common.progress``).
+Logged rather than drawn with carriage returns, so it reads the same in a terminal, in ``ray job logs``
+and in a CI log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from rluf_ray.common.progress import due, judge_line
+from rluf_ray.judge.cost import dollars
+from rluf_ray.judge.requests import JudgeResult
+
+log = logging.getLogger("rluf.judge")
+
+
+class JudgeProgress:
+    """Counts finished requests and their spend; emits a progress line when one is due."""
+
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        prompt_per_million: float = 0.0,
+        completion_per_million: float = 0.0,
+        interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        emit: Callable[[str], None] = log.info,
+    ) -> None:
+        self.label, self.total = label, total
+        self.prices = (prompt_per_million, completion_per_million)
+        self.interval_s, self.clock, self.emit = interval_s, clock, emit
+        self.start = clock()
+        self.last: float | None = None
+        self.done = 0
+        self.dollars = 0.0
+
+    def update(self, results: Iterable[JudgeResult]) -> None:
+        """Add finished results (cache hits cost nothing) and print a line if one is due."""
+        for r in results:
+            self.done += 1
+            if not r.cached:
+                self.dollars += dollars(r.prompt_tokens, r.completion_tokens, *self.prices)
+        self._maybe_emit()
+
+    def set(self, done: int, spent: float | None = None) -> None:
+        """Set the count (and spend) directly, e.g. from a Batch API status poll."""
+        self.done = done
+        if spent is not None:
+            self.dollars = spent
+        self._maybe_emit()
+
+    def _maybe_emit(self) -> None:
+        now = self.clock()
+        if self.total and due(now, self.last, self.interval_s, self.done, self.total):
+            self.last = now
+            self.emit(judge_line(self.label, self.done, self.total, now - self.start, self.dollars))

@@ -1,0 +1,1 @@
+"""Ray bootstrap (join a cluster or start a local Ray) and deterministic fault points."""

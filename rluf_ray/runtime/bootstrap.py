@@ -1,0 +1,119 @@
+"""Ray bootstrap in one place: join the job's cluster when there is one, else start a local Ray."""
+
+from __future__ import annotations
+
+import functools
+import gc
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+from rluf_ray.common.frames import drop_frames, trim_tracebacks
+from rluf_ray.errors import RlufError
+
+log = logging.getLogger("rluf.ray")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Environment that every worker must share with the driver (offline hub, FastText determinism), passed
+# as the runtime env of a driver that starts or joins Ray itself (never under ``ray job submit``).
+PROPAGATED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "PYTHONHASHSEED",
+                  "TOKENIZERS_PARALLELISM")  # fmt: skip
+
+
+def cluster_address() -> str | None:
+    """The cluster to join: RAY_ADDRESS (set by ``ray job submit`` for drivers), else None."""
+    addr = os.environ.get("RAY_ADDRESS", "").strip()
+    return addr or None
+
+
+def in_submitted_job() -> bool:
+    """Whether this process is the driver of a ``ray job submit`` job.
+
+    Ray's job supervisor sets RAY_JOB_CONFIG_JSON_ENV_VAR (the job's runtime env and metadata) for the
+    entrypoint; the job's runtime env then already applies to every worker of the job.
+    """
+    return bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))
+
+
+def local_init_kwargs(num_cpus: int | None = None) -> dict[str, Any]:
+    """Arguments for a local Ray sized to this machine, with no dashboard and quiet logs."""
+    return {
+        "num_cpus": num_cpus or os.cpu_count() or 1,
+        "include_dashboard": False,
+        "log_to_driver": True,
+        "configure_logging": False,
+    }
+
+
+def driver_runtime_env() -> dict[str, Any] | None:
+    """The runtime env a driver passes to ``ray.init``: None inside a submitted job (Ray refuses env vars
+    set both by the job and by ``ray.init``), else the PROPAGATED_ENV variables this process has."""
+    if in_submitted_job():
+        return None
+    env_vars = {k: os.environ[k] for k in PROPAGATED_ENV if k in os.environ}
+    return {"env_vars": env_vars} if env_vars else None
+
+
+def ensure_ray(num_cpus: int | None = None, **overrides: Any) -> None:
+    """Initialise Ray once per process: the job's cluster under ``ray job submit``, the cluster at
+    RAY_ADDRESS when set, else a local one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    addr = cluster_address()
+    runtime_env = driver_runtime_env()
+    if addr:
+        log.info("joining Ray cluster at %s%s", addr, " (submitted job)" if runtime_env is None else "")
+        ray.init(address=addr, runtime_env=runtime_env, **overrides)
+    else:
+        kwargs = local_init_kwargs(num_cpus)
+        kwargs.update(overrides)
+        log.info("starting a local Ray with %s CPUs", kwargs["num_cpus"])
+        ray.init(runtime_env=runtime_env, **kwargs)
+
+
+def releases_on_error(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a function that runs a Ray Data pipeline: if it fails, its actors are freed at once.
+
+    Why: the exception keeps the failed execution, and with it the engine actor's handle. Ray Data
+    re-raises a failed task's error in the driver; its tracebacks (its context's included: the end of
+    the task's output stream, raised on Ray Data's scheduling thread) keep finished frames, and a
+    finished frame keeps its locals, its callers (``f_back``) and its function's closure. Those hold
+    the failed task (whose done-callback holds the actor handle) and Ray Data's iterators (which hold
+    the dataset, its executor, and the executor's metadata fetcher holds the tasks still in flight).
+    Ray Data's own shutdown of the failed execution drops the actor pool's handles, not those, so the
+    engine actor (and its CPUs/GPUs) lived as long as the exception (pytest, a notebook, run-all's
+    error report). Here every finished frame the exception holds is cleared
+    (:func:`rluf_ray.common.frames.drop_frames`), its tracebacks are cut at the first frame outside
+    rluf_ray (:func:`rluf_ray.common.frames.trim_tracebacks`) and cycles are collected: the last handle
+    goes, the actor exits gracefully and its UDF closes its engine (``SampleUDF.__del__``). The
+    exception is re-raised with its type, message and chain; its traceback keeps rluf_ray's frames.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:
+            drop_frames(exc)
+            trim_tracebacks(exc, __name__.split(".")[0])  # cleared frames still hold their closures
+            gc.collect()  # the executor and its operators reference each other
+            raise
+
+    return wrapper
+
+
+def user_error(exc: BaseException) -> RlufError | None:
+    """The RlufError inside a Ray task failure (its first line), if that is what it was."""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 10:
+        if isinstance(cur, RlufError):
+            return RlufError(str(cur).splitlines()[0])
+        inner = getattr(cur, "cause", None)
+        cur = inner if isinstance(inner, BaseException) else (cur.__cause__ or cur.__context__)
+        seen += 1
+    return None

@@ -1,0 +1,348 @@
+"""The artifact store: ``<output_dir>/<stage>/`` with atomic writes and a manifest written last.
+
+Completeness never depends on rename being atomic: a stage's manifest is written after all its
+files, it lists every file with its size, and ``is_complete`` checks them. A stage that is killed
+halfway has no manifest (``begin`` removes the old one first), so it is never taken for complete.
+The root may be a local path or a ``pyarrow.fs`` URI; on local disk each file is also written to a
+temporary name and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from rluf_ray.store.locations import is_uri
+
+MANIFEST = "_manifest.json"
+TMP_MARK = ".tmp-"
+TRACKED_PACKAGES = ("rluf-ray", "torch", "ray", "transformers", "trl", "numpy", "pyarrow", "vllm", "openai")
+
+
+def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str]:
+    """Installed versions of the packages that shape results (missing ones omitted)."""
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+@dataclass
+class Manifest:
+    """What a complete stage left behind, and what it was computed from."""
+
+    stage: str
+    config_hash: str
+    upstream: dict[str, str]
+    files: dict[str, int]
+    rows: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    finished_at: str = ""
+    status: str = "complete"
+    run_id: str = ""  # unique per run: a redone upstream always invalidates its downstream
+    sticky: dict[str, Any] = field(default_factory=dict)  # config values a later run may inherit
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+class ArtifactStore:
+    """Reads and writes stage artifacts under one root (local path or pyarrow.fs URI)."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        root = os.fspath(root)
+        self.scheme = ""
+        if is_uri(root):
+            self.fs, self.root = pafs.FileSystem.from_uri(root)
+            self.local = isinstance(self.fs, pafs.LocalFileSystem)
+            self.scheme = "" if self.local else root.split("://", 1)[0]
+        else:
+            self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(root)
+            self.local = True
+        self.root = self.root.rstrip("/")
+
+    # ---- paths -------------------------------------------------------------------------------
+    def stage_dir(self, stage: str) -> str:
+        """The directory of a stage's artifacts (created on demand)."""
+        return f"{self.root}/{stage}"
+
+    def path(self, stage: str, name: str) -> str:
+        """The full path of artifact ``name`` of ``stage``."""
+        return f"{self.stage_dir(stage)}/{name}"
+
+    def local_path(self, stage: str, name: str = "") -> str:
+        """A local filesystem path (for libraries that need one, e.g. save_pretrained)."""
+        if not self.local:
+            raise ValueError(f"{self.root} is not a local directory")
+        return self.path(stage, name) if name else self.stage_dir(stage)
+
+    def uri(self, stage: str, name: str = "") -> str:
+        """Where an artifact lives, for another process or node: a local path, or a URI
+        (``s3://bucket/prefix/stage/name``) that ``pyarrow.fs.FileSystem.from_uri`` resolves there."""
+        path = self.path(stage, name) if name else self.stage_dir(stage)
+        return f"{self.scheme}://{path}" if self.scheme else path
+
+    def train_storage(self, stage: str, name: str) -> tuple[str, pafs.FileSystem | None]:
+        """Ray Train's ``storage_path`` and ``storage_filesystem`` for ``<stage>/<name>``: a local path
+        (no filesystem) or the store's own filesystem with the path inside it."""
+        return self.path(stage, name), (None if self.local else self.fs)
+
+    def put_dir(self, stage: str, name: str, src: str, src_fs: pafs.FileSystem | None = None) -> None:
+        """Replace directory ``<stage>/<name>`` by a copy of directory ``src`` (on ``src_fs``, local by
+        default); the old directory is removed first, so no file of an older version remains."""
+        self.delete_subdir(stage, name)
+        self.fs.create_dir(self.path(stage, name), recursive=True)  # copy_files makes only subfolders
+        pafs.copy_files(
+            src,
+            self.path(stage, name),
+            source_filesystem=src_fs or pafs.LocalFileSystem(),
+            destination_filesystem=self.fs,
+        )
+
+    def exists(self, stage: str, name: str) -> bool:
+        """Whether the artifact exists."""
+        return self.fs.get_file_info(self.path(stage, name)).type != pafs.FileType.NotFound
+
+    # ---- atomic writes -----------------------------------------------------------------------
+    def _write(self, stage: str, name: str, write: Any) -> None:
+        final = self.path(stage, name)
+        self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+        if not self.local:  # object stores: the manifest, written last, is the commit point
+            with self.fs.open_output_stream(final) as out:
+                write(out)
+            return
+        tmp = f"{final.rsplit('/', 1)[0]}/{TMP_MARK}{uuid.uuid4().hex}-{final.rsplit('/', 1)[1]}"
+        try:
+            with open(tmp, "wb") as out:
+                write(out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def write_bytes(self, stage: str, name: str, data: bytes) -> None:
+        """Write bytes atomically."""
+        self._write(stage, name, lambda out: out.write(data))
+
+    def write_json(self, stage: str, name: str, obj: Any) -> None:
+        """Write one JSON document atomically."""
+        self.write_bytes(stage, name, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+    def write_jsonl(self, stage: str, name: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Write rows as JSON lines atomically; returns the row count (rows are streamed)."""
+        count = 0
+
+        def write(out: Any) -> None:
+            nonlocal count
+            for row in rows:
+                out.write(json.dumps(row, ensure_ascii=False, default=str).encode() + b"\n")
+                count += 1
+
+        self._write(stage, name, write)
+        return count
+
+    def write_parquet(self, stage: str, name: str, table: pa.Table) -> int:
+        """Write an Arrow table as Parquet atomically; returns the row count."""
+
+        self._write(stage, name, lambda out: pq.write_table(table, out))
+        return table.num_rows
+
+    # ---- reads -------------------------------------------------------------------------------
+    def read_bytes(self, stage: str, name: str) -> bytes:
+        """Read a whole artifact."""
+        with self.fs.open_input_stream(self.path(stage, name)) as f:
+            return bytes(f.read())
+
+    def read_json(self, stage: str, name: str) -> Any:
+        """Read a JSON artifact."""
+        return json.loads(self.read_bytes(stage, name))
+
+    def iter_jsonl(self, stage: str, name: str) -> Iterator[dict[str, Any]]:
+        """Stream the rows of a JSONL artifact."""
+        with self.fs.open_input_stream(self.path(stage, name)) as f:
+            for line in io.TextIOWrapper(f, encoding="utf-8"):  # type: ignore[arg-type]
+                if line.strip():
+                    yield json.loads(line)
+
+    def read_parquet(self, stage: str, name: str) -> pa.Table:
+        """Read a Parquet artifact (a file or a directory of files)."""
+        return pq.read_table(self.path(stage, name), filesystem=self.fs)
+
+    def list_files(self, stage: str) -> dict[str, int]:
+        """Every file under a stage directory (relative name -> size), temp files and manifest excluded."""
+        base = self.stage_dir(stage)
+        sel = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+        out: dict[str, int] = {}
+        for info in self.fs.get_file_info(sel):
+            if info.type != pafs.FileType.File:
+                continue
+            rel = info.path[len(base) + 1 :]
+            if rel == MANIFEST or rel.rsplit("/", 1)[-1].startswith(TMP_MARK):
+                continue
+            out[rel] = int(info.size or 0)
+        return out
+
+    # ---- part files (resumable stages) -------------------------------------------------------
+    def _subdir_infos(self, stage: str, subdir: str) -> list[pafs.FileInfo]:
+        base = f"{self.stage_dir(stage)}/{subdir.strip('/')}"
+        sel = pafs.FileSelector(base, recursive=False, allow_not_found=True)
+        return [i for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.File]
+
+    def list_parts(self, stage: str, subdir: str) -> list[str]:
+        """Finished Parquet part files directly in ``<stage>/<subdir>``, as sorted artifact names
+        (``subdir/part-....parquet``); temp files of unfinished writes are left out."""
+        sub = subdir.strip("/")
+        return sorted(
+            f"{sub}/{i.base_name}"
+            for i in self._subdir_infos(stage, sub)
+            if i.base_name.endswith(".parquet") and not i.base_name.startswith(TMP_MARK)
+        )
+
+    def part_values(self, stage: str, subdir: str, column: str = "prompt_id") -> set[str]:
+        """The values of one column over every finished part of ``subdir`` (one column read per part),
+        e.g. the prompt ids already written."""
+        done: set[str] = set()
+        for name in self.list_parts(stage, subdir):
+            table = pq.read_table(self.path(stage, name), columns=[column], filesystem=self.fs)
+            done.update(str(v) for v in table.column(column).to_pylist())
+        return done
+
+    def iter_part_batches(
+        self, stage: str, subdir: str, columns: list[str], batch_size: int = 1024
+    ) -> Iterator[dict[str, list[Any]]]:
+        """Stream the given columns of every finished part of ``subdir``, part by part, as column dicts."""
+        for name in self.list_parts(stage, subdir):
+            with self.fs.open_input_file(self.path(stage, name)) as f:
+                for rb in pq.ParquetFile(f).iter_batches(columns=columns, batch_size=batch_size):
+                    yield rb.to_pydict()
+
+    def remove_temp_files(self, stage: str, subdir: str) -> int:
+        """Delete leftover temp files of interrupted writes in ``<stage>/<subdir>``; returns how many."""
+        stale = [i.path for i in self._subdir_infos(stage, subdir) if i.base_name.startswith(TMP_MARK)]
+        for path in stale:
+            self.fs.delete_file(path)
+        return len(stale)
+
+    def delete_subdir(self, stage: str, subdir: str) -> None:
+        """Delete ``<stage>/<subdir>`` and everything in it (nothing happens when it is absent)."""
+        base = f"{self.stage_dir(stage)}/{subdir.strip('/')}"
+        if self.fs.get_file_info(base).type == pafs.FileType.Directory:
+            self.fs.delete_dir(base)
+
+    def clear(self, stage: str) -> None:
+        """Delete a stage's artifacts (manifest first, so it is incomplete from the first moment)."""
+        self.invalidate(stage)
+        info = self.fs.get_file_info(self.stage_dir(stage))
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(self.stage_dir(stage))
+
+    # ---- manifests ---------------------------------------------------------------------------
+    def invalidate(self, stage: str) -> None:
+        """Remove a stage's manifest: from now on the stage is incomplete."""
+        p = self.path(stage, MANIFEST)
+        if self.fs.get_file_info(p).type != pafs.FileType.NotFound:
+            self.fs.delete_file(p)
+
+    def manifest(self, stage: str) -> Manifest | None:
+        """The stage's manifest, or None when absent or unreadable."""
+        if not self.exists(stage, MANIFEST):
+            return None
+        try:
+            return Manifest.from_dict(self.read_json(stage, MANIFEST))
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def manifest_hash(self, stage: str) -> str | None:
+        """Hash of a stage's manifest file: downstream manifests record it."""
+        if not self.exists(stage, MANIFEST):
+            return None
+        return hashlib.sha256(self.read_bytes(stage, MANIFEST)).hexdigest()
+
+    def complete(
+        self,
+        stage: str,
+        config_hash: str,
+        upstream: Mapping[str, str],
+        rows: Mapping[str, int] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        wall_time_s: float = 0.0,
+        sticky: Mapping[str, Any] | None = None,
+    ) -> Manifest:
+        """Write the stage's manifest, last, listing every file it produced."""
+        man = Manifest(
+            stage=stage,
+            config_hash=config_hash,
+            upstream=dict(upstream),
+            files=self.list_files(stage),
+            rows=dict(rows or {}),
+            metrics=dict(metrics or {}),
+            versions=package_versions(),
+            wall_time_s=round(wall_time_s, 3),
+            finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            run_id=uuid.uuid4().hex,
+            sticky=dict(sticky or {}),
+        )
+        self.write_json(stage, MANIFEST, man.to_dict())
+        return man
+
+    def is_complete(self, stage: str, config_hash: str, upstream: Mapping[str, str]) -> bool:
+        """A manifest exists, matches config and upstream, and every listed file is there intact."""
+        man = self.manifest(stage)
+        if man is None or man.status != "complete":
+            return False
+        if man.config_hash != config_hash or man.upstream != dict(upstream):
+            return False
+        present = self.list_files(stage)
+        return all(present.get(name) == size for name, size in man.files.items())
+
+
+def file_sha256(path_or_uri: str) -> str:
+    """SHA-256 of a file's bytes (a local path or a pyarrow.fs URI), streamed."""
+    if is_uri(path_or_uri):
+        fs, path = pafs.FileSystem.from_uri(path_or_uri)
+    else:
+        fs, path = pafs.LocalFileSystem(), os.path.abspath(path_or_uri)
+    h = hashlib.sha256()
+    try:
+        with fs.open_input_stream(path) as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except (FileNotFoundError, OSError) as exc:
+        from rluf_ray.errors import RlufError
+
+        raise RlufError(f"cannot read {path_or_uri}: {exc.__class__.__name__}") from None
+    return h.hexdigest()
+
+
+def manifest_digest(data: Mapping[str, Any]) -> str:
+    """Stable digest of a JSON-able mapping (used in tests and reports)."""
+    return hashlib.sha256(_canonical(data)).hexdigest()

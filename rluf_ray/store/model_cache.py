@@ -1,0 +1,94 @@
+"""Models handed between nodes as locations: a local path, a hub id, a pretrained ``embedded:`` name
+(built on each node from its package), or a URI copied to a node cache.
+
+Stages hand engine actors and Train workers a model's *location* (``ArtifactStore.uri``): on a local
+or shared ``output_dir`` that is a path every process reads directly; on an object store it is a URI
+(``s3://bucket/prefix/sft/model``) that :func:`local_model` copies once into a per-node cache, since
+transformers and vLLM load from a local directory. A cached copy is named by the URI and a digest of
+the remote listing (names, sizes, modification times), so a retrained model at the same URI is
+fetched again, and it appears under its final name only once complete (copied to a temporary
+directory, then renamed), so concurrent actors on one node never load half a model.
+
+The cache is node scratch: ``RLUF_MODEL_CACHE`` when set, else ``<tmp>/rluf-model-cache``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+
+import pyarrow.fs as pafs
+
+from rluf_ray.data.embedded import is_embedded, resolve_prebuilt
+from rluf_ray.errors import RlufError
+from rluf_ray.store.locations import remote_location
+
+log = logging.getLogger("rluf.models")
+
+CACHE_ENV = "RLUF_MODEL_CACHE"
+
+
+def cache_root() -> str:
+    """This node's model cache directory."""
+    return os.environ.get(CACHE_ENV) or os.path.join(tempfile.gettempdir(), "rluf-model-cache")
+
+
+def _listing(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
+    sel = pafs.FileSelector(path, recursive=True, allow_not_found=True)
+    return sorted((i for i in fs.get_file_info(sel) if i.type == pafs.FileType.File), key=lambda i: i.path)
+
+
+def check_model_location(location: str) -> None:
+    """A one-line error when ``location`` (a path or a URI) holds no save_pretrained model."""
+    remote = remote_location(location)
+    if remote is None:
+        from rluf_ray.engines.adapters import check_model_path
+
+        check_model_path(location.removeprefix("file://"))
+        return
+    fs, path = remote
+    if fs.get_file_info(f"{path}/config.json").type != pafs.FileType.File:
+        raise RlufError(f"no Hugging Face model at {location} (no config.json; run `rluf sft` first)")
+
+
+def local_model(location: str) -> str:
+    """A local directory holding the model at ``location`` (unchanged for a local path or a hub id;
+    a pretrained ``embedded:`` model is built once into this node's cache from its package)."""
+    if is_embedded(location):
+        try:
+            return str(resolve_prebuilt(location))
+        except ValueError as exc:
+            raise RlufError(f"model {location}: {exc}") from None
+    remote = remote_location(location)
+    if remote is None:
+        return location.removeprefix("file://")
+    fs, path = remote
+    files = _listing(fs, path)
+    if not files:
+        raise RlufError(f"no model files at {location}")
+    digest = hashlib.sha256()
+    for info in files:
+        digest.update(f"{info.path}\0{info.size}\0{info.mtime_ns}\n".encode())
+    name = f"{hashlib.sha256(location.encode()).hexdigest()[:16]}-{digest.hexdigest()[:16]}"
+    root = cache_root()
+    target = os.path.join(root, name)
+    if os.path.isdir(target):
+        return target
+    os.makedirs(root, exist_ok=True)
+    tmp = os.path.join(root, f".tmp-{uuid.uuid4().hex}")
+    log.info("models: copying %s (%d files) to %s", location, len(files), target)
+    try:
+        os.makedirs(tmp)
+        pafs.copy_files(path, tmp, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process on this node finished the same copy first
+            if not os.path.isdir(target):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -1,1 +1,0 @@
-"""Test doubles that ship with the package (the benchmarks use them too)."""

@@ -1,0 +1,1 @@
+"""Experiment tracking (MLflow, W&B) of a pipeline run and the flat metrics it logs."""
