@@ -1,0 +1,111 @@
+"""The one typed configuration of rluf-ray.
+
+Every YAML file under ``rluf_ray/configs`` is an instance of :class:`RlufConfig`; unknown keys are
+rejected and every field carries a description. ``load(path, overrides)`` is the only way the CLI
+builds a config. Defaults match the original research project's configuration.
+
+The package owns three things, each in its own modules:
+
+* the schema, one module per section (``model``, ``data``, ``training`` (``sft``, ``dpo``, LoRA),
+  ``generation``, ``judge``, ``conformal``, ``feedback`` (with ``weights``), ``evaluation`` (with
+  ``inference``), ``resources``, ``tracking``), all on the base in ``section``, gathered by
+  ``schema.RlufConfig``;
+* the stage-key policy (``keys``): the operational keys no stage hashes, and the helpers that turn a
+  stage's ``reads`` into the keys and the fingerprint its manifest records;
+* loading (``loading``): YAML files, ``KEY=VALUE`` overrides, validation with one-line errors.
+
+It imports pydantic, PyYAML, the standard library and ``rluf_ray.data.embedded`` (the names of the
+embedded models) only; no Ray, no stage, no I/O beyond reading a YAML file. Import from the package
+(``from rluf_ray.config import X``): these re-exports are its public names.
+"""
+
+from __future__ import annotations
+
+from rluf_ray.config.conformal import ConformalConfig, WeightsRange
+from rluf_ray.config.data import DataConfig, DemoDataConfig, TldrConfig
+from rluf_ray.config.evaluation import EvaluationConfig, InferenceConfig
+from rluf_ray.config.feedback import FeedbackConfig, WeightsConfig
+from rluf_ray.config.generation import GenerationConfig
+from rluf_ray.config.judge import (
+    JUDGE_RESULT_KEYS,
+    JudgeConfig,
+    JudgeTemplates,
+    PairwiseTemplate,
+    PriceConfig,
+    RubricTemplate,
+    ScoreTemplate,
+    judge_result_settings,
+)
+from rluf_ray.config.keys import (
+    OPERATIONAL_KEYS,
+    fingerprint,
+    get_value,
+    is_operational,
+    leaf_keys,
+    result_keys,
+    select,
+)
+from rluf_ray.config.loading import (
+    CONFIG_DIR,
+    DEFAULT_CONFIG,
+    ConfigError,
+    apply_overrides,
+    from_dict,
+    load,
+    parse_override,
+    read_yaml,
+    with_values,
+)
+from rluf_ray.config.model import ModelConfig
+from rluf_ray.config.resources import ResourcesConfig
+from rluf_ray.config.schema import RlufConfig, Section
+from rluf_ray.config.tracking import TrackingConfig
+from rluf_ray.config.training import ARMS, Arm, DpoConfig, LoraConfig, SftConfig, TrainingSection
+
+__all__ = [
+    "ARMS",
+    "CONFIG_DIR",
+    "DEFAULT_CONFIG",
+    "JUDGE_RESULT_KEYS",
+    "OPERATIONAL_KEYS",
+    "Arm",
+    "ConfigError",
+    "ConformalConfig",
+    "DataConfig",
+    "DemoDataConfig",
+    "DpoConfig",
+    "EvaluationConfig",
+    "FeedbackConfig",
+    "GenerationConfig",
+    "InferenceConfig",
+    "JudgeConfig",
+    "JudgeTemplates",
+    "LoraConfig",
+    "ModelConfig",
+    "PairwiseTemplate",
+    "PriceConfig",
+    "ResourcesConfig",
+    "RlufConfig",
+    "RubricTemplate",
+    "ScoreTemplate",
+    "Section",
+    "SftConfig",
+    "TldrConfig",
+    "TrackingConfig",
+    "TrainingSection",
+    "WeightsConfig",
+    "WeightsRange",
+    "apply_overrides",
+    "fingerprint",
+    "from_dict",
+    "get_value",
+    "is_operational",
+    "judge_result_settings",
+    "leaf_keys",
+    "load",
+    "parse_override",
+    "read_yaml",
+    "result_keys",
+    "select",
+    "with_values",
+]

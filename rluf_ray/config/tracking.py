@@ -1,0 +1,25 @@
+"""The ``tracking`` section: experiment tracking (MLflow, W&B) of run-all."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from rluf_ray.config.section import Section
+
+
+class TrackingConfig(Section):
+    backend: Literal["none", "mlflow", "wandb"] = Field(
+        "none",
+        description="Experiment tracking of run-all: none, mlflow (a local SQLite store, no server needed; "
+        "pip install -e .[tracking]) or wandb (needs the wandb package and its login).",
+    )
+    uri: str | None = Field(
+        None,
+        description="MLflow tracking URI (None: sqlite:///<output_dir>/mlflow.db, artifacts beside it in "
+        "<output_dir>/mlartifacts); ignored by wandb.",
+    )
+    experiment: str = Field(
+        "rluf-ray", min_length=1, description="MLflow experiment name, or W&B project name."
+    )
