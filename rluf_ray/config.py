@@ -11,11 +11,12 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PositiveFloat,
@@ -25,6 +26,7 @@ from pydantic import (
 )
 
 from rluf_ray.data.embedded import embedded_name, is_embedded
+from rluf_ray.engines import registry as engine_registry
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "tiny_cpu.yaml"
@@ -184,7 +186,11 @@ class SftConfig(TrainingSection):
 
 
 class GenerationConfig(Section):
-    engine: Literal["hf", "vllm"] = Field("hf", description="Sampling engine: transformers or vLLM.")
+    engine: Annotated[engine_registry.EngineName, BeforeValidator(engine_registry.check_name)] = Field(
+        "hf",
+        description="Sampling engine by its registered name (rluf_ray.engines.registry; hf: transformers, "
+        "vllm: vLLM).",
+    )
     sampling_num: int = Field(
         60, ge=1, description="Samples per prompt, one engine request each (original: 60)."
     )
