@@ -17,7 +17,7 @@ from rluf_ray.conformal.answers import VarietyStats
 from rluf_ray.data import splits
 from rluf_ray.data.splits import SplitName
 from rluf_ray.engines import pool as engine_pool
-from rluf_ray.engines.adapters import SamplingSpec
+from rluf_ray.engines.base import SamplingSpec
 from rluf_ray.errors import RlufError
 from rluf_ray.judge import service as judge_service
 from rluf_ray.judge.cost import format_dry_run
@@ -54,18 +54,11 @@ READS: tuple[str, ...] = (
 
 
 # ---- pure planning ------------------------------------------------------------------------------
-def sampling_spec(cfg: RlufConfig) -> SamplingSpec:
-    """The sampling parameters of the stage."""
-    g = cfg.generation
-    return SamplingSpec(
-        n=g.sampling_num, temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens
-    )
-
-
 def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """Everything the run takes from the config, as plain (JSON-able) data; validates, starts nothing."""
+    """Everything the run takes from the config, as plain (JSON-able) data (the pool a ``PoolPlan``:
+    JSON through ``dataclasses.asdict``); validates, starts nothing."""
     return {
-        "pool": engine_pool.plan(cfg, sampling_spec(cfg), splits.prompt_budget(cfg)),
+        "pool": engine_pool.plan(cfg, SamplingSpec.from_config(cfg.generation), splits.prompt_budget(cfg)),
         "rows_per_file": cfg.generation.rows_per_file,
         "score_calibration": cfg.generation.score_calibration,
         "judge": judge_result_settings(cfg.judge),
