@@ -64,7 +64,7 @@ def index_predictions(predictions: list[dict[str, Any]]) -> dict[PredKey, dict[s
     return out
 
 
-def build_requests(
+def evaluation_requests(
     cfg: RlufConfig, preds: dict[PredKey, dict[str, Any]], posts: dict[str, str]
 ) -> tuple[list[arms.ComparisonItem], dict[str, list[str]], list[JudgeRequest], list[JudgeRequest]]:
     """Comparison items, prompts missing a prediction, pairwise requests (ties need none), rubric requests."""
@@ -145,7 +145,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     if len(models) < 2:
         raise RlufError(f"evaluate: predictions of at least two models needed, got {models}")
     posts = {r["prompt_id"]: r["post"] for r in load_split(cfg, "eval")}
-    items, missing, pairwise, rubric = build_requests(cfg, preds, posts)
+    items, missing, pairwise, rubric = evaluation_requests(cfg, preds, posts)
     if not items and not missing:
         raise RlufError("evaluate: no comparison to make (the arms share no seed)")
     section = evaluation_judge_config(cfg)

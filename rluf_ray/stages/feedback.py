@@ -31,7 +31,7 @@ log = logging.getLogger("rluf.feedback")
 ANNOTATIONS_ARTIFACT = "annotations.jsonl"
 
 
-def build_requests(
+def feedback_requests(
     cfg: RlufConfig, rows: list[dict[str, Any]], posts: dict[str, str]
 ) -> tuple[list[JudgeRequest], dict[str, tuple[PairTask, dict[str, Any]]]]:
     """Pairwise judge requests for every selected pair, and key -> (task, generation row)."""
@@ -69,7 +69,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     rows = sorted(table.select(["prompt_id", "prompt", "reference", "answers", "texts"]).to_pylist(),
                   key=lambda r: r["prompt_id"])  # fmt: skip
     posts = {r["prompt_id"]: r["post"] for r in load_split(cfg, "test")}
-    reqs, index = build_requests(cfg, rows, posts)
+    reqs, index = feedback_requests(cfg, rows, posts)
     jctx = JudgeContext("feedback", cfg.output_dir, cfg.resources.judge_actors)
     batch = cfg.feedback.use_batch_api
     if ctx.options.get("dry_run"):

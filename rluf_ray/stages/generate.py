@@ -188,7 +188,7 @@ def score_calibration_answers(cfg: RlufConfig, ctx: StageContext) -> dict[str, A
             "judge": {k: v for k, v in report.items() if k != "budget"}}  # fmt: skip
 
 
-def dry_run(cfg: RlufConfig) -> str:
+def scoring_estimate(cfg: RlufConfig) -> str:
     """What scoring would cost at most: one call per sample of every calibration prompt (an upper bound,
     since only unique answers are scored and the count of unique answers is known only after sampling)."""
     rows = splits.load_split(cfg, "calibration")
@@ -237,7 +237,7 @@ def run_generation(cfg: RlufConfig, ctx: StageContext, engine_factory: Any = Non
 def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     """Stage entry point."""
     if ctx.options.get("dry_run"):
-        print(dry_run(cfg))
+        print(scoring_estimate(cfg))
         return StageResult()
     return run_generation(cfg, ctx)
 
