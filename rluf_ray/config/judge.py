@@ -108,6 +108,7 @@ JUDGE_RESULT_KEYS: tuple[str, ...] = tuple(
         "temperature",
         "max_tokens",
         "structured_output",
+        "max_parse_retries",
         "offline_noise",
         "seed",
     )
@@ -121,4 +122,5 @@ def judge_result_settings(judge: JudgeConfig) -> dict[str, Any]:
         return {"provider": "offline", "offline_noise": judge.offline_noise, "seed": judge.seed}
     return {"provider": judge.provider, "model": judge.model, "base_url": judge.base_url,
             "temperature": judge.temperature, "max_tokens": judge.max_tokens,
-            "structured_output": judge.structured_output}  # fmt: skip
+            "structured_output": judge.structured_output,
+            "max_parse_retries": judge.max_parse_retries}  # fmt: skip
