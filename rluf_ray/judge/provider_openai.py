@@ -24,7 +24,14 @@ class OpenAIProvider:
     """Real-time calls to an OpenAI-compatible chat completions endpoint."""
 
     name = "openai"
-    result_fields: tuple[str, ...] = ("model", "base_url", "temperature", "max_tokens", "structured_output")
+    result_fields: tuple[str, ...] = (
+        "model",
+        "base_url",
+        "temperature",
+        "max_tokens",
+        "structured_output",
+        "max_parse_retries",  # a reply that still does not parse is recorded missing: results differ
+    )
     batch_provider: str | None = "batch"
 
     def judge(

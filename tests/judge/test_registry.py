@@ -21,6 +21,7 @@ SECTION = {
     "temperature": 0.3,
     "max_tokens": 77,
     "structured_output": "none",
+    "max_parse_retries": 4,
     "offline_noise": 0.1,
     "seed": 5,
     "requests_per_minute": 12,  # operational: in no provider's settings
@@ -51,7 +52,7 @@ def test_an_unknown_provider_fails_in_one_line_listing_the_valid_ones() -> None:
     assert str(cfg_err.value) == "judge.provider: Input should be 'offline', 'openai' or 'batch'"
 
 
-def test_result_settings_per_provider_are_the_ones_stages_hashed_before() -> None:
+def test_result_settings_per_provider() -> None:
     offline = JudgeConfig.model_validate({**SECTION, "provider": "offline"})
     openai = JudgeConfig.model_validate({**SECTION, "provider": "openai"})
     batch = JudgeConfig.model_validate({**SECTION, "provider": "batch"})
@@ -63,6 +64,7 @@ def test_result_settings_per_provider_are_the_ones_stages_hashed_before() -> Non
         "temperature": 0.3,
         "max_tokens": 77,
         "structured_output": "none",
+        "max_parse_retries": 4,
     }
     assert result_settings(batch) == {
         "provider": "batch",
@@ -71,6 +73,7 @@ def test_result_settings_per_provider_are_the_ones_stages_hashed_before() -> Non
         "temperature": 0.3,
         "max_tokens": 77,
         "structured_output": "none",
+        "max_parse_retries": 4,
     }
     defaults = JudgeConfig()
     assert result_settings(defaults) == {
@@ -80,10 +83,11 @@ def test_result_settings_per_provider_are_the_ones_stages_hashed_before() -> Non
         "temperature": 0.0,
         "max_tokens": 256,
         "structured_output": "json_schema",
+        "max_parse_retries": 2,
     }
 
 
-def test_result_keys_are_the_ones_stages_read_before() -> None:
+def test_result_keys_of_every_provider() -> None:
     assert set(JUDGE_RESULT_KEYS) == {
         "judge.provider",
         "judge.model",
@@ -91,10 +95,11 @@ def test_result_keys_are_the_ones_stages_read_before() -> None:
         "judge.temperature",
         "judge.max_tokens",
         "judge.structured_output",
+        "judge.max_parse_retries",
         "judge.offline_noise",
         "judge.seed",
     }
-    assert len(JUDGE_RESULT_KEYS) == 8
+    assert len(JUDGE_RESULT_KEYS) == 9
 
 
 def test_the_batch_api_flag_picks_the_providers_batch_mode() -> None:
