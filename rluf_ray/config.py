@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from rluf_ray.arms import TRAIN_ARMS as ARMS  # the trained arms (cfa, dpo)
+from rluf_ray.arms import TrainArm as Arm
 from rluf_ray.data.embedded import embedded_name, is_embedded
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -401,10 +403,6 @@ class WeightsConfig(Section):
     in_large_set_only: float = Field(0.8, description="Weight of an answer only in the 80% set.")
     in_both: float = Field(0.65, description="Weight of an answer in both sets.")
     in_neither: float = Field(0.0, description="Weight of an answer in neither set.")
-
-
-Arm = Literal["cfa", "dpo"]
-ARMS: tuple[Arm, ...] = ("cfa", "dpo")  # cfa: the CFA weights; dpo: the same pairs, every weight 1.0
 
 
 class DpoConfig(TrainingSection):

@@ -76,8 +76,8 @@ WEIGHTED_PAIRS_ARTIFACT = "weighted_pairs.jsonl"
 WEIGHTED_PAIR_COLUMNS = ("prompt", "chosen", "rejected", "weight")
 
 # --- train: outputs/training/<arm>/seed-<seed>/{model/,curves.jsonl,train_summary.json} -----------
-# one training unit per (arm, seed); outputs/training/train_summary.json lists every unit.
-TRAIN_ARMS = ("cfa", "dpo")  # cfa: the CFA weights; dpo: the same pairs, every weight 1.0
+# one training unit per (arm, seed) (arms: rluf_ray.arms.TRAIN_ARMS); outputs/training/train_summary.json
+# lists every unit.
 TRAIN_SUMMARY_ARTIFACT = "train_summary.json"
 TRAIN_MODEL_DIR = "model"
 TRAIN_CURVES_ARTIFACT = "curves.jsonl"
@@ -93,7 +93,7 @@ PREDICTIONS_ARTIFACT = "predictions.parquet"
 PREDICTION_SCHEMA = pa.schema(
     [
         ("prompt_id", pa.string()),
-        ("model", pa.string()),  # the arm: "sft", "cfa" (weighted DPO) or "dpo" (all weights 1)
+        ("model", pa.string()),  # the arm (rluf_ray.arms): "sft", "cfa" (weighted DPO) or "dpo" (weights 1)
         ("seed", pa.int64()),  # the training seed of a DPO arm; null for sft (one model)
         ("prompt", pa.string()),
         ("reference", pa.string()),
@@ -120,7 +120,7 @@ EVAL_SCORE_SCHEMA = pa.schema(
 EVAL_COMPARISONS_ARTIFACT = "comparisons.parquet"
 EVAL_COMPARISON_SCHEMA = pa.schema(
     [
-        ("a", pa.string()),  # arm A (first in ("cfa", "dpo", "sft") order)
+        ("a", pa.string()),  # arm A (first in rluf_ray.arms.ARM_ORDER: cfa, dpo, sft)
         ("b", pa.string()),  # arm B
         ("seed", pa.int64()),  # the comparison's seed (of the trained arm); null when neither has one
         ("prompt_id", pa.string()),

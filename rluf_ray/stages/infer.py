@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from rluf_ray.arms import SFT_ARM
 from rluf_ray.config import RlufConfig
 from rluf_ray.data import splits
 from rluf_ray.engines import pool as engine_pool
@@ -29,7 +30,7 @@ log = logging.getLogger("rluf.infer")
 
 def models(units: list[tuple[str, int]]) -> list[tuple[str, int | None, str, str]]:
     """(model name, seed, stage that made it, model dir in that stage's artifacts): sft, then every unit."""
-    out: list[tuple[str, int | None, str, str]] = [("sft", None, "sft", TRAIN_MODEL_DIR)]
+    out: list[tuple[str, int | None, str, str]] = [(SFT_ARM, None, "sft", TRAIN_MODEL_DIR)]
     out += [(arm, seed, "train", f"{train_unit_dir(arm, seed)}/{TRAIN_MODEL_DIR}") for arm, seed in units]
     return out
 

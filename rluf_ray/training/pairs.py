@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rluf_ray.arms import TRAIN_ARMS
 from rluf_ray.common.text import fit_prompt
 from rluf_ray.errors import RlufError
-from rluf_ray.schema import TRAIN_ARMS
 from rluf_ray.training.losses import validate_weights
 
 REQUIRED = ("prompt", "chosen", "rejected", "weight")
@@ -122,9 +122,6 @@ def tokenizer_counters(tokenizer: Any) -> tuple[Callable[[str], int], Callable[[
     return count, keep_end
 
 
-ARMS: tuple[str, ...] = TRAIN_ARMS
-
-
 def arm_pairs(pairs: Iterable[Mapping[str, Any]], arm: str, drop_zero: bool) -> list[dict[str, Any]]:
     """The rows one training arm sees, from the same fitted pairs.
 
@@ -132,8 +129,8 @@ def arm_pairs(pairs: Iterable[Mapping[str, Any]], arm: str, drop_zero: bool) -> 
     finds none), so they train on exactly the same pairs in the same order and take the same number
     of steps. ``cfa`` keeps the weights; ``dpo`` (plain DPO) sets every weight to 1.0.
     """
-    if arm not in ARMS:
-        raise ValueError(f"unknown arm {arm!r}; expected one of {', '.join(ARMS)}")
+    if arm not in TRAIN_ARMS:
+        raise ValueError(f"unknown arm {arm!r}; expected one of {', '.join(TRAIN_ARMS)}")
     kept = [dict(r) for r in pairs if not (drop_zero and float(r["weight"]) == 0.0)]
     if arm == "dpo":
         for r in kept:
