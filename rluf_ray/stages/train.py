@@ -56,7 +56,6 @@ def trainer_args(cfg: RlufConfig) -> dict[str, Any]:
         "label_smoothing": d.label_smoothing,
         "rpo_alpha": d.rpo_alpha,
         "weight_reduction": d.reduction,
-        "drop_zero_weight": drop_zero_enabled(d.reduction, d.drop_zero_weight),
         "max_length": d.max_length,
         "precompute_ref_log_probs": d.precompute_ref_log_probs,
     }
@@ -86,7 +85,9 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
         "max_context": cfg.model.max_context,
         "template": cfg.data.prompt_template,
         "pairs_path": cfg.dpo.pairs_path,
-        "drop_zero_weight": cfg.dpo.drop_zero_weight,  # None: resolved by the reduction in trainer_args
+        "drop_zero_weight": cfg.dpo.drop_zero_weight,  # None: on with normalized (resolved in drop_zero)
+        # whether zero-weight pairs are dropped, once, before the arms' rows are made
+        "drop_zero": drop_zero_enabled(cfg.dpo.reduction, cfg.dpo.drop_zero_weight),
         "arms": list(cfg.dpo.arms),
         "seeds": cfg.dpo.run_seeds(),  # dpo.seeds, or [dpo.seed]
     }
@@ -195,7 +196,12 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     from rluf_ray.store.model_cache import local_model
     from rluf_ray.tracking.runs import train_run
     from rluf_ray.training.dpo_loop import dpo_train_loop
-    from rluf_ray.training.pairs import arm_pairs, fit_pair_prompts, tokenizer_counters
+    from rluf_ray.training.pairs import (
+        arm_rows,
+        drop_zero_weight_pairs,
+        fit_pair_prompts,
+        tokenizer_counters,
+    )
     from rluf_ray.training.ray_train import fit_and_export
 
     p = plan(cfg)
@@ -216,8 +222,9 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
             "train on, and the dpo arm (the same pairs at weight 1) is no baseline without it "
             "(see weights/summary.json: the prediction sets left every answer out)"
         )
-    drop_zero = bool(p["trainer_args"]["drop_zero_weight"])
-    dropped = stats.zero_weight if drop_zero else 0
+    dropped = 0
+    if p["drop_zero"]:  # once, for every arm alike (the trainer filters nothing)
+        pairs, dropped = drop_zero_weight_pairs(pairs)
     log.info(
         "train: %d pairs from %s (%d prompts truncated, %d zero-weight%s); units %s",
         stats.pairs,
@@ -257,7 +264,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
 
         ensure_ray()
         prepare_unit(ctx, unit, key, force)
-        rows = arm_pairs(pairs, arm, drop_zero)
+        rows = arm_rows(pairs, arm)
         log.info("train: unit %s on %d pairs (seed %d)", unit, len(rows), seed)
         with train_run(ctx.tracking, f"train-{arm}-seed{seed}") as report:  # a child run, or none
             metrics = fit_and_export(

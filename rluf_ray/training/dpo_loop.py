@@ -75,7 +75,6 @@ def dpo_train_loop(config: dict[str, Any]) -> None:
         metrics = {
             "train_loss": float(result.training_loss),
             "global_step": int(trainer.state.global_step),
-            "dropped_zero_weight": int(trainer.dropped_zero_weight),
             "resumed": ckpt is not None,
         }
         report_final(trainer, tokenizer, metrics, curves)
