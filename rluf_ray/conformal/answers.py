@@ -10,8 +10,9 @@ from rluf_ray.common.text import normalize_answer
 
 
 @dataclass(frozen=True)
-class AnswerTable:
-    """Unique normalised answers of one prompt, most frequent first (ties: first sampled first).
+class PromptAnswers:
+    """Unique normalised answers of one prompt with their counts, most frequent first (ties: first
+    sampled first); the generate stage writes one row of them per prompt.
 
     ``first_sampled`` is the index in ``answers`` of the answer of sample 0 (the top answer of the
     ``cfa`` protocol, as in the original; it differs from 0 when another answer is more frequent).
@@ -28,7 +29,7 @@ class AnswerTable:
         return sum(self.counts)
 
 
-def answer_table(texts: Sequence[str], logprobs: Sequence[float] | None = None) -> AnswerTable:
+def prompt_answers(texts: Sequence[str], logprobs: Sequence[float] | None = None) -> PromptAnswers:
     """Count normalised answers of ``texts``; ``logprobs[i]`` is sample i's mean token log-prob.
 
     NaN log-probs (unknown) are ignored in an answer's mean; an answer with none known gets NaN.
@@ -54,7 +55,7 @@ def answer_table(texts: Sequence[str], logprobs: Sequence[float] | None = None) 
             lp_sum[key] += lp
             lp_n[key] += 1
     keys = sorted(order, key=lambda k: (-counts[k], order[k]))
-    return AnswerTable(
+    return PromptAnswers(
         answers=keys,
         counts=[counts[k] for k in keys],
         texts=[raw[k] for k in keys],

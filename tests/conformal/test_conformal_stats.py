@@ -9,7 +9,7 @@ from rluf_ray.conformal import nonconformity as nc
 from rluf_ray.conformal import thresholds as th
 
 
-def _synthetic_table(n: int, seed: int) -> nc.AnswerTable:
+def _synthetic_table(n: int, seed: int) -> nc.PaddedAnswerTable:
     """Exchangeable prompts: random frequency tables, similarities and judge scores."""
     rng = np.random.default_rng(seed)
     counts, sims, judge = [], [], []
