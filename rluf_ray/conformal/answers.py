@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rluf_ray.common.text import normalize_answer
@@ -105,7 +106,7 @@ class VarietyStats:
         return {
             "prompts": self.prompts,
             "samples": self.samples,
-            "distinct_median": _median(values),
+            "distinct_median": float(statistics.median(values)),
             "distinct_min": values[0],
             "distinct_max": values[-1],
             f"distinct_share_{low}_{high}": round(in_range / self.prompts, 4),
@@ -117,10 +118,3 @@ class VarietyStats:
 
 def _expand(hist: dict[int, int]) -> list[int]:
     return sorted(k for k, v in hist.items() for _ in range(v))
-
-
-def _median(values: Iterable[int]) -> float:
-    v = sorted(values)
-    n = len(v)
-    mid = n // 2
-    return float(v[mid]) if n % 2 else (v[mid - 1] + v[mid]) / 2
