@@ -75,12 +75,14 @@ PAIR_COLUMNS = (
 WEIGHTED_PAIRS_ARTIFACT = "weighted_pairs.jsonl"
 WEIGHTED_PAIR_COLUMNS = ("prompt", "chosen", "rejected", "weight")
 
+# --- sft: outputs/sft/{model/,curves.jsonl,sft_summary.json} ---------------------------------------
 # --- train: outputs/training/<arm>/seed-<seed>/{model/,curves.jsonl,train_summary.json} -----------
 # one training unit per (arm, seed) (arms: rluf_ray.arms.TRAIN_ARMS); outputs/training/train_summary.json
 # lists every unit.
+MODEL_DIR = "model"  # a trained model's save_pretrained folder (sft/ and every training unit)
+CURVES_ARTIFACT = "curves.jsonl"  # its training curves, one JSON object per logged step, beside it
+SFT_SUMMARY_ARTIFACT = "sft_summary.json"
 TRAIN_SUMMARY_ARTIFACT = "train_summary.json"
-TRAIN_MODEL_DIR = "model"
-TRAIN_CURVES_ARTIFACT = "curves.jsonl"
 
 
 def train_unit_dir(arm: str, seed: int) -> str:

@@ -26,8 +26,8 @@ from typing import Any
 from rluf_ray.config import DpoConfig, RlufConfig, fingerprint, result_keys
 from rluf_ray.errors import RlufError
 from rluf_ray.schema import (
-    TRAIN_CURVES_ARTIFACT,
-    TRAIN_MODEL_DIR,
+    CURVES_ARTIFACT,
+    MODEL_DIR,
     TRAIN_SUMMARY_ARTIFACT,
     WEIGHTED_PAIRS_ARTIFACT,
     train_unit_dir,
@@ -39,9 +39,6 @@ from rluf_ray.training.ray_train import common_trainer_args, lora_kwargs, scalin
 
 log = logging.getLogger("rluf.train")
 
-MODEL_DIR = TRAIN_MODEL_DIR
-CURVES = TRAIN_CURVES_ARTIFACT
-SUMMARY = TRAIN_SUMMARY_ARTIFACT
 UNIT_RUN = "_unit.json"  # the key of the unit being trained (a killed unit resumes only under it)
 UNIT_KEY_EXCLUDED = ("dpo.arms", "dpo.seeds", "dpo.seed")  # a unit's own arm and seed stand for these
 
@@ -140,11 +137,11 @@ def unit_done(ctx: StageContext, unit: str, key: dict[str, Any]) -> dict[str, An
     """The unit's summary when its model and summary exist for this very key, else None."""
     store = ctx.store
     if not (
-        store.exists(ctx.dir, f"{unit}/{SUMMARY}")
+        store.exists(ctx.dir, f"{unit}/{TRAIN_SUMMARY_ARTIFACT}")
         and store.exists(ctx.dir, f"{unit}/{MODEL_DIR}/config.json")
     ):
         return None
-    summary = store.read_json(ctx.dir, f"{unit}/{SUMMARY}")
+    summary = store.read_json(ctx.dir, f"{unit}/{TRAIN_SUMMARY_ARTIFACT}")
     return summary if isinstance(summary, dict) and summary.get("unit_key") == key else None
 
 
@@ -294,13 +291,13 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
             "mean_weight": sum(r["weight"] for r in rows) / len(rows) if rows else 0.0,
             **{k: metrics[k] for k in ("train_loss", "global_step", "resumed") if k in metrics},
         }
-        ctx.store.write_json(ctx.dir, f"{unit}/{SUMMARY}", summary)
+        ctx.store.write_json(ctx.dir, f"{unit}/{TRAIN_SUMMARY_ARTIFACT}", summary)
         done[(arm, seed)] = summary
 
     missing = [u for u in units if u not in done]
     listed = [
         {"dir": unit_dir(a, s), "model": f"{unit_dir(a, s)}/{MODEL_DIR}",
-         "curves": f"{unit_dir(a, s)}/{CURVES}", **{k: v for k, v in done[(a, s)].items() if k != "unit_key"}}
+         "curves": f"{unit_dir(a, s)}/{CURVES_ARTIFACT}", **{k: v for k, v in done[(a, s)].items() if k != "unit_key"}}
         for a, s in units if (a, s) in done
     ]  # fmt: skip
     overall = {
@@ -310,7 +307,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
         "units": listed,
         "missing": [unit_dir(a, s) for a, s in missing],
     }
-    ctx.store.write_json(ctx.dir, SUMMARY, overall)
+    ctx.store.write_json(ctx.dir, TRAIN_SUMMARY_ARTIFACT, overall)
     return StageResult(
         rows={"pairs": stats.pairs, "trained_pairs": stats.pairs - dropped, "units": len(listed)},
         metrics=overall,
