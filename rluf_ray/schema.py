@@ -11,14 +11,9 @@ from typing import Literal
 
 import pyarrow as pa
 
-# --- prompts (every stage that reads data) -------------------------------------------------------
-PROMPT_SCHEMA = pa.schema(
-    [
-        ("prompt_id", pa.string()),  # stable id of the source document / post
-        ("post", pa.string()),  # the text to summarise
-        ("reference", pa.string()),  # the reference summary
-    ]
-)
+# --- prompts (every stage that reads data): rows of rluf_ray.data.splits.load_split ---------------
+# prompt_id (stable id of the source document / post), post (the text to summarise), reference (the
+# reference summary): three strings.
 
 # --- generate: outputs/generation/{calibration,test}/*.parquet ------------------------------------
 GENERATION_SPLITS: tuple[Literal["calibration", "test"], ...] = ("calibration", "test")
@@ -61,19 +56,13 @@ PREDICTION_SET_SCHEMA = pa.schema(
 )
 
 # --- feedback: outputs/feedback/pairs.jsonl --------------------------------------------------------
+# prompt_id, prompt, chosen (raw text of the preferred answer), rejected, chosen_answer and
+# rejected_answer (their normalised keys, for prediction-set lookups)
 PAIRS_ARTIFACT = "pairs.jsonl"
-PAIR_COLUMNS = (
-    "prompt_id",
-    "prompt",
-    "chosen",  # raw text of the preferred answer
-    "rejected",
-    "chosen_answer",  # normalised keys, for prediction-set lookups
-    "rejected_answer",
-)
 
 # --- assign-weights: outputs/weights/weighted_pairs.jsonl (the original's released format + ids) --
 WEIGHTED_PAIRS_ARTIFACT = "weighted_pairs.jsonl"
-WEIGHTED_PAIR_COLUMNS = ("prompt", "chosen", "rejected", "weight")
+WEIGHTED_PAIR_COLUMNS = ("prompt", "chosen", "rejected", "weight")  # required of an external pairs file too
 
 # --- sft: outputs/sft/{model/,curves.jsonl,sft_summary.json} ---------------------------------------
 # --- train: outputs/training/<arm>/seed-<seed>/{model/,curves.jsonl,train_summary.json} -----------

@@ -17,9 +17,8 @@ from typing import Any
 from rluf_ray.arms import TRAIN_ARMS
 from rluf_ray.common.text import fit_prompt
 from rluf_ray.errors import RlufError
+from rluf_ray.schema import WEIGHTED_PAIR_COLUMNS
 from rluf_ray.training.losses import validate_weights
-
-REQUIRED = ("prompt", "chosen", "rejected", "weight")
 
 
 @dataclass
@@ -55,7 +54,7 @@ def read_jsonl_pairs(path: str) -> list[dict[str, Any]]:
 def _check_row(row: Any, where: str) -> dict[str, Any]:
     if not isinstance(row, dict):
         raise RlufError(f"{where}: expected a JSON object")
-    missing = [k for k in REQUIRED if k not in row]
+    missing = [k for k in WEIGHTED_PAIR_COLUMNS if k not in row]
     if missing:
         raise RlufError(f"{where}: missing {', '.join(missing)}")
     try:

@@ -132,7 +132,8 @@ def test_cfa_protocol_pinned_to_hand_computed_results():
     # {6,1,1,1,1}: 4.266555 out; {7,3}: H=0.265295 -> 3.132647 in, 7.132647 out; {6,3,1}: top in (equal).
     test = nc.pad_table([[6, 1, 1, 1, 1], [7, 3], [6, 3, 1]])
     thr = float(stats.last_threshold[0, 1])
-    sets = th.prediction_sets(nc.nonconformity(nc.score_parts(test), 1.0, 0.0), test.mask, thr)
+    member = th.in_set(nc.nonconformity(nc.score_parts(test), 1.0, 0.0), test.mask, thr)
+    sets = [list(np.flatnonzero(row)) for row in member]  # each prompt's answers in its set, in order
     assert sets == [[], [0], [0]]
 
 
