@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from rluf_ray.bench.loopback_openai import FakeOpenAI
 from rluf_ray.config import RlufConfig
 from rluf_ray.judge.cache_store import CACHE_NAME, DriverCache, cache_location, driver_cache
 from rluf_ray.judge.scoring import score_requests
 from rluf_ray.judge.service import dry_run, score_answers
 from rluf_ray.store.artifacts import ArtifactStore
+from tests.support.fake_openai import FakeOpenAI
 
 KEY_ENV = "RLUF_JUDGE_TEST_KEY"
 

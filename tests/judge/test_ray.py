@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from rluf_ray.bench.loopback_openai import FakeOpenAI, Faults, over_cap_windows, window_counts
+from rluf_ray.bench.loopback_endpoint import over_cap_windows, window_counts
 from rluf_ray.config import RlufConfig
 from rluf_ray.errors import RlufError
 from rluf_ray.judge.cost import format_dry_run
 from rluf_ray.judge.scoring import score_requests
 from rluf_ray.judge.service import dry_run, plan, score_answers, scores_table
 from rluf_ray.schema import SCORE_SCHEMA
+from tests.support.fake_openai import FakeOpenAI, Faults
 
 KEY_ENV = "RLUF_JUDGE_TEST_KEY"
 
