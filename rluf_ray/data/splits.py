@@ -1,4 +1,4 @@
-"""THE data interface of every stage: ``load_split(cfg, split)`` -> PROMPT_SCHEMA rows.
+"""THE data interface of every stage: ``load_split(cfg, split)`` -> prompt rows (``rluf_ray.schema``).
 
 Sources (``data.source``):
 
@@ -203,15 +203,6 @@ def prompt_budget(cfg: RlufConfig, max_new_tokens: int | None = None) -> int:
             f"model.max_context ({cfg.model.max_context}) leaves no room for a prompt after {new} new tokens"
         )
     return budget
-
-
-def token_counter(tokenizer: Any) -> Callable[[str], int]:
-    """``count_tokens`` for :func:`fit_prompt` from a Hugging Face tokenizer (special tokens included)."""
-
-    def count(text: str) -> int:
-        return len(tokenizer(text)["input_ids"])
-
-    return count
 
 
 def fit_rows(

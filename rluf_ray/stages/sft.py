@@ -20,15 +20,13 @@ from rluf_ray.config import RlufConfig, fingerprint, result_keys
 from rluf_ray.data.embedded import builds_from_texts, is_embedded
 from rluf_ray.data.splits import split_plan, split_reads
 from rluf_ray.errors import RlufError
+from rluf_ray.schema import MODEL_DIR, SFT_SUMMARY_ARTIFACT
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 from rluf_ray.training.ray_train import common_trainer_args, lora_kwargs, scaling_config
 
 log = logging.getLogger("rluf.sft")
 
-MODEL_DIR = "model"
-BASE_DIR = "base"
-CURVES = "curves.jsonl"
-SUMMARY = "sft_summary.json"
+BASE_DIR = "base"  # the embedded tiny Llama built for this run (model.base_model: embedded:tiny-llama)
 
 
 def trainer_args(cfg: RlufConfig) -> dict[str, Any]:
@@ -163,7 +161,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
         "workers": cfg.resources.train_workers,
         **{k: metrics[k] for k in ("train_loss", "global_step", "resumed") if k in metrics},
     }
-    ctx.store.write_json(ctx.dir, SUMMARY, summary)
+    ctx.store.write_json(ctx.dir, SFT_SUMMARY_ARTIFACT, summary)
     if not ctx.store.exists(ctx.dir, f"{MODEL_DIR}/config.json"):
         raise RlufError(f"SFT finished but {ctx.store.uri(ctx.dir, MODEL_DIR)} holds no model")
     return StageResult(rows={"examples": len(sft_rows)}, metrics=summary)

@@ -26,8 +26,8 @@ from typing import Any
 from rluf_ray.config import DpoConfig, RlufConfig, fingerprint, result_keys
 from rluf_ray.errors import RlufError
 from rluf_ray.schema import (
-    TRAIN_CURVES_ARTIFACT,
-    TRAIN_MODEL_DIR,
+    CURVES_ARTIFACT,
+    MODEL_DIR,
     TRAIN_SUMMARY_ARTIFACT,
     WEIGHTED_PAIRS_ARTIFACT,
     train_unit_dir,
@@ -39,9 +39,6 @@ from rluf_ray.training.ray_train import common_trainer_args, lora_kwargs, scalin
 
 log = logging.getLogger("rluf.train")
 
-MODEL_DIR = TRAIN_MODEL_DIR
-CURVES = TRAIN_CURVES_ARTIFACT
-SUMMARY = TRAIN_SUMMARY_ARTIFACT
 UNIT_RUN = "_unit.json"  # the key of the unit being trained (a killed unit resumes only under it)
 UNIT_KEY_EXCLUDED = ("dpo.arms", "dpo.seeds", "dpo.seed")  # a unit's own arm and seed stand for these
 
@@ -56,7 +53,6 @@ def trainer_args(cfg: RlufConfig) -> dict[str, Any]:
         "label_smoothing": d.label_smoothing,
         "rpo_alpha": d.rpo_alpha,
         "weight_reduction": d.reduction,
-        "drop_zero_weight": drop_zero_enabled(d.reduction, d.drop_zero_weight),
         "max_length": d.max_length,
         "precompute_ref_log_probs": d.precompute_ref_log_probs,
     }
@@ -88,7 +84,9 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
         "max_context": cfg.model.max_context,
         "template": cfg.data.prompt_template,
         "pairs_path": cfg.dpo.pairs_path,
-        "drop_zero_weight": cfg.dpo.drop_zero_weight,  # None: resolved by the reduction in trainer_args
+        "drop_zero_weight": cfg.dpo.drop_zero_weight,  # None: on with normalized (resolved in drop_zero)
+        # whether zero-weight pairs are dropped, once, before the arms' rows are made
+        "drop_zero": drop_zero_enabled(cfg.dpo.reduction, cfg.dpo.drop_zero_weight),
         "arms": list(cfg.dpo.arms),
         "seeds": cfg.dpo.run_seeds(),  # dpo.seeds, or [dpo.seed]
     }
@@ -141,11 +139,11 @@ def unit_done(ctx: StageContext, unit: str, key: dict[str, Any]) -> dict[str, An
     """The unit's summary when its model and summary exist for this very key, else None."""
     store = ctx.store
     if not (
-        store.exists(ctx.dir, f"{unit}/{SUMMARY}")
+        store.exists(ctx.dir, f"{unit}/{TRAIN_SUMMARY_ARTIFACT}")
         and store.exists(ctx.dir, f"{unit}/{MODEL_DIR}/config.json")
     ):
         return None
-    summary = store.read_json(ctx.dir, f"{unit}/{SUMMARY}")
+    summary = store.read_json(ctx.dir, f"{unit}/{TRAIN_SUMMARY_ARTIFACT}")
     return summary if isinstance(summary, dict) and summary.get("unit_key") == key else None
 
 
@@ -197,7 +195,12 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     from rluf_ray.store.model_cache import local_model
     from rluf_ray.tracking.runs import train_run
     from rluf_ray.training.dpo_loop import dpo_train_loop
-    from rluf_ray.training.pairs import arm_pairs, fit_pair_prompts, tokenizer_counters
+    from rluf_ray.training.pairs import (
+        arm_rows,
+        drop_zero_weight_pairs,
+        fit_pair_prompts,
+        tokenizer_counters,
+    )
     from rluf_ray.training.ray_train import fit_and_export
 
     p = plan(cfg)
@@ -218,8 +221,9 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
             "train on, and the dpo arm (the same pairs at weight 1) is no baseline without it "
             "(see weights/summary.json: the prediction sets left every answer out)"
         )
-    drop_zero = bool(p["trainer_args"]["drop_zero_weight"])
-    dropped = stats.zero_weight if drop_zero else 0
+    dropped = 0
+    if p["drop_zero"]:  # once, for every arm alike (the trainer filters nothing)
+        pairs, dropped = drop_zero_weight_pairs(pairs)
     log.info(
         "train: %d pairs from %s (%d prompts truncated, %d zero-weight%s); units %s",
         stats.pairs,
@@ -259,7 +263,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
 
         ensure_ray()
         prepare_unit(ctx, unit, key, force)
-        rows = arm_pairs(pairs, arm, drop_zero)
+        rows = arm_rows(pairs, arm)
         log.info("train: unit %s on %d pairs (seed %d)", unit, len(rows), seed)
         with train_run(ctx.tracking, f"train-{arm}-seed{seed}") as report:  # a child run, or none
             metrics = fit_and_export(
@@ -289,13 +293,13 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
             "mean_weight": sum(r["weight"] for r in rows) / len(rows) if rows else 0.0,
             **{k: metrics[k] for k in ("train_loss", "global_step", "resumed") if k in metrics},
         }
-        ctx.store.write_json(ctx.dir, f"{unit}/{SUMMARY}", summary)
+        ctx.store.write_json(ctx.dir, f"{unit}/{TRAIN_SUMMARY_ARTIFACT}", summary)
         done[(arm, seed)] = summary
 
     missing = [u for u in units if u not in done]
     listed = [
         {"dir": unit_dir(a, s), "model": f"{unit_dir(a, s)}/{MODEL_DIR}",
-         "curves": f"{unit_dir(a, s)}/{CURVES}", **{k: v for k, v in done[(a, s)].items() if k != "unit_key"}}
+         "curves": f"{unit_dir(a, s)}/{CURVES_ARTIFACT}", **{k: v for k, v in done[(a, s)].items() if k != "unit_key"}}
         for a, s in units if (a, s) in done
     ]  # fmt: skip
     overall = {
@@ -305,7 +309,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
         "units": listed,
         "missing": [unit_dir(a, s) for a, s in missing],
     }
-    ctx.store.write_json(ctx.dir, SUMMARY, overall)
+    ctx.store.write_json(ctx.dir, TRAIN_SUMMARY_ARTIFACT, overall)
     return StageResult(
         rows={"pairs": stats.pairs, "trained_pairs": stats.pairs - dropped, "units": len(listed)},
         metrics=overall,

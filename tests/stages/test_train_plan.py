@@ -19,7 +19,8 @@ def test_plan_cpu_defaults():
     assert sc.resources_per_worker == {"CPU": 1.0}
     a = p["trainer_args"]
     assert a["use_cpu"] is True and a["ddp_backend"] == "gloo"
-    assert a["weight_reduction"] == "mean" and a["drop_zero_weight"] is False
+    assert a["weight_reduction"] == "mean" and p["drop_zero"] is False
+    assert "drop_zero_weight" not in a  # the stage drops zero-weight pairs; the trainer filters none
     assert a["loss_type"] == ["sigmoid"] and a["beta"] == cfg.dpo.beta
     assert a["per_device_train_batch_size"] == cfg.dpo.per_device_batch_size
     assert p["lora"] is None
@@ -49,7 +50,7 @@ def test_plan_gpu_scale_knobs_and_lora():
     a = p["trainer_args"]
     assert a["ddp_backend"] == "nccl" and a["use_cpu"] is False
     assert a["bf16"] and a["gradient_checkpointing"] and a["fsdp"] == "full_shard auto_wrap"
-    assert a["drop_zero_weight"] is True  # default on with normalized
+    assert p["drop_zero"] is True  # default on with normalized
     assert p["lora"]["r"] == 8 and "q_proj" in p["lora"]["target_modules"]
 
 
