@@ -50,8 +50,9 @@ READS: tuple[str, ...] = (
     "generation.prompts_per_batch",
     "generation.score_calibration",
     "generation.rows_per_file",  # the demo's blocks: which prompts share a batch, so each batch's seed
-    # the engine pool's options that change samples: the device, and vLLM's batching and sharding
+    # the engine pool's options that change samples: the device, torch's threads, vLLM's batching
     "resources.gpus_per_actor",
+    "resources.cpus_per_actor",
     "generation.vllm_gpu_memory_utilization",
     "generation.vllm_enable_prefix_caching",
     "generation.tensor_parallel_size",

@@ -118,8 +118,9 @@ STAGE = StageDef(
         "generation.top_p",
         "generation.seed",
         "generation.prompts_per_batch",
-        # the engine pool's options that change samples: the device, and vLLM's batching and sharding
+        # the engine pool's options that change samples: the device, torch's threads, vLLM's batching
         "resources.gpus_per_actor",
+        "resources.cpus_per_actor",
         "generation.vllm_gpu_memory_utilization",
         "generation.vllm_enable_prefix_caching",
         "generation.tensor_parallel_size",

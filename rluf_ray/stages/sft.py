@@ -49,6 +49,7 @@ READS: tuple[str, ...] = (
     "sft",
     "resources.train_workers",  # the global batch is workers x per_device_batch_size x accumulation
     "resources.use_gpu",  # CPU and GPU numerics differ
+    "resources.cpus_per_train_worker",  # torch's thread count in each worker (Ray's OMP_NUM_THREADS)
 )
 
 
