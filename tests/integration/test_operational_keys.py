@@ -35,11 +35,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from rluf_ray.bench.local_cluster import TINY_RUN_ALL
-from rluf_ray.bench.loopback_openai import FakeOpenAI
 from rluf_ray.config import RlufConfig, get_value, is_operational, leaf_keys, load
 from rluf_ray.pipeline import run_all
 from rluf_ray.stages.registry import all_stages
 from rluf_ray.store.artifacts import ArtifactStore
+from tests.support.fake_openai import FakeOpenAI
 
 SHRUNK = [o for o in TINY_RUN_ALL if not o.startswith("resources.")]  # its custom resource is the cluster's
 BASE = [
