@@ -26,7 +26,20 @@ class BatchProvider(OpenAIProvider):
     def judge(
         self, section: JudgeConfig, requests: Sequence[JudgeRequest], ctx: JudgeContext
     ) -> tuple[list[JudgeResult], dict[str, Any]]:
-        """Cache hits from the driver's cache, the rest through the Batch API (batch ids in the cache)."""
+        """Cache hits from the driver's cache, the rest through the Batch API (batch ids in the cache).
+
+        Prices are ``judge.prices`` times ``judge.batch_price_factor``.
+
+        Args:
+            section: The judge config section.
+            requests: Requests with unique keys.
+            ctx: The run's context (``ctx.run`` names the rounds kept for resume).
+
+        Returns:
+            One result per request, in their order (a failure is ``value=None`` with its reason), and
+            the report: the cost ledger's figures, ``provider``, ``mode: "batch"`` and
+            ``budget_exhausted`` (``judge.max_dollars`` left requests unjudged).
+        """
         import asyncio
 
         from rluf_ray.judge.batch import BatchJudge
