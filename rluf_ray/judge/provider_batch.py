@@ -1,6 +1,7 @@
 """The ``batch`` judge provider: the OpenAI Batch API from the driver (``rluf_ray.judge.batch``):
 half the price, hours of latency, resumable by the batch ids kept in the judge cache. Its judgements
-depend on the same settings as ``openai``'s and share its cache entries; so does its dry run."""
+depend on the same settings as ``openai``'s and share its cache entries; its dry run is openai's at the
+batch price."""
 
 from __future__ import annotations
 
@@ -22,6 +23,17 @@ class BatchProvider(OpenAIProvider):
 
     name = "batch"
     batch_provider: str | None = "batch"
+
+    def price_factor(self, section: JudgeConfig) -> float:
+        """The share of ``judge.prices`` the Batch API pays (its dry run is priced with it too).
+
+        Args:
+            section: The judge config section.
+
+        Returns:
+            ``judge.batch_price_factor`` (OpenAI: 0.5).
+        """
+        return section.batch_price_factor
 
     def judge(
         self, section: JudgeConfig, requests: Sequence[JudgeRequest], ctx: JudgeContext

@@ -82,7 +82,7 @@ class OpenAIProvider:
                 hit = held is not None and held.cache.contains(key)
                 cached.append(hit)
                 tokens.append(0 if hit else estimate_prompt_tokens(messages))
-        p = j.prices
+        p, factor = j.prices, self.price_factor(j)
         return dry_run_cost(
             ctx.run,
             j.provider,
@@ -90,6 +90,17 @@ class OpenAIProvider:
             tokens,
             cached,
             j.max_tokens,
-            p.prompt_per_million,
-            p.completion_per_million,
+            p.prompt_per_million * factor,
+            p.completion_per_million * factor,
         )
+
+    def price_factor(self, section: JudgeConfig) -> float:
+        """The share of ``judge.prices`` this provider pays.
+
+        Args:
+            section: The judge config section.
+
+        Returns:
+            1.0: real-time calls pay the listed prices.
+        """
+        return 1.0
