@@ -11,7 +11,9 @@ The package owns three things, each in its own modules:
   ``inference``), ``resources``, ``tracking``), all on the base in ``section``, gathered by
   ``schema.RlufConfig``;
 * the stage-key policy (``keys``): the operational keys no stage hashes, and the helpers that turn a
-  stage's ``reads`` into the keys and the fingerprint its manifest records;
+  stage's ``reads`` into the keys and the fingerprint its manifest records; typed plans
+  (``plan_keys``): ``plan_type`` declares a frozen plan, ``operational`` a field its key leaves out,
+  ``plan_key`` its hash;
 * loading (``loading``): YAML files, ``KEY=VALUE`` overrides, validation with one-line errors.
 
 It imports pydantic, PyYAML, the standard library and ``rluf_ray.data.embedded`` (the names of the
@@ -57,6 +59,7 @@ from rluf_ray.config.loading import (
     with_values,
 )
 from rluf_ray.config.model import ModelConfig
+from rluf_ray.config.plan_keys import operational, plan_data, plan_key, plan_key_data, plan_type
 from rluf_ray.config.resources import ResourcesConfig
 from rluf_ray.config.schema import RlufConfig, Section
 from rluf_ray.config.tracking import TrackingConfig
@@ -103,7 +106,12 @@ __all__ = [
     "judge_result_settings",
     "leaf_keys",
     "load",
+    "operational",
     "parse_override",
+    "plan_data",
+    "plan_key",
+    "plan_key_data",
+    "plan_type",
     "read_yaml",
     "result_keys",
     "select",
