@@ -6,7 +6,7 @@ goes stale (its fingerprint changes) exactly when its plan changes.
 * plan changed, fingerprint unchanged: the stage reads a key it does not declare (stale results);
 * fingerprint changed, plan unchanged: the stage declares a key it never reads (needless re-runs),
   unless the key is gated off in this config (e.g. ``data.tldr.*`` under the demo source);
-* operational keys (``config.OPERATIONAL_KEYS``: resources, limits, where things live) never change
+* operational keys (``config.OPERATIONAL_KEYS``: placement, limits, where things live) never change
   a fingerprint, whatever they do to a plan.
 
 Run on the embedded default and on the paper's config, whose gates differ.
@@ -55,7 +55,11 @@ GATES: dict[str, typing.Callable[[RlufConfig], bool]] = {
     "judge.temperature": lambda c: c.judge.provider == "offline",
     "judge.max_tokens": lambda c: c.judge.provider == "offline",
     "judge.structured_output": lambda c: c.judge.provider == "offline",
+    "judge.max_parse_retries": lambda c: c.judge.provider == "offline",
     "evaluation.model": lambda c: c.judge.provider == "offline",
+    # the engine's own options: vLLM's settings are not the hf engine's
+    "generation.vllm_": lambda c: c.generation.engine != "vllm",
+    "generation.tensor_parallel_size": lambda c: c.generation.engine != "vllm",
 }
 
 

@@ -29,10 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rluf_ray.engines import registry as engine_registry
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rluf bench generate", description=__doc__.splitlines()[0])
-    p.add_argument("--engine", choices=("hf", "vllm"), default="hf")
+    p.add_argument("--engine", choices=engine_registry.names(), default="hf")
     p.add_argument(
         "--model",
         default=None,
@@ -148,9 +150,16 @@ class EngineActor:
     """One engine in a Ray actor (the engine pool's actor, without Ray Data around it)."""
 
     def __init__(self, engine_name: str, model_dir: str, threads: int, vllm_memory: float):
+        from rluf_ray.config import GenerationConfig, ModelConfig, ResourcesConfig
         from rluf_ray.engines.pool import EngineFactory
 
-        options = {"threads": threads, "max_context": 1024, "gpu_memory_utilization": vllm_memory, "seed": 0}
+        # the options the pipeline would give this engine for these settings (the rest at defaults)
+        options = engine_registry.options_for(
+            engine_name,
+            GenerationConfig(seed=0, vllm_gpu_memory_utilization=vllm_memory),
+            ModelConfig(max_context=1024),
+            ResourcesConfig(cpus_per_actor=threads),
+        )
         self.engine = EngineFactory(engine_name, model_dir, options)()
 
     def generate(self, prompts: list[str], spec, seed: int) -> int:
@@ -169,7 +178,7 @@ class Ours:
 
     def __init__(self, engine_name: str, model_dir: Path, prompts: list[str], n: int, new_tokens: int,
                  temperature: float, threads: int, vllm_memory: float, actors: int):  # fmt: skip
-        from rluf_ray.engines.adapters import SamplingSpec
+        from rluf_ray.engines.base import SamplingSpec
 
         self.spec = SamplingSpec(
             n=n, temperature=temperature, max_new_tokens=new_tokens, min_new_tokens=new_tokens

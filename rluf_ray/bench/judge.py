@@ -2,7 +2,7 @@
 
 Both run against loopback OpenAI-compatible servers (``rluf_ray.bench.loopback_openai``) with the same
 latency and the same cap. The baseline is the original approach: one request at a time with a 0.3 s
-pause after each. Ours is ``judge_requests`` with 2 async judge actors drawing from one cluster-wide
+pause after each. Ours is ``rluf_ray.judge.api.judge`` with 2 async judge actors drawing from one cluster-wide
 budget. Each server records the arrival of every request; the cap is checked over every sliding
 window (60 s in the full run), counting every request that reached the server (429s included).
 
@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(list(argv or []))
     from rluf_ray.bench.loopback_openai import FakeOpenAI, over_cap_windows, window_counts
     from rluf_ray.config import RlufConfig
+    from rluf_ray.judge.api import JudgeContext, judge
     from rluf_ray.judge.scoring import score_requests
-    from rluf_ray.judge.service import judge_requests
     from rluf_ray.runtime.bootstrap import ensure_ray
 
     for noisy in ("httpx", "httpx2", "openai"):
@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         th.start()
         t0 = time.monotonic()
-        results, report = judge_requests(cfg, score_requests(rows, cfg.judge.templates.score), run="bench")
+        jctx = JudgeContext("bench", cfg.output_dir, cfg.resources.judge_actors)
+        results, report = judge(cfg.judge, score_requests(rows, cfg.judge.templates.score), jctx)
         ours_wall = time.monotonic() - t0
         th.join()
         base_ok = base_srv.times(["ok"])

@@ -29,14 +29,12 @@ from rluf_ray.config.evaluation import EvaluationConfig, InferenceConfig
 from rluf_ray.config.feedback import FeedbackConfig, WeightsConfig
 from rluf_ray.config.generation import GenerationConfig
 from rluf_ray.config.judge import (
-    JUDGE_RESULT_KEYS,
     JudgeConfig,
     JudgeTemplates,
     PairwiseTemplate,
     PriceConfig,
     RubricTemplate,
     ScoreTemplate,
-    judge_result_settings,
 )
 from rluf_ray.config.keys import (
     OPERATIONAL_KEYS,
@@ -69,7 +67,6 @@ __all__ = [
     "ARMS",
     "CONFIG_DIR",
     "DEFAULT_CONFIG",
-    "JUDGE_RESULT_KEYS",
     "OPERATIONAL_KEYS",
     "Arm",
     "ConfigError",
@@ -103,7 +100,6 @@ __all__ = [
     "from_dict",
     "get_value",
     "is_operational",
-    "judge_result_settings",
     "leaf_keys",
     "load",
     "operational",

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from rluf_ray.config.section import Section
+from rluf_ray.engines import registry as engine_registry
 
 
 class GenerationConfig(Section):
-    engine: Literal["hf", "vllm"] = Field("hf", description="Sampling engine: transformers or vLLM.")
+    engine: Annotated[engine_registry.EngineName, BeforeValidator(engine_registry.check_name)] = Field(
+        "hf",
+        description="Sampling engine by its registered name (rluf_ray.engines.registry; hf: transformers, "
+        "vllm: vLLM).",
+    )
     sampling_num: int = Field(
         60, ge=1, description="Samples per prompt, one engine request each (original: 60)."
     )

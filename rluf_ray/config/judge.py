@@ -3,11 +3,12 @@ settings a judgement depends on."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from rluf_ray.config.section import Section
+from rluf_ray.judge.registry import ProviderName
 
 
 class PriceConfig(Section):
@@ -38,9 +39,11 @@ class JudgeTemplates(Section):
 
 
 class JudgeConfig(Section):
-    provider: Literal["offline", "openai"] = Field(
+    provider: ProviderName = Field(
         "openai",
-        description="offline: deterministic reference-based judge; openai: any OpenAI-compatible API.",
+        description="A judge provider of rluf_ray/judge/registry.py. offline: deterministic reference-based "
+        "judge; openai: any OpenAI-compatible API, in real time; batch: the OpenAI Batch API (half price, "
+        "hours latency).",
     )
     model: str = Field("gpt-4o", description="Judge model name at the endpoint.")
     base_url: str | None = Field(None, description="OpenAI-compatible base URL (None: api.openai.com).")
@@ -97,28 +100,3 @@ class JudgeConfig(Section):
         description="json_schema: ask for a JSON reply with response_format (OpenAI and vLLM honour it) and "
         "parse the JSON; none: free-text replies read by the text parsers (endpoints without it).",
     )
-
-
-JUDGE_RESULT_KEYS: tuple[str, ...] = tuple(
-    f"judge.{k}"
-    for k in (
-        "provider",
-        "model",
-        "base_url",
-        "temperature",
-        "max_tokens",
-        "structured_output",
-        "offline_noise",
-        "seed",
-    )
-)
-"""The judge keys that change a judgement (the rest change speed, limits or where the cache lives)."""
-
-
-def judge_result_settings(judge: JudgeConfig) -> dict[str, Any]:
-    """The judge settings a judgement depends on under this provider (a stage's plan includes them)."""
-    if judge.provider == "offline":
-        return {"provider": "offline", "offline_noise": judge.offline_noise, "seed": judge.seed}
-    return {"provider": judge.provider, "model": judge.model, "base_url": judge.base_url,
-            "temperature": judge.temperature, "max_tokens": judge.max_tokens,
-            "structured_output": judge.structured_output}  # fmt: skip

@@ -13,36 +13,59 @@ from pydantic import BaseModel
 from rluf_ray.config.schema import RlufConfig
 
 OPERATIONAL_KEYS: tuple[str, ...] = (
-    "resources",
+    # Placement and parallelism that leave every computation as it is. Engine actors: each batch of
+    # prompts (Ray Data's batches of generation.prompts_per_batch over blocks cut by rows_per_file) is
+    # sampled with a seed drawn from its prompt ids, whichever actor runs it. Judge actors, calibration
+    # task CPUs and custom resources only say where work runs. CPUs per engine actor and per Train
+    # worker set torch's thread count: torch splits matmuls over output blocks (each element keeps its
+    # reduction order), checked bit for bit on the tiny default by
+    # tests/integration/test_operational_keys.py. Not here: resources.train_workers (it sets the
+    # global batch), resources.use_gpu and resources.gpus_per_actor (they move the work between CPU
+    # and GPU, whose numerics differ).
+    "resources.engine_actors",
+    "resources.cpus_per_actor",
+    "resources.cpus_per_task",
+    "resources.judge_actors",
+    "resources.cpus_per_train_worker",
+    "resources.custom_resources",
+    # Where things live and what is logged about them: no stage reads its data through them.
     "tracking",
     "output_dir",
     "shared_output_dir",
-    "generation.rows_per_file",
-    "generation.vllm_gpu_memory_utilization",
-    "generation.vllm_enable_prefix_caching",
-    "generation.tensor_parallel_size",
-    "judge.api_key_env",
+    "judge.cache_path",  # a cold cache asks again what the other one held (as deleting the cache does)
+    "judge.api_key_env",  # which variable holds the key, not which endpoint answers
+    # Judge throughput: when calls go out and how many at once, never what they ask (the reply is a
+    # function of the request, which the judge result keys fix). The Batch API asks the same requests
+    # at another price and latency; its replies share the one judge cache with real-time calls.
     "judge.requests_per_minute",
-    "judge.tokens_per_minute",
     "judge.max_in_flight_per_actor",
-    "judge.max_retries",
-    "judge.max_parse_retries",
-    "judge.timeout_s",
-    "judge.cache_path",
-    "judge.max_dollars",
-    "judge.prices",
     "judge.rate_window_s",
     "judge.rate_safety",
-    "judge.backoff_base_s",
-    "judge.backoff_max_s",
-    "judge.batch_price_factor",
-    "judge.batch_poll_s",
-    "judge.batch_timeout_s",
     "judge.budget_name",
-    "conformal.grid_chunks",
-    "conformal.min_cells_per_task",
+    "judge.batch_poll_s",
     "feedback.use_batch_api",
     "evaluation.use_batch_api",
+    # Judge limits that change a result only through calls recorded missing (a timeout, retries
+    # spent, a request over tokens_per_minute, the dollar cap that prices and the batch discount
+    # move): only replies that parsed enter the judge cache, so a rerun of the stage asks exactly the
+    # missing calls again. The dollar cap and the batch timeout stop the stage without a manifest,
+    # so the next run-all does; a stage finished with some calls missing is complete and records
+    # them (missing counts in its manifest), so it is asked again by `rluf <stage> --force`.
+    "judge.max_retries",
+    "judge.timeout_s",
+    "judge.tokens_per_minute",
+    "judge.backoff_base_s",
+    "judge.backoff_max_s",
+    "judge.max_dollars",
+    "judge.prices",
+    "judge.batch_price_factor",
+    "judge.batch_timeout_s",
+    # How the conformal grid search fans out: every grid point is computed alone, and the chunks'
+    # results are put back in grid order (rluf_ray.conformal.grid_tasks).
+    "conformal.grid_chunks",
+    "conformal.min_cells_per_task",
+    # Training checkpoints and the failure budget: a run that resumes from a checkpoint ends bit
+    # identical to one that never stopped (tests/training), whichever checkpoint and format it used.
     "sft.save_steps",
     "sft.max_failures",
     "sft.fsdp_state_dict",
@@ -51,7 +74,12 @@ OPERATIONAL_KEYS: tuple[str, ...] = (
     "dpo.fsdp_state_dict",
 )
 """Keys (and sections) that change how fast, how much at once, within which limits or where things
-live, never what a stage computes: no stage's hash includes them, so changing one re-runs nothing."""
+live, never what a stage computes: no stage's hash includes them, so changing one re-runs nothing.
+Keys that change results are never here: ``generation.rows_per_file`` (which prompts share a batch,
+so each batch's seed), the vLLM settings (``vllm_*``, ``tensor_parallel_size``: vLLM's outputs depend on
+how requests are batched and sharded), ``judge.max_parse_retries`` (the judgement is the first of
+up to 1 + max_parse_retries replies that parses: a judge that samples gives the same replies to a
+rerun, so the count, not the rerun, decides) and the resources named above."""
 
 
 def is_operational(key: str) -> bool:

@@ -1,7 +1,8 @@
 """The engine pool: sampling engines on a Ray Data actor pool, shared by ``generate`` and ``infer``.
 
-* :func:`plan` turns the config into PLAIN data (JSON-able: pool size, batch size, resources, engine
-  name and options, sampling fields, prompt budget, template, seed) and validates it;
+* :func:`plan` turns the config into a :class:`PoolPlan`, a frozen value of plain fields (pool size,
+  batch size, resources, engine name and its typed options, sampling spec, prompt budget, template,
+  seed; JSON-able through ``dataclasses.asdict``), and validates it;
 * :func:`map_kwargs` builds the Ray objects (``ActorPoolStrategy``) from that plan at run time;
 * :func:`apply` adds the engine step to a Ray Data dataset:
   ``map_batches(SampleUDF, fn_constructor_kwargs=..., **map_kwargs(plan))``.
@@ -18,13 +19,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rluf_ray.config import RlufConfig
 from rluf_ray.conformal.answers import answer_table
 from rluf_ray.data import splits
-from rluf_ray.engines.adapters import Engine, SamplingSpec, make_engine
+from rluf_ray.engines import registry
+from rluf_ray.engines.base import Engine, EngineOptions, SamplingSpec
 from rluf_ray.errors import RlufError
 from rluf_ray.runtime.faults import FaultSpec, fault_spec
 from rluf_ray.schema import GENERATION_SCHEMA
@@ -33,73 +35,88 @@ log = logging.getLogger("rluf.engine_pool")
 
 
 # ---- pure planning ------------------------------------------------------------------------------
-def engine_options(cfg: RlufConfig) -> dict[str, Any]:
-    """Keyword options of :func:`rluf_ray.engines.adapters.make_engine` for this config."""
-    g, r = cfg.generation, cfg.resources
-    return {
-        "dtype": cfg.model.dtype,
-        "max_context": cfg.model.max_context,
-        "threads": max(1, int(r.cpus_per_actor)),
-        "gpu_memory_utilization": g.vllm_gpu_memory_utilization,
-        "enable_prefix_caching": g.vllm_enable_prefix_caching,
-        "tensor_parallel_size": g.tensor_parallel_size,
-        "seed": g.seed,
-    }
+@dataclass(frozen=True)
+class PoolPlan:
+    """The engine pool of a run (no Ray object; see :func:`map_kwargs`). ``dataclasses.asdict`` of it
+    is plain JSON data.
+
+    ``actors`` engine actors, each with ``num_cpus`` CPUs, ``num_gpus`` GPUs and the custom
+    ``resources``; ``batch_size`` prompts per engine call; the engine ``engine`` with its typed
+    ``engine_options``; ``sampling`` per prompt; ``prompt_budget`` tokens per prompt; ``template`` the
+    prompt template; ``seed`` the sampling seed (each batch's seed derives from it).
+    """
+
+    actors: int
+    batch_size: int
+    num_cpus: float
+    num_gpus: float
+    resources: dict[str, float]
+    engine: str
+    engine_options: EngineOptions
+    sampling: SamplingSpec
+    prompt_budget: int
+    template: str
+    seed: int
 
 
-def plan(cfg: RlufConfig, spec: SamplingSpec, prompt_budget: int) -> dict[str, Any]:
-    """The engine pool of a run, as plain data (no Ray object; see :func:`map_kwargs`).
+def plan(cfg: RlufConfig, spec: SamplingSpec, prompt_budget: int) -> PoolPlan:
+    """The engine pool of a run.
 
-    ``spec`` and ``prompt_budget`` are the caller's (``generate`` samples N, ``infer`` one). Raises
-    RlufError for settings that cannot run (sampling_num < 1, tensor_parallel_size > GPUs per actor).
+    Args:
+        cfg: the config (its ``generation``, ``model``, ``resources`` and ``data.prompt_template``).
+        spec: the caller's sampling (``generate`` samples N, ``infer`` one).
+        prompt_budget: the caller's token budget of a prompt.
+
+    Returns:
+        The pool's plan, with the options the engine's registered function builds from the config.
+
+    Raises:
+        RlufError: settings that cannot run (sampling_num < 1, an unknown engine, or options the
+            engine refuses, e.g. vllm's tensor_parallel_size > GPUs per actor).
     """
     g, r = cfg.generation, cfg.resources
     if g.sampling_num < 1:
         raise RlufError(f"generation.sampling_num must be >= 1, got {g.sampling_num}")
-    gpus = r.gpus_per_actor
-    if g.engine == "vllm" and gpus and g.tensor_parallel_size > gpus:
-        raise RlufError(
-            f"generation.tensor_parallel_size={g.tensor_parallel_size} needs resources.gpus_per_actor >= "
-            f"{g.tensor_parallel_size} (got {gpus})"
-        )
-    return {
-        "actors": r.engine_actors,
-        "batch_size": g.prompts_per_batch,
-        "num_cpus": r.cpus_per_actor,
-        "num_gpus": gpus,
-        "resources": dict(r.custom_resources),
-        "engine": g.engine,
-        "engine_options": engine_options(cfg),
-        "sampling": asdict(spec),
-        "prompt_budget": int(prompt_budget),
-        "template": cfg.data.prompt_template,
-        "seed": g.seed,
-    }
+    return PoolPlan(
+        actors=r.engine_actors,
+        batch_size=g.prompts_per_batch,
+        num_cpus=r.cpus_per_actor,
+        num_gpus=r.gpus_per_actor,
+        resources=dict(r.custom_resources),
+        engine=g.engine,
+        engine_options=registry.options_for(g.engine, g, cfg.model, r),
+        sampling=spec,
+        prompt_budget=int(prompt_budget),
+        template=cfg.data.prompt_template,
+        seed=g.seed,
+    )
 
 
-def map_kwargs(pool: dict[str, Any]) -> dict[str, Any]:
+def map_kwargs(pool: PoolPlan) -> dict[str, Any]:
     """``map_batches`` keyword arguments of the engine step, built from a :func:`plan`.
 
     Actors that die are restarted and their batches retried: Ray Data's actor pool defaults to
     ``max_restarts=-1`` and ``max_task_retries=-1`` (passing them again is deprecated in Ray 2.60).
+
+    Args:
+        pool: the pool's plan.
+
+    Returns:
+        ``compute`` (an ``ActorPoolStrategy`` of ``pool.actors``), ``batch_size``, ``num_cpus``, and
+        ``num_gpus`` / ``resources`` where the plan has any.
     """
     import ray.data
 
     kwargs: dict[str, Any] = {
-        "compute": ray.data.ActorPoolStrategy(size=pool["actors"]),
-        "batch_size": pool["batch_size"],
-        "num_cpus": pool["num_cpus"],
+        "compute": ray.data.ActorPoolStrategy(size=pool.actors),
+        "batch_size": pool.batch_size,
+        "num_cpus": pool.num_cpus,
     }
-    if pool["num_gpus"]:
-        kwargs["num_gpus"] = pool["num_gpus"]
-    if pool.get("resources"):
-        kwargs["resources"] = dict(pool["resources"])  # custom resources pin the actors to some nodes
+    if pool.num_gpus:
+        kwargs["num_gpus"] = pool.num_gpus
+    if pool.resources:
+        kwargs["resources"] = dict(pool.resources)  # custom resources pin the actors to some nodes
     return kwargs
-
-
-def sampling_spec(pool: dict[str, Any]) -> SamplingSpec:
-    """The :class:`SamplingSpec` of a :func:`plan`."""
-    return SamplingSpec(**pool["sampling"])
 
 
 def io_task_kwargs(pool: int = 2) -> dict[str, Any]:
@@ -128,17 +145,25 @@ class EngineFactory:
 
     name: str
     model_path: str
-    options: dict[str, Any] = field(default_factory=dict)
+    options: EngineOptions | None = None  # None: the engine's default options
 
     def __call__(self) -> Engine:
         from rluf_ray.store.model_cache import local_model  # a store URI is copied to this node's cache
 
-        return make_engine(self.name, local_model(self.model_path), **self.options)
+        return registry.make_engine(self.name, local_model(self.model_path), self.options)
 
 
-def default_engine_factory(pool: dict[str, Any], model_path: str) -> EngineFactory:
-    """The factory of a :func:`plan`'s engine for the model in ``model_path``."""
-    return EngineFactory(pool["engine"], model_path, dict(pool["engine_options"]))
+def default_engine_factory(pool: PoolPlan, model_path: str) -> EngineFactory:
+    """The factory of a :func:`plan`'s engine for one model.
+
+    Args:
+        pool: the pool's plan (its engine and engine options).
+        model_path: the model: a path, a hub id or a store URI.
+
+    Returns:
+        A picklable factory that builds the engine inside an actor.
+    """
+    return EngineFactory(pool.engine, model_path, pool.engine_options)
 
 
 class SampleUDF:
@@ -217,16 +242,25 @@ class SampleUDF:
             pass
 
 
-def apply(ds: Any, pool: dict[str, Any], engine_factory: Any) -> Any:
-    """``ds`` (columns prompt_id, post, reference, split) through the engine pool: GENERATION_SCHEMA rows."""
+def apply(ds: Any, pool: PoolPlan, engine_factory: Any) -> Any:
+    """``ds`` through the engine pool: one :class:`SampleUDF` per actor, built by Ray Data.
+
+    Args:
+        ds: a Ray Data dataset with columns prompt_id, post, reference, split.
+        pool: the pool's plan.
+        engine_factory: a picklable callable that builds the engine inside an actor.
+
+    Returns:
+        The dataset of GENERATION_SCHEMA rows (lazy, as Ray Data's ``map_batches``).
+    """
     return ds.map_batches(
         SampleUDF,
         fn_constructor_kwargs={
             "engine_factory": engine_factory,
-            "spec": sampling_spec(pool),
-            "template": pool["template"],
-            "prompt_budget": pool["prompt_budget"],
-            "seed": pool["seed"],
+            "spec": pool.sampling,
+            "template": pool.template,
+            "prompt_budget": pool.prompt_budget,
+            "seed": pool.seed,
             "fault": fault_spec("engine_batch"),  # None unless a fault-tolerance test set one
         },
         **map_kwargs(pool),

@@ -10,10 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from rluf_ray.common.progress import due, judge_line
 from rluf_ray.judge.cost import dollars
 from rluf_ray.judge.requests import JudgeResult
+
+if TYPE_CHECKING:
+    from rluf_ray.config import PriceConfig
 
 log = logging.getLogger("rluf.judge")
 
@@ -59,3 +63,23 @@ class JudgeProgress:
         if self.total and due(now, self.last, self.interval_s, self.done, self.total):
             self.last = now
             self.emit(judge_line(self.label, self.done, self.total, now - self.start, self.dollars))
+
+
+def run_progress(run: str, total: int, prices: PriceConfig, price_factor: float = 1.0) -> JudgeProgress:
+    """The progress bar of one judge run.
+
+    Args:
+        run: The run's name (the line reads ``judge <run> [...]``).
+        total: How many requests the run judges.
+        prices: ``judge.prices``.
+        price_factor: What share of those prices the run pays (the Batch API's discount).
+
+    Returns:
+        A :class:`JudgeProgress` pricing spend at ``prices`` times ``price_factor``.
+    """
+    return JudgeProgress(
+        f"judge {run}",
+        total,
+        prices.prompt_per_million * price_factor,
+        prices.completion_per_million * price_factor,
+    )

@@ -1,5 +1,5 @@
 """Score requests of unique answers and their SCORE_SCHEMA rows (pure; the judging itself is
-``rluf_ray.judge.service.score_answers``)."""
+``rluf_ray.judge.api.score_answers``)."""
 
 from __future__ import annotations
 

@@ -1,60 +1,53 @@
-"""The judge service: what stages call to judge requests (``judge_requests``, ``score_answers``,
-``dry_run``), with the provider switch and the dispatch loop over the Ray judge actors.
+"""The judge's real-time pool on Ray (what the ``openai`` provider runs): async
+:class:`~rluf_ray.judge.actors.JudgeWorker` actors sharing one named budget actor, several chunks
+queued per actor so none idles.
 
-* ``plan(cfg)`` is pure: it turns config into actor options and sizes, and is unit-tested without Ray.
-* The offline provider needs no network and runs in the driver; ``openai`` runs a pool of async
-  :class:`~rluf_ray.judge.actors.JudgeWorker` actors sharing one named budget actor, several chunks
-  queued per actor so none idles; ``batch=True`` uses the OpenAI Batch API from the driver.
+* ``plan(section, ctx)`` is pure: it turns config into actor options and sizes, and is unit-tested
+  without Ray.
 * The judge cache is the driver's (``rluf_ray.judge.cache_store``): it answers the hits, the
   actors get only the misses, and their parsed replies are stored as each chunk returns.
+
+Stages do not call this module: they call ``rluf_ray.judge.api``, which picks the provider.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from rluf_ray.config import RlufConfig
-from rluf_ray.errors import RlufError
 from rluf_ray.judge.actors import NAMESPACE, BudgetActor, JudgeWorker, request_to_dict
 from rluf_ray.judge.cache_store import DriverCache, cache_location, driver_cache
 from rluf_ray.judge.client import from_cache, request_cache_key
-from rluf_ray.judge.cost import CostLedger, dry_run_cost, estimate_prompt_tokens, offline_dry_run
-from rluf_ray.judge.progress import JudgeProgress
-from rluf_ray.judge.requests import JudgeRequest, JudgeResult, unique_requests
-from rluf_ray.judge.scoring import score_requests, score_rows
-from rluf_ray.store.locations import is_uri
+from rluf_ray.judge.cost import CostLedger
+from rluf_ray.judge.progress import run_progress
+from rluf_ray.judge.registry import JudgeContext
+from rluf_ray.judge.requests import JudgeRequest, JudgeResult
+
+if TYPE_CHECKING:
+    from rluf_ray.config import JudgeConfig
 
 log = logging.getLogger("rluf.judge")
 
 
-def progress(cfg: RlufConfig, run: str, total: int, price_factor: float = 1.0) -> JudgeProgress:
-    """The progress bar of one judge run (its spend at ``judge.prices`` times ``price_factor``)."""
-    p = cfg.judge.prices
-    return JudgeProgress(
-        f"judge {run}", total, p.prompt_per_million * price_factor, p.completion_per_million * price_factor
-    )
+def plan(section: JudgeConfig, ctx: JudgeContext) -> dict[str, Any]:
+    """Ray arguments of the judge pool (pure).
 
+    Args:
+        section: The judge config section.
+        ctx: The run's context (its ``actors`` and ``output_dir``).
 
-def cache_path(cfg: RlufConfig) -> str:
-    """The judge cache the driver keeps: ``judge.cache_path``, else ``<output_dir>/judge_cache.sqlite``
-    (a path, or a URI under a remote ``output_dir``: see ``rluf_ray.judge.cache_store``)."""
-    return cache_location(cfg.judge.cache_path, cfg.output_dir)
-
-
-def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """Ray arguments of the judge (pure)."""
-    j = cfg.judge
+    Returns:
+        Actor count and options, chunk sizes, the budget actor's name and limits, the cache location.
+    """
+    j = section
     chunks_per_actor = 4
     chunk = max(1, j.max_in_flight_per_actor // 2)
     return {
         "provider": j.provider,
-        "num_actors": cfg.resources.judge_actors,
+        "num_actors": ctx.actors,
         "chunk_size": chunk,
-        "chunks_in_flight": cfg.resources.judge_actors * chunks_per_actor,
+        "chunks_in_flight": ctx.actors * chunks_per_actor,
         "actor_options": {"num_cpus": 0, "max_concurrency": chunks_per_actor + 2},
         "budget": {
             "name": j.budget_name,
@@ -65,7 +58,7 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
             "safety": j.rate_safety,
         },
         "budget_options": {"num_cpus": 0, "max_concurrency": 1},
-        "cache_path": cache_path(cfg),  # the driver's (actors get only the misses)
+        "cache_path": cache_location(j.cache_path, ctx.output_dir),  # the driver's; actors get the misses
     }
 
 
@@ -82,73 +75,42 @@ def _budget_actor(p: Mapping[str, Any]) -> Any:
     return handle
 
 
-def _judge_batch_api(
-    cfg: RlufConfig, reqs: list[JudgeRequest], run: str
-) -> tuple[list[JudgeResult], dict[str, Any]]:
-    """All requests through the OpenAI Batch API from the driver (half price, resumable by batch id)."""
-    import asyncio
-
-    from rluf_ray.judge.batch import BatchJudge
-
-    j = cfg.judge
-    bar = progress(cfg, run, len(reqs), j.batch_price_factor)
-    with driver_cache(j.cache_path, cfg.output_dir) as held:
-        bj = BatchJudge(j, held, held.cache, run_name=run, progress=bar)  # batch ids in the cache too
-        results = asyncio.run(bj.run(reqs))
-        held.mark_dirty()
-    exhausted = any((r.error or "").startswith("max_dollars") for r in results)
-    return results, {
-        **bj.ledger.to_dict(),
-        "provider": j.provider,
-        "mode": "batch",
-        "budget_exhausted": exhausted,
-    }
-
-
-def _judge_offline(
-    cfg: RlufConfig, reqs: list[JudgeRequest], run: str
-) -> tuple[list[JudgeResult], dict[str, Any]]:
-    """All requests through the offline judge, in the driver."""
-    from rluf_ray.judge.offline import OfflineJudge
-
-    oj = OfflineJudge(cfg.judge.offline_noise, cfg.judge.seed)
-    bar = progress(cfg, run, len(reqs))
-    results = []
-    for r in reqs:
-        results.append(oj.judge_one(r))
-        bar.update(results[-1:])
-    ledger = CostLedger()
-    for res in results:
-        ledger.outcome(res.ok, False, res.error)
-    return results, {**ledger.to_dict(), "provider": "offline", "budget_exhausted": False}
-
-
 def _cache_hits(
-    cfg: RlufConfig, reqs: list[JudgeRequest], held: DriverCache
+    section: JudgeConfig, reqs: Sequence[JudgeRequest], held: DriverCache
 ) -> tuple[dict[str, JudgeResult], dict[str, str]]:
     """Requests the driver's cache answers (by request key), and every request's cache key."""
-    keys = {r.key: request_cache_key(cfg.judge, r)[1] for r in reqs}
+    keys = {r.key: request_cache_key(section, r)[1] for r in reqs}
     hits = {}
     for r in reqs:
-        res = from_cache(cfg.judge, r, held.cache, keys[r.key])
+        res = from_cache(section, r, held.cache, keys[r.key])
         if res is not None:
             hits[r.key] = res
     return hits, keys
 
 
-def _judge_actors(
-    cfg: RlufConfig, reqs: list[JudgeRequest], run: str
+def judge_on_actors(
+    section: JudgeConfig, reqs: Sequence[JudgeRequest], ctx: JudgeContext
 ) -> tuple[list[JudgeResult], dict[str, Any]]:
     """Cache hits from the driver's cache; the misses through the real-time actors (chunks dispatched
-    round robin, a bounded number in flight), their parsed replies stored as each chunk returns."""
+    round robin, a bounded number in flight), their parsed replies stored as each chunk returns.
+
+    Args:
+        section: The judge config section.
+        reqs: Requests with unique keys.
+        ctx: The run's context.
+
+    Returns:
+        The results in request order, and the report: the merged cost ledger, ``provider``, the
+        shared budget's stats and ``budget_exhausted`` (``judge.max_dollars`` stopped the run).
+    """
     from rluf_ray.judge.client import read_api_key
 
-    j = cfg.judge
+    j, run = section, ctx.run
     read_api_key(j)  # fail fast in one line if the driver's node lacks it; actors read their own node's
-    bar = progress(cfg, run, len(reqs))
+    bar = run_progress(run, len(reqs), j.prices)
     ledger = CostLedger()
-    with driver_cache(j.cache_path, cfg.output_dir) as held:
-        by_key, keys = _cache_hits(cfg, reqs, held)
+    with driver_cache(j.cache_path, ctx.output_dir) as held:
+        by_key, keys = _cache_hits(j, reqs, held)
         for _ in by_key:
             ledger.outcome(True, True)
         bar.update(list(by_key.values()))
@@ -166,7 +128,7 @@ def _judge_actors(
                 by_key.update((res.key, res) for res in results)
                 bar.update(results)
 
-            stats = _dispatch(cfg, misses, run, ledger, store)
+            stats = _dispatch(j, misses, ctx, ledger, store)
     results = [by_key[r.key] for r in reqs]
     exhausted = any((r.error or "").startswith("max_dollars") for r in results)
     report = {**ledger.to_dict(), "provider": j.provider, "budget": stats, "budget_exhausted": exhausted}
@@ -174,9 +136,9 @@ def _judge_actors(
 
 
 def _dispatch(
-    cfg: RlufConfig,
+    section: JudgeConfig,
     reqs: list[JudgeRequest],
-    run: str,
+    ctx: JudgeContext,
     ledger: CostLedger,
     on_chunk: Callable[[list[JudgeResult]], None],
 ) -> dict[str, Any]:
@@ -186,9 +148,9 @@ def _dispatch(
 
     from rluf_ray.runtime.bootstrap import ensure_ray
 
-    j = cfg.judge
+    j, run = section, ctx.run
     ensure_ray()
-    p = plan(cfg)
+    p = plan(j, ctx)
     budget = _budget_actor(p)
     ray.get(budget.open_run.remote(run, j.max_dollars))
     workers: list[Any] = [
@@ -219,83 +181,3 @@ def _dispatch(
         for w in workers:
             ray.kill(w)
     return stats
-
-
-def judge_requests(
-    cfg: RlufConfig, reqs: Sequence[JudgeRequest], run: str = "judge", batch: bool = False
-) -> tuple[list[JudgeResult], dict[str, Any]]:
-    """Judge every request exactly once (duplicate keys are judged once) and return results in input
-    order of the unique keys, plus a report (the merged cost ledger, budget stats, and
-    ``budget_exhausted`` when ``judge.max_dollars`` stopped the run).
-
-    ``batch`` uses the OpenAI Batch API (half price, resumable by batch id) from the driver instead
-    of the real-time actors; the feedback stage passes ``feedback.use_batch_api``.
-    """
-    unique = unique_requests(reqs)
-    if cfg.judge.provider == "offline":
-        return _judge_offline(cfg, unique, run)
-    if batch:
-        return _judge_batch_api(cfg, unique, run)
-    return _judge_actors(cfg, unique, run)
-
-
-def score_answers(
-    cfg: RlufConfig,
-    rows: Iterable[Mapping[str, Any]],
-    run: str = "generate",
-    raise_on_budget: bool = True,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Judge-score unique answers; returns SCORE_SCHEMA rows (prompt_id, answer, score, error) and a
-    report for the stage's manifest. A failed call is ``score=None`` with its reason, never 0.
-
-    When ``judge.max_dollars`` stops the run and ``raise_on_budget`` is set, raises RlufError after
-    the finished calls are in the cache, so a rerun with a higher cap resumes at no cost.
-    """
-    reqs = unique_requests(score_requests(rows, cfg.judge.templates.score))
-    results, report = judge_requests(cfg, reqs, run)
-    out = score_rows(reqs, results)
-    if report["budget_exhausted"] and raise_on_budget:
-        raise RlufError(
-            f"judge: judge.max_dollars={cfg.judge.max_dollars} reached after ${report['dollars']:.4f}: "
-            f"{report['scored']} of {len(out)} scored; finished calls are cached, raise the cap and rerun"
-        )
-    return out, report
-
-
-def scores_table(rows: Sequence[Mapping[str, Any]]) -> Any:
-    """SCORE_SCHEMA rows as a pyarrow Table."""
-    import pyarrow as pa
-
-    from rluf_ray.schema import SCORE_SCHEMA
-
-    return pa.Table.from_pylist([dict(r) for r in rows], schema=SCORE_SCHEMA)
-
-
-def dry_run(cfg: RlufConfig, reqs: Sequence[JudgeRequest], stage: str = "judge") -> dict[str, Any]:
-    """What a run would spend: calls (cache hits excluded), estimated tokens and dollars. Calls nothing."""
-    unique = unique_requests(reqs)
-    j = cfg.judge
-    if j.provider == "offline":
-        return offline_dry_run(stage, len(unique))
-    path = cache_path(cfg)
-    exists = is_uri(path) or os.path.exists(path)  # a dry run never creates a local cache file
-    tokens: list[int] = []
-    cached: list[bool] = []
-    with contextlib.ExitStack() as stack:
-        held = stack.enter_context(driver_cache(j.cache_path, cfg.output_dir)) if exists else None
-        for r in unique:
-            messages, key = request_cache_key(j, r)
-            hit = held is not None and held.cache.contains(key)
-            cached.append(hit)
-            tokens.append(0 if hit else estimate_prompt_tokens(messages))
-    p = j.prices
-    return dry_run_cost(
-        stage,
-        j.provider,
-        j.model,
-        tokens,
-        cached,
-        j.max_tokens,
-        p.prompt_per_million,
-        p.completion_per_million,
-    )

@@ -19,12 +19,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig, judge_result_settings
+from rluf_ray.config import JudgeConfig, RlufConfig
 from rluf_ray.data.splits import load_split, split_plan, split_reads
 from rluf_ray.errors import RlufError
 from rluf_ray.evaluation import arm_comparison as arms
 from rluf_ray.evaluation.intervals import TIE
-from rluf_ray.judge import service as judge_service
+from rluf_ray.judge import api as judge_api
+from rluf_ray.judge.api import JUDGE_RESULT_KEYS, JudgeContext
 from rluf_ray.judge.cost import format_dry_run
 from rluf_ray.judge.keys import comparison_key, parse_seeded_rubric_key, seeded_rubric_key
 from rluf_ray.judge.parsing import RUBRIC_AXES
@@ -46,11 +47,10 @@ LEVEL = 0.95  # interval level
 PredKey = tuple[str, int | None, str]  # (model, seed, prompt_id)
 
 
-def evaluation_judge_config(cfg: RlufConfig) -> RlufConfig:
-    """The config the evaluation judge runs with: the judge section with evaluation.model."""
-    if cfg.judge.provider == "offline":
-        return cfg
-    return cfg.model_copy(update={"judge": cfg.judge.model_copy(update={"model": cfg.evaluation.model})})
+def evaluation_judge_config(cfg: RlufConfig) -> JudgeConfig:
+    """The judge section the evaluation judge runs with: ``judge`` with ``evaluation.model`` (a provider
+    that needs no model ignores it)."""
+    return cfg.judge.model_copy(update={"model": cfg.evaluation.model})
 
 
 def index_predictions(predictions: list[dict[str, Any]]) -> dict[PredKey, dict[str, Any]]:
@@ -64,7 +64,7 @@ def index_predictions(predictions: list[dict[str, Any]]) -> dict[PredKey, dict[s
     return out
 
 
-def build_requests(
+def evaluation_requests(
     cfg: RlufConfig, preds: dict[PredKey, dict[str, Any]], posts: dict[str, str]
 ) -> tuple[list[arms.ComparisonItem], dict[str, list[str]], list[JudgeRequest], list[JudgeRequest]]:
     """Comparison items, prompts missing a prediction, pairwise requests (ties need none), rubric requests."""
@@ -145,17 +145,17 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     if len(models) < 2:
         raise RlufError(f"evaluate: predictions of at least two models needed, got {models}")
     posts = {r["prompt_id"]: r["post"] for r in load_split(cfg, "eval")}
-    items, missing, pairwise, rubric = build_requests(cfg, preds, posts)
+    items, missing, pairwise, rubric = evaluation_requests(cfg, preds, posts)
     if not items and not missing:
         raise RlufError("evaluate: no comparison to make (the arms share no seed)")
-    jcfg = evaluation_judge_config(cfg)
+    section = evaluation_judge_config(cfg)
     reqs = [*pairwise, *rubric]
+    jctx = JudgeContext("evaluate", cfg.output_dir, cfg.resources.judge_actors)
+    batch = cfg.evaluation.use_batch_api
     if ctx.options.get("dry_run"):
-        print(format_dry_run(judge_service.dry_run(jcfg, reqs, "evaluate")))
+        print(format_dry_run(judge_api.dry_run(section, reqs, jctx, use_batch_api=batch)))
         return StageResult()
-    results, report = judge_service.judge_requests(
-        jcfg, reqs, run="evaluate", batch=cfg.evaluation.use_batch_api
-    )
+    results, report = judge_api.judge(section, reqs, jctx, use_batch_api=batch)
     if report.get("budget_exhausted"):
         raise RlufError(f"evaluate: judge.max_dollars={cfg.judge.max_dollars} reached; finished calls are "
                         "cached, raise the cap and rerun")  # fmt: skip
@@ -217,7 +217,7 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
         "axes": list(e.axes),
         "seed": e.seed,
         "use_batch_api": e.use_batch_api,
-        "judge": judge_result_settings(evaluation_judge_config(cfg).judge),
+        "judge": judge_api.result_settings(evaluation_judge_config(cfg)),
         "template": cfg.data.prompt_template,  # its instruction part heads every pairwise comparison
         "templates": {"rubric": cfg.judge.templates.rubric, "pairwise": cfg.judge.templates.pairwise},
         "eval_split": split_plan(cfg, "eval"),

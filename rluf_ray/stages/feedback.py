@@ -14,10 +14,11 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig, judge_result_settings
+from rluf_ray.config import RlufConfig
 from rluf_ray.data.splits import load_split, split_plan, split_reads
 from rluf_ray.errors import RlufError
-from rluf_ray.judge import service as judge_service
+from rluf_ray.judge import api as judge_api
+from rluf_ray.judge.api import JUDGE_RESULT_KEYS, JudgeContext
 from rluf_ray.judge.cost import format_dry_run
 from rluf_ray.judge.keys import pair_key
 from rluf_ray.judge.requests import JudgeRequest, instruction_of, pairwise_request
@@ -30,7 +31,7 @@ log = logging.getLogger("rluf.feedback")
 ANNOTATIONS_ARTIFACT = "annotations.jsonl"
 
 
-def build_requests(
+def feedback_requests(
     cfg: RlufConfig, rows: list[dict[str, Any]], posts: dict[str, str]
 ) -> tuple[list[JudgeRequest], dict[str, tuple[PairTask, dict[str, Any]]]]:
     """Pairwise judge requests for every selected pair, and key -> (task, generation row)."""
@@ -68,16 +69,16 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     rows = sorted(table.select(["prompt_id", "prompt", "reference", "answers", "texts"]).to_pylist(),
                   key=lambda r: r["prompt_id"])  # fmt: skip
     posts = {r["prompt_id"]: r["post"] for r in load_split(cfg, "test")}
-    reqs, index = build_requests(cfg, rows, posts)
+    reqs, index = feedback_requests(cfg, rows, posts)
+    jctx = JudgeContext("feedback", cfg.output_dir, cfg.resources.judge_actors)
+    batch = cfg.feedback.use_batch_api
     if ctx.options.get("dry_run"):
-        print(format_dry_run(judge_service.dry_run(cfg, reqs, "feedback")))
+        print(format_dry_run(judge_api.dry_run(cfg.judge, reqs, jctx, use_batch_api=batch)))
         return StageResult()
     if not reqs:
         raise RlufError("feedback: no prompt has two or more unique answers to compare")
     log.info("feedback: %d comparisons over %d prompts", len(reqs), len(rows))
-    results, report = judge_service.judge_requests(
-        cfg, reqs, run="feedback", batch=cfg.feedback.use_batch_api
-    )
+    results, report = judge_api.judge(cfg.judge, reqs, jctx, use_batch_api=batch)
     if report.get("budget_exhausted"):
         raise RlufError(
             f"feedback: judge.max_dollars={cfg.judge.max_dollars} reached; finished calls are cached, "
@@ -132,7 +133,7 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
     """The annotation run's settings: pair selection, the judge, the instruction and the test posts."""
     return {
         "feedback": cfg.feedback.model_dump(),
-        "judge": judge_result_settings(cfg.judge),
+        "judge": judge_api.result_settings(cfg.judge),
         "pairwise_template": cfg.judge.templates.pairwise,
         "template": cfg.data.prompt_template,  # its instruction part heads every comparison
         "test_split": split_plan(cfg, "test"),

@@ -12,14 +12,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rluf_ray.config import JUDGE_RESULT_KEYS, RlufConfig, fingerprint, judge_result_settings
+from rluf_ray.config import RlufConfig, fingerprint
 from rluf_ray.conformal.answers import VarietyStats
 from rluf_ray.data import splits
 from rluf_ray.data.splits import SplitName
 from rluf_ray.engines import pool as engine_pool
-from rluf_ray.engines.adapters import SamplingSpec
+from rluf_ray.engines.base import SamplingSpec
 from rluf_ray.errors import RlufError
-from rluf_ray.judge import service as judge_service
+from rluf_ray.judge import api as judge_api
+from rluf_ray.judge.api import JUDGE_RESULT_KEYS, JudgeContext
 from rluf_ray.judge.cost import format_dry_run
 from rluf_ray.judge.keys import answer_key
 from rluf_ray.judge.requests import score_request
@@ -48,27 +49,26 @@ READS: tuple[str, ...] = (
     "generation.seed",
     "generation.prompts_per_batch",
     "generation.score_calibration",
+    "generation.rows_per_file",  # the demo's blocks: which prompts share a batch, so each batch's seed
+    # the engine pool's options that change samples: the device, and vLLM's batching and sharding
+    "resources.gpus_per_actor",
+    "generation.vllm_gpu_memory_utilization",
+    "generation.vllm_enable_prefix_caching",
+    "generation.tensor_parallel_size",
     *JUDGE_RESULT_KEYS,
     "judge.templates.score",
 )
 
 
 # ---- pure planning ------------------------------------------------------------------------------
-def sampling_spec(cfg: RlufConfig) -> SamplingSpec:
-    """The sampling parameters of the stage."""
-    g = cfg.generation
-    return SamplingSpec(
-        n=g.sampling_num, temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens
-    )
-
-
 def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """Everything the run takes from the config, as plain (JSON-able) data; validates, starts nothing."""
+    """Everything the run takes from the config, as plain (JSON-able) data (the pool a ``PoolPlan``:
+    JSON through ``dataclasses.asdict``); validates, starts nothing."""
     return {
-        "pool": engine_pool.plan(cfg, sampling_spec(cfg), splits.prompt_budget(cfg)),
+        "pool": engine_pool.plan(cfg, SamplingSpec.from_config(cfg.generation), splits.prompt_budget(cfg)),
         "rows_per_file": cfg.generation.rows_per_file,
         "score_calibration": cfg.generation.score_calibration,
-        "judge": judge_result_settings(cfg.judge),
+        "judge": judge_api.result_settings(cfg.judge),
         "score_template": cfg.judge.templates.score,
         "template": cfg.data.prompt_template,
         "splits": {s: splits.split_plan(cfg, s) for s in GENERATION_SPLITS},
@@ -178,24 +178,24 @@ def score_calibration_answers(cfg: RlufConfig, ctx: StageContext) -> dict[str, A
     posts = {r["prompt_id"]: r["post"] for r in splits.load_split(cfg, "calibration")}
     items = calibration_score_rows(table.select(["prompt_id", "split", "reference", "answers",
                                                  "texts"]).to_pylist(), posts)  # fmt: skip
-    rows, report = judge_service.score_answers(cfg, items, run="generate")
-    ctx.store.write_parquet(ctx.dir, SCORES_ARTIFACT, judge_service.scores_table(rows))
+    jctx = JudgeContext("generate", cfg.output_dir, cfg.resources.judge_actors)
+    rows, report = judge_api.score_answers(cfg.judge, items, jctx)
+    ctx.store.write_parquet(ctx.dir, SCORES_ARTIFACT, judge_api.scores_table(rows))
     missing = sum(r["score"] is None for r in rows)
     log.info("generate: %d calibration answers scored, %d missing", len(rows) - missing, missing)
     return {"calibration_scored": True, "scores": len(rows), "scores_missing": missing,
             "judge": {k: v for k, v in report.items() if k != "budget"}}  # fmt: skip
 
 
-def dry_run(cfg: RlufConfig) -> str:
+def scoring_estimate(cfg: RlufConfig) -> str:
     """What scoring would cost at most: one call per sample of every calibration prompt (an upper bound,
     since only unique answers are scored and the count of unique answers is known only after sampling)."""
     rows = splits.load_split(cfg, "calibration")
     tpl = cfg.judge.templates.score
     reqs = [score_request(answer_key(r["prompt_id"], str(i)), r["post"], r["reference"], r["reference"], tpl)
             for r in rows for i in range(cfg.generation.sampling_num)]  # fmt: skip
-    return (
-        format_dry_run(judge_service.dry_run(cfg, reqs, "generate")) + " (upper bound: every sample unique)"
-    )
+    jctx = JudgeContext("generate", cfg.output_dir, cfg.resources.judge_actors)
+    return format_dry_run(judge_api.dry_run(cfg.judge, reqs, jctx)) + " (upper bound: every sample unique)"
 
 
 def run_generation(cfg: RlufConfig, ctx: StageContext, engine_factory: Any = None) -> StageResult:
@@ -236,7 +236,7 @@ def run_generation(cfg: RlufConfig, ctx: StageContext, engine_factory: Any = Non
 def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     """Stage entry point."""
     if ctx.options.get("dry_run"):
-        print(dry_run(cfg))
+        print(scoring_estimate(cfg))
         return StageResult()
     return run_generation(cfg, ctx)
 

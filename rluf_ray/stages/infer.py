@@ -17,7 +17,7 @@ import pyarrow as pa
 from rluf_ray.config import RlufConfig
 from rluf_ray.data import splits
 from rluf_ray.engines import pool as engine_pool
-from rluf_ray.engines.adapters import SamplingSpec
+from rluf_ray.engines.base import SamplingSpec
 from rluf_ray.errors import RlufError
 from rluf_ray.runtime.bootstrap import releases_on_error
 from rluf_ray.schema import PREDICTION_SCHEMA, PREDICTIONS_ARTIFACT, TRAIN_MODEL_DIR, train_unit_dir
@@ -39,14 +39,6 @@ def model_label(name: str, seed: int | None) -> str:
     return name if seed is None else train_unit_dir(name, seed)
 
 
-def sampling_spec(cfg: RlufConfig) -> SamplingSpec:
-    """One sample per prompt with the inference settings."""
-    i = cfg.inference
-    return SamplingSpec(
-        n=1, temperature=i.temperature, top_p=cfg.generation.top_p, max_new_tokens=i.max_new_tokens
-    )
-
-
 def eval_rows(cfg: RlufConfig) -> list[dict[str, Any]]:
     """The held-out prompts (capped by ``inference.test_size``)."""
     rows = splits.load_split(cfg, "eval")
@@ -58,7 +50,7 @@ def eval_rows(cfg: RlufConfig) -> list[dict[str, Any]]:
 
 
 @releases_on_error  # a failed run frees its engine actors at once
-def predict(pool: dict[str, Any], model: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def predict(pool: engine_pool.PoolPlan, model: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Generate with one model (a path or store URI) over the engine pool (``plan(cfg)["pool"]``);
     returns prompt_id, prompt, reference, prediction."""
     import ray.data
@@ -103,7 +95,7 @@ def plan(cfg: RlufConfig) -> dict[str, Any]:
     trained units (arm, seed) to predict with."""
     budget = splits.prompt_budget(cfg, cfg.inference.max_new_tokens)
     return {
-        "pool": engine_pool.plan(cfg, sampling_spec(cfg), budget),
+        "pool": engine_pool.plan(cfg, SamplingSpec.from_config(cfg.generation, cfg.inference), budget),
         "test_size": cfg.inference.test_size,
         "template": cfg.data.prompt_template,
         "eval_split": splits.split_plan(cfg, "eval"),
@@ -125,6 +117,11 @@ STAGE = StageDef(
         "generation.top_p",
         "generation.seed",
         "generation.prompts_per_batch",
+        # the engine pool's options that change samples: the device, and vLLM's batching and sharding
+        "resources.gpus_per_actor",
+        "generation.vllm_gpu_memory_utilization",
+        "generation.vllm_enable_prefix_caching",
+        "generation.tensor_parallel_size",
         "dpo.arms",  # every trained unit predicts
         "dpo.seeds",
         "dpo.seed",

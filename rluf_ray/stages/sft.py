@@ -44,7 +44,14 @@ def trainer_args(cfg: RlufConfig) -> dict[str, Any]:
     }
 
 
-READS: tuple[str, ...] = ("model", "data.prompt_template", *split_reads("train"), "sft")
+READS: tuple[str, ...] = (
+    "model",
+    "data.prompt_template",
+    *split_reads("train"),
+    "sft",
+    "resources.train_workers",  # the global batch is workers x per_device_batch_size x accumulation
+    "resources.use_gpu",  # CPU and GPU numerics differ
+)
 
 
 def plan(cfg: RlufConfig) -> dict[str, Any]:

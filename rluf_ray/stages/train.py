@@ -67,6 +67,8 @@ READS: tuple[str, ...] = (
     "model.dtype",
     "model.max_context",
     "data.prompt_template",
+    "resources.train_workers",  # the global batch is workers x per_device_batch_size x accumulation
+    "resources.use_gpu",  # CPU and GPU numerics differ
 )
 
 

@@ -46,7 +46,7 @@ def check_model_location(location: str) -> None:
     """A one-line error when ``location`` (a path or a URI) holds no save_pretrained model."""
     remote = remote_location(location)
     if remote is None:
-        from rluf_ray.engines.adapters import check_model_path
+        from rluf_ray.engines.base import check_model_path
 
         check_model_path(location.removeprefix("file://"))
         return

@@ -1,8 +1,9 @@
-"""The engine pool component: plain plan -> map_batches kwargs, the UDF's engine teardown, layering."""
+"""The engine pool component: typed plan -> map_batches kwargs, the UDF's engine teardown, layering."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import gc
 import json
 import pickle
@@ -15,7 +16,8 @@ import ray.cloudpickle
 
 from rluf_ray.config import load
 from rluf_ray.engines import pool as engine_pool
-from rluf_ray.engines.adapters import Completion, SamplingSpec
+from rluf_ray.engines.base import Completion, SamplingSpec
+from rluf_ray.engines.hf import HfOptions
 from rluf_ray.runtime.faults import FaultSpec
 
 # The fake engines below travel to Ray workers by value (this test module is not importable there).
@@ -100,7 +102,7 @@ def test_udf_teardown_survives_engines_without_close_and_failed_construction() -
     gc.collect()  # the half-built UDF's __del__ runs without an engine and does not raise
 
 
-def test_map_kwargs_from_a_plain_plan() -> None:
+def test_map_kwargs_from_a_typed_plan() -> None:
     import ray.data
 
     cfg = load(
@@ -111,7 +113,10 @@ def test_map_kwargs_from_a_plain_plan() -> None:
         ]
     )
     pool = engine_pool.plan(cfg, SamplingSpec(n=4, temperature=0.3), prompt_budget=100)
-    assert json.loads(json.dumps(pool)) == pool
+    plain = dataclasses.asdict(pool)
+    assert json.loads(json.dumps(plain)) == plain
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        pool.actors = 4  # type: ignore[misc]
     kw = engine_pool.map_kwargs(pool)
     assert isinstance(kw["compute"], ray.data.ActorPoolStrategy) and kw["compute"].max_size == 3
     assert kw["batch_size"] == 5 and kw["num_gpus"] == 1 and kw["num_cpus"] == 1
@@ -143,7 +148,28 @@ def test_engine_factory_is_plain_and_picklable() -> None:
     pool = engine_pool.plan(load(), SamplingSpec(n=1, temperature=0.0), prompt_budget=50)
     factory = engine_pool.default_engine_factory(pool, "/models/x")
     assert pickle.loads(pickle.dumps(factory)) == factory
-    assert factory.name == "hf" and factory.options == pool["engine_options"]
+    assert factory.name == "hf" and factory.options == pool.engine_options
+    assert factory.options == HfOptions(dtype="float32", threads=1, max_context=512)
+
+
+def test_plan_holds_the_old_plain_values() -> None:
+    """The plan's fields, as ``asdict`` gives them, written out for the embedded default (what the dict
+    plan held, the engine options now the hf engine's own)."""
+    pool = engine_pool.plan(load(), SamplingSpec(n=3, temperature=0.2, max_new_tokens=7), prompt_budget=99)
+    assert dataclasses.asdict(pool) == {
+        "actors": 2,
+        "batch_size": 4,
+        "num_cpus": 1.0,
+        "num_gpus": 0.0,
+        "resources": {},
+        "engine": "hf",
+        "engine_options": {"dtype": "float32", "device": None, "threads": 1, "max_context": 512,
+                           "share_prefill": True},
+        "sampling": {"n": 3, "temperature": 0.2, "top_p": 1.0, "max_new_tokens": 7, "min_new_tokens": 0},
+        "prompt_budget": 99,
+        "template": load().data.prompt_template,
+        "seed": 42,
+    }  # fmt: skip
 
 
 def _imports(path: Path) -> set[str]:
@@ -158,7 +184,9 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_layering_of_the_engine_pool_and_its_users() -> None:
-    for path in sorted((ROOT / "rluf_ray" / "io").glob("*.py")):
+    engine_modules = sorted((ROOT / "rluf_ray" / "engines").glob("*.py"))
+    assert engine_modules
+    for path in engine_modules:
         assert not any(m.startswith("rluf_ray.stages") for m in _imports(path)), (
             f"{path.name} imports stages/"
         )

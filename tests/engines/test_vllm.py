@@ -1,4 +1,4 @@
-"""The vllm engine adapter, for real, on the embedded pretrained SmolLM2-135M-Instruct (30 layers).
+"""The vllm engine, for real, on the embedded pretrained SmolLM2-135M-Instruct (30 layers).
 
 A real model stops at its end-of-sequence token and writes varied text, which the random tiny model
 never does; so the adapter is tested where real runs differ.
@@ -17,7 +17,9 @@ import pytest
 vllm = pytest.importorskip("vllm", reason="vllm is not installed here: run scripts/setup_vllm_env.sh --test")
 
 from rluf_ray.data.embedded import resolve_prebuilt  # noqa: E402
-from rluf_ray.engines.adapters import SamplingSpec, make_engine  # noqa: E402
+from rluf_ray.engines.base import SamplingSpec  # noqa: E402
+from rluf_ray.engines.registry import make_engine  # noqa: E402
+from rluf_ray.engines.vllm import VllmOptions  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -26,7 +28,7 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 def engine():
     model = resolve_prebuilt("embedded:smollm2-135m-instruct")
     eng = make_engine(
-        "vllm", str(model), dtype="float32", max_context=512, gpu_memory_utilization=0.3, seed=7
+        "vllm", str(model), VllmOptions(dtype="float32", max_context=512, gpu_memory_utilization=0.3, seed=7)
     )
     yield eng
     eng.close()  # shut the engine core down while pytest's streams are still open

@@ -15,7 +15,8 @@ pytest.importorskip("vllm", reason="vllm is not installed here: run scripts/setu
 
 from rluf_ray.data.demo import corpus_texts  # noqa: E402
 from rluf_ray.data.tiny_model import build_embedded  # noqa: E402
-from rluf_ray.engines.adapters import make_engine  # noqa: E402
+from rluf_ray.engines.registry import make_engine  # noqa: E402
+from rluf_ray.engines.vllm import VllmOptions  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -24,7 +25,7 @@ def test_close_ends_the_engine_core_process(tmp_path: Path) -> None:
     model = build_embedded(corpus_texts(1, 60), tmp_path / "model", max_positions=512)
     before = set(multiprocessing.active_children())
     eng = make_engine(
-        "vllm", str(model), dtype="float32", max_context=512, gpu_memory_utilization=0.3, seed=7
+        "vllm", str(model), VllmOptions(dtype="float32", max_context=512, gpu_memory_utilization=0.3, seed=7)
     )
     started = set(multiprocessing.active_children()) - before
     assert started, "vLLM started no engine core process (VLLM_ENABLE_V1_MULTIPROCESSING off?)"

@@ -65,9 +65,11 @@ def test_weighted_dpo_bf16_on_cuda(model_dir: Path, tmp_path: Path) -> None:
 
 
 def test_hf_engine_on_cuda(model_dir: Path) -> None:
-    from rluf_ray.engines.adapters import SamplingSpec, make_engine
+    from rluf_ray.engines.base import SamplingSpec
+    from rluf_ray.engines.hf import HfOptions
+    from rluf_ray.engines.registry import make_engine
 
-    engine = make_engine("hf", str(model_dir), dtype="bfloat16", max_context=512, seed=3)
+    engine = make_engine("hf", str(model_dir), HfOptions(dtype="bfloat16", max_context=512))
     assert engine.device == "cuda"
     out = engine.generate(
         [PAIRS[0]["prompt"], PAIRS[1]["prompt"]], SamplingSpec(n=8, temperature=0.35, max_new_tokens=8)

@@ -106,7 +106,7 @@ def test_batch_resumes_by_id_after_restart(tmp_path):
 
 def test_judge_requests_batch_mode(tmp_path, monkeypatch):
     from rluf_ray.config import RlufConfig
-    from rluf_ray.judge.service import judge_requests
+    from rluf_ray.judge.api import JudgeContext, judge
 
     monkeypatch.setenv("RLUF_BATCH_TEST_KEY", "sk-b")
     rs = reqs(6) + reqs(2)  # duplicate keys are judged once
@@ -121,7 +121,8 @@ def test_judge_requests_batch_mode(tmp_path, monkeypatch):
                 },
             }
         )
-        results, report = judge_requests(full, rs, run="feedback", batch=True)
+        ctx = JudgeContext("feedback", full.output_dir)
+        results, report = judge(full.judge, rs, ctx, use_batch_api=True)
         assert srv.batch_creates == 1 and not srv.arrivals
     assert [r.key for r in results] == [r.key for r in reqs(6)]
     assert report["mode"] == "batch" and report["scored"] == 6 and not report["budget_exhausted"]

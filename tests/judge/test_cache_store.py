@@ -6,14 +6,15 @@ from __future__ import annotations
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rluf_ray.bench.loopback_openai import FakeOpenAI
 from rluf_ray.config import RlufConfig
+from rluf_ray.judge import api as judge_api
 from rluf_ray.judge.cache_store import CACHE_NAME, DriverCache, cache_location, driver_cache
 from rluf_ray.judge.scoring import score_requests
-from rluf_ray.judge.service import dry_run, score_answers
 from rluf_ray.store.artifacts import ArtifactStore
 
 KEY_ENV = "RLUF_JUDGE_TEST_KEY"
@@ -74,6 +75,18 @@ def cfg_for(output_dir: str, base_url: str) -> RlufConfig:
     )
 
 
+def context(cfg: RlufConfig, run: str = "generate") -> judge_api.JudgeContext:
+    return judge_api.JudgeContext(run, cfg.output_dir, cfg.resources.judge_actors)
+
+
+def score_answers(cfg: RlufConfig, data: list[dict[str, str]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    return judge_api.score_answers(cfg.judge, data, context(cfg))
+
+
+def judge_batch(cfg: RlufConfig, reqs: list[Any]) -> judge_api.Judgement:
+    return judge_api.judge(cfg.judge, reqs, context(cfg, "feedback"), use_batch_api=True)
+
+
 def rows(n: int) -> list[dict[str, str]]:
     return [{"prompt_id": f"p{i // 4}", "post": f"post {i // 4}", "reference": "ref", "answer": f"a {i}"}
             for i in range(n)]  # fmt: skip
@@ -93,7 +106,7 @@ def test_rerun_on_another_node_costs_no_call(
         calls1 = len(srv.times())
         monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "b"))  # the driver now on another node
         cfg = cfg_for(out, srv.base_url)
-        assert dry_run(cfg, score_requests(rows(12)))["calls"] == 0
+        assert judge_api.dry_run(cfg.judge, score_requests(rows(12)), context(cfg))["calls"] == 0
         again, report2 = score_answers(cfg, rows(12))
         calls2 = len(srv.times()) - calls1
         monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "c"))
@@ -111,7 +124,6 @@ def test_batch_run_resumes_its_batch_on_another_node(
     """The id of a Batch API round in progress is kept in the cache under output_dir: a run that gave
     up waiting is resumed from another node's fresh scratch by polling that batch, not by a new one."""
     from rluf_ray.judge.requests import score_request
-    from rluf_ray.judge.service import judge_requests
 
     monkeypatch.setenv(KEY_ENV, "sk-ray-test")
     rs = [score_request(f"k{i}", f"post {i}", "ref", f"answer {i}") for i in range(5)]
@@ -127,13 +139,13 @@ def test_batch_run_resumes_its_batch_on_another_node(
             (tmp_path / node).mkdir()
         monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "a"))
         monkeypatch.setenv("HOME", str(tmp_path / "a"))  # nothing shared but the bucket
-        first, _ = judge_requests(batch_cfg(0.2), rs, run="feedback", batch=True)  # gives up waiting
+        first, _ = judge_batch(batch_cfg(0.2), rs)  # gives up waiting
         assert all((r.error or "").startswith("batch_timeout") for r in first) and srv.batch_creates == 1
         monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "b"))
         monkeypatch.setenv("HOME", str(tmp_path / "b"))  # nothing shared but the bucket
-        second, _ = judge_requests(batch_cfg(60.0), rs, run="feedback", batch=True)
+        second, _ = judge_batch(batch_cfg(60.0), rs)
         assert srv.batch_creates == 1 and all(r.ok for r in second)  # the same batch, polled again
         monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "c"))
         monkeypatch.setenv("HOME", str(tmp_path / "c"))  # nothing shared but the bucket
-        third, report = judge_requests(batch_cfg(60.0), rs, run="feedback", batch=True)
+        third, report = judge_batch(batch_cfg(60.0), rs)
         assert srv.batch_creates == 1 and report["cache_hits"] == 5 and all(r.cached for r in third)

@@ -27,7 +27,7 @@ def test_progress_lines_count_spend_and_throttle() -> None:
 
 def test_offline_judge_run_logs_progress(caplog) -> None:
     from rluf_ray.config import load
-    from rluf_ray.judge import service as judge_service
+    from rluf_ray.judge import api as judge_api
     from rluf_ray.judge.requests import score_request
 
     cfg = load(None, ["judge.provider=offline"])
@@ -35,6 +35,6 @@ def test_offline_judge_run_logs_progress(caplog) -> None:
         score_request(f"p{i}", "a post", "a ref", f"answer {i}", cfg.judge.templates.score) for i in range(3)
     ]
     with caplog.at_level("INFO", logger="rluf.judge"):
-        results, _ = judge_service.judge_requests(cfg, reqs, run="feedback")
+        results, _ = judge_api.judge(cfg.judge, reqs, judge_api.JudgeContext("feedback", cfg.output_dir))
     assert len(results) == 3
     assert any("judge feedback [" in m and "3/3 100%" in m for m in caplog.messages)

@@ -7,9 +7,11 @@ import pytest
 from rluf_ray.bench.loopback_openai import FakeOpenAI, Faults, over_cap_windows, window_counts
 from rluf_ray.config import RlufConfig
 from rluf_ray.errors import RlufError
+from rluf_ray.judge import api as judge_api
+from rluf_ray.judge.api import JudgeContext, scores_table
 from rluf_ray.judge.cost import format_dry_run
 from rluf_ray.judge.scoring import score_requests
-from rluf_ray.judge.service import dry_run, plan, score_answers, scores_table
+from rluf_ray.judge.service import plan
 from rluf_ray.schema import SCORE_SCHEMA
 
 KEY_ENV = "RLUF_JUDGE_TEST_KEY"
@@ -35,6 +37,18 @@ def cfg_for(tmp_path, base_url: str, actors: int = 2, **judge) -> RlufConfig:
     )
 
 
+def context(cfg: RlufConfig, run: str = "generate") -> JudgeContext:
+    return JudgeContext(run, cfg.output_dir, cfg.resources.judge_actors)
+
+
+def score_answers(cfg: RlufConfig, data, raise_on_budget: bool = True):
+    return judge_api.score_answers(cfg.judge, data, context(cfg), raise_on_budget=raise_on_budget)
+
+
+def dry_run(cfg: RlufConfig, reqs, stage: str = "judge"):
+    return judge_api.dry_run(cfg.judge, reqs, context(cfg, stage))
+
+
 def rows(n: int, per_prompt: int = 5):
     return [
         {
@@ -49,7 +63,7 @@ def rows(n: int, per_prompt: int = 5):
 
 def test_plan_is_pure(tmp_path):
     cfg = cfg_for(tmp_path, "http://127.0.0.1:1/v1", max_in_flight_per_actor=16)
-    p = plan(cfg)
+    p = plan(cfg.judge, context(cfg))
     assert p["num_actors"] == 2 and p["chunk_size"] == 8
     assert p["actor_options"]["num_cpus"] == 0 and p["budget_options"]["max_concurrency"] == 1
     assert p["budget"] == {

@@ -18,8 +18,8 @@ import pytest
 from rluf_ray.bench.loopback_openai import FakeOpenAI
 from rluf_ray.config import RlufConfig
 from rluf_ray.judge.actors import JudgeWorker
+from rluf_ray.judge.api import JudgeContext, judge
 from rluf_ray.judge.scoring import score_requests
-from rluf_ray.judge.service import judge_requests
 
 KEY_ENV = "RLUF_SECRET_TEST_KEY"  # set in conftest before the session Ray starts
 
@@ -50,7 +50,8 @@ def test_the_key_reaches_the_server_and_nothing_else(ray_session, ray_temp_dir: 
         })  # fmt: skip
         data = [{"prompt_id": f"p{i}", "post": "a post", "reference": "ref", "answer": f"answer {i}"}
                 for i in range(6)]  # fmt: skip
-        results, _ = judge_requests(cfg, score_requests(data), run="secret-test")
+        ctx = JudgeContext("secret-test", cfg.output_dir, cfg.resources.judge_actors)
+        results, _ = judge(cfg.judge, score_requests(data), ctx)
         counts = srv.counts()
     assert counts.get("ok") == 6 and not counts.get("unauthorized"), counts  # the actors did hold the key
     assert all(r.ok for r in results)

@@ -14,7 +14,7 @@ from rluf_ray.config import load
 from rluf_ray.data.splits import load_split
 from rluf_ray.errors import RlufError
 from rluf_ray.evaluation.intervals import bootstrap_mean
-from rluf_ray.judge import service as judge_service
+from rluf_ray.judge import api as judge_api
 from rluf_ray.judge.keys import comparison_key
 from rluf_ray.schema import EVAL_COMPARISON_SCHEMA, EVAL_SCORE_SCHEMA, PREDICTION_SCHEMA, PREDICTIONS_ARTIFACT
 from rluf_ray.stages import evaluate
@@ -120,16 +120,16 @@ def test_a_missing_judgement_drops_the_prompt_for_all_arms(tmp_path: Path, monke
     store = ArtifactStore(tmp_path)
     preds = _predictions(cfg, store)
     lost = preds[-1]["prompt_id"]  # the last prompt loses one dpo-vs-sft judgement
-    real = judge_service.judge_requests
+    real = judge_api.judge
 
-    def flaky(jcfg, reqs, run, batch):
-        results, report = real(jcfg, reqs, run=run, batch=batch)
+    def flaky(section, reqs, ctx, use_batch_api):
+        results, report = real(section, reqs, ctx, use_batch_api=use_batch_api)
         for r in results:
             if r.key == comparison_key("dpo", "sft", 1, lost):
                 r.value, r.error = None, "timeout: read"
         return results, report
 
-    monkeypatch.setattr(judge_service, "judge_requests", flaky)
+    monkeypatch.setattr(judge_api, "judge", flaky)
     result = evaluate.run(cfg, StageContext(name="evaluate", store=store))
     report = json.loads((tmp_path / "evaluation" / "report.json").read_text())
     assert report["dropped"]["prompt_ids"] == {lost: ["timeout"]}

@@ -14,7 +14,7 @@ import ray.cloudpickle
 from rluf_ray.config import load
 from rluf_ray.data.splits import tokenizer_corpus
 from rluf_ray.data.tiny_model import build_embedded
-from rluf_ray.engines.adapters import Completion
+from rluf_ray.engines.base import Completion
 from rluf_ray.errors import RlufError
 from rluf_ray.pipeline import run_stage, stage_fingerprint
 from rluf_ray.schema import GENERATION_SCHEMA

@@ -3,6 +3,7 @@ engine, the part writer."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import pytest
 from rluf_ray.config import ConfigError, load
 from rluf_ray.data import splits
 from rluf_ray.engines import pool as engine_pool
-from rluf_ray.engines.adapters import Completion, SamplingSpec
+from rluf_ray.engines.base import Completion, SamplingSpec
+from rluf_ray.engines.hf import HfOptions
+from rluf_ray.engines.vllm import VllmOptions
 from rluf_ray.errors import RlufError
 from rluf_ray.schema import GENERATION_SCHEMA
 from rluf_ray.stages import generate, infer
@@ -60,9 +63,15 @@ def test_sampling_spec_and_engine_options_from_config() -> None:
     cfg = load(
         overrides=["generation.sampling_num=7", "generation.max_new_tokens=9", "resources.cpus_per_actor=2"]
     )
-    assert generate.sampling_spec(cfg) == SamplingSpec(n=7, temperature=0.85, top_p=1.0, max_new_tokens=9)
-    opts = engine_pool.engine_options(cfg)
-    assert opts["threads"] == 2 and opts["max_context"] == 512 and opts["seed"] == 42
+    spec = SamplingSpec(n=7, temperature=0.85, top_p=1.0, max_new_tokens=9)
+    assert SamplingSpec.from_config(cfg.generation) == spec
+    assert generate.plan(cfg)["pool"].sampling == spec
+    assert generate.plan(cfg)["pool"].engine_options == HfOptions(dtype="float32", threads=2, max_context=512)
+    vllm = load(overrides=["generation.engine=vllm", "generation.seed=7", "model.dtype=bfloat16"])
+    assert generate.plan(vllm)["pool"].engine_options == VllmOptions(
+        dtype="bfloat16", max_context=512, gpu_memory_utilization=0.9, enable_prefix_caching=True,
+        tensor_parallel_size=1, seed=7,
+    )  # fmt: skip
 
 
 def test_batch_seed_and_part_name_are_stable() -> None:
@@ -174,14 +183,17 @@ def _changes(plan_fn, base_overrides: list[str], override: str) -> bool:
 def test_plans_are_plain_data() -> None:
     cfg = load()
     for plan in (generate.plan(cfg), infer.plan(cfg)):
-        assert json.loads(json.dumps(plan)) == plan  # JSON-able: no Ray object, no dataclass
+        assert isinstance(plan["pool"], engine_pool.PoolPlan)
+        plain = {**plan, "pool": dataclasses.asdict(plan["pool"])}
+        assert json.loads(json.dumps(plain)) == plain  # JSON-able: no Ray object; the pool through asdict
     pool = generate.plan(cfg)["pool"]
-    assert pool["sampling"] == {"n": 60, "temperature": 0.85, "top_p": 1.0, "max_new_tokens": 48,
-                                "min_new_tokens": 0}  # fmt: skip
-    assert pool["engine"] == "hf" and pool["prompt_budget"] == 512 - 48 and pool["seed"] == 42
-    assert engine_pool.sampling_spec(pool) == generate.sampling_spec(cfg)
+    assert dataclasses.asdict(pool)["sampling"] == {"n": 60, "temperature": 0.85, "top_p": 1.0,
+                                                   "max_new_tokens": 48, "min_new_tokens": 0}  # fmt: skip
+    assert pool.engine == "hf" and pool.prompt_budget == 512 - 48 and pool.seed == 42
+    assert pool.sampling == SamplingSpec.from_config(cfg.generation)
     ipool = infer.plan(cfg)["pool"]
-    assert ipool["sampling"]["n"] == 1 and ipool["sampling"]["temperature"] == 0.0
+    assert ipool.sampling == SamplingSpec(n=1, temperature=0.0, top_p=1.0, max_new_tokens=48)
+    assert ipool.sampling == SamplingSpec.from_config(cfg.generation, cfg.inference)
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,6 @@ def test_configured_versions_reach_the_requests() -> None:
          for m, s in (("sft", None), ("cfa", 1))]
     )  # fmt: skip
     for c, rubric in ((cfg, "rubric_v1"), (load(None), "rubric_v2")):
-        _, _, pairwise, rubrics = evaluate.build_requests(c, preds, {})
+        _, _, pairwise, rubrics = evaluate.evaluation_requests(c, preds, {})
         assert [r.version for r in rubrics] == [rubric, rubric]
         assert [r.version for r in pairwise] == ["pairwise_v1"]

@@ -1,8 +1,7 @@
-"""The hf engine adapter on the embedded tiny model; the vllm adapter's lazy import."""
+"""The hf engine on the embedded tiny model."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -11,7 +10,9 @@ import torch
 
 from rluf_ray.data.demo import corpus_texts
 from rluf_ray.data.tiny_model import build_embedded
-from rluf_ray.engines.adapters import HFEngine, SamplingSpec, _mean_token_logprobs, make_engine
+from rluf_ray.engines.base import SamplingSpec
+from rluf_ray.engines.hf import HFEngine, HfOptions, _mean_token_logprobs
+from rluf_ray.engines.registry import make_engine
 from rluf_ray.errors import RlufError
 
 
@@ -22,7 +23,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def engine(tiny_model: Path) -> HFEngine:
-    return HFEngine(str(tiny_model), threads=1)
+    return HFEngine(str(tiny_model), HfOptions(threads=1))
 
 
 def test_n_samples_per_prompt_in_one_generate_call(engine: HFEngine, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,8 +54,8 @@ def test_n_samples_per_prompt_in_one_generate_call(engine: HFEngine, monkeypatch
 
 def test_shared_prefill_equals_num_return_sequences(tiny_model: Path) -> None:
     """The shared-prefill path samples exactly what plain num_return_sequences=N samples."""
-    shared = HFEngine(str(tiny_model), threads=1, share_prefill=True)
-    plain = HFEngine(str(tiny_model), threads=1, share_prefill=False)
+    shared = HFEngine(str(tiny_model), HfOptions(threads=1, share_prefill=True))
+    plain = HFEngine(str(tiny_model), HfOptions(threads=1, share_prefill=False))
     prompts = [
         "Please summarize this text:\nIvan Adler led the river cleanup.\nSummary:",
         "hi",
@@ -115,71 +116,8 @@ def test_prompt_over_the_context_is_an_error(engine: HFEngine) -> None:
         engine.generate([long], SamplingSpec(n=1, temperature=0.3, max_new_tokens=4))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed here")
-def test_vllm_adapter_imports_lazily(tiny_model: Path) -> None:
-    import rluf_ray.engines.adapters as engines  # importing the module never imports vllm
-
-    assert engines.VLLMEngine.name == "vllm"
-    with pytest.raises(RlufError, match="needs vllm"):
-        make_engine("vllm", str(tiny_model), gpu_memory_utilization=0.3)
-
-
 def test_hf_close_drops_the_model_and_is_idempotent(tiny_model: Path) -> None:
-    eng = HFEngine(str(tiny_model), threads=1)
+    eng = HFEngine(str(tiny_model), HfOptions(threads=1))
     eng.close()
     assert eng.model is None
     eng.close()  # a second close (e.g. from the pool's __del__ after an explicit close) is harmless
-
-
-class _Core:
-    def __init__(self) -> None:
-        self.shutdowns = 0
-
-    def shutdown(self) -> None:
-        self.shutdowns += 1
-
-
-class _LLMWithShutdown:
-    def __init__(self) -> None:
-        self.shutdowns = 0
-        self.llm_engine = type("E", (), {"engine_core": _Core()})()
-
-    def shutdown(self) -> None:
-        self.shutdowns += 1
-
-
-class _LLMWithoutShutdown:
-    def __init__(self) -> None:
-        self.llm_engine = type("E", (), {"engine_core": _Core()})()
-
-
-def _vllm_engine_around(llm: object) -> object:
-    from rluf_ray.engines.adapters import VLLMEngine
-
-    eng = object.__new__(VLLMEngine)  # no vllm needed: the adapter around a stand-in LLM
-    eng.llm = llm
-    return eng
-
-
-def test_vllm_close_uses_the_public_shutdown_once() -> None:
-    llm = _LLMWithShutdown()
-    eng = _vllm_engine_around(llm)
-    eng.close()
-    eng.close()
-    assert llm.shutdowns == 1 and llm.llm_engine.engine_core.shutdowns == 0
-    assert eng.llm is None
-
-
-def test_vllm_close_without_public_shutdown_drops_the_llm_once() -> None:
-    """No private engine-core call: the LLM is dropped and collected (vLLM's engine core client shuts its
-    process down when collected; ``tests/engines/test_vllm_close.py`` checks that on the real engine)."""
-    import weakref
-
-    llm = _LLMWithoutShutdown()
-    eng = _vllm_engine_around(llm)
-    core, ref = llm.llm_engine.engine_core, weakref.ref(llm)
-    del llm
-    eng.close()
-    eng.close()
-    assert eng.llm is None and ref() is None
-    assert core.shutdowns == 0
