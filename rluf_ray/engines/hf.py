@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rluf_ray.config.plan_keys import operational
 from rluf_ray.engines.base import Completion, EngineEntry, EngineOptions, SamplingSpec, check_model_path
 from rluf_ray.errors import RlufError
 
@@ -34,7 +35,7 @@ class HfOptions(EngineOptions):
 
     dtype: str = "float32"
     device: str | None = None
-    threads: int | None = None
+    threads: int | None = operational(default=None)  # the speed of a CPU engine, not its samples
     max_context: int | None = None
     share_prefill: bool = True
 

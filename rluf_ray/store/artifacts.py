@@ -63,6 +63,7 @@ class Manifest:
     status: str = "complete"
     run_id: str = ""  # unique per run: a redone upstream always invalidates its downstream
     sticky: dict[str, Any] = field(default_factory=dict)  # config values a later run may inherit
+    plan: Any = None  # the plan data the stage key hashes (``plan_key_data``): what a change is found in
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -296,8 +297,10 @@ class ArtifactStore:
         metrics: Mapping[str, Any] | None = None,
         wall_time_s: float = 0.0,
         sticky: Mapping[str, Any] | None = None,
+        plan: Any = None,
     ) -> Manifest:
-        """Write the stage's manifest, last, listing every file it produced."""
+        """Write the stage's manifest, last, listing every file it produced (``plan``: the hashed plan
+        data behind ``config_hash``, recorded so that a later run can name what changed)."""
         man = Manifest(
             stage=stage,
             config_hash=config_hash,
@@ -310,6 +313,7 @@ class ArtifactStore:
             finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             run_id=uuid.uuid4().hex,
             sticky=dict(sticky or {}),
+            plan=plan,
         )
         self.write_json(stage, MANIFEST, man.to_dict())
         return man
