@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from rluf_ray import __version__
+from rluf_ray.arms import TRAIN_ARMS
 from rluf_ray.config import ConfigError, RlufConfig, load
 from rluf_ray.errors import RlufError, StageNotBuilt
 from rluf_ray.stages.registry import ORDER
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--pairs", help="train on an external weighted pairs JSONL")
             p.add_argument(
                 "--arm",
-                choices=("cfa", "dpo"),
+                choices=TRAIN_ARMS,
                 help="train only this arm's units (the stage completes once every dpo.arms unit exists)",
             )
         if name in ("generate", "feedback", "evaluate"):

@@ -11,14 +11,9 @@ from typing import Literal
 
 import pyarrow as pa
 
-# --- prompts (every stage that reads data) -------------------------------------------------------
-PROMPT_SCHEMA = pa.schema(
-    [
-        ("prompt_id", pa.string()),  # stable id of the source document / post
-        ("post", pa.string()),  # the text to summarise
-        ("reference", pa.string()),  # the reference summary
-    ]
-)
+# --- prompts (every stage that reads data): rows of rluf_ray.data.splits.load_split ---------------
+# prompt_id (stable id of the source document / post), post (the text to summarise), reference (the
+# reference summary): three strings.
 
 # --- generate: outputs/generation/{calibration,test}/*.parquet ------------------------------------
 GENERATION_SPLITS: tuple[Literal["calibration", "test"], ...] = ("calibration", "test")
@@ -61,26 +56,22 @@ PREDICTION_SET_SCHEMA = pa.schema(
 )
 
 # --- feedback: outputs/feedback/pairs.jsonl --------------------------------------------------------
+# prompt_id, prompt, chosen (raw text of the preferred answer), rejected, chosen_answer and
+# rejected_answer (their normalised keys, for prediction-set lookups)
 PAIRS_ARTIFACT = "pairs.jsonl"
-PAIR_COLUMNS = (
-    "prompt_id",
-    "prompt",
-    "chosen",  # raw text of the preferred answer
-    "rejected",
-    "chosen_answer",  # normalised keys, for prediction-set lookups
-    "rejected_answer",
-)
 
 # --- assign-weights: outputs/weights/weighted_pairs.jsonl (the original's released format + ids) --
 WEIGHTED_PAIRS_ARTIFACT = "weighted_pairs.jsonl"
-WEIGHTED_PAIR_COLUMNS = ("prompt", "chosen", "rejected", "weight")
+WEIGHTED_PAIR_COLUMNS = ("prompt", "chosen", "rejected", "weight")  # required of an external pairs file too
 
+# --- sft: outputs/sft/{model/,curves.jsonl,sft_summary.json} ---------------------------------------
 # --- train: outputs/training/<arm>/seed-<seed>/{model/,curves.jsonl,train_summary.json} -----------
-# one training unit per (arm, seed); outputs/training/train_summary.json lists every unit.
-TRAIN_ARMS = ("cfa", "dpo")  # cfa: the CFA weights; dpo: the same pairs, every weight 1.0
+# one training unit per (arm, seed) (arms: rluf_ray.arms.TRAIN_ARMS); outputs/training/train_summary.json
+# lists every unit.
+MODEL_DIR = "model"  # a trained model's save_pretrained folder (sft/ and every training unit)
+CURVES_ARTIFACT = "curves.jsonl"  # its training curves, one JSON object per logged step, beside it
+SFT_SUMMARY_ARTIFACT = "sft_summary.json"
 TRAIN_SUMMARY_ARTIFACT = "train_summary.json"
-TRAIN_MODEL_DIR = "model"
-TRAIN_CURVES_ARTIFACT = "curves.jsonl"
 
 
 def train_unit_dir(arm: str, seed: int) -> str:
@@ -93,7 +84,7 @@ PREDICTIONS_ARTIFACT = "predictions.parquet"
 PREDICTION_SCHEMA = pa.schema(
     [
         ("prompt_id", pa.string()),
-        ("model", pa.string()),  # the arm: "sft", "cfa" (weighted DPO) or "dpo" (all weights 1)
+        ("model", pa.string()),  # the arm (rluf_ray.arms): "sft", "cfa" (weighted DPO) or "dpo" (weights 1)
         ("seed", pa.int64()),  # the training seed of a DPO arm; null for sft (one model)
         ("prompt", pa.string()),
         ("reference", pa.string()),
@@ -120,7 +111,7 @@ EVAL_SCORE_SCHEMA = pa.schema(
 EVAL_COMPARISONS_ARTIFACT = "comparisons.parquet"
 EVAL_COMPARISON_SCHEMA = pa.schema(
     [
-        ("a", pa.string()),  # arm A (first in ("cfa", "dpo", "sft") order)
+        ("a", pa.string()),  # arm A (first in rluf_ray.arms.ARM_ORDER: cfa, dpo, sft)
         ("b", pa.string()),  # arm B
         ("seed", pa.int64()),  # the comparison's seed (of the trained arm); null when neither has one
         ("prompt_id", pa.string()),

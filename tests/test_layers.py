@@ -33,6 +33,7 @@ RAY_LIST_MARKER = "Modules that import Ray"
 CORE_THIRD_PARTY = {"numpy", "torch", "rouge_score"}  # rouge_score: a pure text metric (offline judge)
 PURE_MODULES: frozenset[str] = frozenset(
     {
+        "rluf_ray.arms",
         "rluf_ray.common.frames",
         "rluf_ray.common.progress",
         "rluf_ray.common.text",

@@ -25,7 +25,7 @@ import numpy as np
 from rluf_ray.conformal.calibration import ConformalSettings, GridMap, calibrate
 from rluf_ray.conformal.grid_search import make_permutations
 from rluf_ray.conformal.grid_tasks import GridTasks
-from rluf_ray.conformal.nonconformity import AnswerTable, nonconformity, pad_table, score_parts
+from rluf_ray.conformal.nonconformity import PaddedAnswerTable, nonconformity, pad_table, score_parts
 from rluf_ray.conformal.similarity_model import SimilaritySettings, top_answer_similarities
 from rluf_ray.conformal.thresholds import in_set
 
@@ -137,7 +137,7 @@ def baseline(
 
 
 # ---- ours ----------------------------------------------------------------------------------------
-def _table(rows: list[dict], sims: dict[tuple[str, str], float], judge: bool = True) -> AnswerTable:
+def _table(rows: list[dict], sims: dict[tuple[str, str], float], judge: bool = True) -> PaddedAnswerTable:
     return pad_table(
         [r["counts"] for r in rows],
         [[0.0] + [sims[(a, r["answers"][0])] for a in r["answers"][1:]] for r in rows],
@@ -148,8 +148,8 @@ def _table(rows: list[dict], sims: dict[tuple[str, str], float], judge: bool = T
 
 
 def ours(
-    cal_t: AnswerTable,
-    test_t: AnswerTable,
+    cal_t: PaddedAnswerTable,
+    test_t: PaddedAnswerTable,
     settings: ConformalSettings,
     map_grid: GridMap,
 ) -> tuple[dict[float, list[list[str]]], int]:

@@ -110,6 +110,7 @@ def main(argv: list[str]) -> int:
     from trl import DPOConfig, DPOTrainer
 
     from rluf_ray.data.tiny_model import build_embedded
+    from rluf_ray.training.pairs import drop_zero_weight_pairs
     from rluf_ray.training.weighted_dpo import WeightedDPOConfig, WeightedDPOTrainer
 
     threads = a.threads or os.cpu_count() or 1
@@ -150,19 +151,16 @@ def main(argv: list[str]) -> int:
 
     # 2. one epoch with zero-weight pairs kept vs dropped before training
     epoch_rows = make_pairs(a.pairs, a.zero_share, a.prompt_words, a.answer_words, 1)
-    keep = _build(
-        WeightedDPOTrainer, WeightedDPOConfig, model_dir, epoch_rows, a.batch, {"drop_zero_weight": False}
-    )
-    drop = _build(
-        WeightedDPOTrainer, WeightedDPOConfig, model_dir, epoch_rows, a.batch, {"drop_zero_weight": True}
-    )
+    kept_rows, dropped = drop_zero_weight_pairs(epoch_rows)  # as `rluf train` drops them
+    keep = _build(WeightedDPOTrainer, WeightedDPOConfig, model_dir, epoch_rows, a.batch, {})
+    drop = _build(WeightedDPOTrainer, WeightedDPOConfig, model_dir, kept_rows, a.batch, {})
     _epoch(keep), _epoch(drop)  # warm
     t_keep, t_drop = [], []
     for _ in range(a.epochs):
         t_keep.append(_epoch(keep))
         t_drop.append(_epoch(drop))
     keep_s, drop_s = min(t_keep), min(t_drop)  # min: the least disturbed epoch on a shared machine
-    print(f"epoch over {a.pairs} pairs with {drop.dropped_zero_weight} zero-weight ({a.zero_share:.1%}): "
+    print(f"epoch over {a.pairs} pairs with {dropped} zero-weight ({a.zero_share:.1%}): "
           f"kept {keep_s:.2f} s, dropped {drop_s:.2f} s, speedup {keep_s / drop_s:.3f}x")  # fmt: skip
     print(json.dumps({
         "trl_step_s": round(trl_s, 6),

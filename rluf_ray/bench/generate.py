@@ -23,6 +23,7 @@ import gc
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -239,12 +240,6 @@ class Ours:
                 ray.kill(h)
 
 
-def _median(values: list[float]) -> float:
-    v = sorted(values)
-    mid = len(v) // 2
-    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.actors is None:
@@ -285,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"actor(s), {args.threads} threads in all): {o_samples} samples in {o_wall:.2f}s = "
                   f"{our_rates[-1]:.2f} samples/s")  # fmt: skip
         ours.close()
-    base_rate, our_rate = _median(base_rates), _median(our_rates)
+    base_rate, our_rate = statistics.median(base_rates), statistics.median(our_rates)
     print(
         f"median over {args.repeats} rounds: baseline {base_rate:.2f} samples/s, ours {our_rate:.2f} samples/s"
     )

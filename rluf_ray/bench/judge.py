@@ -1,6 +1,6 @@
 """``rluf bench judge``: the original serial judge loop vs the rate-limited async judge on Ray.
 
-Both run against loopback OpenAI-compatible servers (``rluf_ray.bench.loopback_openai``) with the same
+Both run against loopback OpenAI-compatible servers (``rluf_ray.bench.loopback_endpoint``) with the same
 latency and the same cap. The baseline is the original approach: one request at a time with a 0.3 s
 pause after each. Ours is ``rluf_ray.judge.api.judge`` with 2 async judge actors drawing from one cluster-wide
 budget. Each server records the arrival of every request; the cap is checked over every sliding
@@ -75,7 +75,7 @@ def _rate_per_min(times: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(list(argv or []))
-    from rluf_ray.bench.loopback_openai import FakeOpenAI, over_cap_windows, window_counts
+    from rluf_ray.bench.loopback_endpoint import LoopbackEndpoint, over_cap_windows, window_counts
     from rluf_ray.config import RlufConfig
     from rluf_ray.judge.api import JudgeContext, judge
     from rluf_ray.judge.scoring import score_requests
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.minutes} min per side, run side by side"
     )
     with (
-        FakeOpenAI(latency_s=args.latency, rpm_cap=args.cap, window_s=args.window) as base_srv,
-        FakeOpenAI(latency_s=args.latency, rpm_cap=args.cap, window_s=args.window) as our_srv,
+        LoopbackEndpoint(latency_s=args.latency, rpm_cap=args.cap, window_s=args.window) as base_srv,
+        LoopbackEndpoint(latency_s=args.latency, rpm_cap=args.cap, window_s=args.window) as our_srv,
     ):
         cfg.judge.base_url = our_srv.base_url
         stop = threading.Event()

@@ -69,11 +69,6 @@ class LocalCluster:
                     return k
         raise LookupError(f"no worker node of this cluster runs pid {pid}")
 
-    def session_dirs(self) -> list[Path]:
-        """Every node's Ray session directory (logs live under ``<dir>/logs``)."""
-        dirs = (self.head_temp_dir, *(self.worker_temp_dirs or (self.worker_temp_dir,)))
-        return [Path(d, "session_latest").resolve() for d in dirs]
-
 
 def free_ports(n: int) -> list[int]:
     """``n`` distinct free TCP ports on 127.0.0.1 (held open together so none repeats)."""

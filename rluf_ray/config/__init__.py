@@ -58,14 +58,12 @@ from rluf_ray.config.plan_keys import operational, plan_data, plan_key, plan_key
 from rluf_ray.config.resources import ResourcesConfig
 from rluf_ray.config.schema import RlufConfig, Section
 from rluf_ray.config.tracking import TrackingConfig
-from rluf_ray.config.training import ARMS, Arm, DpoConfig, LoraConfig, SftConfig, TrainingSection
+from rluf_ray.config.training import DpoConfig, LoraConfig, SftConfig, TrainingSection
 
 __all__ = [
-    "ARMS",
     "CONFIG_DIR",
     "DEFAULT_CONFIG",
     "OPERATIONAL_KEYS",
-    "Arm",
     "ConfigError",
     "ConformalConfig",
     "DataConfig",

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from rluf_ray.arms import TRAIN_ARMS, TrainArm
 from rluf_ray.config.section import Section
 
 
@@ -62,10 +63,6 @@ class SftConfig(TrainingSection):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
 
 
-Arm = Literal["cfa", "dpo"]
-ARMS: tuple[Arm, ...] = ("cfa", "dpo")  # cfa: the CFA weights; dpo: the same pairs, every weight 1.0
-
-
 class DpoConfig(TrainingSection):
     learning_rate: float = Field(1.5e-6, gt=0, description="DPO learning rate (original: 1.5e-6).")
     num_epochs: float = Field(1, gt=0, description="DPO epochs.")
@@ -90,8 +87,8 @@ class DpoConfig(TrainingSection):
     pairs_path: str | None = Field(
         None, description="External weighted pairs JSONL (prompt, chosen, rejected, weight) to train on."
     )
-    arms: list[Arm] = Field(
-        default_factory=lambda: list(ARMS),
+    arms: list[TrainArm] = Field(
+        default_factory=lambda: list(TRAIN_ARMS),
         description="Arms to train on the same pairs: cfa (the CFA weights) and dpo (every weight 1.0).",
     )
     seeds: list[int] | None = Field(

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rluf_ray.common.text import normalize_answer
 
 
 @dataclass(frozen=True)
-class AnswerTable:
-    """Unique normalised answers of one prompt, most frequent first (ties: first sampled first).
+class PromptAnswers:
+    """Unique normalised answers of one prompt with their counts, most frequent first (ties: first
+    sampled first); the generate stage writes one row of them per prompt.
 
     ``first_sampled`` is the index in ``answers`` of the answer of sample 0 (the top answer of the
     ``cfa`` protocol, as in the original; it differs from 0 when another answer is more frequent).
@@ -28,7 +30,7 @@ class AnswerTable:
         return sum(self.counts)
 
 
-def answer_table(texts: Sequence[str], logprobs: Sequence[float] | None = None) -> AnswerTable:
+def prompt_answers(texts: Sequence[str], logprobs: Sequence[float] | None = None) -> PromptAnswers:
     """Count normalised answers of ``texts``; ``logprobs[i]`` is sample i's mean token log-prob.
 
     NaN log-probs (unknown) are ignored in an answer's mean; an answer with none known gets NaN.
@@ -54,7 +56,7 @@ def answer_table(texts: Sequence[str], logprobs: Sequence[float] | None = None) 
             lp_sum[key] += lp
             lp_n[key] += 1
     keys = sorted(order, key=lambda k: (-counts[k], order[k]))
-    return AnswerTable(
+    return PromptAnswers(
         answers=keys,
         counts=[counts[k] for k in keys],
         texts=[raw[k] for k in keys],
@@ -104,7 +106,7 @@ class VarietyStats:
         return {
             "prompts": self.prompts,
             "samples": self.samples,
-            "distinct_median": _median(values),
+            "distinct_median": float(statistics.median(values)),
             "distinct_min": values[0],
             "distinct_max": values[-1],
             f"distinct_share_{low}_{high}": round(in_range / self.prompts, 4),
@@ -116,10 +118,3 @@ class VarietyStats:
 
 def _expand(hist: dict[int, int]) -> list[int]:
     return sorted(k for k, v in hist.items() for _ in range(v))
-
-
-def _median(values: Iterable[int]) -> float:
-    v = sorted(values)
-    n = len(v)
-    mid = n // 2
-    return float(v[mid]) if n % 2 else (v[mid - 1] + v[mid]) / 2

@@ -55,7 +55,7 @@ from rluf_ray.conformal.grid_search import (
     tuning_calibration_split,
     weight_grid,
 )
-from rluf_ray.conformal.nonconformity import AnswerTable, ScoreParts, nonconformity, score_parts
+from rluf_ray.conformal.nonconformity import PaddedAnswerTable, ScoreParts, nonconformity, score_parts
 from rluf_ray.conformal.thresholds import (
     ConformalError,
     LabelRule,
@@ -199,7 +199,7 @@ class CalibrationResult:
     counts: dict[str, int]
 
 
-def input_counts(table: AnswerTable, accuracy_threshold: float, rule: LabelRule) -> dict[str, int]:
+def input_counts(table: PaddedAnswerTable, accuracy_threshold: float, rule: LabelRule) -> dict[str, int]:
     """How many prompts/answers each bad-input case affected (reported, never silently dropped)."""
     labelled = has_label(table.judge, rule)
     acc = acceptable(table.judge, accuracy_threshold)
@@ -214,7 +214,7 @@ def input_counts(table: AnswerTable, accuracy_threshold: float, rule: LabelRule)
     }
 
 
-def check_sizes(table: AnswerTable, settings: ConformalSettings) -> int:
+def check_sizes(table: PaddedAnswerTable, settings: ConformalSettings) -> int:
     """Raise ConformalError (naming n and alpha) when the labelled prompts are too few for an alpha.
 
     Returns the number of labelled prompts. Cheap: the stage calls it before training FastText.
@@ -247,7 +247,7 @@ def _split_sizes_ok(n: int, alpha: float, settings: ConformalSettings) -> bool:
 
 
 def calibrate(
-    table: AnswerTable, settings: ConformalSettings, map_grid: GridMap = whole_grid
+    table: PaddedAnswerTable, settings: ConformalSettings, map_grid: GridMap = whole_grid
 ) -> CalibrationResult:
     """Grid-search (w1, w2) and calibrate a threshold per alpha on the calibration prompts.
 

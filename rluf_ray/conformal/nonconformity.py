@@ -28,8 +28,10 @@ import numpy as np
 # Padded answer tables
 # ---------------------------------------------------------------------------------------------
 @dataclass
-class AnswerTable:
-    """Padded per-prompt answer data: counts (0 = padding), similarity to top answer, judge scores."""
+class PaddedAnswerTable:
+    """Many prompts' answers stacked into padded ``(P, K)`` arrays: counts (0 = padding), similarity to
+    the top answer, judge scores (the calibration's input; one prompt's counted answers are
+    ``rluf_ray.conformal.answers.PromptAnswers``)."""
 
     counts: np.ndarray  # (P, K) int64
     sim: np.ndarray  # (P, K) float64
@@ -42,10 +44,10 @@ class AnswerTable:
         """Real (non-padding) answers."""
         return self.counts > 0
 
-    def take(self, idx: np.ndarray) -> AnswerTable:
+    def take(self, idx: np.ndarray) -> PaddedAnswerTable:
         """The sub-table of the given prompt rows."""
         idx = np.asarray(idx, dtype=np.int64)
-        return AnswerTable(
+        return PaddedAnswerTable(
             counts=self.counts[idx],
             sim=self.sim[idx],
             judge=self.judge[idx],
@@ -60,7 +62,7 @@ def pad_table(
     judge: Sequence[Sequence[float | None]] | None = None,
     answers: Sequence[Sequence[str]] | None = None,
     prompt_ids: Sequence[str] | None = None,
-) -> AnswerTable:
+) -> PaddedAnswerTable:
     """Stack ragged per-prompt lists (most frequent answer first) into padded arrays.
 
     ``sims[i][j]`` is the similarity of answer j to answer 0 (entry 0 is ignored); ``judge`` entries
@@ -83,7 +85,7 @@ def pad_table(
             j_arr[i, :n] = [np.nan if v is None else float(v) for v in judge[i]]
     if (c_arr[:, 0] <= 0).any():
         raise ValueError("every prompt needs a positive count for its first answer")
-    return AnswerTable(
+    return PaddedAnswerTable(
         c_arr,
         s_arr,
         j_arr,
@@ -125,7 +127,7 @@ def normalized_entropy(counts: np.ndarray) -> np.ndarray:
     return num / np.log(total2)
 
 
-def score_parts(table: AnswerTable) -> ScoreParts:
+def score_parts(table: PaddedAnswerTable) -> ScoreParts:
     """Precompute the weight-free score parts once; every grid point reuses them."""
     counts = table.counts
     total = counts.sum(axis=1)

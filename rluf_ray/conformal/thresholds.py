@@ -114,11 +114,6 @@ def in_set(scores: np.ndarray, mask: np.ndarray, threshold: np.ndarray | float) 
     return (scores <= thr[..., None, None]) & mask
 
 
-def set_sizes(scores: np.ndarray, mask: np.ndarray, threshold: np.ndarray | float) -> np.ndarray:
-    """Number of answers in each prompt's set: ``[..., P]``."""
-    return in_set(scores, mask, threshold).sum(axis=-1)
-
-
 def covered(
     label: np.ndarray, threshold: np.ndarray | float, labelled: np.ndarray | None = None
 ) -> np.ndarray:
@@ -149,22 +144,3 @@ def is_trivial(threshold: float, label: np.ndarray, labelled: np.ndarray) -> boo
     """The threshold admits every answer: it lies above every acceptable prompt's label (or none exists)."""
     real = np.asarray(label, dtype=np.float64)[np.asarray(labelled, dtype=bool)]
     return bool(real.size == 0 or threshold > float(real.max()))
-
-
-def split_conformal_coverage(
-    scores: np.ndarray, alpha: float, n_cal: int, repeats: int, seed: int
-) -> np.ndarray:
-    """Empirical coverage of the order-statistic threshold over random cal/test splits of ``scores``."""
-    rng = np.random.default_rng(seed)
-    out = np.empty(repeats)
-    for r in range(repeats):
-        perm = rng.permutation(scores.shape[0])
-        thr = conformal_threshold(scores[perm[:n_cal]], alpha)
-        out[r] = float(coverage(scores[perm[n_cal:]], thr))
-    return out
-
-
-def prediction_sets(scores: np.ndarray, mask: np.ndarray, threshold: float) -> list[list[int]]:
-    """Indices of the answers in each prompt's set (answer order kept)."""
-    member = in_set(scores, mask, threshold)
-    return [list(np.flatnonzero(row)) for row in member]

@@ -112,7 +112,7 @@ class DemoDoc:
     count: int
 
     def row(self) -> dict[str, str]:
-        """The PROMPT_SCHEMA row (prompt_id, post, reference)."""
+        """The prompt row (prompt_id, post, reference; ``rluf_ray.schema``)."""
         return {"prompt_id": self.prompt_id, "post": self.post, "reference": self.reference}
 
     def to_dict(self) -> dict[str, object]:
@@ -243,11 +243,6 @@ def iter_docs(
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     for i in range(start, start + count):
         yield make_doc(seed, split, i, vague_share)
-
-
-def generate_split(seed: int, split: str, count: int, vague_share: float = 0.0) -> list[DemoDoc]:
-    """The first ``count`` documents of ``split``."""
-    return list(iter_docs(seed, split, count, vague_share=vague_share))
 
 
 def corpus_texts(seed: int, count: int = 400) -> Iterator[str]:

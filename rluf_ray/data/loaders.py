@@ -2,7 +2,7 @@
 
 The row processing is pure (plain functions over dicts, tested on hand-made rows); the hub call
 (:func:`load_tldr_hub`) is a thin separate function, never called in tests (there is no internet).
-Every loader returns PROMPT_SCHEMA rows: ``prompt_id``, ``post`` and ``reference`` strings.
+Every loader returns prompt rows (``rluf_ray.schema``): ``prompt_id``, ``post`` and ``reference`` strings.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from rluf_ray.errors import RlufError
 
 log = logging.getLogger("rluf.data")
 
-PROMPT_COLUMNS = ("prompt_id", "post", "reference")
 # Accepted column names in local files, first match wins.
 POST_COLUMNS = ("post", "prompt")
 ID_COLUMNS = ("prompt_id", "id")

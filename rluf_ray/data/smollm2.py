@@ -32,8 +32,10 @@ RECORD = "rluf_build.json"
 """The build record, written last: the model name, the GGUF's name and checksum, every file's size."""
 
 
-def cache_root() -> Path:
-    """Where built models live: ``$RLUF_CACHE_DIR``, else ``$XDG_CACHE_HOME/rluf-ray`` (``~/.cache``)."""
+def build_cache_root() -> Path:
+    """Where embedded models are built, once per user: ``$RLUF_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/rluf-ray`` (``~/.cache``). Not the node scratch that models copied from the
+    store go to (``rluf_ray.store.model_cache.node_cache_root``)."""
     env = os.environ.get("RLUF_CACHE_DIR")
     if env:
         return Path(env)
@@ -103,7 +105,7 @@ def ensure_smollm2(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     A finished build in ``<cache_dir>/models/`` is reused without the package; otherwise the installed
     GGUF is checked against its pinned SHA-256 and built into a temporary folder that is renamed.
     """
-    root = Path(cache_dir) if cache_dir is not None else cache_root()
+    root = Path(cache_dir) if cache_dir is not None else build_cache_root()
     target = root / "models" / NAME
     if is_built(target):
         return target

@@ -1,4 +1,5 @@
-"""THE data interface of every stage: ``load_split(split_plan(data, split))`` -> PROMPT_SCHEMA rows.
+"""THE data interface of every stage: ``load_split(split_plan(data, split))`` -> prompt rows
+(``rluf_ray.schema``).
 
 A :class:`SplitPlan` holds exactly what decides a split's rows under the configured source; stages keep
 it in their plans (so it is part of their keys) and load from it, never from the config.
@@ -233,15 +234,6 @@ def prompt_budget(max_context: int, max_new_tokens: int) -> int:
             f"model.max_context ({max_context}) leaves no room for a prompt after {max_new_tokens} new tokens"
         )
     return budget
-
-
-def token_counter(tokenizer: Any) -> Callable[[str], int]:
-    """``count_tokens`` for :func:`fit_prompt` from a Hugging Face tokenizer (special tokens included)."""
-
-    def count(text: str) -> int:
-        return len(tokenizer(text)["input_ids"])
-
-    return count
 
 
 def fit_rows(

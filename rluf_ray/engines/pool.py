@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rluf_ray.config import GenerationConfig, ModelConfig, ResourcesConfig, operational, plan_type
-from rluf_ray.conformal.answers import answer_table
+from rluf_ray.conformal.answers import prompt_answers
 from rluf_ray.data import splits
 from rluf_ray.engines import registry
 from rluf_ray.engines.base import Engine, EngineOptions, SamplingSpec
@@ -217,7 +217,7 @@ class SampleUDF:
         )
         out: dict[str, list[Any]] = {name: [] for name in GENERATION_SCHEMA.names}
         for row, comp in zip(fitted, completions, strict=True):
-            table = answer_table(comp.texts, comp.mean_logprobs or None)
+            table = prompt_answers(comp.texts, comp.mean_logprobs or None)
             out["prompt_id"].append(row["prompt_id"])
             out["split"].append(row["split"])
             out["prompt"].append(row["prompt"])

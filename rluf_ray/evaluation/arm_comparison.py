@@ -2,9 +2,9 @@
 means, which prompts survive missing judgements, and the win rates and rubric means with intervals.
 
 Arms are the models in the predictions ("cfa", "dpo", "sft"; any subset of two or more). Every pair
-of arms is compared in ``ARM_ORDER`` (cfa-dpo, cfa-sft, dpo-sft). Seeds: two trained arms pair seed
-``s`` of A with seed ``s`` of B; an arm with a single unseeded prediction set (sft, seed null) is
-paired with every seed of the other arm.
+of arms is compared in ``rluf_ray.arms.ARM_ORDER`` (cfa-dpo, cfa-sft, dpo-sft). Seeds: two trained
+arms pair seed ``s`` of A with seed ``s`` of B; an arm with a single unseeded prediction set (sft,
+seed null) is paired with every seed of the other arm.
 
 One comparison item is (A, B, seed, prompt). Which arm is shown as output_1 is drawn per item from
 an RNG seeded with (``evaluation.seed``, A, B, seed, prompt), so it does not depend on processing
@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from rluf_ray.arms import ARM_ORDER
 from rluf_ray.evaluation.intervals import LOSS, WIN, bootstrap_mean, win_rate_ci
 from rluf_ray.judge.keys import SEP
 
-ARM_ORDER: tuple[str, ...] = ("cfa", "dpo", "sft")
 MISSING_PREDICTION = "missing_prediction"
 
 Seed = int | None

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from rluf_ray.report import run_plots
+from rluf_ray.schema import CURVES_ARTIFACT
 from rluf_ray.store.artifacts import ArtifactStore
 
 log = logging.getLogger("rluf.report")
@@ -58,8 +59,8 @@ def _distinct(store: ArtifactStore, gen_dir: str) -> dict[str, list[int]]:
 def _curves(store: ArtifactStore, train_dir: str) -> dict[str, list[dict[str, float]]]:
     out: dict[str, list[dict[str, float]]] = {}
     for name in sorted(store.list_files(train_dir)):
-        if name == "curves.jsonl" or name.endswith("/curves.jsonl"):
-            label = name.rsplit("/curves.jsonl", 1)[0] if "/" in name else "dpo"
+        if name == CURVES_ARTIFACT or name.endswith(f"/{CURVES_ARTIFACT}"):
+            label = name.rsplit(f"/{CURVES_ARTIFACT}", 1)[0] if "/" in name else "dpo"
             out[label] = list(store.iter_jsonl(train_dir, name))
     return {k: v for k, v in out.items() if v}
 

@@ -1,4 +1,10 @@
-"""Deterministic fault points for fault-tolerance tests (never fired unless a test sets them).
+"""Test hook: deterministic fault points for the fault-tolerance tests (never fired unless a test sets them).
+
+It lives in the package, not under ``tests/``, on purpose: the faults fire inside processes a test
+cannot reach with Python objects (the driver of a job submitted to a cluster, the engine actors and
+Ray Train workers it starts, on other nodes), so the only way in is the environment, and the code
+that reads it has to be on the production path those processes run. Outside tests it is inert:
+without an ``RLUF_FAULT_*`` variable :func:`fault_spec` returns None and no point exists.
 
 A test sets ``RLUF_FAULT_<POINT>=<index>:<action>:<marker path>`` in the driver's environment, e.g.
 ``RLUF_FAULT_ENGINE_BATCH=2:exit:/tmp/x/fired``. The driver reads it once (:func:`fault_spec`) and

@@ -31,7 +31,7 @@ from rluf_ray.conformal.calibration import (
     top_answer_first,
 )
 from rluf_ray.conformal.grid_tasks import GridTasks
-from rluf_ray.conformal.nonconformity import AnswerTable, nonconformity, pad_table, score_parts
+from rluf_ray.conformal.nonconformity import PaddedAnswerTable, nonconformity, pad_table, score_parts
 from rluf_ray.conformal.similarity_model import SimilaritySettings, top_answer_similarities
 from rluf_ray.conformal.thresholds import in_set
 from rluf_ray.errors import RlufError
@@ -159,7 +159,7 @@ def corpus_of(rows: list[dict]) -> list[str]:
 
 def build_tables(
     cal: list[dict], test: list[dict], scores: dict[tuple[str, str], float | None], sims: list[list[float]]
-) -> tuple[AnswerTable, AnswerTable]:
+) -> tuple[PaddedAnswerTable, PaddedAnswerTable]:
     """Padded tables for both splits (``sims`` covers cal rows then test rows)."""
     judge = [[scores.get((r["prompt_id"], a)) for a in r["answers"]] for r in cal]
     cal_t = pad_table(
@@ -191,7 +191,7 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-def set_rows(test: AnswerTable, cals: list[Calibration]) -> tuple[pa.Table, dict[float, np.ndarray]]:
+def set_rows(test: PaddedAnswerTable, cals: list[Calibration]) -> tuple[pa.Table, dict[float, np.ndarray]]:
     """Prediction-set rows for every alpha, and each alpha's set sizes."""
     cols: dict[str, list[Any]] = {"prompt_id": [], "alpha": [], "answer": [], "nonconformity": []}
     sizes: dict[float, np.ndarray] = {}

@@ -27,7 +27,7 @@ from rluf_ray.judge.keys import answer_key
 from rluf_ray.judge.requests import score_request
 from rluf_ray.judge.scoring import calibration_score_rows
 from rluf_ray.runtime.bootstrap import releases_on_error, user_error
-from rluf_ray.schema import GENERATION_SPLITS, SCORES_ARTIFACT
+from rluf_ray.schema import GENERATION_SPLITS, MODEL_DIR, SCORES_ARTIFACT
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 from rluf_ray.store import parts as sample_parts
 from rluf_ray.store.artifacts import ArtifactStore
@@ -220,7 +220,7 @@ def run_generation(p: GeneratePlan, ctx: StageContext, engine_factory: Any = Non
 
     pool = p.samples.pool
     if engine_factory is None:
-        path = ctx.store.uri(ctx.upstream_dir("sft"), "model")  # SFT's save_pretrained folder
+        path = ctx.store.uri(ctx.upstream_dir("sft"), MODEL_DIR)  # SFT's save_pretrained folder
         check_model_location(path)
         engine_factory = engine_pool.default_engine_factory(pool, path)
     for split in GENERATION_SPLITS:  # empty inputs fail before any file is written

@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from rluf_ray.arms import SFT_ARM
 from rluf_ray.config import RlufConfig, plan_type
 from rluf_ray.data import splits
 from rluf_ray.data.splits import SplitPlan
@@ -22,7 +23,7 @@ from rluf_ray.engines.base import SamplingSpec
 from rluf_ray.engines.pool import PoolPlan
 from rluf_ray.errors import RlufError
 from rluf_ray.runtime.bootstrap import releases_on_error
-from rluf_ray.schema import PREDICTION_SCHEMA, PREDICTIONS_ARTIFACT, TRAIN_MODEL_DIR, train_unit_dir
+from rluf_ray.schema import MODEL_DIR, PREDICTION_SCHEMA, PREDICTIONS_ARTIFACT, train_unit_dir
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 from rluf_ray.store.model_cache import check_model_location
 
@@ -42,8 +43,8 @@ class InferPlan:
 
 def models(units: list[tuple[str, int]]) -> list[tuple[str, int | None, str, str]]:
     """(model name, seed, stage that made it, model dir in that stage's artifacts): sft, then every unit."""
-    out: list[tuple[str, int | None, str, str]] = [("sft", None, "sft", TRAIN_MODEL_DIR)]
-    out += [(arm, seed, "train", f"{train_unit_dir(arm, seed)}/{TRAIN_MODEL_DIR}") for arm, seed in units]
+    out: list[tuple[str, int | None, str, str]] = [(SFT_ARM, None, "sft", MODEL_DIR)]
+    out += [(arm, seed, "train", f"{train_unit_dir(arm, seed)}/{MODEL_DIR}") for arm, seed in units]
     return out
 
 

@@ -20,6 +20,7 @@ from rluf_ray.config import ModelConfig, RlufConfig, SftConfig, operational, pla
 from rluf_ray.data.embedded import builds_from_texts, is_embedded
 from rluf_ray.data.splits import SplitPlan, split_plan
 from rluf_ray.errors import RlufError
+from rluf_ray.schema import MODEL_DIR, SFT_SUMMARY_ARTIFACT
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 from rluf_ray.training.ray_train import (
     LoraPlan,
@@ -33,10 +34,7 @@ from rluf_ray.training.ray_train import (
 
 log = logging.getLogger("rluf.sft")
 
-MODEL_DIR = "model"
-BASE_DIR = "base"
-CURVES = "curves.jsonl"
-SUMMARY = "sft_summary.json"
+BASE_DIR = "base"  # the embedded tiny Llama built for this run (model.base_model: embedded:tiny-llama)
 
 
 @plan_type
@@ -225,7 +223,7 @@ def run(p: SftPlan, ctx: StageContext) -> StageResult:
         "workers": p.scaling.workers,
         **{k: metrics[k] for k in ("train_loss", "global_step", "resumed") if k in metrics},
     }
-    ctx.store.write_json(ctx.dir, SUMMARY, summary)
+    ctx.store.write_json(ctx.dir, SFT_SUMMARY_ARTIFACT, summary)
     if not ctx.store.exists(ctx.dir, f"{MODEL_DIR}/config.json"):
         raise RlufError(f"SFT finished but {ctx.store.uri(ctx.dir, MODEL_DIR)} holds no model")
     return StageResult(rows={"examples": len(sft_rows)}, metrics=summary)

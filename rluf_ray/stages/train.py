@@ -27,8 +27,8 @@ from typing import Any
 from rluf_ray.config import DpoConfig, RlufConfig, operational, plan_key, plan_type
 from rluf_ray.errors import RlufError
 from rluf_ray.schema import (
-    TRAIN_CURVES_ARTIFACT,
-    TRAIN_MODEL_DIR,
+    CURVES_ARTIFACT,
+    MODEL_DIR,
     TRAIN_SUMMARY_ARTIFACT,
     WEIGHTED_PAIRS_ARTIFACT,
     train_unit_dir,
@@ -48,9 +48,6 @@ from rluf_ray.training.ray_train import (
 
 log = logging.getLogger("rluf.train")
 
-MODEL_DIR = TRAIN_MODEL_DIR
-CURVES = TRAIN_CURVES_ARTIFACT
-SUMMARY = TRAIN_SUMMARY_ARTIFACT
 UNIT_RUN = "_unit.json"  # the key of the unit being trained (a killed unit resumes only under it)
 
 
@@ -64,7 +61,6 @@ class DpoArgs:
     label_smoothing: float
     rpo_alpha: float
     weight_reduction: str
-    drop_zero_weight: bool  # resolved: dpo.drop_zero_weight, or on with the normalized reduction
     max_length: int
     precompute_ref_log_probs: bool
 
@@ -76,8 +72,7 @@ class DpoArgs:
         """
         return {**self.common.kwargs(), "beta": self.beta, "loss_type": [self.loss_type],
                 "label_smoothing": self.label_smoothing, "rpo_alpha": self.rpo_alpha,
-                "weight_reduction": self.weight_reduction, "drop_zero_weight": self.drop_zero_weight,
-                "max_length": self.max_length, "precompute_ref_log_probs": self.precompute_ref_log_probs}  # fmt: skip
+                "weight_reduction": self.weight_reduction, "max_length": self.max_length, "precompute_ref_log_probs": self.precompute_ref_log_probs}  # fmt: skip
 
 
 @plan_type
@@ -91,6 +86,8 @@ class TrainPlan:
     max_prompt_length: int
     max_context: int
     template: str
+    drop_zero: bool  # zero-weight pairs dropped, once, before the arms' rows (dpo.drop_zero_weight, or
+    # on with the normalized reduction); the trainer filters none
     arms: tuple[str, ...]
     seeds: tuple[int, ...]  # dpo.seeds, or (dpo.seed,)
     pairs_path: str | None = operational()  # an external pairs file: its bytes are hashed (inputs)
@@ -124,7 +121,6 @@ def trainer_args(dpo: DpoConfig, use_gpu: bool) -> DpoArgs:
         label_smoothing=d.label_smoothing,
         rpo_alpha=d.rpo_alpha,
         weight_reduction=d.reduction,
-        drop_zero_weight=drop_zero_enabled(d.reduction, d.drop_zero_weight),
         max_length=d.max_length,
         precompute_ref_log_probs=d.precompute_ref_log_probs,
     )
@@ -147,6 +143,7 @@ def plan(cfg: RlufConfig) -> TrainPlan:
         max_prompt_length=d.max_prompt_length,
         max_context=cfg.model.max_context,
         template=cfg.data.prompt_template,
+        drop_zero=drop_zero_enabled(d.reduction, d.drop_zero_weight),
         arms=tuple(d.arms),
         seeds=tuple(d.run_seeds()),
         pairs_path=d.pairs_path,
@@ -215,11 +212,11 @@ def unit_done(ctx: StageContext, unit: str, key: dict[str, Any]) -> dict[str, An
     """The unit's summary when its model and summary exist for this very key, else None."""
     store = ctx.store
     if not (
-        store.exists(ctx.dir, f"{unit}/{SUMMARY}")
+        store.exists(ctx.dir, f"{unit}/{TRAIN_SUMMARY_ARTIFACT}")
         and store.exists(ctx.dir, f"{unit}/{MODEL_DIR}/config.json")
     ):
         return None
-    summary = store.read_json(ctx.dir, f"{unit}/{SUMMARY}")
+    summary = store.read_json(ctx.dir, f"{unit}/{TRAIN_SUMMARY_ARTIFACT}")
     return summary if isinstance(summary, dict) and summary.get("unit_key") == key else None
 
 
@@ -271,7 +268,12 @@ def run(p: TrainPlan, ctx: StageContext) -> StageResult:
     from rluf_ray.store.model_cache import local_model
     from rluf_ray.tracking.runs import train_run
     from rluf_ray.training.dpo_loop import dpo_train_loop
-    from rluf_ray.training.pairs import arm_pairs, fit_pair_prompts, tokenizer_counters
+    from rluf_ray.training.pairs import (
+        arm_rows,
+        drop_zero_weight_pairs,
+        fit_pair_prompts,
+        tokenizer_counters,
+    )
     from rluf_ray.training.ray_train import fit_and_export
 
     units = p.units()
@@ -291,8 +293,9 @@ def run(p: TrainPlan, ctx: StageContext) -> StageResult:
             "train on, and the dpo arm (the same pairs at weight 1) is no baseline without it "
             "(see weights/summary.json: the prediction sets left every answer out)"
         )
-    drop_zero = p.trainer_args.drop_zero_weight
-    dropped = stats.zero_weight if drop_zero else 0
+    dropped = 0
+    if p.drop_zero:  # once, for every arm alike (the trainer filters nothing)
+        pairs, dropped = drop_zero_weight_pairs(pairs)
     log.info(
         "train: %d pairs from %s (%d prompts truncated, %d zero-weight%s); units %s",
         stats.pairs,
@@ -332,7 +335,7 @@ def run(p: TrainPlan, ctx: StageContext) -> StageResult:
 
         ensure_ray()
         prepare_unit(ctx, unit, key, force)
-        rows = arm_pairs(pairs, arm, drop_zero)
+        rows = arm_rows(pairs, arm)
         log.info("train: unit %s on %d pairs (seed %d)", unit, len(rows), seed)
         with train_run(ctx.tracking, f"train-{arm}-seed{seed}") as report:  # a child run, or none
             metrics = fit_and_export(
@@ -366,13 +369,13 @@ def run(p: TrainPlan, ctx: StageContext) -> StageResult:
             "mean_weight": sum(r["weight"] for r in rows) / len(rows) if rows else 0.0,
             **{k: metrics[k] for k in ("train_loss", "global_step", "resumed") if k in metrics},
         }
-        ctx.store.write_json(ctx.dir, f"{unit}/{SUMMARY}", summary)
+        ctx.store.write_json(ctx.dir, f"{unit}/{TRAIN_SUMMARY_ARTIFACT}", summary)
         done[(arm, seed)] = summary
 
     missing = [u for u in units if u not in done]
     listed = [
         {"dir": unit_dir(a, s), "model": f"{unit_dir(a, s)}/{MODEL_DIR}",
-         "curves": f"{unit_dir(a, s)}/{CURVES}", **{k: v for k, v in done[(a, s)].items() if k != "unit_key"}}
+         "curves": f"{unit_dir(a, s)}/{CURVES_ARTIFACT}", **{k: v for k, v in done[(a, s)].items() if k != "unit_key"}}
         for a, s in units if (a, s) in done
     ]  # fmt: skip
     overall = {
@@ -382,7 +385,7 @@ def run(p: TrainPlan, ctx: StageContext) -> StageResult:
         "units": listed,
         "missing": [unit_dir(a, s) for a, s in missing],
     }
-    ctx.store.write_json(ctx.dir, SUMMARY, overall)
+    ctx.store.write_json(ctx.dir, TRAIN_SUMMARY_ARTIFACT, overall)
     return StageResult(
         rows={"pairs": stats.pairs, "trained_pairs": stats.pairs - dropped, "units": len(listed)},
         metrics=overall,

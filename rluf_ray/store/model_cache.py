@@ -32,8 +32,10 @@ log = logging.getLogger("rluf.models")
 CACHE_ENV = "RLUF_MODEL_CACHE"
 
 
-def cache_root() -> str:
-    """This node's model cache directory."""
+def node_cache_root() -> str:
+    """This node's scratch cache of models copied from the store: ``$RLUF_MODEL_CACHE``, else
+    ``<tmp>/rluf-model-cache``. Not the per-user cache embedded models are built in
+    (``rluf_ray.data.smollm2.build_cache_root``)."""
     return os.environ.get(CACHE_ENV) or os.path.join(tempfile.gettempdir(), "rluf-model-cache")
 
 
@@ -74,7 +76,7 @@ def local_model(location: str) -> str:
     for info in files:
         digest.update(f"{info.path}\0{info.size}\0{info.mtime_ns}\n".encode())
     name = f"{hashlib.sha256(location.encode()).hexdigest()[:16]}-{digest.hexdigest()[:16]}"
-    root = cache_root()
+    root = node_cache_root()
     target = os.path.join(root, name)
     if os.path.isdir(target):
         return target

@@ -58,6 +58,7 @@ from typing import Any, Protocol
 
 from rluf_ray.config import RlufConfig
 from rluf_ray.errors import RlufError
+from rluf_ray.schema import CURVES_ARTIFACT
 from rluf_ray.store.artifacts import ArtifactStore
 from rluf_ray.store.locations import is_uri
 from rluf_ray.tracking.metrics import config_params, curve_metrics, stage_metrics
@@ -237,7 +238,7 @@ def stage_points(store: ArtifactStore, stage: str, artifact_dir: str) -> list[tu
     points = [(k, v, 0) for k, v in stage_metrics(stage, man.metrics).items()]
     curves: list[tuple[str, str]] = []
     if stage == "sft":
-        curves.append(("sft/curve", "curves.jsonl"))
+        curves.append(("sft/curve", CURVES_ARTIFACT))
     if stage == "train":
         for unit in man.metrics.get("units") or []:
             if unit.get("curves"):

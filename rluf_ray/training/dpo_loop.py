@@ -6,16 +6,16 @@ import json
 import os
 from typing import Any
 
+from rluf_ray.schema import CURVES_ARTIFACT
 from rluf_ray.training.progress import StepProgressLog
 from rluf_ray.training.ray_train import (
     add_fault_hooks,
+    load_model,
     quiet_params_on_resume,
     report_final,
     resume_checkpoint,
     scratch_dir,
 )
-
-CURVE_FILE = "curves.jsonl"
 
 
 def dpo_train_loop(config: dict[str, Any]) -> None:
@@ -25,12 +25,9 @@ def dpo_train_loop(config: dict[str, Any]) -> None:
     kwargs), ``lora`` (peft LoraConfig kwargs or None) and ``pairs`` (rows, or an ObjectRef to them).
     """
     import ray
-    import torch
     from datasets import Dataset
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rluf_ray.store.model_cache import local_model
     from rluf_ray.training.weighted_dpo import (
         CurveLogger,
         WeightedDPOConfig,
@@ -42,15 +39,8 @@ def dpo_train_loop(config: dict[str, Any]) -> None:
     if isinstance(pairs, ray.ObjectRef):
         pairs = ray.get(pairs)
     with scratch_dir("dpo") as out_dir:  # the HF output_dir, removed after the loop
-        curves = os.path.join(out_dir, CURVE_FILE)
-        model_path = local_model(config["model_path"])  # a store URI is copied to this node's cache
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, config["dtype"]))
-        peft_config = None
-        if config.get("lora"):
-            from peft import LoraConfig
-
-            peft_config = LoraConfig(task_type="CAUSAL_LM", **config["lora"])
+        curves = os.path.join(out_dir, CURVES_ARTIFACT)
+        tokenizer, model, peft_config = load_model(config)
         args = WeightedDPOConfig(output_dir=out_dir, **config["trainer_args"])
         trainer: Any = WeightedDPOTrainer(
             model=model,
@@ -75,7 +65,6 @@ def dpo_train_loop(config: dict[str, Any]) -> None:
         metrics = {
             "train_loss": float(result.training_loss),
             "global_step": int(trainer.state.global_step),
-            "dropped_zero_weight": int(trainer.dropped_zero_weight),
             "resumed": ckpt is not None,
         }
         report_final(trainer, tokenizer, metrics, curves)

@@ -15,13 +15,9 @@ losses, so with the default 0 both agree exactly.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 
-LossType = Literal["sigmoid", "hinge", "ipo"]
-Reduction = Literal["mean", "normalized"]
 LOSS_TYPES: tuple[str, ...] = ("sigmoid", "hinge", "ipo")
 REDUCTIONS: tuple[str, ...] = ("mean", "normalized")
 

@@ -14,12 +14,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rluf_ray.arms import TRAIN_ARMS
 from rluf_ray.common.text import fit_prompt
 from rluf_ray.errors import RlufError
-from rluf_ray.schema import TRAIN_ARMS
+from rluf_ray.schema import WEIGHTED_PAIR_COLUMNS
 from rluf_ray.training.losses import validate_weights
-
-REQUIRED = ("prompt", "chosen", "rejected", "weight")
 
 
 @dataclass
@@ -55,7 +54,7 @@ def read_jsonl_pairs(path: str) -> list[dict[str, Any]]:
 def _check_row(row: Any, where: str) -> dict[str, Any]:
     if not isinstance(row, dict):
         raise RlufError(f"{where}: expected a JSON object")
-    missing = [k for k in REQUIRED if k not in row]
+    missing = [k for k in WEIGHTED_PAIR_COLUMNS if k not in row]
     if missing:
         raise RlufError(f"{where}: missing {', '.join(missing)}")
     try:
@@ -122,20 +121,42 @@ def tokenizer_counters(tokenizer: Any) -> tuple[Callable[[str], int], Callable[[
     return count, keep_end
 
 
-ARMS: tuple[str, ...] = TRAIN_ARMS
+def drop_zero_weight_pairs(pairs: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The pairs without their zero-weight ones (order kept), and how many were dropped.
 
+    The one place zero-weight pairs are dropped (``dpo.drop_zero_weight``): before :func:`arm_rows`
+    makes each arm's rows, so both arms train on exactly the same pairs in the same order and take
+    the same number of steps (the ``dpo`` arm's weights are all 1.0 after it: a filter there would
+    find none).
 
-def arm_pairs(pairs: Iterable[Mapping[str, Any]], arm: str, drop_zero: bool) -> list[dict[str, Any]]:
-    """The rows one training arm sees, from the same fitted pairs.
+    Args:
+        pairs: Weighted pairs, each with a ``weight``.
 
-    Both arms first drop the zero-weight pairs when ``drop_zero`` is on (the trainer's own filter then
-    finds none), so they train on exactly the same pairs in the same order and take the same number
-    of steps. ``cfa`` keeps the weights; ``dpo`` (plain DPO) sets every weight to 1.0.
+    Returns:
+        The pairs of non-zero weight, and the number of pairs dropped.
     """
-    if arm not in ARMS:
-        raise ValueError(f"unknown arm {arm!r}; expected one of {', '.join(ARMS)}")
-    kept = [dict(r) for r in pairs if not (drop_zero and float(r["weight"]) == 0.0)]
+    rows = list(pairs)
+    kept = [dict(r) for r in rows if float(r["weight"]) != 0.0]
+    return kept, len(rows) - len(kept)
+
+
+def arm_rows(pairs: Iterable[Mapping[str, Any]], arm: str) -> list[dict[str, Any]]:
+    """The rows one training arm sees, from the same fitted pairs (the input is not changed).
+
+    ``cfa`` keeps the weights; ``dpo`` (plain DPO) sets every weight to 1.0. Zero-weight pairs are
+    dropped before, for both arms alike (:func:`drop_zero_weight_pairs`).
+
+    Args:
+        pairs: The fitted weighted pairs every arm trains on.
+        arm: One of ``rluf_ray.arms.TRAIN_ARMS``.
+
+    Returns:
+        Copies of the pairs, in order, with the arm's weights.
+    """
+    if arm not in TRAIN_ARMS:
+        raise ValueError(f"unknown arm {arm!r}; expected one of {', '.join(TRAIN_ARMS)}")
+    rows = [dict(r) for r in pairs]
     if arm == "dpo":
-        for r in kept:
+        for r in rows:
             r["weight"] = 1.0
-    return kept
+    return rows

@@ -38,6 +38,7 @@ from transformers import TrainerCallback
 
 from rluf_ray.config import LoraConfig, ResourcesConfig, operational, plan_type
 from rluf_ray.runtime.faults import FaultSpec, fault_spec
+from rluf_ray.schema import CURVES_ARTIFACT, MODEL_DIR
 from rluf_ray.tracking.runs import NO_REPORT, WorkerReport
 
 if TYPE_CHECKING:
@@ -45,8 +46,8 @@ if TYPE_CHECKING:
     from rluf_ray.store.artifacts import ArtifactStore
 
 HF_CHECKPOINT = "checkpoint"  # the HF Trainer checkpoint inside a Ray Train checkpoint
-FINAL_MODEL = "model"  # the final save_pretrained model inside the last Ray Train checkpoint
-CURVES = "curves.jsonl"
+# The last Ray Train checkpoint holds the final model (MODEL_DIR) and curves (CURVES_ARTIFACT) under the
+# names the store keeps them by.
 CHECKPOINTS = "checkpoints"  # a run's Ray Train checkpoints in the store, removed once exported
 
 
@@ -337,6 +338,34 @@ def add_fault_hooks(trainer: Any, config: Mapping[str, Any], resumed: bool) -> N
         trainer.add_callback(FaultAtStep(config["fault"]))
 
 
+def load_model(config: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """The tokenizer, model and LoRA config a training loop (SFT or DPO) starts from.
+
+    Args:
+        config: The loop's config: ``model_path`` (a path, hub id, ``embedded:`` name or store URI,
+            copied to this node's cache when remote), ``dtype`` (a torch dtype name) and ``lora``
+            (peft ``LoraConfig`` kwargs, or None when LoRA is off).
+
+    Returns:
+        ``(tokenizer, model, peft_config)``: the HF tokenizer, the causal LM in ``dtype`` and the
+        peft ``LoraConfig`` for the trainer (None without LoRA).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rluf_ray.store.model_cache import local_model
+
+    model_path = local_model(config["model_path"])  # a store URI is copied to this node's cache
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, config["dtype"]))
+    peft_config = None
+    if config.get("lora"):
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(task_type="CAUSAL_LM", **config["lora"])
+    return tokenizer, model, peft_config
+
+
 @contextlib.contextmanager
 def resume_checkpoint() -> Iterator[str | None]:
     """The HF checkpoint directory to resume from (None on a fresh start), valid inside the block."""
@@ -373,7 +402,7 @@ def report_final(trainer: Any, tokenizer: Any, metrics: dict[str, Any], curves: 
 
     rank = ray.train.get_context().get_world_rank()
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp, FINAL_MODEL)
+        out = Path(tmp, MODEL_DIR)
         model = trainer.accelerator.unwrap_model(trainer.model)
         if hasattr(model, "merge_and_unload"):  # LoRA: ship a plain merged model that vLLM can load
             if rank == 0:
@@ -386,7 +415,7 @@ def report_final(trainer: Any, tokenizer: Any, metrics: dict[str, Any], curves: 
             return
         tokenizer.save_pretrained(out)
         if curves and os.path.exists(curves):
-            shutil.copy(curves, Path(tmp, CURVES))
+            shutil.copy(curves, Path(tmp, CURVES_ARTIFACT))
         ray.train.report(metrics=metrics, checkpoint=Checkpoint.from_directory(tmp))
 
 
@@ -400,11 +429,11 @@ def export_final(result: Any, store: ArtifactStore, stage: str, model_name: str,
     ckpt = result.checkpoint
     if ckpt is None:
         raise RuntimeError("the training run reported no final checkpoint")
-    src = f"{ckpt.path}/{FINAL_MODEL}"
+    src = f"{ckpt.path}/{MODEL_DIR}"
     if ckpt.filesystem.get_file_info(src).type != pafs.FileType.Directory:
-        raise RuntimeError(f"the last checkpoint has no {FINAL_MODEL}/ directory")
+        raise RuntimeError(f"the last checkpoint has no {MODEL_DIR}/ directory")
     store.put_dir(stage, model_name, src, ckpt.filesystem)
-    curves = f"{ckpt.path}/{CURVES}"
+    curves = f"{ckpt.path}/{CURVES_ARTIFACT}"
     if ckpt.filesystem.get_file_info(curves).type == pafs.FileType.File:
         with ckpt.filesystem.open_input_stream(curves) as f:
             store.write_bytes(stage, curves_name, bytes(f.read()))
@@ -468,6 +497,6 @@ def fit_and_export(
     except Exception as exc:  # Ray Train's TrainingFailedError wraps the worker's exception
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RlufError(f"{what} failed: {first}") from exc
-    export_final(result, store, stage, f"{prefix}{FINAL_MODEL}", f"{prefix}{CURVES}")
+    export_final(result, store, stage, f"{prefix}{MODEL_DIR}", f"{prefix}{CURVES_ARTIFACT}")
     store.delete_subdir(stage, f"{prefix}{CHECKPOINTS}")
     return dict(result.metrics or {})

@@ -13,9 +13,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rluf_ray.errors import RlufError
+from rluf_ray.schema import CURVES_ARTIFACT
 from rluf_ray.training.progress import StepProgressLog
 from rluf_ray.training.ray_train import (
     add_fault_hooks,
+    load_model,
     quiet_params_on_resume,
     report_final,
     resume_checkpoint,
@@ -74,25 +76,14 @@ def sft_trainer(model: Any, tokenizer: Any, rows: list[dict[str, str]], args: An
 def sft_train_loop(config: dict[str, Any]) -> None:
     """SFT inside a Ray Train worker; resumes from the latest Ray Train checkpoint."""
     import ray
-    import torch
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig
-
-    from rluf_ray.store.model_cache import local_model
 
     rows = config["rows"]
     if isinstance(rows, ray.ObjectRef):
         rows = ray.get(rows)
     with scratch_dir("sft") as out_dir:  # the HF output_dir, removed after the loop
-        model_path = local_model(config["model_path"])  # a store URI is copied to this node's cache
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, config["dtype"]))
-        peft_config = None
-        if config.get("lora"):
-            from peft import LoraConfig
-
-            peft_config = LoraConfig(task_type="CAUSAL_LM", **config["lora"])
+        tokenizer, model, peft_config = load_model(config)
         args = SFTConfig(output_dir=out_dir, **config["trainer_args"])
         trainer = sft_trainer(
             model,
@@ -107,7 +98,7 @@ def sft_train_loop(config: dict[str, Any]) -> None:
             quiet_params_on_resume(ckpt is not None)
             add_fault_hooks(trainer, config, resumed=ckpt is not None)
             result = trainer.train(resume_from_checkpoint=ckpt)
-        curves = os.path.join(out_dir, "curves.jsonl")
+        curves = os.path.join(out_dir, CURVES_ARTIFACT)
         _write_curves(trainer.state.log_history, curves)
         metrics = {
             "train_loss": float(result.training_loss),

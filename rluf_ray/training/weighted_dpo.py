@@ -14,6 +14,8 @@ reaches the loss on its own. Here it is carried on purpose:
 Everything else is TRL's: dataset tokenisation, reference model or disabled LoRA adapters,
 ``precompute_ref_log_probs``, the fused LM head, DDP/FSDP/DeepSpeed through ``Trainer``.
 Supported loss types: ``sigmoid``, ``hinge``, ``ipo`` (the per-pair ones this project configures).
+The trainer trains every pair it is given: zero-weight pairs are dropped, when configured, before the
+arms' rows are made (``rluf_ray.training.pairs.drop_zero_weight_pairs``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from rluf_ray.training.losses import (
     LOSS_TYPES,
     REDUCTIONS,
     chosen_nll,
-    drop_zero_enabled,
     per_pair_losses,
     reduce_weighted,
 )
@@ -61,10 +62,6 @@ class WeightedDPOConfig(DPOConfig):
         default="mean",
         metadata={"help": "mean: sum(w*l)/B (the original CFA code); normalized: sum(w*l)/sum(w)."},
     )
-    drop_zero_weight: bool | None = field(
-        default=None,
-        metadata={"help": "Filter zero-weight pairs out before training (None: on with normalized)."},
-    )
     rpo_alpha: float = field(
         default=0.0,
         metadata={"help": "Weight of the chosen answer's per-token NLL added to each pair's loss (RPO)."},
@@ -90,13 +87,6 @@ class WeightedPreferenceCollator(DataCollatorForPreference):
         return out
 
 
-def drop_zero_weight_pairs(dataset: Dataset) -> tuple[Dataset, int]:
-    """The dataset without its zero-weight pairs, and how many were dropped."""
-    before = len(dataset)
-    kept = dataset.filter(lambda w: float(w) != 0.0, input_columns=[WEIGHT_COLUMN])
-    return kept, before - len(kept)
-
-
 class WeightedDPOTrainer(DPOTrainer):
     """``DPOTrainer`` whose loss is the weighted reduction of per-pair DPO losses."""
 
@@ -119,16 +109,10 @@ class WeightedDPOTrainer(DPOTrainer):
             raise ValueError("weighted DPO supports f_divergence_type='reverse_kl' only")
         self.weight_reduction = dpo_args.weight_reduction
         self.rpo_alpha = float(dpo_args.rpo_alpha)
-        self.dropped_zero_weight = 0
         self._step_weight: torch.Tensor | None = None  # sum of weights of the current optimiser step
         train = kwargs.get("train_dataset")
-        if isinstance(train, Dataset):
-            if WEIGHT_COLUMN not in train.column_names:
-                raise ValueError(f"train_dataset has no {WEIGHT_COLUMN!r} column")
-            if drop_zero_enabled(dpo_args.weight_reduction, dpo_args.drop_zero_weight):
-                kwargs["train_dataset"], self.dropped_zero_weight = drop_zero_weight_pairs(train)
-                if len(kwargs["train_dataset"]) == 0:
-                    raise ValueError("every pair has weight 0: nothing to train on")
+        if isinstance(train, Dataset) and WEIGHT_COLUMN not in train.column_names:
+            raise ValueError(f"train_dataset has no {WEIGHT_COLUMN!r} column")
         super().__init__(model, ref_model=ref_model, args=dpo_args, **kwargs)
         base = self.data_collator
         if type(base) is DataCollatorForPreference:

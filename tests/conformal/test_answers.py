@@ -6,13 +6,13 @@ import math
 
 import pytest
 
-from rluf_ray.conformal.answers import VarietyStats, answer_table
+from rluf_ray.conformal.answers import VarietyStats, prompt_answers
 
 
-def test_answer_table_counts_normalised_answers_most_frequent_first() -> None:
+def test_prompt_answers_counts_normalised_answers_most_frequent_first() -> None:
     texts = ["The cat sat.", "a dog ran", "the CAT sat", "Dog ran!", "cat  sat", "bird"]
     lps = [-1.0, -2.0, -3.0, float("nan"), -5.0, -0.5]
-    t = answer_table(texts, lps)
+    t = prompt_answers(texts, lps)
     assert t.answers == ["cat sat", "dog ran", "bird"]
     assert t.counts == [3, 2, 1]
     assert t.texts == ["The cat sat.", "a dog ran", "bird"]  # first raw text of each answer
@@ -23,20 +23,20 @@ def test_answer_table_counts_normalised_answers_most_frequent_first() -> None:
     assert t.first_sampled == 0  # "The cat sat." was sampled first and is also the most frequent
 
 
-def test_answer_table_names_the_first_sampled_answer_when_another_is_more_frequent() -> None:
-    t = answer_table(["bird", "a dog ran", "Dog ran!", "cat sat", "dog ran", "bird"])
+def test_prompt_answers_names_the_first_sampled_answer_when_another_is_more_frequent() -> None:
+    t = prompt_answers(["bird", "a dog ran", "Dog ran!", "cat sat", "dog ran", "bird"])
     assert t.answers == ["dog ran", "bird", "cat sat"] and t.counts == [3, 2, 1]
     assert t.first_sampled == 1  # sample 0 is "bird", second most frequent
-    assert answer_table(["x", "y", "y"]).first_sampled == 1
-    assert answer_table(["y", "x", "x", "y", "z"]).first_sampled == 0  # tie: first sampled ranks first
+    assert prompt_answers(["x", "y", "y"]).first_sampled == 1
+    assert prompt_answers(["y", "x", "x", "y", "z"]).first_sampled == 0  # tie: first sampled ranks first
 
 
-def test_answer_table_ties_keep_first_sampled_order_and_unknown_logprobs() -> None:
-    t = answer_table(["b", "x", "x", "b", "c"])
+def test_prompt_answers_ties_keep_first_sampled_order_and_unknown_logprobs() -> None:
+    t = prompt_answers(["b", "x", "x", "b", "c"])
     assert t.answers == ["b", "x", "c"] and t.counts == [2, 2, 1]
     assert all(math.isnan(x) for x in t.mean_logprobs)
     with pytest.raises(ValueError):
-        answer_table(["a"], [-1.0, -2.0])
+        prompt_answers(["a"], [-1.0, -2.0])
 
 
 def test_variety_stats_summary_and_merge() -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rluf_ray.conformal.answers import answer_table
+from rluf_ray.conformal.answers import prompt_answers
 from rluf_ray.conformal.calibration import top_answer_first
 from rluf_ray.conformal.nonconformity import nonconformity, pad_table, score_parts
 from rluf_ray.conformal.thresholds import acceptable, label_scores
@@ -28,7 +28,7 @@ JUDGE = {A: 0.9, B: 0.5, C: 0.8}
 
 
 def _row() -> dict:
-    t = answer_table([B, A, A, C])
+    t = prompt_answers([B, A, A, C])
     return {"prompt_id": "p", "answers": t.answers, "counts": t.counts, "texts": t.texts,
             "mean_logprobs": t.mean_logprobs, "first_sampled": t.first_sampled}  # fmt: skip
 

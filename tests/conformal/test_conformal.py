@@ -99,7 +99,7 @@ def test_cfa_threshold_uses_the_original_interpolated_percentile():
     assert th.cfa_threshold(np.array([4.0, 2.0]), 0.5) == 4.0
 
 
-def _cfa_case() -> nc.AnswerTable:
+def _cfa_case() -> nc.PaddedAnswerTable:
     # P0 {6,3,1}: H=0.389973; P1 {6,1,1,1,1}: H=0.533110; P2 {5,5}: top unacceptable;
     # P3 {8,2}: H=0.217322; P4 {4,4,2}: top unacceptable; P5 {9,1}: H=0.141182. No similarity term.
     counts = [[6, 3, 1], [6, 1, 1, 1, 1], [5, 5], [8, 2], [4, 4, 2], [9, 1]]
@@ -132,7 +132,8 @@ def test_cfa_protocol_pinned_to_hand_computed_results():
     # {6,1,1,1,1}: 4.266555 out; {7,3}: H=0.265295 -> 3.132647 in, 7.132647 out; {6,3,1}: top in (equal).
     test = nc.pad_table([[6, 1, 1, 1, 1], [7, 3], [6, 3, 1]])
     thr = float(stats.last_threshold[0, 1])
-    sets = th.prediction_sets(nc.nonconformity(nc.score_parts(test), 1.0, 0.0), test.mask, thr)
+    member = th.in_set(nc.nonconformity(nc.score_parts(test), 1.0, 0.0), test.mask, thr)
+    sets = [list(np.flatnonzero(row)) for row in member]  # each prompt's answers in its set, in order
     assert sets == [[], [0], [0]]
 
 
@@ -188,7 +189,7 @@ def test_bad_input_counts_and_small_set_error():
 
 def test_split_protocol_size_error_names_n_alpha_and_the_minimum() -> None:
     settings = cb.ConformalSettings(alphas=(0.2, 0.5), grid_values=(0.0, 1.0), random_count=3, seed=1)
-    table = nc.AnswerTable(
+    table = nc.PaddedAnswerTable(
         counts=np.ones((12, 2), dtype=np.int64), sim=np.zeros((12, 2)), judge=np.full((12, 2), 0.9)
     )
     with pytest.raises(th.ConformalError, match=r"alpha=0\.2: n=12 .*n >= 14"):
@@ -210,7 +211,7 @@ def test_cfa_coverage_counts_only_acceptable_answers():
     assert stats.test_coverage[0, 0] == pytest.approx(0.5)  # P5 covered; P4 (top 0.5 < 0.7) is not
 
 
-def _mostly_unacceptable(n: int, bad: int) -> nc.AnswerTable:
+def _mostly_unacceptable(n: int, bad: int) -> nc.PaddedAnswerTable:
     """n prompts of two answers; the first ``bad`` have no acceptable answer (all judged 0.1)."""
     counts = [[3, 1]] * n
     judge = [[0.1, 0.1] if i < bad else [0.9, 0.1] for i in range(n)]

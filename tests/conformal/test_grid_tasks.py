@@ -19,7 +19,7 @@ def test_chunk_slices_cover_the_grid_in_order_and_respect_min_cells():
     assert len(chunk_slices(16, 5, 1000, 0)) == 5
 
 
-def _table() -> nc.AnswerTable:
+def _table() -> nc.PaddedAnswerTable:
     rng = np.random.default_rng(3)
     counts = [sorted(rng.integers(1, 12, size=rng.integers(1, 7)).tolist(), reverse=True) for _ in range(60)]
     sims = [[0.0] + rng.uniform(0, 1, size=len(c) - 1).tolist() for c in counts]

@@ -18,10 +18,15 @@ def _digest(docs: list[demo.DemoDoc]) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+def _split(seed: int, split: str, count: int) -> list[demo.DemoDoc]:
+    """The first ``count`` documents of ``split``."""
+    return list(demo.iter_docs(seed, split, count))
+
+
 def test_same_seed_same_bytes_and_other_seed_differs() -> None:
-    a = demo.generate_split(7, "calibration", 40)
-    b = demo.generate_split(7, "calibration", 40)
-    c = demo.generate_split(8, "calibration", 40)
+    a = _split(7, "calibration", 40)
+    b = _split(7, "calibration", 40)
+    c = _split(8, "calibration", 40)
     assert _digest(a) == _digest(b)
     assert _digest(a) != _digest(c)
     assert sum(x.post != y.post for x, y in zip(a, c, strict=True)) >= 35
@@ -52,7 +57,7 @@ def test_splits_disjoint_by_id_and_text() -> None:
 
 
 def test_graded_difficulty() -> None:
-    docs = demo.generate_split(1234, "train", 200)
+    docs = _split(1234, "train", 200)
     by_level: dict[int, list[demo.DemoDoc]] = {}
     for d in docs:
         by_level.setdefault(d.difficulty, []).append(d)
@@ -69,7 +74,7 @@ def test_graded_difficulty() -> None:
 
 
 def test_reference_carries_the_documents_facts() -> None:
-    for d in demo.generate_split(3, "test", 40):
+    for d in _split(3, "test", 40):
         for fact in (d.name, d.town, d.day, str(d.count)):
             assert fact in d.post and fact in d.reference
         assert d.reference == f"{d.name} {d.action} in {d.town} on {d.day}; {d.count} people came."
@@ -77,7 +82,7 @@ def test_reference_carries_the_documents_facts() -> None:
 
 
 def test_short_enough_for_the_tiny_context() -> None:
-    docs = demo.generate_split(1234, "train", 400)
+    docs = _split(1234, "train", 400)
     assert max(len(d.post) for d in docs) < 700  # < ~250 byte-level tokens even before BPE merges
 
 

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from rluf_ray.bench.loopback_openai import FakeOpenAI, Faults, fake_score
+from rluf_ray.bench.loopback_endpoint import loopback_score
 from rluf_ray.config import JudgeConfig
 from rluf_ray.judge.batch import BatchJudge, batch_lines, read_output_line
 from rluf_ray.judge.cache import JudgeCache
 from rluf_ray.judge.progress import JudgeProgress
 from rluf_ray.judge.requests import score_request
 from rluf_ray.judge.templates import render_request
+from tests.support.fake_openai import FakeOpenAI, Faults
 
 
 def reqs(n: int):
@@ -80,7 +81,9 @@ def test_batch_round_trip_retries_faulty_lines_and_caches(tmp_path):
         second = asyncio.run(again.run(rs))
         assert srv.batch_creates == creates  # rerun: all cached, no batch
     assert [r.key for r in results] == [r.key for r in rs]
-    assert all(r.ok and r.value == fake_score(render_request(q)) for r, q in zip(results, rs, strict=True))
+    assert all(
+        r.ok and r.value == loopback_score(render_request(q)) for r, q in zip(results, rs, strict=True)
+    )
     assert all(r.cached for r in second)
     led = bj.ledger
     # Half price: the ledger's prices are the configured ones times batch_price_factor (0.5).

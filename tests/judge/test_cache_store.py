@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from rluf_ray.bench.loopback_openai import FakeOpenAI
 from rluf_ray.config import RlufConfig
 from rluf_ray.judge import api as judge_api
 from rluf_ray.judge.cache_store import CACHE_NAME, DriverCache, cache_location, driver_cache
 from rluf_ray.judge.scoring import score_requests
 from rluf_ray.store.artifacts import ArtifactStore
+from tests.support.fake_openai import FakeOpenAI
 
 KEY_ENV = "RLUF_JUDGE_TEST_KEY"
 

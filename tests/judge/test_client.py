@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rluf_ray.bench.loopback_openai import FakeOpenAI, Faults, fake_score
+from rluf_ray.bench.loopback_endpoint import loopback_score
 from rluf_ray.config import JudgeConfig
 from rluf_ray.errors import RlufError
 from rluf_ray.judge.cache import JudgeCache
@@ -16,6 +16,7 @@ from rluf_ray.judge.keys import answer_key
 from rluf_ray.judge.rate_limit import LocalLimiter, SlidingWindowBudget
 from rluf_ray.judge.requests import score_request
 from rluf_ray.judge.templates import render_request
+from tests.support.fake_openai import FakeOpenAI, Faults
 
 
 def make(srv: FakeOpenAI, cache: JudgeCache | None = None, key: str = "sk-test", **kw) -> ApiJudge:
@@ -68,7 +69,8 @@ def test_twenty_percent_faults_nothing_lost_or_duplicated(retries):
     assert [r.key for r in results] == [q.key for q in reqs]  # every item once, in order
     for r, q in zip(results, reqs, strict=True):
         if r.ok:
-            assert r.value == fake_score(render_request(q))  # the right score for this item, never a default
+            # the right score for this item, never a default
+            assert r.value == loopback_score(render_request(q))
         else:
             assert r.value is None and r.error and ":" in r.error
     led = judge.ledger.to_dict()
@@ -142,7 +144,7 @@ def test_structured_output_asks_for_json_and_keys_the_cache(tmp_path):
         again = run(make(srv, cache), reqs)
         counts = srv.counts()
     for a, b, q in zip(structured, text, reqs, strict=True):
-        assert a.value == b.value == fake_score(render_request(q))
+        assert a.value == b.value == loopback_score(render_request(q))
         assert a.raw == json.dumps({"score": a.value})  # the server saw the schema
         assert b.raw.startswith("Score:")
     assert not any(r.cached for r in structured + text) and all(r.cached for r in again)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rluf_ray.bench.loopback_openai import over_cap_windows, window_counts
+from rluf_ray.bench.loopback_endpoint import over_cap_windows, window_counts
 from rluf_ray.judge.rate_limit import SlidingWindowBudget
 
 

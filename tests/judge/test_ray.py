@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rluf_ray.bench.loopback_openai import FakeOpenAI, Faults, over_cap_windows, window_counts
+from rluf_ray.bench.loopback_endpoint import over_cap_windows, window_counts
 from rluf_ray.config import RlufConfig
 from rluf_ray.errors import RlufError
 from rluf_ray.judge import api as judge_api
@@ -13,6 +13,7 @@ from rluf_ray.judge.cost import format_dry_run
 from rluf_ray.judge.scoring import score_requests
 from rluf_ray.judge.service import plan
 from rluf_ray.schema import SCORE_SCHEMA
+from tests.support.fake_openai import FakeOpenAI, Faults
 
 KEY_ENV = "RLUF_JUDGE_TEST_KEY"
 

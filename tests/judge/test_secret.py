@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from rluf_ray.bench.loopback_openai import FakeOpenAI
 from rluf_ray.config import RlufConfig
 from rluf_ray.judge.actors import JudgeWorker
 from rluf_ray.judge.api import JudgeContext, judge
 from rluf_ray.judge.scoring import score_requests
+from tests.support.fake_openai import FakeOpenAI
 
 KEY_ENV = "RLUF_SECRET_TEST_KEY"  # set in conftest before the session Ray starts
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from rluf_ray.bench.loopback_openai import FakeOpenAI, Faults
 from rluf_ray.config import load
 from rluf_ray.data.splits import load_split, split_plan
 from rluf_ray.schema import GENERATION_SCHEMA, PAIRS_ARTIFACT
 from rluf_ray.stages import feedback
 from rluf_ray.stages.registry import StageContext
 from rluf_ray.store.artifacts import ArtifactStore
+from tests.support.fake_openai import FakeOpenAI, Faults
 
 
 def _generation(cfg, store: ArtifactStore, n_prompts: int = 3) -> list[dict]:

@@ -40,7 +40,10 @@ def test_models_are_sft_then_every_unit() -> None:
         ("cfa", 1, "train", "cfa/seed-1/model"),
         ("dpo", 1, "train", "dpo/seed-1/model"),
     ]
-    assert infer.plan(load(overrides=["dpo.seeds=[3, 4]", "dpo.arms=[dpo]"])).units == (("dpo", 3), ("dpo", 4))
+    assert infer.plan(load(overrides=["dpo.seeds=[3, 4]", "dpo.arms=[dpo]"])).units == (
+        ("dpo", 3),
+        ("dpo", 4),
+    )
     assert infer.plan(load()).units == (("cfa", 42), ("dpo", 42))
 
 

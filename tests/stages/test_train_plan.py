@@ -19,13 +19,14 @@ def test_plan_cpu_defaults():
     assert sc.resources_per_worker == {"CPU": 1.0}
     t = p.trainer_args
     assert t.common.use_cpu is True and t.common.ddp_backend == "gloo"
-    assert t.weight_reduction == "mean" and t.drop_zero_weight is False
+    assert t.weight_reduction == "mean" and p.drop_zero is False
     assert t.loss_type == "sigmoid" and t.beta == cfg.dpo.beta
     assert t.common.per_device_train_batch_size == cfg.dpo.per_device_batch_size
     assert p.lora is None
     assert (p.max_prompt_length, p.max_context) == (cfg.dpo.max_prompt_length, cfg.model.max_context)
     a = t.kwargs()
     assert a["loss_type"] == ["sigmoid"] and a["use_cpu"] is True and a["weight_reduction"] == "mean"
+    assert "drop_zero_weight" not in a  # the stage drops zero-weight pairs; the trainer filters none
     from rluf_ray.training.weighted_dpo import WeightedDPOConfig
 
     built = WeightedDPOConfig(output_dir="unused", **{**a, "ddp_backend": None})  # all real fields
@@ -52,7 +53,7 @@ def test_plan_gpu_scale_knobs_and_lora():
     a = p.trainer_args.kwargs()
     assert a["ddp_backend"] == "nccl" and a["use_cpu"] is False
     assert a["bf16"] and a["gradient_checkpointing"] and a["fsdp"] == "full_shard auto_wrap"
-    assert a["drop_zero_weight"] is True  # default on with normalized
+    assert p.drop_zero is True  # default on with normalized
     assert p.lora is not None and p.lora.r == 8 and "q_proj" in p.lora.target_modules
     assert p.lora.kwargs()["target_modules"] == list(p.lora.target_modules)
 

@@ -58,7 +58,8 @@ def fsdp_train_loop(config: dict[str, Any]) -> None:
         set_state_dict,
     )
 
-    from rluf_ray.training.ray_train import FINAL_MODEL, HF_CHECKPOINT, resume_checkpoint, scratch_dir
+    from rluf_ray.schema import MODEL_DIR
+    from rluf_ray.training.ray_train import HF_CHECKPOINT, resume_checkpoint, scratch_dir
 
     rank, world = dist.get_rank(), dist.get_world_size()
     model, optimizer = _model_and_optimizer(world)
@@ -92,6 +93,6 @@ def fsdp_train_loop(config: dict[str, Any]) -> None:
             ray.train.report(metrics)
             return
         with tempfile.TemporaryDirectory() as tmp:
-            Path(tmp, FINAL_MODEL).mkdir()
-            torch.save(full, Path(tmp, FINAL_MODEL, FINAL_WEIGHTS))
+            Path(tmp, MODEL_DIR).mkdir()
+            torch.save(full, Path(tmp, MODEL_DIR, FINAL_WEIGHTS))
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))

@@ -21,8 +21,8 @@ def test_fit_pair_prompts_cuts_the_post_and_counts(weighted_sample_path):
         assert r["prompt"].startswith("Please summarize this text:\n") and r["prompt"].endswith("\nSummary:")
 
 
-def test_arm_pairs_same_pairs_weights_one_for_dpo():
-    from rluf_ray.training.pairs import arm_pairs
+def test_arm_rows_same_pairs_weights_one_for_dpo():
+    from rluf_ray.training.pairs import arm_rows, drop_zero_weight_pairs
 
     rows = [
         {"prompt": "p1", "chosen": "a", "rejected": "b", "weight": 0.0},
@@ -30,17 +30,20 @@ def test_arm_pairs_same_pairs_weights_one_for_dpo():
         {"prompt": "p3", "chosen": "e", "rejected": "f", "weight": 2.0},
     ]
     # without dropping: every pair, cfa keeps its weights, dpo has weight 1 everywhere
-    cfa, dpo = arm_pairs(rows, "cfa", False), arm_pairs(rows, "dpo", False)
+    cfa, dpo = arm_rows(rows, "cfa"), arm_rows(rows, "dpo")
     assert [r["weight"] for r in cfa] == [0.0, 0.65, 2.0]
     assert [r["weight"] for r in dpo] == [1.0, 1.0, 1.0]
     assert [r["prompt"] for r in dpo] == [r["prompt"] for r in cfa] == ["p1", "p2", "p3"]
     # with dropping: both arms lose the same zero-weight pair before dpo's weights are set
-    cfa, dpo = arm_pairs(rows, "cfa", True), arm_pairs(rows, "dpo", True)
+    kept, dropped = drop_zero_weight_pairs(rows)
+    assert dropped == 1
+    cfa, dpo = arm_rows(kept, "cfa"), arm_rows(kept, "dpo")
     assert [r["prompt"] for r in cfa] == [r["prompt"] for r in dpo] == ["p2", "p3"]
     assert [r["weight"] for r in cfa] == [0.65, 2.0] and [r["weight"] for r in dpo] == [1.0, 1.0]
-    assert rows[1]["weight"] == 0.65  # the input is not changed
+    assert rows[1]["weight"] == 0.65 and len(rows) == 3  # the input is not changed
+    assert drop_zero_weight_pairs(kept) == (kept, 0)
     with pytest.raises(ValueError, match="unknown arm"):
-        arm_pairs(rows, "rluf", False)
+        arm_rows(rows, "rluf")
 
 
 class _WordTokenizer:

@@ -62,3 +62,21 @@ def test_fsdp_checkpoints_follow_the_setting_and_the_final_model_is_full(
     assert isinstance(plugin.state_dict_config, FullStateDictConfig) and plugin.state_dict_config.rank0_only
     assert ray_train.full_state_for_final_save(trainer) is False  # already full
     assert ray_train.full_state_for_final_save(SimpleNamespace(is_fsdp_enabled=False)) is False
+
+
+def test_both_loops_load_their_model_and_lora_through_one_function(tiny_model_dir: Path) -> None:
+    import torch
+
+    for loop in (sft.sft_train_loop, dpo_loop.dpo_train_loop):
+        src = inspect.getsource(loop)
+        assert "load_model(config)" in src and "from_pretrained" not in src, loop.__name__
+    tok, model, peft = ray_train.load_model(
+        {"model_path": str(tiny_model_dir), "dtype": "float32", "lora": None}
+    )
+    assert peft is None and model.dtype == torch.float32 and tok("a cat")["input_ids"]
+    lora = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    _, model, peft = ray_train.load_model(
+        {"model_path": str(tiny_model_dir), "dtype": "bfloat16", "lora": lora}
+    )
+    assert model.dtype == torch.bfloat16
+    assert peft.r == 4 and peft.task_type == "CAUSAL_LM" and set(peft.target_modules) == {"q_proj", "v_proj"}

@@ -170,16 +170,14 @@ def test_all_weights_one_equal_trl_plain_dpo(tiny_model_dir, tmp_path, loss_type
     torch.testing.assert_close(g_ours, g_trl, rtol=1e-5, atol=1e-7)
 
 
-def test_drop_zero_weight_filters_before_training(tiny_model_dir, tmp_path):
+def test_the_trainer_trains_every_pair_it_is_given(tiny_model_dir, tmp_path):
+    # zero-weight pairs are dropped once, before the arms' rows (rluf_ray.training.pairs); not here again
     rows = _rows([0.0, 0.5, 0.0])
-    t = _trainer(tiny_model_dir, tmp_path / "n", rows, weight_reduction="normalized")  # default: drop on
-    assert t.dropped_zero_weight == 2 and len(t.train_dataset) == 1
-    t = _trainer(tiny_model_dir, tmp_path / "m", rows)  # mean: default off
-    assert t.dropped_zero_weight == 0 and len(t.train_dataset) == 3
-    t = _trainer(tiny_model_dir, tmp_path / "md", rows, drop_zero_weight=True)
-    assert t.dropped_zero_weight == 2 and len(t.train_dataset) == 1
-    with pytest.raises(ValueError, match="every pair has weight 0"):
-        _trainer(tiny_model_dir, tmp_path / "z", _rows([0.0, 0.0]), drop_zero_weight=True)
+    t = _trainer(tiny_model_dir, tmp_path / "n", rows, weight_reduction="normalized")
+    assert len(t.train_dataset) == 3
+    assert [float(w) for w in t.train_dataset["weight"]] == [0.0, 0.5, 0.0]
+    with pytest.raises(TypeError, match="drop_zero_weight"):
+        _args(tmp_path / "x", WeightedDPOConfig, drop_zero_weight=True)
 
 
 def test_missing_weight_column_and_unsupported_loss_are_refused(tiny_model_dir, tmp_path):
@@ -208,7 +206,7 @@ def _one_sgd_step(model_dir, tmp, rows, batch: int, accumulation: int, reduction
     """Parameters after one plain-SGD optimiser step (SGD, no clipping: the update is the gradient)."""
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tok = AutoTokenizer.from_pretrained(model_dir)
-    args = _args(tmp, WeightedDPOConfig, batch=batch, weight_reduction=reduction, drop_zero_weight=False,
+    args = _args(tmp, WeightedDPOConfig, batch=batch, weight_reduction=reduction,
                  gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd", learning_rate=0.5,
                  lr_scheduler_type="constant", max_grad_norm=1e9)  # fmt: skip
     trainer = WeightedDPOTrainer(
