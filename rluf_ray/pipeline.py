@@ -38,8 +38,18 @@ def stage_key(stage: StageDef[Any], plan: Any) -> str:
 
 
 def stage_fingerprint(cfg: RlufConfig, stage: StageDef[Any]) -> str:
-    """The stage key under this config: the hash of its plan's non-operational fields and of the content
-    of the external inputs it names (raises RlufError for a config the stage refuses)."""
+    """The stage key under this config.
+
+    Args:
+        cfg: The config.
+        stage: The stage.
+
+    Returns:
+        ``stage_key`` of the stage's plan under ``cfg``.
+
+    Raises:
+        RlufError: The stage refuses this config (its ``plan`` raises).
+    """
     return stage_key(stage, stage.plan(cfg))
 
 

@@ -209,7 +209,15 @@ def set_rows(test: PaddedAnswerTable, cals: list[Calibration]) -> tuple[pa.Table
 
 
 def run(p: CalibratePlan, ctx: StageContext) -> StageResult:
-    """Calibrate on the calibration split and write prediction sets for the test split."""
+    """Calibrate on the calibration split and write prediction sets for the test split.
+
+    Args:
+        p: The stage's plan (settings and fan-out).
+        ctx: The run's context (store, options, stage key).
+
+    Returns:
+        Row counts and metrics for the manifest.
+    """
     cal, test, scores = load_inputs(ctx, p.conformal.protocol)
     if not cal:
         raise RlufError("calibrate: the calibration split is empty")

@@ -114,7 +114,16 @@ def index_predictions(predictions: list[dict[str, Any]]) -> dict[PredKey, dict[s
 def evaluation_requests(
     p: EvaluatePlan, preds: dict[PredKey, dict[str, Any]], posts: dict[str, str]
 ) -> tuple[list[arms.ComparisonItem], dict[str, list[str]], list[JudgeRequest], list[JudgeRequest]]:
-    """Comparison items, prompts missing a prediction, pairwise requests (ties need none), rubric requests."""
+    """Comparison items, prompts missing a prediction, pairwise requests (ties need none), rubric requests.
+
+    Args:
+        p: The stage's plan (seed, templates).
+        preds: (model, seed, prompt_id) -> prediction row.
+        posts: prompt_id -> the raw post.
+
+    Returns:
+        ``(items, missing, pairwise requests, rubric requests)``.
+    """
     items, missing = arms.comparison_items({k: pred["prediction"] for k, pred in preds.items()}, p.seed)
     instruction = instruction_of(p.template)
     pairwise = []
@@ -175,7 +184,15 @@ def markdown(report: dict[str, Any], axes: tuple[str, ...]) -> str:
 
 
 def run(p: EvaluatePlan, ctx: StageContext) -> StageResult:
-    """Judge every comparison item and every prediction's rubric; write the report, scores and comparisons."""
+    """Judge every comparison item and every prediction's rubric; write the report, scores and comparisons.
+
+    Args:
+        p: The stage's plan (axes, seed, judge, templates, eval split).
+        ctx: The run's context (store, options, stage key).
+
+    Returns:
+        Row counts and metrics for the manifest.
+    """
     axes = p.axes
     unknown = set(axes) - set(RUBRIC_AXES)
     if unknown:

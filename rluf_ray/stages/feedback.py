@@ -70,7 +70,16 @@ def plan(cfg: RlufConfig) -> FeedbackPlan:
 def feedback_requests(
     p: FeedbackPlan, rows: list[dict[str, Any]], posts: dict[str, str]
 ) -> tuple[list[JudgeRequest], dict[str, tuple[PairTask, dict[str, Any]]]]:
-    """Pairwise judge requests for every selected pair, and key -> (task, generation row)."""
+    """Pairwise judge requests for every selected pair.
+
+    Args:
+        p: The stage's plan (pair selection, template, pairwise template).
+        rows: Generation rows of the test split (prompt_id, prompt, reference, answers, texts).
+        posts: prompt_id -> the raw post.
+
+    Returns:
+        The requests, and request key -> (pair task, generation row).
+    """
     instruction = instruction_of(p.template)
     reqs: list[JudgeRequest] = []
     index: dict[str, tuple[PairTask, dict[str, Any]]] = {}
@@ -95,7 +104,15 @@ def feedback_requests(
 
 
 def run(p: FeedbackPlan, ctx: StageContext) -> StageResult:
-    """Annotate pairs with the judge and write DPO pairs plus every annotation (failures included)."""
+    """Annotate pairs with the judge and write DPO pairs plus every annotation (failures included).
+
+    Args:
+        p: The stage's plan (pair selection, judge, templates, test split).
+        ctx: The run's context (store, options, stage key).
+
+    Returns:
+        Row counts and metrics for the manifest.
+    """
     store = ctx.store
     try:
         table = store.read_parquet(ctx.upstream_dir("generate"), "test")

@@ -131,7 +131,17 @@ def _prepare_dir(samples: SamplesPlan, ctx: StageContext) -> bool:
 
 # ---- the stage ------------------------------------------------------------------------------------
 def prompt_dataset(split: SplitPlan, done: set[str], rows_per_file: int, blocks: int | None = None) -> Any:
-    """The prompts of ``split`` not yet done, as a Ray Data dataset (streamed for the demo source)."""
+    """The prompts of ``split`` not yet done, as a Ray Data dataset (streamed for the demo source).
+
+    Args:
+        split: The split's plan.
+        done: Prompt ids already in part files.
+        rows_per_file: Prompts per block of the demo source (``generation.rows_per_file``).
+        blocks: At most this many blocks (None: one per ``rows_per_file`` prompts).
+
+    Returns:
+        ``(dataset or None when every prompt is done, the split's prompt count)``.
+    """
     import ray.data
 
     name = split.split
@@ -163,7 +173,17 @@ def prompt_dataset(split: SplitPlan, done: set[str], rows_per_file: int, blocks:
 def generate_splits(
     samples: SamplesPlan, ctx: StageContext, engine_factory: Any, progress_every_s: float = 10.0
 ) -> dict[str, dict[str, Any]]:
-    """Sample every split through ONE engine actor pool into part files; returns progress figures."""
+    """Sample every split through ONE engine actor pool into part files.
+
+    Args:
+        samples: The samples' plan (pool, splits, rows per part file).
+        ctx: The run's context.
+        engine_factory: Builds each actor's engine.
+        progress_every_s: Seconds between progress lines.
+
+    Returns:
+        Progress figures per split (and ``all``: the throughput).
+    """
     datasets = []
     figures: dict[str, dict[str, Any]] = {}
     for split in GENERATION_SPLITS:
@@ -187,6 +207,13 @@ def score_calibration_answers(p: GeneratePlan, ctx: StageContext) -> dict[str, A
 
     Writes ``SCORES_ARTIFACT`` (SCORE_SCHEMA): a failed call is a null score with its reason, never 0.
     Scores are cached by the judge, so a rerun after a crash or a budget stop costs no finished call.
+
+    Args:
+        p: The stage's plan (its scoring switch, template and judge).
+        ctx: The run's context.
+
+    Returns:
+        The scoring's metrics.
     """
     if not p.score_calibration:
         return {"calibration_scored": False, "scoring": "disabled (generation.score_calibration=false)"}
@@ -205,7 +232,14 @@ def score_calibration_answers(p: GeneratePlan, ctx: StageContext) -> dict[str, A
 
 def scoring_estimate(p: GeneratePlan) -> str:
     """What scoring would cost at most: one call per sample of every calibration prompt (an upper bound,
-    since only unique answers are scored and the count of unique answers is known only after sampling)."""
+    since only unique answers are scored and the count of unique answers is known only after sampling).
+
+    Args:
+        p: The stage's plan.
+
+    Returns:
+        One line for ``--dry-run``.
+    """
     rows = splits.load_split(p.samples.split("calibration"))
     tpl = p.score_template
     reqs = [score_request(answer_key(r["prompt_id"], str(i)), r["post"], r["reference"], r["reference"], tpl)
@@ -215,7 +249,16 @@ def scoring_estimate(p: GeneratePlan) -> str:
 
 
 def run_generation(p: GeneratePlan, ctx: StageContext, engine_factory: Any = None) -> StageResult:
-    """Generate both splits (resumably), then judge-score calibration answers."""
+    """Generate both splits (resumably), then judge-score calibration answers.
+
+    Args:
+        p: The stage's plan.
+        ctx: The run's context.
+        engine_factory: Builds each actor's engine (None: the plan's engine on the SFT model).
+
+    Returns:
+        Row counts per split and metrics (throughput, variety, scoring).
+    """
     from rluf_ray.runtime.bootstrap import ensure_ray
 
     pool = p.samples.pool
@@ -250,7 +293,15 @@ def run_generation(p: GeneratePlan, ctx: StageContext, engine_factory: Any = Non
 
 
 def run(p: GeneratePlan, ctx: StageContext) -> StageResult:
-    """Stage entry point."""
+    """Stage entry point: the cost estimate under ``--dry-run``, else :func:`run_generation`.
+
+    Args:
+        p: The stage's plan (samples and scoring).
+        ctx: The run's context (store, options, stage key).
+
+    Returns:
+        Row counts and metrics for the manifest.
+    """
     if ctx.options.get("dry_run"):
         print(scoring_estimate(p))
         return StageResult()

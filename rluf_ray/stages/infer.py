@@ -54,7 +54,18 @@ def model_label(name: str, seed: int | None) -> str:
 
 
 def eval_rows(split: SplitPlan, test_size: int | None) -> list[dict[str, Any]]:
-    """The held-out prompts (capped by ``inference.test_size``)."""
+    """The held-out prompts (capped by ``inference.test_size``).
+
+    Args:
+        split: The eval split's plan.
+        test_size: At most this many prompts (None: all).
+
+    Returns:
+        The rows, each with ``split: eval``.
+
+    Raises:
+        RlufError: The eval split is empty.
+    """
     rows = splits.load_split(split)
     if test_size is not None:
         rows = rows[:test_size]
@@ -65,8 +76,16 @@ def eval_rows(split: SplitPlan, test_size: int | None) -> list[dict[str, Any]]:
 
 @releases_on_error  # a failed run frees its engine actors at once
 def predict(pool: PoolPlan, model: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Generate with one model (a path or store URI) over the engine pool (``plan(cfg).pool``);
-    returns prompt_id, prompt, reference, prediction."""
+    """Generate with one model over the engine pool: one prediction per row.
+
+    Args:
+        pool: The engine pool's plan (``plan(cfg).pool``).
+        model: The model: a path or store URI.
+        rows: Prompt rows (prompt_id, post, reference, split).
+
+    Returns:
+        prompt_id, prompt, reference and prediction per row, sorted by prompt id.
+    """
     import ray.data
 
     check_model_location(model)
@@ -82,7 +101,15 @@ def predict(pool: PoolPlan, model: str, rows: list[dict[str, Any]]) -> list[dict
 
 
 def run(p: InferPlan, ctx: StageContext) -> StageResult:
-    """Predict with the SFT model and every trained unit; write one Parquet file of predictions."""
+    """Predict with the SFT model and every trained unit; write one Parquet file of predictions.
+
+    Args:
+        p: The stage's plan (pool, eval split, units).
+        ctx: The run's context (store, options, stage key).
+
+    Returns:
+        Row counts and metrics for the manifest.
+    """
     from rluf_ray.runtime.bootstrap import ensure_ray
 
     rows = eval_rows(p.eval_split, p.test_size)

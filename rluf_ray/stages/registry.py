@@ -91,19 +91,48 @@ class Stage(Protocol[P]):
     upstream: tuple[str, ...]
 
     def plan(self, cfg: RlufConfig) -> P:
-        """Everything the stage takes from the config, typed (Ray arguments, settings); pure, starts nothing."""
+        """Everything the stage takes from the config, typed; pure, starts nothing.
+
+        Args:
+            cfg: The config.
+
+        Returns:
+            The stage's plan (a frozen dataclass; its non-operational fields are the stage key).
+        """
         ...
 
     def run(self, plan: P, ctx: StageContext) -> StageResult:
-        """Do the work from the plan, write artifacts (never the manifest), return rows and metrics."""
+        """Do the work from the plan, write artifacts (never the manifest).
+
+        Args:
+            plan: The stage's plan (the run never sees the config).
+            ctx: The run's context.
+
+        Returns:
+            Row counts and metrics for the manifest.
+        """
         ...
 
     def needs(self, plan: P) -> tuple[str, ...]:
-        """The upstream stages this plan needs (a subset of ``upstream``)."""
+        """The upstream stages this plan needs.
+
+        Args:
+            plan: The stage's plan.
+
+        Returns:
+            A subset of ``upstream``.
+        """
         ...
 
     def inputs(self, plan: P) -> dict[str, str]:
-        """Content hashes of external inputs the plan names (files outside the store)."""
+        """Content hashes of external inputs the plan names (files outside the store).
+
+        Args:
+            plan: The stage's plan.
+
+        Returns:
+            Input name -> content hash (empty: none).
+        """
         ...
 
 
@@ -125,15 +154,48 @@ class StageDef(Generic[P]):
     sticky: tuple[str, ...] = ()
 
     def plan(self, cfg: RlufConfig) -> P:
+        """The stage's plan under ``cfg`` (``plan_fn``).
+
+        Args:
+            cfg: The config.
+
+        Returns:
+            The stage's plan.
+        """
         return self.plan_fn(cfg)
 
     def run(self, plan: P, ctx: StageContext) -> StageResult:
+        """Run the stage on its plan (``run_fn``).
+
+        Args:
+            plan: The stage's plan.
+            ctx: The run's context.
+
+        Returns:
+            Row counts and metrics for the manifest.
+        """
         return self.run_fn(plan, ctx)
 
     def needs(self, plan: P) -> tuple[str, ...]:
+        """The upstream stages this plan needs (``needs_fn``, else every upstream stage).
+
+        Args:
+            plan: The stage's plan.
+
+        Returns:
+            A subset of ``upstream``.
+        """
         return self.upstream if self.needs_fn is None else self.needs_fn(plan)
 
     def inputs(self, plan: P) -> dict[str, str]:
+        """Content hashes of external inputs the plan names (``inputs_fn``, else none).
+
+        Args:
+            plan: The stage's plan.
+
+        Returns:
+            Input name -> content hash.
+        """
         return {} if self.inputs_fn is None else self.inputs_fn(plan)
 
 

@@ -135,14 +135,30 @@ def plan(cfg: RlufConfig) -> SftPlan:
 
 
 def run_name(p: SftPlan, ctx: StageContext) -> str:
-    """The Ray Train run's name: resumable by a rerun of the same plan, never shared with another."""
+    """The Ray Train run's name: resumable by a rerun of the same plan, never shared with another.
+
+    Args:
+        p: The stage's plan.
+        ctx: The run's context (its stage key, when the pipeline set one).
+
+    Returns:
+        ``sft-<12 hex digits of the stage key>``.
+    """
     return "sft-" + (ctx.fingerprint or plan_key(p))[:12]
 
 
 def base_model_path(p: SftPlan, ctx: StageContext) -> str:
     """The model SFT starts from: the tiny Llama built into the store (its location); a pretrained
     ``embedded:`` name (built here first, then by each Train worker on its node); else the configured
-    path or hub id."""
+    path or hub id.
+
+    Args:
+        p: The stage's plan.
+        ctx: The run's context.
+
+    Returns:
+        The base model's location.
+    """
     from rluf_ray.data.embedded import resolve_prebuilt
     from rluf_ray.data.tiny_model import build_embedded
 
@@ -173,7 +189,15 @@ def base_model_path(p: SftPlan, ctx: StageContext) -> str:
 
 
 def run(p: SftPlan, ctx: StageContext) -> StageResult:
-    """Build (embedded) or load the base model, fine-tune under Ray Train, export ``sft/model``."""
+    """Build (embedded) or load the base model, fine-tune under Ray Train, export ``sft/model``.
+
+    Args:
+        p: The stage's plan (trainer arguments, base model, train split).
+        ctx: The run's context (store, options, stage key).
+
+    Returns:
+        Row counts and metrics for the manifest.
+    """
     import ray
     from transformers import AutoTokenizer
 

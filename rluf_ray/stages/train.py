@@ -179,7 +179,18 @@ def unit_key(
 ) -> dict[str, Any]:
     """What one unit's model depends on: the unit's plan (its own arm and seed in place of the
     arms/seeds lists, so adding a seed or an arm keeps the finished units), the external inputs' hashes
-    and the upstream manifests (the SFT model, the weighted pairs)."""
+    and the upstream manifests (the SFT model, the weighted pairs).
+
+    Args:
+        p: The stage's plan.
+        arm: The unit's arm.
+        seed: The unit's seed.
+        inputs: The external inputs' hashes (``inputs(p)``).
+        upstream: The upstream stages' manifest hashes.
+
+    Returns:
+        The unit key (JSON-able), kept in the unit's summary.
+    """
     return {
         "config_hash": plan_key(unit_plan(p, seed)),
         "inputs": dict(sorted(inputs.items())),
@@ -234,7 +245,15 @@ def prepare_unit(ctx: StageContext, unit: str, key: dict[str, Any], force: bool)
 
 
 def load_pairs(pairs_path: str | None, ctx: StageContext) -> tuple[list[dict[str, Any]], str]:
-    """The weighted pairs (external file or the weights stage's artifact) and where they came from."""
+    """The weighted pairs (external file or the weights stage's artifact) and where they came from.
+
+    Args:
+        pairs_path: An external pairs file (``dpo.pairs_path``), or None for the weights stage's.
+        ctx: The run's context.
+
+    Returns:
+        ``(rows, source)``.
+    """
     from rluf_ray.training.pairs import read_jsonl_pairs
 
     if pairs_path:
@@ -261,7 +280,15 @@ def load_pairs(pairs_path: str | None, ctx: StageContext) -> tuple[list[dict[str
 
 def run(p: TrainPlan, ctx: StageContext) -> StageResult:
     """Fit prompts once, then train every selected (arm, seed) unit not yet done under Ray Train;
-    export each unit's model and curves; complete once every configured unit exists."""
+    export each unit's model and curves; complete once every configured unit exists.
+
+    Args:
+        p: The stage's plan (trainer arguments, arms, seeds).
+        ctx: The run's context (store, options, stage key).
+
+    Returns:
+        Row counts and metrics for the manifest.
+    """
     from transformers import AutoTokenizer
 
     from rluf_ray.runtime.bootstrap import ensure_ray
@@ -395,12 +422,26 @@ def run(p: TrainPlan, ctx: StageContext) -> StageResult:
 
 
 def needs(p: TrainPlan) -> tuple[str, ...]:
-    """With an external pairs file the weights stage is not needed."""
+    """With an external pairs file the weights stage is not needed.
+
+    Args:
+        p: The stage's plan.
+
+    Returns:
+        The upstream stages.
+    """
     return ("sft",) if p.pairs_path else ("sft", "assign-weights")
 
 
 def inputs(p: TrainPlan) -> dict[str, str]:
-    """The content hash of an external pairs file (its path is not hashed: its bytes are)."""
+    """The content hash of an external pairs file (its path is not hashed: its bytes are).
+
+    Args:
+        p: The stage's plan.
+
+    Returns:
+        ``{"pairs_sha256": ...}``, or empty without an external file.
+    """
     if not p.pairs_path:
         return {}
     return {"pairs_sha256": file_sha256(p.pairs_path)}

@@ -92,7 +92,15 @@ def level_warnings(levels: dict[float, dict[str, Any]], sets: SetIndex) -> list[
 
 
 def run(p: WeightsPlan, ctx: StageContext) -> StageResult:
-    """Join feedback pairs with prediction sets and write weighted pairs and their health figures."""
+    """Join feedback pairs with prediction sets and write weighted pairs and their health figures.
+
+    Args:
+        p: The stage's plan (the weighting scheme).
+        ctx: The run's context (store, options, stage key).
+
+    Returns:
+        Row counts and metrics for the manifest.
+    """
     store = ctx.store
     cal_dir = ctx.upstream_dir("calibrate")
     sets = load_sets(store, cal_dir)

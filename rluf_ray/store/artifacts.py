@@ -299,8 +299,21 @@ class ArtifactStore:
         sticky: Mapping[str, Any] | None = None,
         plan: Any = None,
     ) -> Manifest:
-        """Write the stage's manifest, last, listing every file it produced (``plan``: the hashed plan
-        data behind ``config_hash``, recorded so that a later run can name what changed)."""
+        """Write the stage's manifest, last, listing every file it produced.
+
+        Args:
+            stage: The stage's artifact directory.
+            config_hash: The stage key.
+            upstream: The upstream stages' manifest hashes.
+            rows: Row counts.
+            metrics: Metrics.
+            wall_time_s: The run's wall time.
+            sticky: Config values a later run may inherit.
+            plan: The plan data the stage key hashes (``plan_key_data``), so a later run can name what changed.
+
+        Returns:
+            The manifest written.
+        """
         man = Manifest(
             stage=stage,
             config_hash=config_hash,

@@ -463,13 +463,25 @@ def fit_and_export(
     what: str,
     report: WorkerReport = NO_REPORT,
 ) -> dict[str, Any]:
-    """Run ``loop`` under a TorchTrainer (``run``: its name, workers and failure budget) with its checkpoints in the store (``<stage>/<prefix>checkpoints``,
+    """Run ``loop`` under a TorchTrainer with its checkpoints in the store (``<stage>/<prefix>checkpoints``,
     where a rerun resumes), export the final model (``<prefix>model``) and curves (``<prefix>curves.jsonl``)
     into the store, drop the checkpoints, and return the run's last metrics.
-    ``report``: where the workers report (``tracking.train_run``), applied to the trainer args and
-    the workers' environment.
 
     A failed run is one ``RlufError`` line naming ``what`` (the checkpoints stay for the next try).
+
+    Args:
+        loop: The train loop (runs in every worker).
+        loop_config: The loop's config (Ray Train's ``train_loop_config``).
+        run: The run's name (a rerun of the same name resumes), workers and failure budget.
+        store: The artifact store.
+        stage: The stage's artifact directory.
+        prefix: The unit's folder inside it (``""`` or ``<arm>/seed-<seed>/``).
+        what: The run's name in messages.
+        report: Where the workers report (``tracking.train_run``), applied to the trainer args and the
+            workers' environment.
+
+    Returns:
+        The run's last metrics.
     """
     from ray.train.torch import TorchTrainer
 
