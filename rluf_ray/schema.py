@@ -75,7 +75,15 @@ TRAIN_SUMMARY_ARTIFACT = "train_summary.json"
 
 
 def train_unit_dir(arm: str, seed: int) -> str:
-    """A training unit's directory inside ``outputs/training``: ``<arm>/seed-<seed>``."""
+    """A training unit's directory inside ``outputs/training``: ``<arm>/seed-<seed>``.
+
+    Args:
+        arm: The trained arm (one of ``rluf_ray.arms.TRAIN_ARMS``).
+        seed: The unit's training seed.
+
+    Returns:
+        The relative directory ``<arm>/seed-<seed>``.
+    """
     return f"{arm}/seed-{seed}"
 
 

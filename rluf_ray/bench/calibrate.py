@@ -38,7 +38,22 @@ WORDS = (
 
 # ---- synthetic generation output ---------------------------------------------------------------
 def synthetic(n: int, answers: int, seed: int, samples: int = 60) -> list[dict[str, Any]]:
-    """Prompts with ~``answers`` unique answers (most frequent first), counts summing to ``samples``."""
+    """Prompts with ~``answers`` unique answers (most frequent first), counts summing to ``samples``.
+
+    Each prompt draws its answer count from a Poisson around ``answers``, the frequencies from a
+    Dirichlet (answers drawn zero times are dropped), short texts from ``WORDS``, and judge scores in
+    [0, 1] that fall with an answer's rank.
+
+    Args:
+        n: Number of prompts.
+        answers: Mean number of unique answers per prompt (at least one each).
+        seed: Seed of the generator.
+        samples: Samples per prompt; each prompt's ``counts`` sum to it.
+
+    Returns:
+        One row per prompt: ``prompt_id`` (``p000000``...), ``answers``, ``counts`` and ``judge``
+        (three lists of equal length).
+    """
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
@@ -92,7 +107,26 @@ def baseline(
     accuracy_threshold: float,
     split_num: int = 3,
 ) -> dict[float, list[list[str]]]:
-    """The original calibration (top-answer labels, sentinel 20) and its test sets, per alpha."""
+    """The original calibration (top-answer labels, sentinel 20) and its test sets, per alpha.
+
+    For every alpha it walks the grid of ``(w1, w2)``, splits the calibration prompts 3 ways per
+    permutation (calibration, validation, test parts by position mod ``split_num``), takes the
+    interpolated percentile threshold, picks the weights with the smallest mean validation set size,
+    and keeps the threshold of the last split, answer by answer in Python.
+
+    Args:
+        cal: Calibration rows of ``synthetic``.
+        test: Test rows of ``synthetic`` (their judge scores are not read).
+        sims: ``(answer, top answer)`` -> FastText similarity, for every answer of every row.
+        values: Grid values of each weight (the grid is ``values x values``).
+        perms: Random permutations of the calibration indices, one per split.
+        alphas: Miscoverage levels in (0, 1).
+        accuracy_threshold: Judge score at or above which a top answer counts as correct.
+        split_num: Number of parts each permutation is cut into (by position modulo).
+
+    Returns:
+        Alpha -> one prediction set (answers in frequency order) per test row.
+    """
     freqs = [dict(zip(r["answers"], r["counts"], strict=True)) for r in cal]
     top_ok = [r["judge"][0] >= accuracy_threshold for r in cal]
     out: dict[float, list[list[str]]] = {}
@@ -153,7 +187,18 @@ def ours(
     settings: ConformalSettings,
     map_grid: GridMap,
 ) -> tuple[dict[float, list[list[str]]], int]:
-    """rluf-ray's calibration (Ray tasks over grid chunks) and its test sets per alpha; tasks used."""
+    """rluf-ray's calibration (Ray tasks over grid chunks) and its test sets per alpha; tasks used.
+
+    Args:
+        cal_t: The calibration prompts' padded table (judge scores included).
+        test_t: The test prompts' padded table.
+        settings: The conformal settings (protocol, alphas, grid, splits, seed).
+        map_grid: Runs the grid-search chunks (``GridTasks`` for Ray tasks).
+
+    Returns:
+        ``(sets, tasks)``: alpha -> one prediction set per test prompt (answers in table order), and
+        the number of grid chunks the calibration used.
+    """
     res = calibrate(cal_t, settings, map_grid=map_grid)
     parts = score_parts(test_t)
     out = {}
@@ -164,7 +209,14 @@ def ours(
 
 
 def main(argv: list[str]) -> int:
-    """Run the side-by-side benchmark; the last printed line is JSON."""
+    """Run the side-by-side benchmark; the last printed line is JSON.
+
+    Args:
+        argv: Command-line arguments after ``rluf bench calibrate`` (see the module docstring).
+
+    Returns:
+        The exit status, 0 (differing prediction sets exit through ``SystemExit`` instead).
+    """
     ap = argparse.ArgumentParser(prog="rluf bench calibrate")
     ap.add_argument("--prompts", type=int, default=50, help="calibration prompts (and as many test prompts)")
     ap.add_argument("--answers", type=int, default=12, help="mean unique answers per prompt")

@@ -37,12 +37,27 @@ build_embedded(tokenizer_corpus(data.prompt_template, split_plan(data, "train"),
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
+    """Peak resident memory of this process so far (Linux reports KiB).
+
+    Returns:
+        The peak RSS in MiB (``ru_maxrss / 1024``; only right where ``ru_maxrss`` is in KiB, as on Linux).
+    """
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_one(args: argparse.Namespace) -> dict[str, object]:
-    """One cluster size, in this process: start the cluster, run generate and calibrate, stop it."""
+    """One cluster size, in this process: start the cluster, run generate and calibrate, stop it.
+
+    The tiny model is built in a subprocess into a fresh temporary output directory, and the ``sft``
+    stage is marked complete for it, so ``generate`` starts from that model.
+
+    Args:
+        args: The parsed command line; ``workers`` is the number of worker nodes of this run.
+
+    Returns:
+        The run's figures: nodes, engine actors and the nodes they ran on, seconds and prompts/s per
+        stage, the generate stage's row counts, and the driver's peak RSS in MiB before and after.
+    """
     from rluf_ray.bench.local_cluster import NODE_ENV, local_cluster
 
     out = Path(tempfile.mkdtemp(prefix=f"rluf-cluster-scale-{args.workers}w-"))
@@ -100,6 +115,17 @@ def run_one(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Compare the cluster sizes, each in a child process; the last printed line is JSON.
+
+    With ``--workers`` (set for the child processes) it runs that one size in this process instead
+    and prints its figures as JSON.
+
+    Args:
+        argv: Command-line arguments (``None``: ``sys.argv[1:]``); see the module docstring.
+
+    Returns:
+        The exit status, 0 (a failed child exits through ``SystemExit`` instead).
+    """
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--prompts", type=int, default=5000)
     p.add_argument("--samples", type=int, default=2)

@@ -36,7 +36,20 @@ def _text(rng: random.Random, n: int) -> str:
 def make_pairs(
     n: int, zero_share: float, prompt_words: int, answer_words: int, seed: int
 ) -> list[dict[str, Any]]:
-    """Deterministic synthetic pairs in the released format; exactly round(n*zero_share) have weight 0."""
+    """Deterministic synthetic pairs in the released format; exactly round(n*zero_share) have weight 0.
+
+    The other pairs weigh 0.5, 0.65 or 0.8; prompts, chosen and rejected answers are random words.
+
+    Args:
+        n: Number of pairs.
+        zero_share: Share of zero-weight pairs, in [0, 1].
+        prompt_words: Words in each prompt's text.
+        answer_words: Words in each chosen and rejected answer.
+        seed: Seed of the generator.
+
+    Returns:
+        ``n`` rows with ``prompt``, ``chosen``, ``rejected`` and ``weight``.
+    """
     rng = random.Random(seed)
     zeros = set(rng.sample(range(n), round(n * zero_share)))
     return [
@@ -90,6 +103,14 @@ def _epoch(trainer: Any) -> float:
 
 
 def main(argv: list[str]) -> int:
+    """Run the benchmark (step time, then the drop-zero epoch); the last printed line is JSON.
+
+    Args:
+        argv: Command-line arguments after ``rluf bench dpo`` (``--steps``, ``--batch``, ...).
+
+    Returns:
+        The exit status, 0.
+    """
     p = argparse.ArgumentParser(prog="rluf bench dpo", description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=30, help="timed steps per trainer (>= 20 for the report)")
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps per trainer")

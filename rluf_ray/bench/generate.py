@@ -64,7 +64,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def build_bench_model(out_dir: Path, hidden: int, layers: int, seed: int) -> Path:
-    """The benchmark's tiny Llama (head_dim 64) and tokenizer, saved with save_pretrained."""
+    """The benchmark's tiny Llama (head_dim 64) and tokenizer, saved with save_pretrained.
+
+    The tokenizer is trained on 300 demo training documents of ``seed``; the model has
+    ``max(1, hidden // 64)`` heads and a context of 1024 tokens.
+
+    Args:
+        out_dir: Folder to save into (created when missing).
+        hidden: Model width (a multiple of 64 keeps head_dim at 64).
+        layers: Number of decoder layers.
+        seed: Seed of the corpus and of the model's initialisation.
+
+    Returns:
+        ``out_dir``.
+    """
     from rluf_ray.data import demo
     from rluf_ray.data.tiny_model import build_embedded
 
@@ -75,7 +88,20 @@ def build_bench_model(out_dir: Path, hidden: int, layers: int, seed: int) -> Pat
 
 
 def resolve_bench_model(name: str | None, tmp: Path, args: argparse.Namespace) -> tuple[Path, str]:
-    """The model folder to benchmark and a one-line description of it."""
+    """The model folder to benchmark and a one-line description of it.
+
+    Args:
+        name: ``--model``: an ``embedded:`` name with prebuilt weights, a local folder, or ``None`` for
+            the seeded tiny Llama built into ``tmp/model``.
+        tmp: Scratch folder of this run.
+        args: The parsed command line (``hidden``, ``layers`` and ``seed`` shape the tiny Llama).
+
+    Returns:
+        ``(model folder, description)``.
+
+    Raises:
+        SystemExit: The folder has no ``config.json``.
+    """
     if name is None:
         path = build_bench_model(tmp / "model", args.hidden, args.layers, args.seed)
         return path, f"{args.layers} layers x {args.hidden} wide, head_dim 64 (seeded tiny Llama)"
@@ -89,7 +115,20 @@ def resolve_bench_model(name: str | None, tmp: Path, args: argparse.Namespace) -
 
 
 def make_prompts(tokenizer, count: int, target_tokens: int, seed: int) -> list[str]:
-    """``count`` prompts of about ``target_tokens`` tokens built from demo documents."""
+    """``count`` prompts of about ``target_tokens`` tokens built from demo documents.
+
+    Consecutive test-split demo posts are joined until the rendered prompt reaches ``target_tokens``,
+    then words are cut from the end until it fits; no two prompts share a document.
+
+    Args:
+        tokenizer: The model's tokenizer (a transformers tokenizer), which measures the length.
+        count: Number of prompts.
+        target_tokens: Most tokens per rendered prompt (special tokens included).
+        seed: Seed of the demo documents.
+
+    Returns:
+        The rendered prompts.
+    """
     from rluf_ray.common.text import render_prompt
     from rluf_ray.data import demo
 
@@ -112,7 +151,16 @@ def make_prompts(tokenizer, count: int, target_tokens: int, seed: int) -> list[s
 
 
 class Baseline:
-    """The original loop: one sample per ``generate`` call, N calls per prompt (KV cache on)."""
+    """The original loop: one sample per ``generate`` call, N calls per prompt (KV cache on).
+
+    Args:
+        model_dir: The save_pretrained folder to load.
+        prompts: The prompts to sample.
+        n: Samples per prompt.
+        new_tokens: New tokens per sample (exactly: min = max).
+        temperature: Sampling temperature (> 0).
+        threads: Torch threads of this process.
+    """
 
     def __init__(
         self, model_dir: Path, prompts: list[str], n: int, new_tokens: int, temperature: float, threads: int
@@ -136,7 +184,11 @@ class Baseline:
         assert out.shape[1] - enc["input_ids"].shape[1] == self.new_tokens
 
     def run(self) -> tuple[int, float]:
-        """(samples, seconds) of one timed round."""
+        """(samples, seconds) of one timed round.
+
+        Returns:
+            ``(samples drawn, wall seconds)`` over every prompt's N calls.
+        """
         samples = 0
         t0 = time.perf_counter()
         for prompt in self.prompts:
@@ -148,7 +200,14 @@ class Baseline:
 
 
 class EngineActor:
-    """One engine in a Ray actor (the engine pool's actor, without Ray Data around it)."""
+    """One engine in a Ray actor (the engine pool's actor, without Ray Data around it).
+
+    Args:
+        engine_name: A registered engine name.
+        model_dir: The save_pretrained folder the engine loads.
+        threads: CPUs of the actor (``resources.cpus_per_actor``: the hf engine's torch threads).
+        vllm_memory: vLLM's memory share (``generation.vllm_gpu_memory_utilization``).
+    """
 
     def __init__(self, engine_name: str, model_dir: str, threads: int, vllm_memory: float):
         from rluf_ray.config import GenerationConfig, ModelConfig, ResourcesConfig
@@ -164,9 +223,20 @@ class EngineActor:
         self.engine = EngineFactory(engine_name, model_dir, options)()
 
     def generate(self, prompts: list[str], spec, seed: int) -> int:
+        """Sample one batch through the engine.
+
+        Args:
+            prompts: The rendered prompts.
+            spec: How to sample (a ``SamplingSpec``).
+            seed: The engine call's seed.
+
+        Returns:
+            The number of samples drawn (``spec.n`` per prompt).
+        """
         return sum(len(c.texts) for c in self.engine.generate(prompts, spec, seed=seed))
 
     def close(self) -> None:
+        """Release the engine."""
         self.engine.close()
 
 
@@ -221,6 +291,14 @@ class Ours:
         )
 
     def run(self, seed: int = 0) -> tuple[int, float]:
+        """One timed round: every prompt's N samples, each actor's prompts in one engine call.
+
+        Args:
+            seed: The engine calls' seed.
+
+        Returns:
+            ``(samples drawn, wall seconds)``.
+        """
         t0 = time.perf_counter()
         samples = self._round(seed)
         wall = time.perf_counter() - t0
@@ -228,6 +306,7 @@ class Ours:
         return samples, wall
 
     def close(self) -> None:
+        """Close the engine(s); with actors, close each one and kill it."""
         if self.actors <= 1:
             self.local.close()  # vLLM shuts its engine process down here, before the JSON line
             del self.local
@@ -241,6 +320,14 @@ class Ours:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the side-by-side benchmark; the last printed line is JSON.
+
+    Args:
+        argv: Command-line arguments (``None``: ``sys.argv[1:]``); see ``_parser`` for the options.
+
+    Returns:
+        The exit status, 0.
+    """
     args = _parser().parse_args(argv)
     if args.actors is None:
         args.actors = args.threads if args.engine == "hf" else 1

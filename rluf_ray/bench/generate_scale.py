@@ -33,11 +33,26 @@ build_embedded(tokenizer_corpus(data.prompt_template, split_plan(data, "train"),
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
+    """Peak resident memory of this process so far (Linux reports KiB).
+
+    Returns:
+        The peak RSS in MiB (``ru_maxrss / 1024``; only right where ``ru_maxrss`` is in KiB, as on Linux).
+    """
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the generate stage once at ``--prompts`` prompts; the last printed line is JSON.
+
+    The ``sft`` stage is marked complete for the freshly built tiny model, so ``generate`` starts from
+    it; scoring of the calibration answers is off.
+
+    Args:
+        argv: Command-line arguments (``None``: ``sys.argv[1:]``); see the module docstring.
+
+    Returns:
+        The exit status, 0.
+    """
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--prompts", type=int, default=5000)
     p.add_argument("--samples", type=int, default=2)

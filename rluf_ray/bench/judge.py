@@ -74,6 +74,15 @@ def _rate_per_min(times: list[float]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run both sides side by side against their loopback servers; the last printed line is JSON.
+
+    Args:
+        argv: Command-line arguments after ``rluf bench judge`` (``--minutes``, ``--cap``, ``--smoke``,
+            ...); ``None`` means none (all defaults), not ``sys.argv``.
+
+    Returns:
+        The exit status, 0.
+    """
     args = _parse(list(argv or []))
     from rluf_ray.bench.loopback_endpoint import LoopbackEndpoint, over_cap_windows, window_counts
     from rluf_ray.config import RlufConfig

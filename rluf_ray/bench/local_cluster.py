@@ -45,7 +45,16 @@ TINY_RUN_ALL = [
 
 @dataclass(frozen=True)
 class LocalCluster:
-    """Where a running :func:`local_cluster` is: its GCS address, job API (dashboard) URL and temp dirs."""
+    """Where a running :func:`local_cluster` is: its GCS address, job API (dashboard) URL and temp dirs.
+
+    Attributes:
+        address: The GCS address ``127.0.0.1:<port>`` (``ray.init(address=...)``, ``RAY_ADDRESS``).
+        dashboard_url: The job API / dashboard URL ``http://127.0.0.1:<port>``.
+        head_temp_dir: The head node's Ray temp dir.
+        worker_temp_dir: The first worker node's Ray temp dir.
+        worker_temp_dirs: Every worker node's Ray temp dir, in start order.
+        worker_pids: Each worker node's ``ray start --block`` process id, in start order.
+    """
 
     address: str
     dashboard_url: str
@@ -55,8 +64,20 @@ class LocalCluster:
     worker_pids: tuple[int, ...] = ()  # each worker node's ``ray start --block`` process
 
     def kill_worker_node_of(self, pid: int) -> int:
-        """Kill (SIGKILL, no grace) the worker node whose processes include ``pid``, as a machine lost
-        at once; returns that node's index. Raises LookupError when no worker node runs ``pid``."""
+        """Kill (SIGKILL, no grace) the worker node whose processes include ``pid``.
+
+        As a machine lost at once: the node's ``ray start --block`` process and all its descendants are
+        killed.
+
+        Args:
+            pid: A process id on the worker node to lose (e.g. an engine actor's or a Train worker's).
+
+        Returns:
+            That node's index in ``worker_pids``.
+
+        Raises:
+            LookupError: No worker node runs ``pid``.
+        """
         for k, root_pid in enumerate(self.worker_pids):
             with contextlib.suppress(psutil.Error):
                 root = psutil.Process(root_pid)
@@ -71,7 +92,16 @@ class LocalCluster:
 
 
 def free_ports(n: int) -> list[int]:
-    """``n`` distinct free TCP ports on 127.0.0.1 (held open together so none repeats)."""
+    """``n`` distinct free TCP ports on 127.0.0.1 (held open together so none repeats).
+
+    The ports are released before returning, so another process could still take one.
+
+    Args:
+        n: Number of ports.
+
+    Returns:
+        The port numbers.
+    """
     socks = [socket.socket() for _ in range(n)]
     try:
         for s in socks:
@@ -185,11 +215,30 @@ def local_cluster(
     start_attempts: int = 3,
     workers: int = 1,
 ) -> Iterator[LocalCluster]:
-    """Start a head and ``workers`` worker nodes (only they have ``worker_resources``, and
-    ``worker_cpus`` CPUs each); stop them all on exit.
+    """Start a head and ``workers`` worker nodes; stop them all on exit.
 
-    ``env`` is the environment of both nodes (and so of every job's driver and worker): the Python that
-    runs this function comes first on PATH, so ``python`` in a job entrypoint is this one.
+    Only the worker nodes have ``worker_resources`` (and ``worker_cpus`` CPUs each). ``env`` is the
+    environment of both nodes (and so of every job's driver and worker): the Python that runs this
+    function comes first on PATH, so ``python`` in a job entrypoint is this one. The temp dirs are
+    removed on exit unless ``RLUF_KEEP_CLUSTER_DIRS`` is set.
+
+    Args:
+        worker_resources: Custom resources of each worker node (e.g. ``{"rluf_worker": 1}``).
+        head_cpus: CPUs of the head node (0: no work is scheduled there).
+        worker_cpus: CPUs of each worker node.
+        env: Environment added to this process's for the nodes (e.g. ``NODE_ENV``); ``RAY_ADDRESS``
+            is always removed.
+        object_store_bytes: Object store size of each node, in bytes.
+        timeout_s: Seconds to wait for each node to come up.
+        start_attempts: Attempts per node (fresh ports each) before the start fails.
+        workers: Number of worker nodes.
+
+    Yields:
+        Where the cluster is.
+
+    Raises:
+        RuntimeError: A ``ray start`` exited on the last attempt (its log tail in the message).
+        TimeoutError: A node was not up within ``timeout_s`` on the last attempt.
     """
     ray_bin = str(Path(sys.executable).with_name("ray"))
     node_env = {**os.environ, **(env or {})}

@@ -67,9 +67,20 @@ def loopback_score(messages: Sequence[Mapping[str, Any]]) -> float:
 
 
 def structured(content: str, response_format: Any) -> str:
-    """What an endpoint honouring ``response_format`` would send for a text reply: under a
-    ``json_schema`` of a judge task (``<task>_reply``) the value the text parser reads, as that schema's
-    JSON object; a reply no parser reads is sent unchanged (a broken reply stays broken)."""
+    """What an endpoint honouring ``response_format`` would send for a text reply.
+
+    Under a ``json_schema`` of a judge task (``<task>_reply``) it is the value the text parser reads, as
+    that schema's JSON object; a reply no parser reads is sent unchanged (a broken reply stays broken).
+
+    Args:
+        content: The reply text (see :func:`loopback_reply`).
+        response_format: The request's ``response_format`` (any value; only a ``json_schema`` dict
+            named ``score_reply``, ``pairwise_reply`` or ``rubric_reply`` changes the reply).
+
+    Returns:
+        The message content to send: ``{"score": ...}``, ``{"preferred": ...}`` or the rubric's object
+        as JSON, or ``content`` unchanged.
+    """
     if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
         return content
     task = str(response_format.get("json_schema", {}).get("name", "")).removesuffix("_reply")
@@ -116,6 +127,13 @@ def chat_completion(cid: str, body: Mapping[str, Any], content: str) -> dict[str
 
 @dataclass(frozen=True)
 class Arrival:
+    """One request as the server recorded it.
+
+    Attributes:
+        t: ``time.monotonic()`` at arrival.
+        outcome: ``ok``, ``capped`` or ``bad_request`` (and the outcomes a subclass adds).
+    """
+
     t: float  # time.monotonic() at arrival
     outcome: str  # ok | capped | bad_request (and the outcomes a subclass adds)
 
@@ -125,6 +143,12 @@ class LoopbackEndpoint:
 
     Subclasses (the tests' fault-injecting server) add routes (:meth:`_routes`), refuse requests before
     the cap (:meth:`_refuse`) and answer differently (:meth:`_answer`).
+
+    Args:
+        latency_s: Seconds each accepted request waits before its reply.
+        rpm_cap: Most requests accepted per sliding window of ``window_s`` (despite the name, per
+            window, not per minute); ``None`` for no cap.
+        window_s: Length of the cap's sliding window, in seconds.
     """
 
     def __init__(self, latency_s: float = 0.0, rpm_cap: int | None = None, window_s: float = 60.0) -> None:
@@ -140,12 +164,23 @@ class LoopbackEndpoint:
 
     # -- records -------------------------------------------------------------------------------
     def times(self, outcomes: Sequence[str] | None = None) -> list[float]:
-        """Arrival times (sorted), of all requests or of the given outcomes."""
+        """Arrival times (sorted), of all requests or of the given outcomes.
+
+        Args:
+            outcomes: Outcomes to keep (e.g. ``["ok"]``); ``None`` keeps every request, 429s included.
+
+        Returns:
+            ``time.monotonic()`` arrival times in ascending order.
+        """
         with self._lock:
             return sorted(a.t for a in self.arrivals if outcomes is None or a.outcome in outcomes)
 
     def counts(self) -> dict[str, int]:
-        """Requests per outcome."""
+        """Requests per outcome.
+
+        Returns:
+            Outcome -> number of requests (only outcomes that occurred).
+        """
         with self._lock:
             out: dict[str, int] = {}
             for a in self.arrivals:
@@ -218,7 +253,14 @@ class LoopbackEndpoint:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> LoopbackEndpoint:
-        """Bind a free port on 127.0.0.1 and serve from a daemon thread."""
+        """Bind a free port on 127.0.0.1 and serve from a daemon thread.
+
+        Returns:
+            This endpoint, serving at ``base_url``.
+
+        Raises:
+            RuntimeError: The server did not start within 10 s.
+        """
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
@@ -282,12 +324,31 @@ class LoopbackEndpoint:
 
 
 def window_counts(times: Sequence[float], window_s: float) -> list[int]:
-    """For each arrival, how many arrivals fall in ``[t, t + window_s)``: every sliding window that
-    starts at a request (the windows with the most requests always start at one)."""
+    """For each arrival, how many arrivals fall in ``[t, t + window_s)``.
+
+    That is every sliding window that starts at a request (the windows with the most requests always
+    start at one).
+
+    Args:
+        times: Arrival times in seconds (any order).
+        window_s: Window length in seconds.
+
+    Returns:
+        One count per arrival, in ascending order of arrival time.
+    """
     ts = sorted(times)
     return [bisect.bisect_left(ts, t + window_s) - i for i, t in enumerate(ts)]
 
 
 def over_cap_windows(times: Sequence[float], window_s: float, cap: int) -> int:
-    """Number of sliding windows holding more than ``cap`` arrivals."""
+    """Number of sliding windows holding more than ``cap`` arrivals.
+
+    Args:
+        times: Arrival times in seconds (any order).
+        window_s: Window length in seconds.
+        cap: Most arrivals allowed per window.
+
+    Returns:
+        How many of the windows starting at an arrival hold more than ``cap`` arrivals.
+    """
     return sum(1 for c in window_counts(times, window_s) if c > cap)

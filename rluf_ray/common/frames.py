@@ -17,8 +17,17 @@ from types import FrameType, TracebackType
 
 
 def exception_chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and every exception it links to: ``__cause__``, ``__context__`` and a wrapped ``cause``
-    attribute (Ray's task errors keep the original there), each once."""
+    """Walk ``exc`` and every exception it links to, each once.
+
+    The links followed are ``__cause__``, ``__context__`` and a wrapped ``cause`` attribute (Ray's task
+    errors keep the original there); cycles are visited once.
+
+    Args:
+        exc: The exception to start from (yielded first).
+
+    Yields:
+        ``exc``, then each linked exception not seen before (depth first).
+    """
     seen: set[int] = set()
     todo: list[BaseException] = [exc]
     while todo:
@@ -43,13 +52,22 @@ def _running_here() -> set[int]:
 
 
 def drop_frames(exc: BaseException, wait_s: float = 5.0) -> int:
-    """Clear the locals of every finished frame ``exc`` holds; returns how many frames were cleared.
+    """Clear the locals of every finished frame ``exc`` holds.
 
     This thread's running frames (the catching function and its callers) are left as they are. A frame
     still running in another thread (a worker that handed the error over and is finishing) is cleared
     once it has finished, waiting at most ``wait_s`` seconds. A generator whose frame is cleared is
     closed (``frame.clear()`` finalizes it): the generators an error went through are finished, or
     belong to the failed work.
+
+    Args:
+        exc: The caught exception; the frames of the tracebacks of its whole chain (see
+            :func:`exception_chain`) and their callers are cleared.
+        wait_s: The most seconds to wait for frames still running in another thread; frames still
+            running after that are left uncleared.
+
+    Returns:
+        How many frames were cleared.
     """
     here = _running_here()
     visited: dict[int, FrameType] = {}  # holds every frame seen, so that no id is reused meanwhile
@@ -95,6 +113,11 @@ def trim_tracebacks(exc: BaseException, package: str) -> None:
     functions keep what they closed over (a Ray Data iterator keeps its dataset and executor) for as
     long as the traceback lives. Only the frames of ``package`` that lead to the failure are kept (an
     exception raised elsewhere keeps none); messages, types and the chain are unchanged.
+
+    Args:
+        exc: The caught exception; the tracebacks of its whole chain are cut in place.
+        package: The top-level module name whose frames are kept (``"rluf_ray"`` keeps ``rluf_ray`` and
+            its submodules).
     """
     for cur in exception_chain(exc):
         tb = cur.__traceback__

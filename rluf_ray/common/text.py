@@ -14,7 +14,16 @@ DEFAULT_TEMPLATE = "Please summarize this text:\n{post}\nSummary:"
 
 
 def normalize_answer(text: str) -> str:
-    """Lowercase, strip punctuation and the articles a/an/the, collapse whitespace (as the original)."""
+    """Normalize an answer: lowercase, strip punctuation and the articles a/an/the, collapse whitespace.
+
+    This is the normalisation of the original implementation.
+
+    Args:
+        text: The raw answer.
+
+    Returns:
+        The normalised answer (single spaces, no leading or trailing space).
+    """
     text = text.lower().translate(_PUNCT)
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
@@ -30,7 +39,16 @@ class FittedPrompt:
 
 
 def render_prompt(post: str, template: str = DEFAULT_TEMPLATE) -> str:
-    """Fill the template with the post."""
+    """Fill the template with the post.
+
+    Args:
+        post: The post body, inserted as is.
+        template: The prompt template; every ``{post}`` in it is replaced (no other ``str.format``
+            fields are interpreted).
+
+    Returns:
+        The rendered prompt.
+    """
     return template.replace("{post}", post)
 
 
@@ -45,6 +63,18 @@ def fit_prompt(
     The instruction and the closing answer cue (e.g. "\\nSummary:") always survive: only the post
     body is shortened, at a word boundary where possible. This is the one truncation helper that
     every stage uses, so truncations are counted the same way everywhere.
+
+    Args:
+        post: The post body.
+        max_tokens: The token budget of the whole rendered prompt.
+        count_tokens: Counts the tokens of a text (the tokenizer of the model that gets the prompt).
+        template: The prompt template, with ``{post}`` where the post goes.
+
+    Returns:
+        The fitted prompt, whether the post was cut, and its token count.
+
+    Raises:
+        ValueError: If the template without any post already exceeds ``max_tokens``.
     """
     full = render_prompt(post, template)
     n = count_tokens(full)

@@ -12,20 +12,19 @@ from pydantic import BaseModel
 from rluf_ray.config.schema import RlufConfig
 
 OPERATIONAL_KEYS: tuple[str, ...] = (
-    # Placement and parallelism that leave every computation as it is. Engine actors: each batch of
-    # prompts (Ray Data's batches of generation.prompts_per_batch over blocks cut by rows_per_file) is
-    # sampled with a seed drawn from its prompt ids, whichever actor runs it. Judge actors, calibration
-    # task CPUs and custom resources only say where work runs. CPUs per engine actor and per Train
-    # worker set torch's thread count: torch splits matmuls over output blocks (each element keeps its
-    # reduction order), checked bit for bit on the tiny default by
-    # tests/integration/test_operational_keys.py. Not here: resources.train_workers (it sets the
-    # global batch), resources.use_gpu and resources.gpus_per_actor (they move the work between CPU
-    # and GPU, whose numerics differ).
+    # Placement that leaves every computation as it is. Engine actors: each batch of prompts (Ray
+    # Data's batches of generation.prompts_per_batch over the blocks rows_per_file cuts) is sampled
+    # with a seed drawn from its prompt ids, whichever actor runs it and whenever. Judge actors and
+    # custom resources only say where work runs. Calibration tasks' CPUs set their thread count, but
+    # the grid search is numpy without BLAS (single-threaded reductions) and each grid point is
+    # computed alone. Not here, since they change results: resources.train_workers (the global
+    # batch), use_gpu and gpus_per_actor (CPU and GPU numerics differ), cpus_per_actor and
+    # cpus_per_train_worker (torch's thread count: Ray sets OMP_NUM_THREADS to an actor's CPUs, and
+    # torch's CPU kernels are not thread-count invariant; the engine's log-probs differ in the last
+    # bits between 1 and 2 threads on the tiny default, tests/integration/test_operational_keys.py).
     "resources.engine_actors",
-    "resources.cpus_per_actor",
     "resources.cpus_per_task",
     "resources.judge_actors",
-    "resources.cpus_per_train_worker",
     "resources.custom_resources",
     # Where things live and what is logged about them: no stage reads its data through them.
     "tracking",

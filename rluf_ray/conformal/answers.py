@@ -31,9 +31,21 @@ class PromptAnswers:
 
 
 def prompt_answers(texts: Sequence[str], logprobs: Sequence[float] | None = None) -> PromptAnswers:
-    """Count normalised answers of ``texts``; ``logprobs[i]`` is sample i's mean token log-prob.
+    """Count the normalised answers of one prompt's samples.
 
     NaN log-probs (unknown) are ignored in an answer's mean; an answer with none known gets NaN.
+
+    Args:
+        texts: The prompt's sampled texts, in sampling order (sample 0 first).
+        logprobs: ``logprobs[i]`` is sample i's mean token log-prob, one per text; None when unknown
+            (every answer's mean is then NaN).
+
+    Returns:
+        The unique normalised answers, most frequent first (ties: first sampled first), with their
+        counts, first raw text, mean log-prob and the index of sample 0's answer.
+
+    Raises:
+        ValueError: If ``logprobs`` and ``texts`` differ in length.
     """
     if logprobs is not None and len(logprobs) != len(texts):
         raise ValueError(f"{len(texts)} texts but {len(logprobs)} log-probs")
@@ -79,6 +91,14 @@ class VarietyStats:
     def add(
         self, answers: Sequence[str], counts: Sequence[int], reference: str, truncated: bool = False
     ) -> None:
+        """Count one prompt's answers in.
+
+        Args:
+            answers: The prompt's unique normalised answers, most frequent first.
+            counts: The samples of each answer, aligned with ``answers``.
+            reference: The prompt's reference answer (raw; normalised here before matching).
+            truncated: Whether the prompt was cut to fit the token budget.
+        """
         ref = normalize_answer(reference)
         self.prompts += 1
         self.samples += int(sum(counts))
@@ -89,6 +109,12 @@ class VarietyStats:
         self.distinct_hist[k] = self.distinct_hist.get(k, 0) + 1
 
     def merge(self, other: VarietyStats) -> None:
+        """Add another run's statistics into these (in place; ``other`` is left as it is).
+
+        Args:
+            other: Statistics of other prompts (e.g. another batch); histogram keys may be strings,
+                as after a JSON round trip.
+        """
         self.prompts += other.prompts
         self.samples += other.samples
         self.top_matches += other.top_matches
@@ -98,7 +124,18 @@ class VarietyStats:
             self.distinct_hist[int(k)] = self.distinct_hist.get(int(k), 0) + int(v)
 
     def summary(self, low: int = 3, high: int = 30) -> dict[str, float | int | None]:
-        """Median/min/max distinct answers, share in [low, high], top-answer and any-answer match shares."""
+        """Summarize: median/min/max distinct answers, share in [low, high], top/any-answer match shares.
+
+        Args:
+            low: The lower end of the wanted range of distinct answers per prompt (inclusive).
+            high: The upper end of that range (inclusive).
+
+        Returns:
+            ``prompts``, ``samples``, ``distinct_median``/``_min``/``_max``, the share of prompts with
+            ``low..high`` distinct answers (key ``distinct_share_{low}_{high}``), the shares whose top
+            answer is / whose answers include the normalised reference, and ``truncated``; only
+            ``{"prompts": 0}`` before any prompt was added.
+        """
         if not self.prompts:
             return {"prompts": 0}
         values = _expand(self.distinct_hist)

@@ -75,7 +75,7 @@ ORDERED_COLUMNS = ("answers", "counts", "texts", "mean_logprobs")
 
 
 def top_answer_first(row: dict[str, Any], protocol: str) -> dict[str, Any]:
-    """The generation row with its answers in the order ``protocol`` scores them.
+    """Reorder a generation row's answers into the order ``protocol`` scores them.
 
     Position 0 is the top answer: the one without a similarity term, the similarity reference of the
     others, and the labelled answer under ``label_rule: top_answer``. Under ``cfa`` it is the *first
@@ -84,6 +84,18 @@ def top_answer_first(row: dict[str, Any], protocol: str) -> dict[str, Any]:
     row is returned as it is (most frequent first). Every column of ``ORDERED_COLUMNS`` present in the
     row moves together, so each answer keeps its count, text and log-prob; the result has
     ``first_sampled`` 0.
+
+    Args:
+        row: One prompt's generation row (``answers``, ``counts``, ``texts``, ``mean_logprobs``,
+            ``first_sampled``, ...), most frequent answer first; it is not modified.
+        protocol: The calibration protocol, ``split`` or ``cfa``.
+
+    Returns:
+        The row itself when nothing moves (``split``, or sample 0's answer is already first), else a
+        reordered copy.
+
+    Raises:
+        ValueError: If ``first_sampled`` lies outside the row's answers.
     """
     if protocol != "cfa":
         return row
@@ -123,7 +135,18 @@ def whole_grid(
     w2: np.ndarray,
     cells_per_point: int,
 ) -> list[GridStats]:
-    """The default ``GridMap``: every grid point in one chunk, in this process."""
+    """Run every grid point in one chunk, in this process (the default ``GridMap``).
+
+    Args:
+        func: The chunk function (``grid_chunk_split`` or ``grid_chunk_cfa``).
+        shared: The keyword arguments every chunk gets (score parts, labels, permutations, alphas).
+        w1: The entropy weight of every grid point, shape ``(G,)``.
+        w2: The similarity weight of every grid point, shape ``(G,)``.
+        cells_per_point: The work per grid point (unused here: there is one chunk).
+
+    Returns:
+        The one chunk's statistics, as a one-element list.
+    """
     return [func(**shared, w1=w1, w2=w2)]
 
 
@@ -141,7 +164,20 @@ class Calibration:
 def final_threshold(
     parts: ScoreParts, accept: np.ndarray, rule: LabelRule, w1: float, w2: float, alpha: float
 ) -> float:
-    """The order-statistic threshold on the calibration part with the chosen weights."""
+    """Compute the order-statistic threshold on the calibration part with the chosen weights.
+
+    Args:
+        parts: The weight-free score parts of the n calibration-part prompts.
+        accept: Their acceptable answers, shape ``(n, K)``.
+        rule: The label rule.
+        w1: The chosen entropy weight.
+        w2: The chosen similarity weight.
+        alpha: The miscoverage level, in (0, 1).
+
+    Returns:
+        The ceil((n+1)(1-alpha))-th smallest label; inf when that rank falls on a prompt without an
+        acceptable answer.
+    """
     label = label_scores(nonconformity(parts, w1, w2), accept, rule)
     return float(conformal_threshold(label, alpha))
 
@@ -155,7 +191,24 @@ def heldout_report(
     alpha: float,
     perms: np.ndarray,
 ) -> dict[str, float]:
-    """Coverage and set sizes on held-out halves of the calibration part (threshold from the other half)."""
+    """Measure coverage and set sizes on held-out halves of the calibration part.
+
+    Each of the R permutations splits the n calibration-part prompts into a first ceil(n/2) that set
+    the threshold and the rest, on which coverage and set sizes are measured.
+
+    Args:
+        parts: The weight-free score parts of the n calibration-part prompts.
+        accept: Their acceptable answers, shape ``(n, K)``.
+        rule: The label rule.
+        w1: The chosen entropy weight.
+        w2: The chosen similarity weight.
+        alpha: The miscoverage level, in (0, 1).
+        perms: Seeded permutations of ``range(n)``, shape ``(R, n)``.
+
+    Returns:
+        ``coverage_mean``/``coverage_std`` over the R halvings, ``set_size_mean``/``set_size_median``
+        over every held-out prompt, and the half sizes ``n_threshold`` and ``n_heldout``.
+    """
     scores = nonconformity(parts, w1, w2)
     label = label_scores(scores, accept, rule)
     n = label.shape[0]
@@ -200,7 +253,17 @@ class CalibrationResult:
 
 
 def input_counts(table: PaddedAnswerTable, accuracy_threshold: float, rule: LabelRule) -> dict[str, int]:
-    """How many prompts/answers each bad-input case affected (reported, never silently dropped)."""
+    """Count how many prompts/answers each bad-input case affected (reported, never silently dropped).
+
+    Args:
+        table: The padded answers of every calibration prompt.
+        accuracy_threshold: The least acceptable judge score.
+        rule: The label rule (which prompts count as labelled and as having an acceptable answer).
+
+    Returns:
+        ``prompts``, ``answers``, ``answers_missing_score``, ``prompts_unlabelled``,
+        ``prompts_single_answer`` and ``prompts_no_acceptable`` (labelled, but no acceptable answer).
+    """
     labelled = has_label(table.judge, rule)
     acc = acceptable(table.judge, accuracy_threshold)
     no_acc = (~acc[:, 0]) if rule == "top_answer" else ~acc.any(axis=1)
@@ -217,7 +280,18 @@ def input_counts(table: PaddedAnswerTable, accuracy_threshold: float, rule: Labe
 def check_sizes(table: PaddedAnswerTable, settings: ConformalSettings) -> int:
     """Raise ConformalError (naming n and alpha) when the labelled prompts are too few for an alpha.
 
-    Returns the number of labelled prompts. Cheap: the stage calls it before training FastText.
+    Cheap: the stage calls it before training FastText.
+
+    Args:
+        table: The padded answers of every calibration prompt.
+        settings: The calibration settings (protocol, label rule, alphas and split sizes).
+
+    Returns:
+        The number of labelled prompts.
+
+    Raises:
+        ConformalError: If some alpha needs more labelled prompts than there are (the split protocol
+            names the n it needs).
     """
     n = int(has_label(table.judge, settings.label_rule).sum())
     for a in settings.alphas:
@@ -251,8 +325,19 @@ def calibrate(
 ) -> CalibrationResult:
     """Grid-search (w1, w2) and calibrate a threshold per alpha on the calibration prompts.
 
-    ``map_grid`` runs the grid search's chunks (see the module docstring); every grid point is
-    computed independently, so the result does not depend on how it chunks the grid.
+    Args:
+        table: The padded answers of every calibration prompt (unlabelled prompts are dropped here,
+            and counted).
+        settings: The calibration settings.
+        map_grid: Runs the grid search's chunks (see the module docstring); every grid point is
+            computed independently, so the result does not depend on how it chunks the grid.
+
+    Returns:
+        The chosen weights and threshold per alpha, the objective surface per alpha (shape
+        ``(V, V)`` for V grid values, w1 on rows), the report and the input counts.
+
+    Raises:
+        ConformalError: If the labelled prompts are too few for an alpha (see :func:`check_sizes`).
     """
     counts = input_counts(table, settings.accuracy_threshold, settings.label_rule)
     check_sizes(table, settings)

@@ -27,19 +27,45 @@ CFA_NO_LABEL = 20.0  # the original's calibration score for a prompt without an 
 
 
 def weight_grid(values: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """All (w1, w2) pairs, w1-major as the original's nested loops: two arrays of length len(values)**2."""
+    """List all (w1, w2) pairs, w1-major as the original's nested loops.
+
+    Args:
+        values: The V grid values each weight takes.
+
+    Returns:
+        ``(w1, w2)``, each of shape ``(G,)`` with G = V**2.
+    """
     v = np.asarray(values, dtype=np.float64)
     return np.repeat(v, len(v)), np.tile(v, len(v))
 
 
 def make_permutations(n: int, repeats: int, seed: int) -> np.ndarray:
-    """``repeats`` seeded permutations of range(n), shape (repeats, n)."""
+    """Draw ``repeats`` seeded permutations of range(n).
+
+    Args:
+        n: The number of prompts permuted.
+        repeats: The number R of permutations (``random_count``).
+        seed: Seed of the generator.
+
+    Returns:
+        The permutations, shape ``(R, n)``.
+    """
     rng = np.random.default_rng(seed)
     return np.stack([rng.permutation(n) for _ in range(repeats)]) if repeats else np.zeros((0, n), int)
 
 
 def tuning_calibration_split(n: int, tuning_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded disjoint (tuning, calibration) index sets of range(n)."""
+    """Split range(n) into seeded, disjoint (tuning, calibration) index sets.
+
+    Args:
+        n: The number of labelled prompts.
+        tuning_fraction: The share of them that tunes the weights; rounded, then kept in
+            ``1..n-1`` so neither part is empty (for n < 2 everything is calibration).
+        seed: Seed of the split.
+
+    Returns:
+        The sorted tuning and calibration indices, shapes ``(n_tune,)`` and ``(n - n_tune,)``.
+    """
     perm = np.random.default_rng(seed).permutation(n)
     n_tune = int(round(n * tuning_fraction))
     n_tune = min(max(n_tune, 1), n - 1) if n >= 2 else 0
@@ -57,7 +83,14 @@ class GridStats:
 
     @staticmethod
     def concat(parts: Sequence[GridStats]) -> GridStats:
-        """Reduce chunk results (in chunk order) into one."""
+        """Reduce chunk results (in chunk order) into one.
+
+        Args:
+            parts: The chunks' statistics, each field of shape ``(A, G_chunk)``.
+
+        Returns:
+            The statistics of all grid points, each field of shape ``(A, G)``.
+        """
         return GridStats(*(np.concatenate([getattr(p, f) for p in parts], axis=1) for f in GridStats.FIELDS))
 
     FIELDS = ("mean_size", "test_size", "test_coverage", "last_threshold")
@@ -67,7 +100,16 @@ GRID_BATCH_ELEMENTS = 2_000_000  # grid points are vectorised together up to thi
 
 
 def grid_batches(g_n: int, cells_per_point: int) -> list[slice]:
-    """Consecutive batches of grid points whose (G, R, P, K) working arrays stay small."""
+    """Cut grid points into consecutive batches whose (G, R, P, K) working arrays stay small.
+
+    Args:
+        g_n: The number of grid points.
+        cells_per_point: The (R x P x K) cells of work per grid point; a batch holds at most
+            ``GRID_BATCH_ELEMENTS`` cells (at least one point).
+
+    Returns:
+        Slices covering ``range(g_n)`` in order.
+    """
     step = max(1, GRID_BATCH_ELEMENTS // max(1, cells_per_point))
     return [slice(i, min(i + step, g_n)) for i in range(0, g_n, step)]
 
@@ -100,8 +142,19 @@ def grid_chunk_split(
 ) -> GridStats:
     """Split protocol, tuning part only: mean set size over random halvings, per alpha and grid point.
 
-    ``parts``/``accept`` hold the tuning prompts; ``perms`` (R, n) are permutations of them: the first
-    ceil(n/2) set the threshold, the rest measure set size and coverage.
+    Args:
+        parts: The weight-free score parts of the n tuning prompts.
+        accept: Their acceptable answers, shape ``(n, K)``.
+        rule: The label rule.
+        w1: The chunk's entropy weights, shape ``(G,)``.
+        w2: The chunk's similarity weights, shape ``(G,)``.
+        perms: Permutations of the tuning prompts, shape ``(R, n)``: the first ceil(n/2) set the
+            threshold, the rest measure set size and coverage.
+        alphas: The A miscoverage levels.
+
+    Returns:
+        Per alpha and grid point (fields of shape ``(A, G)``): the mean held-out set size (as
+        ``mean_size`` and ``test_size``), the held-out coverage, and NaN for ``last_threshold``.
     """
     n, k = parts.mask.shape
     m = (n + 1) // 2
@@ -122,7 +175,16 @@ def grid_chunk_split(
 
 
 def cfa_parts(n: int, split_num: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Positions (within a permutation) of the original's calibration / validation / test parts."""
+    """Give the positions (within a permutation) of the original's calibration / validation / test parts.
+
+    Args:
+        n: The number of labelled prompts.
+        split_num: Position i goes to calibration when ``i % split_num == 0``, validation when 1, and
+            test otherwise.
+
+    Returns:
+        The calibration, validation and test positions, each 1-d.
+    """
     pos = np.arange(n)
     return pos[pos % split_num == 0], pos[pos % split_num == 1], pos[pos % split_num >= 2]
 
@@ -137,7 +199,26 @@ def grid_chunk_cfa(
     alphas: Sequence[float],
     split_num: int = 3,
 ) -> GridStats:
-    """The original's repeated 3-way splits for a chunk of grid points (same splits for every point)."""
+    """Run the original's repeated 3-way splits for a chunk of grid points (same splits for every point).
+
+    Args:
+        parts: The weight-free score parts of the n labelled prompts.
+        accept: Their acceptable answers, shape ``(n, K)``.
+        rule: The label rule; prompts without an acceptable answer score ``CFA_NO_LABEL``.
+        w1: The chunk's entropy weights, shape ``(G,)``.
+        w2: The chunk's similarity weights, shape ``(G,)``.
+        perms: Permutations of the prompts, shape ``(R, n)``, cut into parts by :func:`cfa_parts`.
+        alphas: The A miscoverage levels.
+        split_num: The number of parts (see :func:`cfa_parts`).
+
+    Returns:
+        Per alpha and grid point (fields of shape ``(A, G)``): the original's validation objective
+        (divided by R twice, as the original), the mean test-part set size and coverage (NaN without a
+        test part), and the threshold of the last split.
+
+    Raises:
+        ConformalError: If the validation part is empty (n < 2).
+    """
     n, k = parts.mask.shape
     r_n = perms.shape[0]
     cal_pos, val_pos, test_pos = cfa_parts(n, split_num)
@@ -165,5 +246,12 @@ def grid_chunk_cfa(
 
 
 def choose(mean_size: np.ndarray) -> int:
-    """Index of the smallest mean size (first in grid order on ties, as the original's strict <)."""
+    """Pick the index of the smallest mean size (first in grid order on ties, as the original's strict <).
+
+    Args:
+        mean_size: The objective of one alpha per grid point, shape ``(G,)``.
+
+    Returns:
+        The chosen grid point.
+    """
     return int(np.argmin(mean_size))

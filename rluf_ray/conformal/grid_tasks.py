@@ -23,8 +23,16 @@ DEFAULT_MIN_CELLS = 8_000_000  # the config's conformal.min_cells_per_task defau
 def chunk_slices(n: int, chunks: int, cells_per_point: int = 0, min_cells: int = 0) -> list[slice]:
     """Split range(n) grid points into at most ``chunks`` contiguous, non-empty slices in order.
 
-    With ``min_cells``, a chunk holds at least that many (split x prompt x answer) cells of work, so
-    that on small inputs task overhead does not exceed the work (results never depend on chunking).
+    Args:
+        n: The number of grid points.
+        chunks: The most chunks wanted.
+        cells_per_point: The (split x prompt x answer) cells of work per grid point; 0 = unknown.
+        min_cells: With ``cells_per_point``, a chunk holds at least that many cells of work, so that
+            on small inputs task overhead does not exceed the work (results never depend on
+            chunking); 0 = no minimum.
+
+    Returns:
+        The slices, covering ``range(n)`` in order (none when n is 0).
     """
     if min_cells and cells_per_point:
         chunks = min(chunks, max(1, (n * cells_per_point) // min_cells))
@@ -36,7 +44,16 @@ def chunk_slices(n: int, chunks: int, cells_per_point: int = 0, min_cells: int =
 def serial_map(
     func: Callable[..., Any], shared: dict[str, Any], chunk_args: list[dict[str, Any]]
 ) -> list[Any]:
-    """Run the chunks one after the other in this process (``ray_map`` does the same, in parallel)."""
+    """Run the chunks one after the other in this process (``ray_map`` does the same, in parallel).
+
+    Args:
+        func: The chunk function, called as ``func(**shared, **args)``.
+        shared: The keyword arguments every chunk gets.
+        chunk_args: Each chunk's own keyword arguments (its ``w1``/``w2`` slices).
+
+    Returns:
+        The chunk results, in chunk order.
+    """
     return [func(**shared, **args) for args in chunk_args]
 
 
@@ -46,7 +63,17 @@ def _call_chunk(func: Callable[..., Any], shared: dict[str, Any], args: dict[str
 
 
 def ray_map(num_cpus: float) -> ChunkMap:
-    """A chunk map that runs each chunk as a Ray CPU task of ``num_cpus`` CPUs."""
+    """Make a chunk map that runs each chunk as a Ray CPU task of ``num_cpus`` CPUs.
+
+    A single chunk runs in this process; otherwise Ray is started if needed and ``shared`` goes
+    through the object store once.
+
+    Args:
+        num_cpus: The CPUs each task reserves.
+
+    Returns:
+        The chunk map, with the signature of :func:`serial_map`.
+    """
 
     def map_chunks(
         func: Callable[..., Any], shared: dict[str, Any], chunk_args: list[dict[str, Any]]
@@ -75,7 +102,15 @@ class GridTasks:
     num_cpus: float | None = None
 
     def slices(self, points: int, cells_per_point: int) -> list[slice]:
-        """The chunks of ``points`` grid points this fan-out uses."""
+        """Cut ``points`` grid points into the chunks this fan-out uses.
+
+        Args:
+            points: The number of grid points.
+            cells_per_point: The cells of work per grid point.
+
+        Returns:
+            The chunks, as slices of ``range(points)`` in order.
+        """
         return chunk_slices(points, self.chunks, cells_per_point, self.min_cells_per_task)
 
     def __call__(

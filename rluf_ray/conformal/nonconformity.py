@@ -45,7 +45,14 @@ class PaddedAnswerTable:
         return self.counts > 0
 
     def take(self, idx: np.ndarray) -> PaddedAnswerTable:
-        """The sub-table of the given prompt rows."""
+        """Select prompt rows.
+
+        Args:
+            idx: Row indices into the table, shape ``(M,)`` (any order; repeats allowed).
+
+        Returns:
+            The sub-table of those M prompts, in ``idx`` order (``answers``/``prompt_ids`` too, when set).
+        """
         idx = np.asarray(idx, dtype=np.int64)
         return PaddedAnswerTable(
             counts=self.counts[idx],
@@ -65,8 +72,22 @@ def pad_table(
 ) -> PaddedAnswerTable:
     """Stack ragged per-prompt lists (most frequent answer first) into padded arrays.
 
-    ``sims[i][j]`` is the similarity of answer j to answer 0 (entry 0 is ignored); ``judge`` entries
-    may be None or NaN for missing scores.
+    Args:
+        counts: ``counts[i]`` is prompt i's sample count per unique answer (each row non-empty, its
+            first count positive); K is the longest row.
+        sims: ``sims[i][j]`` is the similarity of answer j to answer 0 (entry 0 is ignored); None gives
+            0 everywhere.
+        judge: ``judge[i][j]`` is answer j's judge score; entries may be None or NaN for missing scores;
+            None leaves every score missing.
+        answers: The normalised answer strings per prompt, kept as they are (None: empty list).
+        prompt_ids: One id per prompt (None: empty list).
+
+    Returns:
+        The table of P = ``len(counts)`` prompts: ``counts`` ``(P, K)`` int64 (0 = padding), ``sim``
+        ``(P, K)`` (0 for answer 0 and padding) and ``judge`` ``(P, K)`` (NaN = missing or padding).
+
+    Raises:
+        ValueError: If a prompt has no answers or its first answer's count is not positive.
     """
     p = len(counts)
     k = max((len(c) for c in counts), default=0) or 1
@@ -112,6 +133,12 @@ def normalized_entropy(counts: np.ndarray) -> np.ndarray:
 
     Summed answer by answer in the original's order (a loop over the K columns, vectorised over
     prompts), so results equal the original's ``math.log`` loop bit for bit.
+
+    Args:
+        counts: Sample counts per answer, shape ``(P, K)`` (0 = padding).
+
+    Returns:
+        The normalised entropy H of each prompt, shape ``(P,)`` float64.
     """
     counts = np.asarray(counts)
     total = counts.sum(axis=1)
@@ -128,7 +155,14 @@ def normalized_entropy(counts: np.ndarray) -> np.ndarray:
 
 
 def score_parts(table: PaddedAnswerTable) -> ScoreParts:
-    """Precompute the weight-free score parts once; every grid point reuses them."""
+    """Precompute the weight-free score parts once; every grid point reuses them.
+
+    Args:
+        table: The padded answers of P prompts.
+
+    Returns:
+        ``10 - 10*freq/total`` ``(P, K)``, ``H/2`` ``(P,)``, and the table's similarity and mask ``(P, K)``.
+    """
     counts = table.counts
     total = counts.sum(axis=1)
     total2 = np.where(total <= 1, 2, total).astype(np.float64)[:, None]
@@ -138,7 +172,16 @@ def score_parts(table: PaddedAnswerTable) -> ScoreParts:
 
 
 def nonconformity(parts: ScoreParts, w1: np.ndarray | float, w2: np.ndarray | float) -> np.ndarray:
-    """Scores for every weight pair: ``(G, P, K)`` (or ``(P, K)`` for scalar weights); padding is inf."""
+    """Compute the nonconformity scores for every weight pair; padding scores inf.
+
+    Args:
+        parts: The weight-free parts of P prompts (:func:`score_parts`).
+        w1: The entropy weight per grid point, shape ``(G,)``, or a scalar.
+        w2: The similarity weight per grid point, shape ``(G,)`` (as ``w1``), or a scalar.
+
+    Returns:
+        The scores, shape ``(G, P, K)``; ``(P, K)`` when both weights are scalars.
+    """
     scalar = np.ndim(w1) == 0 and np.ndim(w2) == 0
     w1a = np.atleast_1d(np.asarray(w1, dtype=np.float64))[:, None, None]
     w2a = np.atleast_1d(np.asarray(w2, dtype=np.float64))[:, None, None]

@@ -18,15 +18,26 @@ _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
 def tokenize(text: str) -> list[str]:
-    """Lowercased word tokens."""
+    """Split text into lowercased word tokens.
+
+    Args:
+        text: Any text.
+
+    Returns:
+        The runs of word characters (letters, digits, underscore) of the lowercased text, in order.
+    """
     return _TOKEN.findall(text.lower())
 
 
 def top_answer_pairs(answers: Sequence[Sequence[str]]) -> dict[tuple[str, str], int]:
     """Each distinct (answer, top answer) pair with its position, in first-seen order.
 
-    ``answers[i]`` is prompt i's unique answers, most frequent first; the top answer itself is not
-    paired with itself.
+    Args:
+        answers: ``answers[i]`` is prompt i's unique answers, top answer first; the top answer is not
+            paired with itself.
+
+    Returns:
+        ``(answer, top answer)`` -> its position in the vector of pair similarities.
     """
     index: dict[tuple[str, str], int] = {}
     for row in answers:
@@ -40,6 +51,13 @@ def per_answer_similarities(
 ) -> list[list[float]]:
     """sim(answer, the prompt's top answer) for every answer (0.0 for the top answer itself).
 
-    ``sims[index[pair]]`` is the similarity of each pair of ``top_answer_pairs(answers)``.
+    Args:
+        answers: ``answers[i]`` is prompt i's unique answers, top answer first.
+        index: The pair positions, ``top_answer_pairs(answers)``.
+        sims: The similarity of each pair, shape ``(N,)`` for the N pairs of ``index``
+            (``sims[index[pair]]``).
+
+    Returns:
+        One list per prompt, aligned with its answers (empty for a prompt without answers).
     """
     return [[0.0] + [float(sims[index[(a, row[0])]]) for a in row[1:]] if row else [] for row in answers]

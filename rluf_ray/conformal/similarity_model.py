@@ -49,7 +49,18 @@ class SimilaritySettings:
 
 
 def train_model(sentences: Sequence[Sequence[str]], settings: SimilaritySettings) -> Any:
-    """Train FastText in this process (deterministic only when PYTHONHASHSEED was fixed at start-up)."""
+    """Train FastText in this process (deterministic only when PYTHONHASHSEED was fixed at start-up).
+
+    Args:
+        sentences: The tokenized corpus (empty sentences are dropped).
+        settings: The training settings.
+
+    Returns:
+        The trained gensim ``FastText`` model.
+
+    Raises:
+        ValueError: If every sentence is empty.
+    """
     from gensim.models import FastText
 
     sentences = [list(s) for s in sentences if len(s)]
@@ -67,7 +78,15 @@ def train_model(sentences: Sequence[Sequence[str]], settings: SimilaritySettings
 
 
 def pair_similarities(model: Any, pairs: Iterable[tuple[str, str]]) -> np.ndarray:
-    """Token-level ``n_similarity`` per pair (float64); 0.0 where either side has no tokens."""
+    """Compute the token-level ``n_similarity`` per pair; 0.0 where either side has no tokens.
+
+    Args:
+        model: A trained gensim ``FastText`` model.
+        pairs: The N ``(answer, top answer)`` text pairs.
+
+    Returns:
+        The similarities, shape ``(N,)`` float64.
+    """
     out = []
     for a, b in pairs:
         ta, tb = tokenize(a), tokenize(b)
@@ -88,7 +107,19 @@ def _main(argv: list[str]) -> int:
 def similarities(
     corpus: Sequence[str], pairs: Sequence[tuple[str, str]], settings: SimilaritySettings
 ) -> np.ndarray:
-    """Train FastText on ``corpus`` in a subprocess with PYTHONHASHSEED=seed; similarities of ``pairs``."""
+    """Train FastText on ``corpus`` in a subprocess with PYTHONHASHSEED=seed; similarities of ``pairs``.
+
+    Args:
+        corpus: The run's texts the model trains on (tokenized in the subprocess).
+        pairs: The N ``(answer, top answer)`` text pairs.
+        settings: The training settings (``seed`` also sets PYTHONHASHSEED).
+
+    Returns:
+        The similarities, shape ``(N,)`` float64 (no subprocess when N is 0).
+
+    Raises:
+        RuntimeError: If the subprocess fails (with the last line of its output).
+    """
     pairs = [(str(a), str(b)) for a, b in pairs]
     if not pairs:
         return np.zeros(0, dtype=np.float64)
@@ -118,6 +149,14 @@ def top_answer_similarities(
     """sim(answer, the prompt's top answer) for every answer (0.0 for the top answer itself).
 
     Trains the model on ``corpus``; each distinct (answer, top answer) pair is computed once.
+
+    Args:
+        answers: ``answers[i]`` is prompt i's unique answers, top answer first.
+        corpus: The run's texts the model trains on.
+        settings: The training settings.
+
+    Returns:
+        One list per prompt, aligned with its answers.
     """
     index = top_answer_pairs(answers)
     return per_answer_similarities(answers, index, similarities(corpus, list(index), settings))

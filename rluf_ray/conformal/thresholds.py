@@ -46,13 +46,29 @@ class ConformalError(RlufError):
 # Labels
 # ---------------------------------------------------------------------------------------------
 def acceptable(judge: np.ndarray, threshold: float) -> np.ndarray:
-    """Answers whose judge score is >= threshold (missing scores are never acceptable)."""
+    """Mark the answers whose judge score is >= threshold (missing scores are never acceptable).
+
+    Args:
+        judge: Judge scores, shape ``(P, K)`` (any shape works), NaN = missing or padding.
+        threshold: The least acceptable judge score (``accuracy_threshold``).
+
+    Returns:
+        Booleans of ``judge``'s shape.
+    """
     with np.errstate(invalid="ignore"):
         return np.nan_to_num(judge, nan=-np.inf) >= threshold
 
 
 def has_label(judge: np.ndarray, rule: LabelRule) -> np.ndarray:
-    """Prompts whose label is known: any scored answer (any_acceptable) / a scored top answer."""
+    """Mark the prompts whose label is known: any scored answer (any_acceptable) / a scored top answer.
+
+    Args:
+        judge: Judge scores, shape ``(P, K)``, NaN = missing or padding.
+        rule: The label rule.
+
+    Returns:
+        Booleans, shape ``(P,)``.
+    """
     scored = ~np.isnan(judge)
     return scored[:, 0] if rule == "top_answer" else scored.any(axis=1)
 
@@ -60,7 +76,21 @@ def has_label(judge: np.ndarray, rule: LabelRule) -> np.ndarray:
 def label_scores(
     scores: np.ndarray, accept: np.ndarray, rule: LabelRule, no_label: float = np.inf
 ) -> np.ndarray:
-    """Each prompt's calibration score (``scores[..., P, K]`` -> ``[..., P]``)."""
+    """Compute each prompt's calibration score (its label) under ``rule``.
+
+    Args:
+        scores: Nonconformity scores, shape ``(..., P, K)`` (e.g. ``(G, P, K)``).
+        accept: Acceptable answers, shape ``(P, K)`` (:func:`acceptable`).
+        rule: ``any_acceptable``: the lowest score among the acceptable answers; ``top_answer``: the
+            score of answer 0 when it is acceptable.
+        no_label: The score of a prompt without an acceptable answer (``cfa`` uses the original's 20).
+
+    Returns:
+        The labels, shape ``(..., P)``.
+
+    Raises:
+        ValueError: If ``rule`` is unknown.
+    """
     if rule == "any_acceptable":
         out = np.where(accept, scores, np.inf).min(axis=-1)
         return np.where(accept.any(axis=-1), out, no_label)
@@ -73,7 +103,19 @@ def label_scores(
 # Thresholds
 # ---------------------------------------------------------------------------------------------
 def order_stat_rank(n: int, alpha: float) -> int:
-    """k = ceil((n+1)(1-alpha)): the rank (1-based) of the conformal quantile among n scores."""
+    """Compute k = ceil((n+1)(1-alpha)), the rank (1-based) of the conformal quantile among n scores.
+
+    Args:
+        n: The number of calibration scores.
+        alpha: The miscoverage level, in (0, 1).
+
+    Returns:
+        The rank k, in ``1..n``.
+
+    Raises:
+        ValueError: If ``alpha`` is outside (0, 1).
+        ConformalError: If k > n (``n`` is below 1/alpha - 1) or ``n`` < 1.
+    """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     k = math.ceil((n + 1) * (1 - alpha) - _EPS)
@@ -86,14 +128,37 @@ def order_stat_rank(n: int, alpha: float) -> int:
 
 
 def conformal_threshold(cal_scores: np.ndarray, alpha: float) -> np.ndarray:
-    """The ceil((n+1)(1-alpha))-th smallest score along the last axis (order statistic, no interpolation)."""
+    """Take the ceil((n+1)(1-alpha))-th smallest score along the last axis (no interpolation).
+
+    Args:
+        cal_scores: Calibration scores (labels), shape ``(..., n)``: n prompts on the last axis (e.g.
+            ``(G, R, n)``: grid points x random splits).
+        alpha: The miscoverage level, in (0, 1).
+
+    Returns:
+        The thresholds, shape ``(...)`` (a 0-d array for 1-d input).
+
+    Raises:
+        ConformalError: If n is too small for ``alpha`` (see :func:`order_stat_rank`).
+    """
     cal_scores = np.asarray(cal_scores, dtype=np.float64)
     k = order_stat_rank(cal_scores.shape[-1], alpha)
     return np.partition(cal_scores, k - 1, axis=-1)[..., k - 1]
 
 
 def cfa_threshold(cal_scores: np.ndarray, alpha: float) -> np.ndarray:
-    """The original's threshold: ``np.percentile`` at ceil((n+1)(1-alpha))/n*100, linear interpolation."""
+    """Compute the original's threshold: ``np.percentile`` at ceil((n+1)(1-alpha))/n*100, interpolated.
+
+    Args:
+        cal_scores: Calibration scores (labels), shape ``(..., n)``: n prompts on the last axis.
+        alpha: The miscoverage level, in (0, 1).
+
+    Returns:
+        The thresholds (linear interpolation), shape ``(...)``.
+
+    Raises:
+        ConformalError: If n < 1 or the percentile exceeds 100 (n below 1/alpha - 1).
+    """
     cal_scores = np.asarray(cal_scores, dtype=np.float64)
     n = cal_scores.shape[-1]
     q = np.ceil((n + 1) * (1 - alpha)) / n * 100 if n else np.inf
@@ -109,7 +174,17 @@ def cfa_threshold(cal_scores: np.ndarray, alpha: float) -> np.ndarray:
 # Sets and metrics
 # ---------------------------------------------------------------------------------------------
 def in_set(scores: np.ndarray, mask: np.ndarray, threshold: np.ndarray | float) -> np.ndarray:
-    """Membership ``score <= threshold`` for real answers; ``threshold`` broadcasts over (P, K)."""
+    """Compute set membership ``score <= threshold`` for real answers.
+
+    Args:
+        scores: Nonconformity scores, shape ``(..., P, K)``.
+        mask: Real (non-padding) answers, shape ``(P, K)``.
+        threshold: A threshold per leading index, shape ``(...)`` (e.g. ``(G,)``), or a scalar; it
+            broadcasts over ``(P, K)``.
+
+    Returns:
+        Booleans, shape ``(..., P, K)``.
+    """
     thr = np.asarray(threshold, dtype=np.float64)
     return (scores <= thr[..., None, None]) & mask
 
@@ -119,8 +194,15 @@ def covered(
 ) -> np.ndarray:
     """Whether each prompt's set holds an acceptable answer: ``label <= threshold`` and the prompt has one.
 
-    ``labelled`` marks prompts with an acceptable answer (default: a finite label); ``threshold``
-    broadcasts against ``label``.
+    Args:
+        label: Calibration scores of the prompts, shape ``(..., P)``.
+        threshold: Thresholds, shape broadcastable against ``label`` (e.g. ``(G, 1)`` for ``(G, P)``
+            labels), or a scalar.
+        labelled: Prompts with an acceptable answer, shape broadcastable against ``label``; default: a
+            finite label.
+
+    Returns:
+        Booleans, the broadcast shape of the inputs.
     """
     label = np.asarray(label, dtype=np.float64)
     has = np.isfinite(label) if labelled is None else np.asarray(labelled, dtype=bool)
@@ -130,17 +212,44 @@ def covered(
 def coverage(
     label: np.ndarray, threshold: np.ndarray | float, labelled: np.ndarray | None = None
 ) -> np.ndarray:
-    """Share of covered prompts over the last axis (see :func:`covered`)."""
+    """Compute the share of covered prompts over the last axis (see :func:`covered`).
+
+    Args:
+        label: Calibration scores of the prompts, shape ``(..., P)``.
+        threshold: One threshold per leading index, shape ``(...)``, or a scalar.
+        labelled: Prompts with an acceptable answer, shape broadcastable against ``label``; default: a
+            finite label.
+
+    Returns:
+        The coverage in [0, 1], shape ``(...)``.
+    """
     thr = np.asarray(threshold, dtype=np.float64)
     return covered(label, thr[..., None], labelled).mean(axis=-1)
 
 
 def has_acceptable(accept: np.ndarray, rule: LabelRule) -> np.ndarray:
-    """Prompts whose label comes from an acceptable answer under ``rule``: (P,)."""
+    """Mark the prompts whose label comes from an acceptable answer under ``rule``.
+
+    Args:
+        accept: Acceptable answers, shape ``(P, K)``.
+        rule: ``top_answer`` looks at answer 0 only; ``any_acceptable`` at every answer.
+
+    Returns:
+        Booleans, shape ``(P,)``.
+    """
     return np.asarray(accept[:, 0] if rule == "top_answer" else accept.any(axis=-1), dtype=bool)
 
 
 def is_trivial(threshold: float, label: np.ndarray, labelled: np.ndarray) -> bool:
-    """The threshold admits every answer: it lies above every acceptable prompt's label (or none exists)."""
+    """Tell whether the threshold admits every answer: it lies above every acceptable prompt's label.
+
+    Args:
+        threshold: The threshold of one level.
+        label: Calibration scores of the prompts, shape ``(P,)``.
+        labelled: Prompts with an acceptable answer, shape ``(P,)``.
+
+    Returns:
+        True when the threshold exceeds every labelled prompt's label, or no prompt is labelled.
+    """
     real = np.asarray(label, dtype=np.float64)[np.asarray(labelled, dtype=bool)]
     return bool(real.size == 0 or threshold > float(real.max()))

@@ -112,15 +112,33 @@ class DemoDoc:
     count: int
 
     def row(self) -> dict[str, str]:
-        """The prompt row (prompt_id, post, reference; ``rluf_ray.schema``)."""
+        """The prompt row (prompt_id, post, reference; ``rluf_ray.schema``).
+
+        Returns:
+            ``{"prompt_id": ..., "post": ..., "reference": ...}``.
+        """
         return {"prompt_id": self.prompt_id, "post": self.post, "reference": self.reference}
 
     def to_dict(self) -> dict[str, object]:
+        """Every field of the document, facts included, as a plain dict.
+
+        Returns:
+            Field name -> value (``prompt_id``, ``split``, ``difficulty``, ``post``, ``reference``, ``name``,
+            ``action``, ``town``, ``day``, ``count``).
+        """
         return asdict(self)
 
 
 def doc_id(split: str, index: int) -> str:
-    """The stable id of document ``index`` of ``split``."""
+    """The stable id of document ``index`` of ``split``.
+
+    Args:
+        split: The split name (``train``, ``calibration``, ``test`` or ``eval``).
+        index: The document's index within its split, >= 0.
+
+    Returns:
+        ``demo-<split>-<index>`` with the index zero-padded to six digits.
+    """
     return f"demo-{split}-{index:06d}"
 
 
@@ -197,9 +215,18 @@ VAGUE_COUNT = "a crowd came"
 def make_doc(seed: int, split: str, index: int, vague_share: float = 0.0) -> DemoDoc:
     """Generate document ``index`` of ``split`` (deterministic in ``seed``, ``split``, ``index``).
 
-    ``vague_share``: the probability that a *train* document's reference says "a crowd came" instead
-    of the count (drawn last, so the document itself does not depend on it); ignored for
-    other splits.
+    Its difficulty level is ``index % 4`` (see the module docstring).
+
+    Args:
+        seed: The dataset seed.
+        split: The split name; it seeds the document and names its id.
+        index: The document's index within its split, >= 0.
+        vague_share: The probability that a *train* document's reference says "a crowd came" instead
+            of the count (drawn last, so the document itself does not depend on it); ignored for
+            other splits.
+
+    Returns:
+        The document with its reference and the facts it carries.
     """
     rng = random.Random(f"{seed}:{split}:{index}")
     level = index % LEVELS
@@ -238,7 +265,21 @@ def make_doc(seed: int, split: str, index: int, vague_share: float = 0.0) -> Dem
 def iter_docs(
     seed: int, split: str, count: int, start: int = 0, vague_share: float = 0.0
 ) -> Iterator[DemoDoc]:
-    """Documents ``start .. start+count-1`` of ``split``, generated lazily."""
+    """Documents ``start .. start+count-1`` of ``split``, generated lazily.
+
+    Args:
+        seed: The dataset seed.
+        split: One of ``SPLITS``.
+        count: Number of documents.
+        start: Index of the first document.
+        vague_share: Share of vague-count references in the train split (see ``make_doc``).
+
+    Yields:
+        The documents in index order.
+
+    Raises:
+        ValueError: ``split`` is not one of ``SPLITS`` (raised on the first ``next``).
+    """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     for i in range(start, start + count):
@@ -246,7 +287,15 @@ def iter_docs(
 
 
 def corpus_texts(seed: int, count: int = 400) -> Iterator[str]:
-    """Text for training the embedded tokenizer: posts and references of the first training docs."""
+    """Text for training the embedded tokenizer: posts and references of the first training docs.
+
+    Args:
+        seed: The dataset seed.
+        count: Number of train documents to draw from.
+
+    Yields:
+        Each document's post, then its reference (``2 * count`` strings in all).
+    """
     for doc in iter_docs(seed, "train", count):
         yield doc.post
         yield doc.reference

@@ -23,12 +23,29 @@ EMBEDDED_MODELS: dict[str, str] = {
 
 
 def is_embedded(name: str) -> bool:
-    """Whether a model name is an ``embedded:`` name (known or not)."""
+    """Whether a model name is an ``embedded:`` name (known or not).
+
+    Args:
+        name: A model name from the config (a path, a hub id, a URI or ``embedded:<name>``).
+
+    Returns:
+        True when ``name`` starts with ``embedded:``.
+    """
     return name.startswith(EMBEDDED_PREFIX)
 
 
 def embedded_name(name: str) -> str:
-    """The part after ``embedded:``; ValueError naming the known ones when it is unknown."""
+    """The part after ``embedded:``; ValueError naming the known ones when it is unknown.
+
+    Args:
+        name: ``embedded:<name>``, or the bare ``<name>``.
+
+    Returns:
+        The short name, a key of ``EMBEDDED_MODELS``.
+
+    Raises:
+        ValueError: The name is not a known embedded model.
+    """
     short = name[len(EMBEDDED_PREFIX) :] if is_embedded(name) else name
     if short not in EMBEDDED_MODELS:
         known = ", ".join(EMBEDDED_PREFIX + k for k in EMBEDDED_MODELS)
@@ -37,12 +54,34 @@ def embedded_name(name: str) -> str:
 
 
 def builds_from_texts(name: str) -> bool:
-    """Whether the model is built per run from the run's texts (the tiny Llama)."""
+    """Whether the model is built per run from the run's texts (the tiny Llama).
+
+    Args:
+        name: A model name from the config.
+
+    Returns:
+        True for ``embedded:tiny-llama``, False for any other name.
+
+    Raises:
+        ValueError: ``name`` is an ``embedded:`` name that is not known.
+    """
     return is_embedded(name) and embedded_name(name) == TINY_LLAMA
 
 
 def resolve_prebuilt(name: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The local folder of a pretrained embedded model, built into the cache on first use."""
+    """The local folder of a pretrained embedded model, built into the cache on first use.
+
+    Args:
+        name: ``embedded:<name>`` (or the bare name) of a pretrained embedded model.
+        cache_dir: Cache to build in; ``None`` for the default per-user cache
+            (``rluf_ray.data.smollm2.build_cache_root``).
+
+    Returns:
+        The folder holding the model's save_pretrained files.
+
+    Raises:
+        ValueError: The name is unknown, or names a model built from the run's texts (the tiny Llama).
+    """
     short = embedded_name(name)
     if short == SMOLLM2:
         from rluf_ray.data.smollm2 import ensure_smollm2

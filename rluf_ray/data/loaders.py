@@ -37,6 +37,12 @@ class LoadStats:
     extra: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int]:
+        """The counts as one flat dict, the ``extra`` counts merged in after the fixed ones.
+
+        Returns:
+            Count name -> count: ``seen``, ``kept``, ``duplicates``, ``empty``, ``too_long`` and every key
+            of ``extra``.
+        """
         return {
             "seen": self.seen,
             "kept": self.kept,
@@ -56,6 +62,14 @@ def tldr_rows(
     Keeps the first row per ``info.id`` (the dataset repeats a post once per rated summary), drops
     rows without a post (the CNN/DM articles of the ``axis`` subset carry ``info.article`` instead)
     or without a summary, and drops posts longer than ``max_post_words`` words.
+
+    Args:
+        raw_rows: Hub rows, each with ``info`` (``id``, ``post``) and ``summary`` (``text``) mappings.
+        max_post_words: Longest post kept, in whitespace-separated words.
+
+    Returns:
+        ``(rows, stats)``: the prompt rows in input order (``prompt_id``, ``post``, ``reference``,
+        stripped), and what was dropped (a row without ``info.id`` counts as empty).
     """
     stats = LoadStats()
     seen_ids: set[str] = set()
@@ -94,6 +108,20 @@ def partition_by_id(
     Rows are ordered by id and shuffled with ``seed`` (so the result does not depend on the input
     order); the first ``calibration_size`` are calibration, the next ``test_size`` test, the next
     ``eval_size`` eval, the rest train. Ids must be unique (``tldr_rows`` dedups).
+
+    Args:
+        rows: Prompt rows with unique ``prompt_id``.
+        calibration_size: Rows in the calibration part.
+        test_size: Rows in the test part.
+        seed: Seed of the shuffle.
+        eval_size: Rows in the eval (held-out) part.
+
+    Returns:
+        ``{"calibration": ..., "test": ..., "eval": ..., "train": ...}``; a part is shorter (or empty)
+        when the rows run out.
+
+    Raises:
+        ValueError: Two rows share a prompt id.
     """
     ids = [r["prompt_id"] for r in rows]
     if len(set(ids)) != len(ids):
@@ -108,7 +136,19 @@ def partition_by_id(
 
 
 def load_tldr_hub(hub_id: str, subset: str, split: str) -> Iterable[Mapping[str, Any]]:
-    """Read the raw rows from the Hugging Face hub (or its local cache); needs ``datasets``."""
+    """Read the raw rows from the Hugging Face hub (or its local cache); needs ``datasets``.
+
+    Args:
+        hub_id: Dataset id on the hub (e.g. ``openai/summarize_from_feedback``).
+        subset: Dataset configuration (``comparisons`` or ``axis``).
+        split: Dataset split (e.g. ``train``, ``validation``).
+
+    Returns:
+        The raw rows (a ``datasets.Dataset``), for ``tldr_rows``.
+
+    Raises:
+        RlufError: ``datasets`` is missing, or the load failed (network, missing cache, bad subset).
+    """
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover - a core dependency
@@ -123,12 +163,32 @@ def load_tldr_hub(hub_id: str, subset: str, split: str) -> Iterable[Mapping[str,
 
 # ---- local files -----------------------------------------------------------------------------------
 def content_id(post: str, reference: str) -> str:
-    """A stable id for a row without one: a hash of its content."""
+    """A stable id for a row without one: a hash of its content.
+
+    Args:
+        post: The row's post text.
+        reference: The row's reference summary.
+
+    Returns:
+        ``sha1-`` and the first 16 hex digits of the SHA-1 of post and reference.
+    """
     return "sha1-" + hashlib.sha1(f"{post}\x00{reference}".encode()).hexdigest()[:16]
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Read a JSONL (``.jsonl``/``.json``) or Parquet (``.parquet``) file into dicts."""
+    """Read a JSONL (``.jsonl``/``.json``/``.ndjson``) or Parquet (``.parquet``) file into dicts.
+
+    A ``.json`` file is read as JSON lines too (one object per line; blank lines skipped).
+
+    Args:
+        path: The file; its suffix (any case) picks the format.
+
+    Returns:
+        One dict per record, in file order.
+
+    Raises:
+        RlufError: The file is missing, has another suffix, or a line is not a JSON object.
+    """
     p = Path(path)
     if not p.is_file():
         raise RlufError(f"data file not found: {p}")
@@ -169,6 +229,20 @@ def file_rows(
     The ``prompt`` column is the text to summarise; it is rendered with ``data.prompt_template``
     like every other source (set the template to ``"{post}"`` for fully rendered prompts). Rows get
     their ``prompt_id``/``id`` column or a content hash; duplicate ids keep the first row.
+    When a record has both ``post`` and ``prompt`` (or both ``prompt_id`` and ``id``), the first
+    is used.
+
+    Args:
+        records: The file's records (see ``read_records``).
+        source: What to call the records in the error message (e.g. the file's path).
+
+    Returns:
+        ``(rows, stats)``: the prompt rows in input order (stripped), and what was dropped (a row
+        without either column, or with an empty post, counts as empty).
+
+    Raises:
+        RlufError: The first record lacks the text or the ``reference`` column (the file's columns
+            are wrong).
     """
     stats = LoadStats()
     out: list[dict[str, str]] = []
@@ -200,6 +274,14 @@ def file_rows(
 
 
 def drop_ids(rows: list[dict[str, str]], ids: set[str]) -> tuple[list[dict[str, str]], int]:
-    """Rows whose id is not in ``ids``, and how many were dropped (keeps SFT apart from eval posts)."""
+    """Rows whose id is not in ``ids``, and how many were dropped (keeps SFT apart from eval posts).
+
+    Args:
+        rows: Prompt rows.
+        ids: Prompt ids to drop.
+
+    Returns:
+        ``(kept rows in input order, number dropped)``.
+    """
     kept = [r for r in rows if r["prompt_id"] not in ids]
     return kept, len(rows) - len(kept)

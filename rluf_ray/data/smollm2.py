@@ -33,9 +33,15 @@ RECORD = "rluf_build.json"
 
 
 def build_cache_root() -> Path:
-    """Where embedded models are built, once per user: ``$RLUF_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/rluf-ray`` (``~/.cache``). Not the node scratch that models copied from the
-    store go to (``rluf_ray.store.model_cache.node_cache_root``)."""
+    """Where embedded models are built, once per user.
+
+    Not the node scratch that models copied from the store go to
+    (``rluf_ray.store.model_cache.node_cache_root``).
+
+    Returns:
+        ``$RLUF_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/rluf-ray`` (``~/.cache/rluf-ray`` when
+        ``XDG_CACHE_HOME`` is unset).
+    """
     env = os.environ.get("RLUF_CACHE_DIR")
     if env:
         return Path(env)
@@ -44,8 +50,16 @@ def build_cache_root() -> Path:
 
 
 def gguf_path() -> Path:
-    """The GGUF file inside the installed package (found without importing it: its ``__init__``
-    imports ``llm``); a one-line error naming the install command when it is missing."""
+    """The GGUF file inside the installed package.
+
+    It is found without importing the package (its ``__init__`` imports ``llm``).
+
+    Returns:
+        The path of ``SmolLM2-135M-Instruct.Q4_1.gguf``.
+
+    Raises:
+        RlufError: The package is missing (a one-line error naming the install command).
+    """
     spec = importlib.util.find_spec(PACKAGE)
     dirs = list(spec.submodule_search_locations or []) if spec is not None else []
     for d in dirs:
@@ -56,7 +70,15 @@ def gguf_path() -> Path:
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """The hex SHA-256 of a file's content."""
+    """The hex SHA-256 of a file's content.
+
+    Args:
+        path: The file to hash.
+        chunk: Bytes read at a time (default 1 MiB).
+
+    Returns:
+        The hex digest.
+    """
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
@@ -65,7 +87,15 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 
 def is_built(folder: Path) -> bool:
-    """Whether ``folder`` holds a finished build of this GGUF (record present, every file its size)."""
+    """Whether ``folder`` holds a finished build of this GGUF (record present, every file its size).
+
+    Args:
+        folder: A candidate model folder (it need not exist).
+
+    Returns:
+        True when the build record names the pinned GGUF checksum and lists at least one file, and
+        every listed file is there with its recorded size.
+    """
     try:
         record = json.loads((folder / RECORD).read_text())
     except (OSError, ValueError):
@@ -79,7 +109,17 @@ def is_built(folder: Path) -> bool:
 
 
 def build(gguf: Path, out_dir: Path) -> Path:
-    """Dequantise ``gguf`` and save a plain float32 Llama, its tokenizer and chat template to ``out_dir``."""
+    """Dequantise ``gguf`` and save a plain float32 Llama, its tokenizer and chat template to ``out_dir``.
+
+    The build record (``RECORD``) is written last.
+
+    Args:
+        gguf: The GGUF file to load (its checksum is not checked here).
+        out_dir: The folder to save into (created when missing).
+
+    Returns:
+        ``out_dir``.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -104,6 +144,15 @@ def ensure_smollm2(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
     A finished build in ``<cache_dir>/models/`` is reused without the package; otherwise the installed
     GGUF is checked against its pinned SHA-256 and built into a temporary folder that is renamed.
+
+    Args:
+        cache_dir: Cache root to build under; ``None`` for ``build_cache_root()``.
+
+    Returns:
+        ``<cache_dir>/models/smollm2-135m-instruct``.
+
+    Raises:
+        RlufError: The package is missing, or its GGUF does not have the pinned SHA-256.
     """
     root = Path(cache_dir) if cache_dir is not None else build_cache_root()
     target = root / "models" / NAME

@@ -27,7 +27,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SamplingSpec:
-    """How to sample: N per prompt, temperature, nucleus, token limits."""
+    """How to sample: N per prompt, temperature, nucleus, token limits.
+
+    Attributes:
+        n: Samples per prompt, >= 1.
+        temperature: Sampling temperature; 0 is greedy decoding.
+        top_p: Nucleus sampling mass in (0, 1]; 1 keeps every token.
+        max_new_tokens: Most new tokens per sample, >= 1.
+        min_new_tokens: Fewest new tokens per sample (0: no minimum), at most ``max_new_tokens``.
+
+    Raises:
+        RlufError: A limit above is violated (checked at construction).
+    """
 
     n: int
     temperature: float
@@ -50,8 +61,8 @@ class SamplingSpec:
         """The sampling of a stage, from the config sections it reads.
 
         Args:
-            generation: the ``generation`` section: N samples per prompt, temperature, top_p, new tokens.
-            inference: the ``inference`` section, for held-out inference: then one sample per prompt
+            generation: The ``generation`` section: N samples per prompt, temperature, top_p, new tokens.
+            inference: The ``inference`` section, for held-out inference: then one sample per prompt
                 with its temperature and token limit (top_p still from ``generation``).
 
         Returns:
@@ -74,7 +85,12 @@ class SamplingSpec:
 
 @dataclass
 class Completion:
-    """The N samples of one prompt: raw texts and each sample's mean token log-prob (NaN if unknown)."""
+    """The N samples of one prompt: raw texts and each sample's mean token log-prob (NaN if unknown).
+
+    Attributes:
+        texts: The N decoded samples, special tokens removed.
+        mean_logprobs: One mean token log-prob per text, in the same order.
+    """
 
     texts: list[str]
     mean_logprobs: list[float] = field(default_factory=list)
@@ -86,13 +102,30 @@ class Engine(Protocol):
     name: str
 
     def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` as the engine will see it (special tokens included)."""
+        """Tokens of ``text`` as the engine will see it (special tokens included).
+
+        Args:
+            text: A prompt as it will be sent to ``generate``.
+
+        Returns:
+            The number of prompt tokens, any special tokens the tokenizer adds (e.g. BOS) included.
+        """
         ...
 
     def generate(
         self, prompts: Sequence[str], spec: SamplingSpec, seed: int | None = None
     ) -> list[Completion]:
-        """``spec.n`` samples for every prompt, in one engine call; one Completion per prompt, in order."""
+        """``spec.n`` samples for every prompt, in one engine call; one Completion per prompt, in order.
+
+        Args:
+            prompts: The prompts of one batch, already rendered; an empty batch gives an empty list.
+            spec: How to sample.
+            seed: Torch seed set before the call where the engine takes one (``hf``); ``None`` leaves
+                the random state as it is. ``vllm`` ignores it (its engine is seeded once).
+
+        Returns:
+            One Completion per prompt, each with ``spec.n`` texts.
+        """
         ...
 
     def close(self) -> None:
@@ -123,7 +156,14 @@ class EngineEntry(Generic[OptionsT]):
 
 
 def check_model_path(path: str) -> None:
-    """A one-line error when the model directory is missing or is not a save_pretrained directory."""
+    """A one-line error when the model directory is missing or is not a save_pretrained directory.
+
+    Args:
+        path: The local model directory.
+
+    Raises:
+        RlufError: ``path`` is empty, is not a directory, or has no ``config.json``.
+    """
     if not path:
         raise RlufError("no model path given to the sampling engine")
     if not os.path.isdir(path):

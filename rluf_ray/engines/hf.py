@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rluf_ray.config.plan_keys import operational
 from rluf_ray.engines.base import Completion, EngineEntry, EngineOptions, SamplingSpec, check_model_path
 from rluf_ray.errors import RlufError
 
@@ -27,15 +26,17 @@ if TYPE_CHECKING:
 class HfOptions(EngineOptions):
     """Options of the ``hf`` engine.
 
-    ``dtype``: weights dtype (a torch dtype name); ``device``: None picks cuda when there is one, else
-    cpu; ``threads``: torch CPU threads (None: torch's default); ``max_context``: context length in
-    tokens (None: the model's ``max_position_embeddings``); ``share_prefill``: prefill each prompt once
-    for its N samples.
+    Attributes:
+        dtype: Weights dtype (a torch dtype name).
+        device: Torch device; None picks cuda when there is one, else cpu.
+        threads: Torch CPU threads (None: torch's default).
+        max_context: Context length in tokens (None: the model's ``max_position_embeddings``).
+        share_prefill: Prefill each prompt once for its N samples.
     """
 
     dtype: str = "float32"
     device: str | None = None
-    threads: int | None = operational(default=None)  # the speed of a CPU engine, not its samples
+    threads: int | None = None
     max_context: int | None = None
     share_prefill: bool = True
 
@@ -46,9 +47,9 @@ def options_from_config(
     """The ``hf`` options of a run.
 
     Args:
-        generation: the ``generation`` section (nothing in it is an hf option).
-        model: the ``model`` section: ``dtype`` and ``max_context``.
-        resources: the ``resources`` section: ``cpus_per_actor`` (whole CPUs, at least one) sets the
+        generation: The ``generation`` section (nothing in it is an hf option).
+        model: The ``model`` section: ``dtype`` and ``max_context``.
+        resources: The ``resources`` section: ``cpus_per_actor`` (whole CPUs, at least one) sets the
             torch threads of each engine actor.
 
     Returns:
@@ -65,7 +66,15 @@ class HFEngine:
     name = "hf"
 
     def __init__(self, model_path: str, options: HfOptions | None = None):
-        """Load the model in ``model_path`` (a save_pretrained folder) with ``options`` (defaults if None)."""
+        """Load the model in ``model_path`` (a save_pretrained folder) with ``options`` (defaults if None).
+
+        Args:
+            model_path: The local save_pretrained folder (model and tokenizer).
+            options: The engine's options; ``None`` for ``HfOptions()``.
+
+        Raises:
+            RlufError: ``model_path`` holds no save_pretrained model.
+        """
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -89,6 +98,14 @@ class HFEngine:
         )
 
     def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as the engine will see it (special tokens included).
+
+        Args:
+            text: A prompt as it will be sent to ``generate``.
+
+        Returns:
+            The number of prompt tokens, any special tokens the tokenizer adds (e.g. BOS) included.
+        """
         return len(self.tokenizer(text)["input_ids"])
 
     def close(self) -> None:
@@ -127,6 +144,23 @@ class HFEngine:
     def generate(
         self, prompts: Sequence[str], spec: SamplingSpec, seed: int | None = None
     ) -> list[Completion]:
+        """``spec.n`` samples for every prompt, in one ``generate`` call over the left-padded batch.
+
+        Greedy decoding (temperature 0) generates once per prompt and repeats the result ``spec.n`` times;
+        otherwise, with more than one sample, each prompt is prefilled once and its KV cache shared
+        (``share_prefill``). The mean log-probs are under the model's own distribution (raw logits).
+
+        Args:
+            prompts: The prompts of one batch, already rendered; an empty batch gives an empty list.
+            spec: How to sample.
+            seed: Torch seed set before the call (``torch.manual_seed``); ``None`` leaves it as it is.
+
+        Returns:
+            One Completion per prompt, in order, each with ``spec.n`` texts and mean token log-probs.
+
+        Raises:
+            RlufError: The padded prompt width plus ``spec.max_new_tokens`` exceeds the context length.
+        """
         import torch
 
         if not prompts:

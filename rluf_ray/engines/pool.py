@@ -40,13 +40,15 @@ class PoolPlan:
 
     ``batch_size`` prompts per engine call (each batch's seed derives from ``seed`` and its prompt ids,
     so it counts); the engine ``engine`` with its typed ``engine_options``; ``sampling`` per prompt;
-    ``prompt_budget`` tokens per prompt; ``template`` the prompt template; ``num_gpus`` GPUs per actor
-    (CPU and GPU numerics differ). Operational: ``actors`` engine actors, each with ``num_cpus`` CPUs
-    and the custom ``resources`` (where the work runs, not what it computes).
+    ``prompt_budget`` tokens per prompt; ``template`` the prompt template; ``num_gpus`` GPUs and
+    ``num_cpus`` CPUs per actor (CPU and GPU numerics differ, and torch's CPU kernels differ with the
+    thread count). Operational: the number of ``actors`` and their custom ``resources`` (where the work
+    runs, not what it computes).
     """
 
     batch_size: int
     num_gpus: float
+    num_cpus: float  # Ray sets an actor's OMP_NUM_THREADS to its CPUs: torch's thread count counts
     engine: str
     engine_options: EngineOptions
     sampling: SamplingSpec
@@ -54,7 +56,6 @@ class PoolPlan:
     template: str
     seed: int
     actors: int = operational()
-    num_cpus: float = operational()
     resources: tuple[tuple[str, float], ...] = operational()  # custom Ray resources, sorted by name
 
 

@@ -56,13 +56,13 @@ def check_name(name: object) -> str:
     """``name`` if an engine registers it, else a one-line error listing the valid names.
 
     Args:
-        name: an engine name (any value: a config field passes what the YAML held).
+        name: An engine name (any value: a config field passes what the YAML held).
 
     Returns:
         ``name``, unchanged.
 
     Raises:
-        UnknownEngineError: no engine of that name.
+        UnknownEngineError: No engine of that name.
     """
     if not isinstance(name, str) or name not in names():
         raise UnknownEngineError(f"unknown engine {name!r} (valid: {', '.join(names())})")
@@ -73,13 +73,13 @@ def get(name: str) -> EngineEntry[Any]:
     """The registration of the engine ``name`` (its module imported on first use).
 
     Args:
-        name: an engine name.
+        name: An engine name.
 
     Returns:
         Its :class:`~rluf_ray.engines.base.EngineEntry`.
 
     Raises:
-        UnknownEngineError: no engine of that name.
+        UnknownEngineError: No engine of that name.
     """
     check_name(name)
     if name in _extra:
@@ -96,13 +96,13 @@ def register(entry: EngineEntry[Any]) -> EngineEntry[Any]:
     """Add an engine for this process (a shipped engine goes in :data:`BUILTIN` instead).
 
     Args:
-        entry: the engine's registration; its name must be new.
+        entry: The engine's registration; its name must be new.
 
     Returns:
         ``entry``.
 
     Raises:
-        RlufError: the name is taken.
+        RlufError: The name is taken.
     """
     if entry.name in names():
         raise RlufError(f"engine {entry.name!r} is already registered")
@@ -114,7 +114,7 @@ def unregister(name: str) -> None:
     """Remove an engine that :func:`register` added (shipped engines stay).
 
     Args:
-        name: the engine's name.
+        name: The engine's name.
 
     Raises:
         RlufError: ``name`` was not added by :func:`register`.
@@ -130,17 +130,17 @@ def options_for(
     """The typed options of engine ``name`` for a run, built by the function the engine registers.
 
     Args:
-        name: an engine name.
-        generation: the config's ``generation`` section.
-        model: the config's ``model`` section.
-        resources: the config's ``resources`` section.
+        name: An engine name.
+        generation: The config's ``generation`` section.
+        model: The config's ``model`` section.
+        resources: The config's ``resources`` section.
 
     Returns:
         An instance of the engine's options class.
 
     Raises:
-        UnknownEngineError: no engine of that name.
-        RlufError: settings the engine cannot run (e.g. vllm's tensor_parallel_size over the GPUs).
+        UnknownEngineError: No engine of that name.
+        RlufError: Settings the engine cannot run (e.g. vllm's tensor_parallel_size over the GPUs).
     """
     options: EngineOptions = get(name).from_config(generation, model, resources)
     return options
@@ -150,15 +150,15 @@ def make_engine(name: str, model_path: str, options: EngineOptions | None = None
     """Build the engine ``name`` on the model in ``model_path``.
 
     Args:
-        name: an engine name (see :func:`names`).
-        model_path: a local save_pretrained folder.
-        options: an instance of the engine's options class; None: its defaults.
+        name: An engine name (see :func:`names`).
+        model_path: A local save_pretrained folder.
+        options: An instance of the engine's options class; None: its defaults.
 
     Returns:
         The engine (close it with ``close()``).
 
     Raises:
-        UnknownEngineError: no engine of that name.
+        UnknownEngineError: No engine of that name.
         RlufError: ``options`` belong to another engine, or the engine cannot start (model missing,
             package missing).
     """

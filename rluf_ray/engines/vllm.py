@@ -25,9 +25,13 @@ if TYPE_CHECKING:
 class VllmOptions(EngineOptions):
     """Options of the ``vllm`` engine (``LLM(...)``'s arguments).
 
-    ``dtype``: weights dtype; ``max_context``: ``max_model_len`` (None: the model's);
-    ``gpu_memory_utilization``: the memory share (CPU builds: the share of RAM);
-    ``enable_prefix_caching``; ``tensor_parallel_size``: GPUs per engine; ``seed``: the engine's seed.
+    Attributes:
+        dtype: Weights dtype.
+        max_context: ``max_model_len`` (None: the model's).
+        gpu_memory_utilization: The memory share (CPU builds: the share of RAM).
+        enable_prefix_caching: Whether vLLM caches shared prompt prefixes.
+        tensor_parallel_size: GPUs per engine.
+        seed: The engine's seed.
     """
 
     dtype: str = "float32"
@@ -44,10 +48,10 @@ def options_from_config(
     """The ``vllm`` options of a run.
 
     Args:
-        generation: the ``generation`` section: ``vllm_gpu_memory_utilization``,
+        generation: The ``generation`` section: ``vllm_gpu_memory_utilization``,
             ``vllm_enable_prefix_caching``, ``tensor_parallel_size`` and ``seed``.
-        model: the ``model`` section: ``dtype`` and ``max_context``.
-        resources: the ``resources`` section: ``gpus_per_actor`` bounds ``tensor_parallel_size``.
+        model: The ``model`` section: ``dtype`` and ``max_context``.
+        resources: The ``resources`` section: ``gpus_per_actor`` bounds ``tensor_parallel_size``.
 
     Returns:
         The engine's options.
@@ -77,7 +81,15 @@ class VLLMEngine:
     name = "vllm"
 
     def __init__(self, model_path: str, options: VllmOptions | None = None):
-        """Start vLLM on the model in ``model_path`` with ``options`` (defaults if None)."""
+        """Start vLLM on the model in ``model_path`` with ``options`` (defaults if None).
+
+        Args:
+            model_path: The local save_pretrained folder (model and tokenizer).
+            options: The engine's options; ``None`` for ``VllmOptions()``.
+
+        Raises:
+            RlufError: ``model_path`` holds no save_pretrained model, or vllm is not installed.
+        """
         opts = options if options is not None else VllmOptions()
         check_model_path(model_path)
         try:
@@ -100,16 +112,23 @@ class VLLMEngine:
         self.tokenizer = self.llm.get_tokenizer()
 
     def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as the engine will see it (special tokens included).
+
+        Args:
+            text: A prompt as it will be sent to ``generate``.
+
+        Returns:
+            The number of prompt tokens by vLLM's tokenizer, any special tokens it adds included.
+        """
         return len(self.tokenizer(text)["input_ids"])
 
     def close(self) -> None:
-        """Shut the engine down now (not at interpreter exit), through vLLM's public API; a second call
-        does nothing.
+        """Shut the engine down now (not at interpreter exit), through vLLM's public API.
 
-        ``LLM.shutdown()`` where the installed vLLM has it. Then the ``LLM`` is dropped and
-        ``vllm.distributed.cleanup_dist_env_and_memory()`` collects it (vLLM's engine core client shuts
-        the engine core down when it is collected) and frees the distributed state and cached device
-        memory, as vLLM's own tests release an ``LLM``.
+        A second call does nothing. ``LLM.shutdown()`` runs where the installed vLLM has it. Then the
+        ``LLM`` is dropped and ``vllm.distributed.cleanup_dist_env_and_memory()`` collects it (vLLM's
+        engine core client shuts the engine core down when it is collected) and frees the distributed
+        state and cached device memory, as vLLM's own tests release an ``LLM``.
         """
         llm, self.llm = getattr(self, "llm", None), None
         if llm is None:
@@ -128,6 +147,17 @@ class VLLMEngine:
     def generate(
         self, prompts: Sequence[str], spec: SamplingSpec, seed: int | None = None
     ) -> list[Completion]:
+        """``spec.n`` samples for every prompt, in one ``LLM.generate`` call with ``SamplingParams(n=N)``.
+
+        Args:
+            prompts: The prompts of one batch, already rendered; an empty batch gives an empty list.
+            spec: How to sample.
+            seed: Ignored: the engine is seeded once (``VllmOptions.seed``), since a per-request seed fails
+                on vLLM's CPU build.
+
+        Returns:
+            One Completion per prompt, in order; a sample's mean log-prob is NaN when vLLM reports none.
+        """
         from vllm import SamplingParams
 
         if not prompts:

@@ -35,18 +35,39 @@ Seed = int | None
 
 
 def ordered_arms(models: Iterable[str]) -> list[str]:
-    """The arms in ``ARM_ORDER``; arms not named there follow, by name."""
+    """Order arms as ``ARM_ORDER``; arms not named there follow, by name.
+
+    Args:
+        models: Arm names (repeats allowed).
+
+    Returns:
+        The distinct arms, in order.
+    """
     rank = {m: i for i, m in enumerate(ARM_ORDER)}
     return sorted(set(models), key=lambda m: (rank.get(m, len(ARM_ORDER)), m))
 
 
 def arm_pairs(models: Iterable[str]) -> list[tuple[str, str]]:
-    """Every pair (A, B) of the arms, A before B in ``ARM_ORDER`` (cfa-dpo, cfa-sft, dpo-sft)."""
+    """List every pair (A, B) of the arms, A before B in ``ARM_ORDER`` (cfa-dpo, cfa-sft, dpo-sft).
+
+    Args:
+        models: Arm names (repeats allowed).
+
+    Returns:
+        The pairs, in ``ARM_ORDER`` order (see :func:`ordered_arms`).
+    """
     return list(itertools.combinations(ordered_arms(models), 2))
 
 
 def seed_order(s: Seed) -> tuple[bool, int]:
-    """Sort key of seeds: None first, then ascending."""
+    """Give the sort key of a seed: None first, then ascending.
+
+    Args:
+        s: A training seed, or None for an unseeded arm (sft).
+
+    Returns:
+        The key, for ``sorted(..., key=seed_order)``.
+    """
     return (s is not None, s if s is not None else 0)
 
 
@@ -55,6 +76,14 @@ def seed_pairs(a_seeds: Iterable[Seed], b_seeds: Iterable[Seed]) -> list[tuple[S
 
     An arm whose only seed is None (sft) is paired with every seed of the other arm; otherwise the
     seeds both arms have are paired one to one.
+
+    Args:
+        a_seeds: The seeds of arm A's prediction sets (None for an unseeded one).
+        b_seeds: The seeds of arm B's prediction sets.
+
+    Returns:
+        ``(comparison seed, A's seed, B's seed)`` triples, by comparison seed (None first); the
+        comparison seed is the trained arm's seed, None when both are unseeded.
     """
     sa, sb = set(a_seeds), set(b_seeds)
     if sb == {None}:
@@ -65,13 +94,36 @@ def seed_pairs(a_seeds: Iterable[Seed], b_seeds: Iterable[Seed]) -> list[tuple[S
 
 
 def first_shown(eval_seed: int, a: str, b: str, seed: Seed, prompt_id: str) -> str:
-    """The arm shown as output_1 for one item: a fair coin seeded by the item and ``evaluation.seed``."""
+    """Draw the arm shown as output_1 for one item: a fair coin seeded by the item and ``evaluation.seed``.
+
+    Args:
+        eval_seed: The ``evaluation.seed`` of the run.
+        a: Arm A of the comparison.
+        b: Arm B of the comparison.
+        seed: The comparison seed (None for two unseeded arms).
+        prompt_id: The prompt of the item.
+
+    Returns:
+        ``a`` or ``b``; the same for the same item on every run and in any processing order.
+    """
     rng = random.Random(SEP.join(map(str, (eval_seed, a, b, "" if seed is None else seed, prompt_id))))
     return b if rng.random() < 0.5 else a
 
 
 def outcome_of(a: str, first: str, preference: int) -> float:
-    """A's outcome (1 win, 0 loss) from the judge's preference for output 1 or 2 when ``first`` was shown first."""
+    """Turn the judge's preference for output 1 or 2 into A's outcome (1 win, 0 loss).
+
+    Args:
+        a: Arm A of the comparison.
+        first: The arm that was shown as output_1.
+        preference: The output the judge preferred, 1 or 2.
+
+    Returns:
+        ``WIN`` when the preferred output was A's, else ``LOSS``.
+
+    Raises:
+        ValueError: If ``preference`` is neither 1 nor 2.
+    """
     if preference not in (1, 2):
         raise ValueError(f"preference must be 1 or 2, got {preference!r}")
     first_won = preference == 1
@@ -95,10 +147,17 @@ class ComparisonItem:
 def comparison_items(
     predictions: Mapping[tuple[str, Seed, str], str], eval_seed: int
 ) -> tuple[list[ComparisonItem], dict[str, list[str]]]:
-    """Comparison items for every pair of arms, seed pairing and prompt, from
-    ``(model, seed, prompt_id) -> prediction``; and prompts lacking a prediction -> the missing cells.
+    """Build the comparison items for every pair of arms, seed pairing and prompt.
 
     A prompt that lacks any (arm, seed) prediction gets no items (it is dropped for all arms).
+
+    Args:
+        predictions: ``(model, seed, prompt_id) -> prediction`` (seed None for an unseeded arm).
+        eval_seed: The ``evaluation.seed``, which draws the arm shown first per item.
+
+    Returns:
+        The items (by arm pair, then seed, then prompt id), and prompts lacking a prediction -> the
+        missing cells as ``model/seed`` strings.
     """
     seeds: dict[str, set[Seed]] = {}
     prompts: set[str] = set()
@@ -124,7 +183,14 @@ def comparison_items(
 
 
 def reason_of(error: str | None) -> str:
-    """The short reason of a failed judgement (the part before the first colon)."""
+    """Shorten a failed judgement's error to its reason (the part before the first colon).
+
+    Args:
+        error: The error message of the judgement row; None counts as ``unknown``.
+
+    Returns:
+        The reason.
+    """
     return (error or "unknown").split(":", 1)[0]
 
 
@@ -133,8 +199,20 @@ def dropped_prompts(
     rubric: Iterable[Mapping[str, Any]],
     missing_predictions: Mapping[str, Sequence[str]] = {},
 ) -> dict[str, list[str]]:
-    """prompt_id -> reasons, for every prompt with a missing prediction or any failed judgement
-    (a comparison row or a rubric row whose ``error`` is set)."""
+    """Collect the prompts to drop: a missing prediction or any failed judgement.
+
+    A judgement failed when its comparison row or rubric row has ``error`` set.
+
+    Args:
+        comparisons: The comparison rows (``prompt_id``, ``error``, ...).
+        rubric: The rubric rows (``prompt_id``, ``error``, ...).
+        missing_predictions: Prompts lacking a prediction -> the missing cells
+            (from :func:`comparison_items`).
+
+    Returns:
+        prompt_id -> its sorted reasons (``missing_prediction`` or :func:`reason_of` of each error),
+        by prompt id.
+    """
     out: dict[str, list[str]] = {pid: [MISSING_PREDICTION] for pid in missing_predictions}
     for row in itertools.chain(comparisons, rubric):
         if row["error"] is not None:
@@ -159,7 +237,20 @@ def _seeds_by_prompts(
 def outcome_matrix(
     comparisons: Iterable[Mapping[str, Any]], a: str, b: str, keep: Sequence[str]
 ) -> tuple[list[Seed], np.ndarray]:
-    """A's outcomes against B as seeds x prompts (``keep`` in order); every cell must have an outcome."""
+    """Lay A's outcomes against B out as seeds x prompts (``keep`` in order).
+
+    Args:
+        comparisons: The comparison rows (``a``, ``b``, ``seed``, ``prompt_id``, ``outcome``).
+        a: Arm A.
+        b: Arm B.
+        keep: The prompt ids kept (the columns, in order).
+
+    Returns:
+        The S comparison seeds (None first) and the outcomes, shape ``(S, len(keep))``.
+
+    Raises:
+        ValueError: If a (seed, kept prompt) cell has no outcome.
+    """
     kept = set(keep)
     cells = {(r["seed"], r["prompt_id"]): r["outcome"] for r in comparisons
              if r["a"] == a and r["b"] == b and r["prompt_id"] in kept and r["outcome"] is not None}  # fmt: skip
@@ -169,7 +260,20 @@ def outcome_matrix(
 def rubric_matrix(
     rubric: Iterable[Mapping[str, Any]], model: str, axes: Sequence[str], keep: Sequence[str]
 ) -> dict[str, np.ndarray]:
-    """Per axis and ``"overall"`` (mean of the axes): the model's scores as seeds x prompts."""
+    """Lay a model's rubric scores out per axis and ``"overall"`` (mean of the axes) as seeds x prompts.
+
+    Args:
+        rubric: The rubric rows (``model``, ``seed``, ``prompt_id`` and one value per axis).
+        model: The arm whose scores are taken.
+        axes: The rubric axes.
+        keep: The prompt ids kept (the columns, in order).
+
+    Returns:
+        Axis (and ``"overall"``) -> the scores, shape ``(S, len(keep))`` for the model's S seeds.
+
+    Raises:
+        ValueError: If a (seed, kept prompt) cell has no rubric row.
+    """
     kept = set(keep)
     cells = {(r["seed"], r["prompt_id"]): r for r in rubric if r["model"] == model and r["prompt_id"] in kept}
     out = {a: _seeds_by_prompts(cells, keep, lambda c, a=a: c[a], f"{model}: no rubric")[1] for a in axes}
@@ -195,8 +299,20 @@ def summarise(
 ) -> dict[str, Any]:
     """The report's ``win_rates``, ``rubric`` and ``dropped`` parts.
 
-    ``comparisons`` rows: a, b, seed, prompt_id, outcome (1 / 0.5 / 0, None when failed), error.
-    ``rubric`` rows: model, seed, prompt_id, error and one value per axis.
+    Args:
+        comparisons: The comparison rows: a, b, seed, prompt_id, outcome (1 / 0.5 / 0, None when
+            failed), error.
+        rubric: The rubric rows: model, seed, prompt_id, error and one value per axis.
+        axes: The rubric axes.
+        missing_predictions: Prompts lacking a prediction -> the missing cells (dropped too).
+        n_boot: Bootstrap resamples per interval.
+        level: Confidence level of the intervals, in (0, 1).
+        seed: Seed of the bootstrap RNG (the same for every interval).
+
+    Returns:
+        ``win_rates`` (one dict per arm pair, in ``ARM_ORDER``), ``rubric`` (per model: ``n``,
+        ``seeds``, per-axis and overall mean with interval) and ``dropped`` (counts, prompt ids and
+        reasons of the dropped prompts).
     """
     prompts = sorted(
         {r["prompt_id"] for r in itertools.chain(comparisons, rubric)} | set(missing_predictions)

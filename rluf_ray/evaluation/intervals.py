@@ -43,6 +43,11 @@ class WinRateCI:
     seeds: int
 
     def to_dict(self) -> dict[str, float | int | str]:
+        """Give the fields as a plain dict (the report's win-rate entry).
+
+        Returns:
+            Field name -> value.
+        """
         return dict(self.__dict__)
 
 
@@ -62,7 +67,16 @@ def bootstrap_mean(values: np.ndarray, n_boot: int = 2000, level: float = 0.95, 
     """Mean over a (seeds x prompts) or (prompts,) array with a two-level paired percentile interval.
 
     Seeds are resampled with replacement, then prompts (one prompt draw shared by all seeds, so a
-    prompt's seeds stay together). NaN with no prompts.
+    prompt's seeds stay together).
+
+    Args:
+        values: The values, shape ``(S, P)`` (seeds x prompts) or ``(P,)`` (one seed).
+        n_boot: Bootstrap resamples.
+        level: Confidence level of the percentile interval, in (0, 1).
+        seed: Seed of the bootstrap RNG.
+
+    Returns:
+        The mean of all values, the interval and n = P; NaN (n 0) with no prompts or seeds.
     """
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim == 1:
@@ -84,7 +98,23 @@ def bootstrap_mean(values: np.ndarray, n_boot: int = 2000, level: float = 0.95, 
 def win_rate_ci(
     a: str, b: str, outcomes: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0
 ) -> WinRateCI:
-    """A's win rate over B from per-prompt outcomes (1 win, 0.5 tie, 0 loss), seeds x prompts or prompts."""
+    """Compute A's win rate over B from per-prompt outcomes (1 win, 0.5 tie, 0 loss).
+
+    Args:
+        a: Arm A.
+        b: Arm B.
+        outcomes: A's outcomes, shape ``(S, P)`` (seeds x prompts) or ``(P,)``.
+        n_boot: Bootstrap resamples.
+        level: Confidence level of the interval, in (0, 1).
+        seed: Seed of the bootstrap RNG.
+
+    Returns:
+        The win rate with its paired bootstrap interval, n = P, the win/tie/loss counts over all S x P
+        cells, and S.
+
+    Raises:
+        ValueError: If ``outcomes`` is not 1-D or 2-D, or holds a value other than 1, 0.5 or 0.
+    """
     arr = _outcomes(outcomes)
     iv = bootstrap_mean(arr, n_boot=n_boot, level=level, seed=seed)
     return WinRateCI(

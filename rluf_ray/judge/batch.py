@@ -44,7 +44,18 @@ ENDPOINT = "/v1/chat/completions"
 def batch_lines(
     model: str, items: Sequence[tuple[str, list[dict[str, str]]]], params: Mapping[str, dict[str, Any]]
 ) -> bytes:
-    """The Batch API input JSONL for (custom_id, messages) items; ``params[custom_id]`` is sent with each."""
+    """The Batch API input JSONL of chat completion requests, one line per item.
+
+    Args:
+        model: The judge model name at the endpoint (``judge.model``).
+        items: ``(custom_id, messages)`` pairs; the custom id is the request's cache key.
+        params: The request parameters (sampling, ``response_format``) by custom id;
+            ``params[custom_id]`` is sent with each item.
+
+    Returns:
+        The UTF-8 JSONL to upload with ``purpose="batch"``, one ``POST`` to the chat completions
+        endpoint per item, in item order.
+    """
     out = io.StringIO()
     for cid, messages in items:
         body = {"model": model, "messages": messages, **params[cid]}
@@ -53,7 +64,16 @@ def batch_lines(
 
 
 def read_output_line(line: dict[str, Any]) -> tuple[str | None, int, int, str | None]:
-    """(content, prompt_tokens, completion_tokens, error) of one Batch API output line."""
+    """Read one line of a Batch API output or error file.
+
+    Args:
+        line: The decoded JSON line (``custom_id``, ``response`` or ``error``).
+
+    Returns:
+        ``(content, prompt_tokens, completion_tokens, error)``: the reply text and its usage, or
+        ``(None, 0, 0, reason)`` for a per-item error, a non-200 status or a body that is not a chat
+        completion (``reason`` is ``"<kind>: <detail>"``).
+    """
     if line.get("error"):
         err = line["error"]
         return None, 0, 0, f"batch_item: {err.get('message', err) if isinstance(err, dict) else err}"
@@ -74,15 +94,47 @@ class BatchState(Protocol):
     """Where the id of a batch in progress is kept between runs, by name: a ``JudgeCache``, or the
     driver's ``DriverCache``, which also writes it back to ``output_dir`` at once."""
 
-    def load_batch(self, name: str) -> dict[str, Any] | None: ...
+    def load_batch(self, name: str) -> dict[str, Any] | None:
+        """The saved state of a round in progress.
 
-    def save_batch(self, name: str, state: Mapping[str, Any]) -> None: ...
+        Args:
+            name: The round's name (the run and a hash of its request set).
 
-    def remove_batch(self, name: str) -> None: ...
+        Returns:
+            The state saved under ``name`` (``batch_id``, ``input_file_id``, ``created``,
+            ``requests``), or None when there is none.
+        """
+        ...
+
+    def save_batch(self, name: str, state: Mapping[str, Any]) -> None:
+        """Save a round's state as soon as its batch is created, so a restart polls it again.
+
+        Args:
+            name: The round's name.
+            state: JSON-serialisable state; ``batch_id`` is what a resume needs.
+        """
+        ...
+
+    def remove_batch(self, name: str) -> None:
+        """Forget a round's state once its output is in hand.
+
+        Args:
+            name: The round's name.
+        """
+        ...
 
 
 class BatchJudge:
-    """Batch API judge for one driver process; ``run(reqs)`` never raises for per-item failures."""
+    """Batch API judge for one driver process; ``run(reqs)`` never raises for per-item failures.
+
+    Args:
+        cfg: The judge config section; prices are ``judge.prices`` times ``batch_price_factor``.
+        state: Where the ids of rounds in progress are kept (:class:`BatchState`).
+        cache: The judge cache to answer hits from and store parsed replies in; None: no cache.
+        api_key: The API key; None: read from ``judge.api_key_env``.
+        run_name: The run's name, the prefix of its rounds' state names.
+        progress: The progress bar to advance; None: none.
+    """
 
     def __init__(
         self,
@@ -153,7 +205,19 @@ class BatchJudge:
         return lines
 
     async def run(self, reqs: Sequence[JudgeRequest]) -> list[JudgeResult]:
-        """Judge every request through the Batch API (cache first); results in input order."""
+        """Judge every request through the Batch API (cache first); results in input order.
+
+        Requests with the same cache key are asked once. Under ``judge.max_dollars`` only the
+        requests that fit at the worst-case price are submitted; the rest are missing with a
+        ``max_dollars`` reason.
+
+        Args:
+            reqs: The requests to judge.
+
+        Returns:
+            One result per request, in input order; a request still unanswered after the last round
+            is ``value=None`` with its reason (never raises for per-item failures).
+        """
         from openai import AsyncOpenAI
 
         rendered = {r.key: render_request(r) for r in reqs}

@@ -33,7 +33,16 @@ CACHE_NAME = "judge_cache.sqlite"
 
 
 def cache_location(cache_path: str | None, output_dir: str) -> str:
-    """``judge.cache_path`` when set, else ``<output_dir>/judge_cache.sqlite`` (a path or a URI)."""
+    """``judge.cache_path`` when set, else ``<output_dir>/judge_cache.sqlite`` (a path or a URI).
+
+    Args:
+        cache_path: ``judge.cache_path``, a local path or a URI; None or empty: under ``output_dir``.
+        output_dir: The run's output directory, a local path or a URI.
+
+    Returns:
+        The cache's location: ``cache_path`` as given, else the file under ``output_dir`` (a URI
+        stays a URI, a local directory is made absolute).
+    """
     if cache_path:
         return cache_path
     if is_uri(output_dir):
@@ -42,7 +51,13 @@ def cache_location(cache_path: str | None, output_dir: str) -> str:
 
 
 class DriverCache:
-    """The driver's handle: ``cache`` (a JudgeCache) and ``persist`` to write a remote copy back."""
+    """The driver's handle: ``cache`` (a JudgeCache) and ``persist`` to write a remote copy back.
+
+    Args:
+        location: The cache's path or URI (:func:`cache_location`); a URI is copied into driver
+            scratch.
+        upload_every_s: Seconds of use between write-backs of a remote copy.
+    """
 
     def __init__(self, location: str, upload_every_s: float = 30.0) -> None:
         self.location = location
@@ -67,7 +82,16 @@ class DriverCache:
         log.info("judge cache: %d replies from %s", len(self.cache), location)
 
     def put(self, key: str, model: str, template: str, reply: str, pt: int, ct: int) -> None:
-        """Store one parsed reply (and write a remote copy back when it is due)."""
+        """Store one parsed reply (and write a remote copy back when it is due).
+
+        Args:
+            key: The request's cache key (``rluf_ray.judge.cache.cache_key``).
+            model: The judge model name that answered.
+            template: The request's template version.
+            reply: The raw reply text.
+            pt: Prompt tokens the call reported.
+            ct: Completion tokens the call reported.
+        """
         self.cache.put(key, model, template, reply, pt, ct)
         self._dirty = True
         if self._remote is not None and time.monotonic() - self._last_upload >= self.upload_every_s:
@@ -79,17 +103,33 @@ class DriverCache:
 
     # -- judge_batch.BatchState: a batch id is written back at once (it must survive a crash) ---------
     def load_batch(self, name: str) -> dict[str, Any] | None:
-        """A Batch API round's saved state."""
+        """A Batch API round's saved state.
+
+        Args:
+            name: The round's name.
+
+        Returns:
+            The state saved under ``name``, or None when there is none.
+        """
         return self.cache.load_batch(name)
 
     def save_batch(self, name: str, state: Mapping[str, Any]) -> None:
-        """Save a round's state in the cache and write the cache back now."""
+        """Save a round's state in the cache and write the cache back now.
+
+        Args:
+            name: The round's name.
+            state: JSON-serialisable state (its ``batch_id`` is what a resume needs).
+        """
         self.cache.save_batch(name, state)
         self._dirty = True
         self.persist()
 
     def remove_batch(self, name: str) -> None:
-        """Forget a finished round's state."""
+        """Forget a finished round's state (written back with the next upload, not at once).
+
+        Args:
+            name: The round's name.
+        """
         self.cache.remove_batch(name)
         self._dirty = True
 
@@ -120,7 +160,15 @@ class DriverCache:
 
 @contextlib.contextmanager
 def driver_cache(cache_path: str | None, output_dir: str) -> Iterator[DriverCache]:
-    """Open the run's judge cache in the driver; written back and closed on exit, failure included."""
+    """Open the run's judge cache in the driver; written back and closed on exit, failure included.
+
+    Args:
+        cache_path: ``judge.cache_path`` (None: ``<output_dir>/judge_cache.sqlite``).
+        output_dir: The run's output directory, a local path or a URI.
+
+    Yields:
+        The open :class:`DriverCache`.
+    """
     handle = DriverCache(cache_location(cache_path, output_dir))
     try:
         yield handle

@@ -40,7 +40,17 @@ log = logging.getLogger("rluf.judge")
 
 
 def read_api_key(cfg: JudgeConfig) -> str:
-    """The key from the environment variable ``cfg.api_key_env`` (its name is safe to print)."""
+    """The key from the environment variable ``cfg.api_key_env`` (its name is safe to print).
+
+    Args:
+        cfg: The judge config section; only ``api_key_env`` is read.
+
+    Returns:
+        The API key (never logged).
+
+    Raises:
+        RlufError: The variable is unset or empty (a local endpoint without auth needs a placeholder).
+    """
     key = os.environ.get(cfg.api_key_env, "")
     if not key:
         raise RlufError(
@@ -51,13 +61,28 @@ def read_api_key(cfg: JudgeConfig) -> str:
 
 
 def sampling_params(cfg: JudgeConfig) -> dict[str, Any]:
-    """The sampling parameters sent with every call (and hashed into the cache key)."""
+    """The sampling parameters sent with every call (and hashed into the cache key).
+
+    Args:
+        cfg: The judge config section.
+
+    Returns:
+        ``temperature`` and ``max_tokens`` from ``cfg``.
+    """
     return {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
 
 
 def request_params(cfg: JudgeConfig, task: str) -> dict[str, Any]:
-    """Everything sent with a call of ``task`` besides model and messages (hashed into the cache key):
-    the sampling parameters, and the reply's JSON schema under ``judge.structured_output: json_schema``."""
+    """Everything sent with a call of ``task`` besides model and messages (hashed into the cache key).
+
+    Args:
+        cfg: The judge config section.
+        task: The request's task (``score``, ``pairwise`` or ``rubric``).
+
+    Returns:
+        The sampling parameters, plus ``response_format`` with the task's reply schema under
+        ``judge.structured_output: json_schema``.
+    """
     params = sampling_params(cfg)
     if cfg.structured_output == "json_schema":
         params["response_format"] = response_format(task)
@@ -65,13 +90,32 @@ def request_params(cfg: JudgeConfig, task: str) -> dict[str, Any]:
 
 
 def request_cache_key(cfg: JudgeConfig, req: JudgeRequest) -> tuple[list[dict[str, str]], str]:
-    """Rendered messages and the cache key of a request (everything that determines the reply)."""
+    """Rendered messages and the cache key of a request (everything that determines the reply).
+
+    Args:
+        cfg: The judge config section (model, sampling parameters, structured output).
+        req: The request, rendered with its template version.
+
+    Returns:
+        ``(messages, key)``: the chat messages sent and their ``rluf_ray.judge.cache.cache_key``.
+    """
     messages = render_request(req)
     return messages, cache_key(cfg.model, req.version, messages, request_params(cfg, req.task))
 
 
 def from_cache(cfg: JudgeConfig, req: JudgeRequest, cache: JudgeCache, key: str) -> JudgeResult | None:
-    """The request's result from a cached reply, or None when absent or no longer parsing."""
+    """The request's result from a cached reply, or None when absent or no longer parsing.
+
+    Args:
+        cfg: The judge config section (``structured_output`` picks the parser).
+        req: The request.
+        cache: The cache to read.
+        key: The request's cache key (:func:`request_cache_key`).
+
+    Returns:
+        A cached result (``cached=True``, no attempts, no tokens charged), or None when the key is
+        not stored or its reply no longer parses.
+    """
     hit = cache.get(key)
     if hit is None:
         return None
@@ -82,7 +126,17 @@ def from_cache(cfg: JudgeConfig, req: JudgeRequest, cache: JudgeCache, key: str)
 
 
 class ApiJudge:
-    """Rate-limited, retrying, caching judge for one process; ``await judge(req)`` never raises."""
+    """Rate-limited, retrying, caching judge for one process; ``await judge(req)`` never raises.
+
+    Args:
+        cfg: The judge config section.
+        limiter: The shared budget (``LocalLimiter`` or ``RayLimiter``): async ``reserve``,
+            ``settle`` and ``pause``.
+        cache: The judge cache to answer hits from and store parsed replies in; None: no cache.
+        ledger: The cost ledger to record into; None: a new one at ``judge.prices``.
+        api_key: The API key; None: read from ``judge.api_key_env``.
+        seed: Seed of the retry jitter.
+    """
 
     def __init__(
         self,
@@ -122,12 +176,28 @@ class ApiJudge:
             self._sem = asyncio.Semaphore(self.cfg.max_in_flight_per_actor)
 
     def key_for(self, req: JudgeRequest) -> tuple[list[dict[str, str]], str]:
-        """Rendered messages and the cache key of a request."""
+        """Rendered messages and the cache key of a request.
+
+        Args:
+            req: The request.
+
+        Returns:
+            ``(messages, key)`` as :func:`request_cache_key` gives them under this judge's config.
+        """
         return request_cache_key(self.cfg, req)
 
     # -- the call -----------------------------------------------------------------------------
     async def judge(self, req: JudgeRequest) -> JudgeResult:
-        """Answer one request: from the cache, or by calling the endpoint with retries."""
+        """Answer one request: from the cache, or by calling the endpoint with retries.
+
+        Args:
+            req: The request.
+
+        Returns:
+            Its result; a request that finally fails (refused by the budget, retries or re-asks
+            spent, a fatal HTTP status, an unexpected error) is ``value=None`` with ``error`` set to
+            ``"<kind>: <detail>"``. The outcome is recorded in the ledger.
+        """
         try:
             result = await self._judge(req)
         except asyncio.CancelledError:
@@ -229,10 +299,18 @@ class ApiJudge:
         return "fatal", f"client: {type(exc).__name__}: {self._redact(str(exc))}", None
 
     async def judge_many(self, reqs: Sequence[JudgeRequest]) -> list[JudgeResult]:
-        """Answer many requests concurrently (bounded by the in-flight cap), in input order."""
+        """Answer many requests concurrently (bounded by the in-flight cap), in input order.
+
+        Args:
+            reqs: The requests.
+
+        Returns:
+            One result per request, in input order (as :meth:`judge`).
+        """
         return list(await asyncio.gather(*(self.judge(r) for r in reqs)))
 
     async def aclose(self) -> None:
+        """Close the HTTP client, if one was opened; a later call opens a new one."""
         if self._client is not None:
             await self._client.close()
             self._client = None

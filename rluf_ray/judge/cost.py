@@ -22,7 +22,16 @@ TOKENS_PER_REPLY = 3
 def estimate_prompt_tokens(
     messages: Iterable[Mapping[str, str]], count: Callable[[str], int] | None = None
 ) -> int:
-    """Prompt tokens of chat messages: a tokenizer's count, else ceil(chars / 3), plus overheads."""
+    """Prompt tokens of chat messages: a tokenizer's count, else ceil(chars / 3), plus overheads.
+
+    Args:
+        messages: Chat messages; only their ``content`` is counted (missing: empty).
+        count: A tokenizer's token count of one text; None: ``ceil(len(text) / CHARS_PER_TOKEN)``.
+
+    Returns:
+        The estimate: ``TOKENS_PER_MESSAGE`` plus the content's tokens per message, plus
+        ``TOKENS_PER_REPLY`` once.
+    """
     total = TOKENS_PER_REPLY
     for m in messages:
         text = m.get("content", "")
@@ -33,7 +42,17 @@ def estimate_prompt_tokens(
 def dollars(
     prompt_tokens: int, completion_tokens: int, prompt_per_million: float, completion_per_million: float
 ) -> float:
-    """Price of a call from the per-million-token prices."""
+    """Price of a call from the per-million-token prices.
+
+    Args:
+        prompt_tokens: Prompt tokens of the call.
+        completion_tokens: Completion tokens of the call.
+        prompt_per_million: Dollars per million prompt tokens.
+        completion_per_million: Dollars per million completion tokens.
+
+    Returns:
+        The price in dollars (not rounded).
+    """
     return (prompt_tokens * prompt_per_million + completion_tokens * completion_per_million) / 1e6
 
 
@@ -54,11 +73,27 @@ class CostLedger:
     timed_out: int = 0  # attempts given up client-side (the server may never have seen them)
 
     def price(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """Price of a call at this ledger's prices."""
+        """Price of a call at this ledger's prices.
+
+        Args:
+            prompt_tokens: Prompt tokens of the call.
+            completion_tokens: Completion tokens of the call.
+
+        Returns:
+            The price in dollars; nothing is recorded.
+        """
         return dollars(prompt_tokens, completion_tokens, self.prompt_per_million, self.completion_per_million)
 
     def charge(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """Record one call's reported usage (``calls`` counts HTTP attempts separately); returns its price."""
+        """Record one call's reported usage (``calls`` counts HTTP attempts separately).
+
+        Args:
+            prompt_tokens: Prompt tokens the server reported.
+            completion_tokens: Completion tokens the server reported.
+
+        Returns:
+            The call's price in dollars, now added to ``dollars``.
+        """
         cost = self.price(prompt_tokens, completion_tokens)
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
@@ -66,7 +101,14 @@ class CostLedger:
         return cost
 
     def outcome(self, ok: bool, cached: bool = False, reason: str | None = None) -> None:
-        """Record one request's final outcome (scored, cached, or missing with a reason)."""
+        """Record one request's final outcome (scored, cached, or missing with a reason).
+
+        Args:
+            ok: The request got a value (counted in ``scored``, else in ``missing``).
+            cached: The value came from the cache (counted in ``cache_hits`` as well).
+            reason: Why a missing request failed, ``"<kind>: <detail>"``; its kind (the text before
+                the first colon; None: ``unknown``) is counted in ``missing_reasons``.
+        """
         if cached:
             self.cache_hits += 1
         if ok:
@@ -77,7 +119,11 @@ class CostLedger:
             self.missing_reasons[kind] = self.missing_reasons.get(kind, 0) + 1
 
     def merge(self, other: CostLedger | Mapping[str, Any]) -> None:
-        """Add another ledger (or its dict form) into this one."""
+        """Add another ledger (or its dict form) into this one; prices are not merged.
+
+        Args:
+            other: A ledger, or its :meth:`to_dict` form (an actor's ledger); absent counters are 0.
+        """
         o = other if isinstance(other, Mapping) else other.to_dict()
         for name in (
             "calls",
@@ -94,6 +140,13 @@ class CostLedger:
             self.missing_reasons[k] = self.missing_reasons.get(k, 0) + v
 
     def to_dict(self) -> dict[str, Any]:
+        """The counters as plain data, for reports and for :meth:`merge`.
+
+        Returns:
+            ``calls``, ``cache_hits``, ``prompt_tokens``, ``completion_tokens``, ``dollars`` (rounded
+            to 6 places), ``scored``, ``missing``, ``missing_reasons`` (sorted by kind) and
+            ``timed_out``; the prices are left out.
+        """
         return {
             "calls": self.calls,
             "cache_hits": self.cache_hits,
@@ -108,7 +161,15 @@ class CostLedger:
 
 
 def offline_dry_run(stage: str, requests: int) -> dict[str, Any]:
-    """The dry-run summary of the offline judge: it makes no calls and costs nothing."""
+    """The dry-run summary of the offline judge: it makes no calls and costs nothing.
+
+    Args:
+        stage: The run's name (the estimate's ``stage``).
+        requests: How many requests the run would judge.
+
+    Returns:
+        The fields of :func:`dry_run_cost` (without ``model``), every count and cost zero.
+    """
     return {
         "stage": stage,
         "provider": "offline",
@@ -131,9 +192,24 @@ def dry_run_cost(
     prompt_per_million: float,
     completion_per_million: float,
 ) -> dict[str, Any]:
-    """What a run would spend: one call per request that is not cached, each with its estimated prompt
-    tokens (``prompt_tokens[i]``, ignored where ``cached[i]``) and at most ``max_tokens`` completion
-    tokens, priced per million tokens; dollars rounded to 4 places."""
+    """What a run would spend: one call per request that is not cached, priced per million tokens.
+
+    Args:
+        stage: The run's name (the estimate's ``stage``).
+        provider: The judge provider (``judge.provider``).
+        model: The judge model name (``judge.model``).
+        prompt_tokens: Estimated prompt tokens per request (``prompt_tokens[i]`` is ignored where
+            ``cached[i]``); as long as ``cached``.
+        cached: Per request, whether the cache already holds its reply.
+        max_tokens: Completion tokens charged per call (``judge.max_tokens``, the worst case).
+        prompt_per_million: Dollars per million prompt tokens.
+        completion_per_million: Dollars per million completion tokens.
+
+    Returns:
+        ``stage``, ``provider``, ``model``, ``requests``, ``calls``, ``cached``, ``prompt_tokens``,
+        ``completion_tokens`` (the worst case) and ``dollars`` (estimated prompt plus worst-case
+        completion, rounded to 4 places).
+    """
     calls = pt = 0
     for tokens, hit in zip(prompt_tokens, cached, strict=True):
         if not hit:
@@ -154,7 +230,14 @@ def dry_run_cost(
 
 
 def format_dry_run(d: Mapping[str, Any]) -> str:
-    """One line for the terminal."""
+    """One line for the terminal.
+
+    Args:
+        d: A dry-run estimate (:func:`dry_run_cost` or :func:`offline_dry_run`).
+
+    Returns:
+        The estimate as one human-readable line.
+    """
     return (
         f"judge dry run ({d['stage']}, {d['provider']}): {d['calls']} calls for {d['requests']} requests "
         f"({d['cached']} cached), ~{d['prompt_tokens']:,} prompt tokens, <= {d['completion_tokens']:,} "

@@ -37,7 +37,15 @@ _ERROR_SCORED = frozenset({"score_v2"})
 
 
 def accuracy_score(errors: int, cost: float = ERROR_COST) -> float:
-    """The ``score_v2`` grade of an answer with ``errors`` word-level mistakes: ``max(0, 1 - cost * errors)``."""
+    """The ``score_v2`` grade of an answer with ``errors`` word-level mistakes.
+
+    Args:
+        errors: Word-level mistakes against the reference (:meth:`OfflineJudge.errors`), >= 0.
+        cost: What one mistake costs (:data:`ERROR_COST` by default).
+
+    Returns:
+        ``max(0, 1 - cost * errors)``, in [0, 1].
+    """
     return max(0.0, 1.0 - cost * errors)
 
 
@@ -47,7 +55,12 @@ def _digest(*parts: str) -> int:
 
 
 class OfflineJudge:
-    """Deterministic reference-based judge with optional seeded label noise."""
+    """Deterministic reference-based judge with optional seeded label noise.
+
+    Args:
+        noise: Probability in [0, 0.5] of flipping a pairwise preference (``judge.offline_noise``).
+        seed: Seed of the noise (``judge.seed``), combined with each request's key.
+    """
 
     def __init__(self, noise: float = 0.0, seed: int = 0) -> None:
         if not 0.0 <= noise <= 0.5:
@@ -66,7 +79,15 @@ class OfflineJudge:
 
     def errors(self, candidate: str, reference: str) -> int:
         """Word-level mistakes of ``candidate`` against ``reference``: ``max(missing, extra)`` tokens of
-        their longest common subsequence (ROUGE-L's alignment and tokenizer)."""
+        their longest common subsequence (ROUGE-L's alignment and tokenizer).
+
+        Args:
+            candidate: The answer to grade.
+            reference: The reference summary.
+
+        Returns:
+            The number of mistakes, >= 0; when either text has no tokens, the other's token count.
+        """
         cand = self._tokenizer.tokenize(candidate)
         ref = self._tokenizer.tokenize(reference)
         if not cand or not ref:
@@ -76,7 +97,17 @@ class OfflineJudge:
         return max(len(cand) - lcs, len(ref) - lcs)
 
     def judge_one(self, req: JudgeRequest) -> JudgeResult:
-        """Answer one request (synchronously)."""
+        """Answer one request (synchronously).
+
+        Args:
+            req: A ``score``, ``pairwise`` or ``rubric`` request; its ``reference`` field is what the
+                texts are compared with (a pairwise request without one fails).
+
+        Returns:
+            The result, with no attempts: a score in [0, 1], a preference 1 or 2, or the four rubric
+            axes in [0, 10] on the version's grid; a pairwise request without a reference is
+            ``value=None`` with an ``offline`` error.
+        """
         f = req.fields
         ref = f.get("reference", "")
         if req.task == "score":
@@ -107,9 +138,23 @@ class OfflineJudge:
         return JudgeResult(req.key, value, None, attempts=0)
 
     async def judge(self, req: JudgeRequest) -> JudgeResult:
-        """Same interface as the API judge."""
+        """Same interface as the API judge.
+
+        Args:
+            req: The request.
+
+        Returns:
+            Its result, as :meth:`judge_one`.
+        """
         return self.judge_one(req)
 
     async def judge_many(self, reqs: Sequence[JudgeRequest]) -> list[JudgeResult]:
-        """Answer many requests, in order."""
+        """Answer many requests, in order.
+
+        Args:
+            reqs: The requests.
+
+        Returns:
+            One result per request, in input order.
+        """
         return [self.judge_one(r) for r in reqs]

@@ -28,7 +28,15 @@ class ParseFailure:
 
 
 def parse_score(reply: str) -> float | ParseFailure:
-    """``Score: x`` (or a bare number) with x in [0, 1]; several different scores are a failure."""
+    """``Score: x`` (or a bare number) with x in [0, 1]; several different scores are a failure.
+
+    Args:
+        reply: The judge's free-text reply.
+
+    Returns:
+        The score in [0, 1], or a :class:`ParseFailure` (empty reply, no score line, conflicting
+        scores, out of range).
+    """
     if not isinstance(reply, str) or not reply.strip():
         return ParseFailure("empty reply")
     found = [float(m) for m in _SCORE_LINE.findall(reply)]
@@ -46,7 +54,14 @@ def parse_score(reply: str) -> float | ParseFailure:
 
 
 def parse_preference(reply: str) -> int | ParseFailure:
-    """``Preferred: 1`` or ``Preferred: 2``; anything else (or both) is a failure."""
+    """``Preferred: 1`` or ``Preferred: 2``; anything else (or both) is a failure.
+
+    Args:
+        reply: The judge's free-text reply.
+
+    Returns:
+        1 or 2 (the preferred output), or a :class:`ParseFailure`.
+    """
     if not isinstance(reply, str) or not reply.strip():
         return ParseFailure("empty reply")
     found = {int(m) for m in _PREF.findall(reply)}
@@ -84,7 +99,15 @@ RUBRIC_STEPS: dict[str, float] = {"rubric_v2": 0.5}
 
 
 def on_grid(value: float, step: float) -> bool:
-    """Whether ``value`` is an integer multiple of ``step`` (up to float rounding)."""
+    """Whether ``value`` is an integer multiple of ``step`` (up to float rounding).
+
+    Args:
+        value: The number to check.
+        step: The grid's step, nonzero (0.5 for ``rubric_v2``).
+
+    Returns:
+        True when ``value / step`` is within 1e-9 of an integer.
+    """
     q = value / step
     return abs(q - round(q)) <= 1e-9
 
@@ -93,7 +116,17 @@ def parse_rubric(
     reply: str, axes: tuple[str, ...] = RUBRIC_AXES, step: float | None = None
 ) -> dict[str, float] | ParseFailure:
     """A JSON object with every axis a number in [0, 10] (and a multiple of ``step`` when given); a
-    missing or bad axis is a failure, never rounded onto the grid."""
+    missing or bad axis is a failure, never rounded onto the grid.
+
+    Args:
+        reply: The judge's reply; the first balanced ``{...}`` that decodes as JSON is read, so text
+            around the object is allowed.
+        axes: The axes that must be present (names matched case-insensitively).
+        step: The grid every axis must lie on; None: any number in [0, 10].
+
+    Returns:
+        The axes as floats, or a :class:`ParseFailure`.
+    """
     if not isinstance(reply, str) or not reply.strip():
         return ParseFailure("empty reply")
     obj = _first_json_object(reply)
@@ -105,7 +138,18 @@ def parse_rubric(
 def rubric_from_object(
     obj: dict[str, Any], axes: tuple[str, ...] = RUBRIC_AXES, step: float | None = None
 ) -> dict[str, float] | ParseFailure:
-    """The rubric of a decoded JSON object (the checks of :func:`parse_rubric`)."""
+    """The rubric of a decoded JSON object (the checks of :func:`parse_rubric`).
+
+    Args:
+        obj: The decoded object; keys are matched after stripping and lowercasing, extra keys are
+            ignored.
+        axes: The axes that must be present.
+        step: The grid every axis must lie on; None: any number in [0, 10].
+
+    Returns:
+        The axes as floats, or a :class:`ParseFailure` naming the first bad axis (missing, not a
+        number, a bool, outside [0, 10], off the grid).
+    """
     lowered = {str(k).strip().lower(): v for k, v in obj.items()}
     out: dict[str, float] = {}
     for axis in axes:
@@ -128,7 +172,20 @@ PARSERS: dict[str, Callable[[str], Any]] = {
 
 
 def parse(task: str, reply: str, version: str | None = None) -> Any:
-    """Dispatch to the task's parser; ``version`` (the template's) picks the rubric's scale."""
+    """Dispatch to the task's free-text parser; ``version`` (the template's) picks the rubric's scale.
+
+    Args:
+        task: ``score``, ``pairwise`` or ``rubric``.
+        reply: The judge's reply.
+        version: The request's template version; a rubric version in :data:`RUBRIC_STEPS` requires
+            its grid, others (and None) accept any number in [0, 10].
+
+    Returns:
+        The parser's value, or a :class:`ParseFailure`.
+
+    Raises:
+        KeyError: ``task`` is not a known task.
+    """
     if task == "rubric" and version in RUBRIC_STEPS:
         return parse_rubric(reply, step=RUBRIC_STEPS[version])
     return PARSERS[task](reply)

@@ -23,7 +23,17 @@ log = logging.getLogger("rluf.judge")
 
 
 class JudgeProgress:
-    """Counts finished requests and their spend; emits a progress line when one is due."""
+    """Counts finished requests and their spend; emits a progress line when one is due.
+
+    Args:
+        label: The line's label (``judge <run>``).
+        total: How many requests the run judges (0: no lines).
+        prompt_per_million: Dollars per million prompt tokens.
+        completion_per_million: Dollars per million completion tokens.
+        interval_s: Seconds between lines.
+        clock: The monotonic clock, in seconds.
+        emit: Where a line goes (the ``rluf.judge`` logger by default).
+    """
 
     def __init__(
         self,
@@ -44,7 +54,12 @@ class JudgeProgress:
         self.dollars = 0.0
 
     def update(self, results: Iterable[JudgeResult]) -> None:
-        """Add finished results (cache hits cost nothing) and print a line if one is due."""
+        """Add finished results (cache hits cost nothing) and print a line if one is due.
+
+        Args:
+            results: Results finished since the last update; each counts as done, and a non-cached
+                one adds the price of its reported tokens.
+        """
         for r in results:
             self.done += 1
             if not r.cached:
@@ -52,7 +67,12 @@ class JudgeProgress:
         self._maybe_emit()
 
     def set(self, done: int, spent: float | None = None) -> None:
-        """Set the count (and spend) directly, e.g. from a Batch API status poll."""
+        """Set the count (and spend) directly, e.g. from a Batch API status poll.
+
+        Args:
+            done: Requests finished so far (replaces the count).
+            spent: Dollars spent so far; None keeps the current spend.
+        """
         self.done = done
         if spent is not None:
             self.dollars = spent

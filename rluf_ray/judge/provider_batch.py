@@ -1,6 +1,7 @@
 """The ``batch`` judge provider: the OpenAI Batch API from the driver (``rluf_ray.judge.batch``):
 half the price, hours of latency, resumable by the batch ids kept in the judge cache. Its judgements
-depend on the same settings as ``openai``'s and share its cache entries; so does its dry run."""
+depend on the same settings as ``openai``'s and share its cache entries; its dry run is openai's at the
+batch price."""
 
 from __future__ import annotations
 
@@ -23,10 +24,34 @@ class BatchProvider(OpenAIProvider):
     name = "batch"
     batch_provider: str | None = "batch"
 
+    def price_factor(self, section: JudgeConfig) -> float:
+        """The share of ``judge.prices`` the Batch API pays (its dry run is priced with it too).
+
+        Args:
+            section: The judge config section.
+
+        Returns:
+            ``judge.batch_price_factor`` (OpenAI: 0.5).
+        """
+        return section.batch_price_factor
+
     def judge(
         self, section: JudgeConfig, requests: Sequence[JudgeRequest], ctx: JudgeContext
     ) -> tuple[list[JudgeResult], dict[str, Any]]:
-        """Cache hits from the driver's cache, the rest through the Batch API (batch ids in the cache)."""
+        """Cache hits from the driver's cache, the rest through the Batch API (batch ids in the cache).
+
+        Prices are ``judge.prices`` times ``judge.batch_price_factor``.
+
+        Args:
+            section: The judge config section.
+            requests: Requests with unique keys.
+            ctx: The run's context (``ctx.run`` names the rounds kept for resume).
+
+        Returns:
+            One result per request, in their order (a failure is ``value=None`` with its reason), and
+            the report: the cost ledger's figures, ``provider``, ``mode: "batch"`` and
+            ``budget_exhausted`` (``judge.max_dollars`` left requests unjudged).
+        """
         import asyncio
 
         from rluf_ray.judge.batch import BatchJudge

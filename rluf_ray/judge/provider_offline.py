@@ -26,7 +26,17 @@ class OfflineProvider:
     def judge(
         self, section: JudgeConfig, requests: Sequence[JudgeRequest], ctx: JudgeContext
     ) -> tuple[list[JudgeResult], dict[str, Any]]:
-        """Answer every request in the driver, one by one."""
+        """Answer every request in the driver, one by one.
+
+        Args:
+            section: The judge config section.
+            requests: Requests with unique keys.
+            ctx: The run's context (only ``ctx.run`` is used: it labels the progress lines).
+
+        Returns:
+            One result per request, in their order, and the report: the cost ledger's figures (no
+            calls, no tokens, no dollars), ``provider`` and ``budget_exhausted`` (always False).
+        """
         from rluf_ray.judge.offline import OfflineJudge
 
         oj = OfflineJudge(section.offline_noise, section.seed)
@@ -43,5 +53,14 @@ class OfflineProvider:
     def dry_run(
         self, section: JudgeConfig, requests: Sequence[JudgeRequest], ctx: JudgeContext
     ) -> dict[str, Any]:
-        """No calls, no cost."""
+        """No calls, no cost.
+
+        Args:
+            section: The judge config section.
+            requests: Requests with unique keys.
+            ctx: The run's context (``ctx.run`` is the estimate's ``stage``).
+
+        Returns:
+            :func:`rluf_ray.judge.cost.offline_dry_run` of the requests: every count and cost zero.
+        """
         return offline_dry_run(ctx.run, len(requests))

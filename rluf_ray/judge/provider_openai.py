@@ -37,7 +37,19 @@ class OpenAIProvider:
     def judge(
         self, section: JudgeConfig, requests: Sequence[JudgeRequest], ctx: JudgeContext
     ) -> tuple[list[JudgeResult], dict[str, Any]]:
-        """Cache hits from the driver's cache, the misses through the judge actors."""
+        """Cache hits from the driver's cache, the misses through the judge actors.
+
+        Args:
+            section: The judge config section.
+            requests: Requests with unique keys.
+            ctx: The run's context (``ctx.actors`` judge actors are started when any request misses
+                the cache).
+
+        Returns:
+            What :func:`rluf_ray.judge.service.judge_on_actors` returns: one result per request, in
+            their order, and the report (the merged ledger, ``provider``, the shared budget's stats,
+            ``budget_exhausted``).
+        """
         from rluf_ray.judge.service import judge_on_actors
 
         return judge_on_actors(section, requests, ctx)
@@ -45,7 +57,19 @@ class OpenAIProvider:
     def dry_run(
         self, section: JudgeConfig, requests: Sequence[JudgeRequest], ctx: JudgeContext
     ) -> dict[str, Any]:
-        """Calls (cache hits excluded), estimated tokens and dollars at ``judge.prices``."""
+        """Calls (cache hits excluded), estimated tokens and dollars at ``judge.prices``.
+
+        Reads the driver's cache when it exists (a URI is always opened); never creates a local one.
+
+        Args:
+            section: The judge config section.
+            requests: Requests with unique keys.
+            ctx: The run's context (``ctx.run`` is the estimate's ``stage``; ``ctx.output_dir`` locates the cache).
+
+        Returns:
+            :func:`rluf_ray.judge.cost.dry_run_cost` of the requests: ``judge.max_tokens`` completion
+            tokens per uncached request.
+        """
         j = section
         path = cache_location(j.cache_path, ctx.output_dir)
         exists = is_uri(path) or os.path.exists(path)  # a dry run never creates a local cache file
@@ -58,7 +82,7 @@ class OpenAIProvider:
                 hit = held is not None and held.cache.contains(key)
                 cached.append(hit)
                 tokens.append(0 if hit else estimate_prompt_tokens(messages))
-        p = j.prices
+        p, factor = j.prices, self.price_factor(j)
         return dry_run_cost(
             ctx.run,
             j.provider,
@@ -66,6 +90,17 @@ class OpenAIProvider:
             tokens,
             cached,
             j.max_tokens,
-            p.prompt_per_million,
-            p.completion_per_million,
+            p.prompt_per_million * factor,
+            p.completion_per_million * factor,
         )
+
+    def price_factor(self, section: JudgeConfig) -> float:
+        """The share of ``judge.prices`` this provider pays.
+
+        Args:
+            section: The judge config section.
+
+        Returns:
+            1.0: real-time calls pay the listed prices.
+        """
+        return 1.0

@@ -55,6 +55,14 @@ class SlidingWindowBudget:
 
     A *run* (one stage execution) has its own dollar cap and spend, so stages that share the
     endpoint's request budget still keep separate ledgers.
+
+    Args:
+        rpm: Requests allowed per window.
+        tpm: Tokens allowed per window.
+        window_s: Length of the provider's window in seconds.
+        safety: Share by which the budget's window is made longer than ``window_s``.
+        max_dollars: The dollar cap of the ``default`` run; None: no cap.
+        clock: The monotonic clock, in seconds.
     """
 
     def __init__(
@@ -78,7 +86,18 @@ class SlidingWindowBudget:
         self.refused = 0
 
     def configure(self, rpm: int, tpm: int, window_s: float = 60.0, safety: float = 0.02) -> None:
-        """Set the caps (a budget actor found by name may be reconfigured by a later stage)."""
+        """Set the caps (a budget actor found by name may be reconfigured by a later stage).
+
+        Args:
+            rpm: Requests allowed per window, at least 1.
+            tpm: Tokens allowed per window, at least 1.
+            window_s: Length of the provider's window in seconds, > 0 (the caps are "per minute"
+                only at the default 60).
+            safety: Share by which the budget's window is made longer than ``window_s``, >= 0.
+
+        Raises:
+            ValueError: A cap or the window is not positive, or ``safety`` is negative.
+        """
         if rpm < 1 or tpm < 1 or window_s <= 0 or safety < 0:
             raise ValueError("rpm, tpm and window_s must be positive, safety >= 0")
         self.rpm, self.tpm = rpm, tpm
@@ -86,10 +105,23 @@ class SlidingWindowBudget:
         self.interval = self.window / rpm
 
     def open_run(self, run: str, max_dollars: float | None) -> None:
-        """Start (or restart) the dollar ledger of one run with its cap."""
+        """Start (or restart) the dollar ledger of one run with its cap.
+
+        Args:
+            run: The run's name (the stage).
+            max_dollars: The run's cap in dollars; None: no cap. A restart forgets earlier spend.
+        """
         self.runs[run] = _Run(max_dollars)
 
     def run_stats(self, run: str = "default") -> dict[str, Any]:
+        """One run's dollars.
+
+        Args:
+            run: The run's name (an unknown run reports zeros and no cap).
+
+        Returns:
+            ``spent`` and ``reserved`` (rounded to 6 places) and ``max_dollars``.
+        """
         r = self.runs.get(run, _Run())
         return {"spent": round(r.spent, 6), "reserved": round(r.reserved, 6), "max_dollars": r.max_dollars}
 
@@ -118,8 +150,16 @@ class SlidingWindowBudget:
     def reserve(self, tokens: int, dollars: float = 0.0, run: str = "default") -> dict[str, Any]:
         """Book a slot for one request; returns ``{"id", "delay"}`` or ``{"refused": reason}``.
 
-        ``dollars`` is the request's worst-case price; it is held against the run's cap until settled,
-        so concurrent callers cannot overshoot the cap together.
+        Args:
+            tokens: The request's estimated tokens (prompt plus maximum completion); a request over
+                ``tpm`` is refused.
+            dollars: The request's worst-case price; it is held against the run's cap until settled,
+                so concurrent callers cannot overshoot the cap together.
+            run: The run whose dollar ledger pays (an unknown run gets a ledger without a cap).
+
+        Returns:
+            ``{"id": slot id, "delay": seconds from now until the slot}``, or ``{"refused": reason}``
+            with a ``tokens:`` or ``max_dollars:`` reason.
         """
         now = self.clock()
         self._prune(now)
@@ -141,7 +181,13 @@ class SlidingWindowBudget:
         return {"id": slot.id, "delay": max(0.0, t - now)}
 
     def settle(self, slot_id: int, tokens: int | None = None, dollars: float | None = None) -> None:
-        """Close a reservation with the reported usage (None keeps the estimate: the safe side)."""
+        """Close a reservation with the reported usage (None keeps the estimate: the safe side).
+
+        Args:
+            slot_id: The ``id`` of the grant; an unknown or already settled id is ignored.
+            tokens: Reported prompt plus completion tokens; None keeps the estimate.
+            dollars: The actual price; None charges the reserved worst case.
+        """
         slot = self._open.pop(slot_id, None)
         if slot is None:
             return
@@ -154,27 +200,62 @@ class SlidingWindowBudget:
         r.spent += slot.dollars if dollars is None else dollars
 
     def pause(self, seconds: float) -> None:
-        """Push every later slot back by at least ``seconds`` from now (after a 429)."""
+        """Push every later slot back by at least ``seconds`` from now (after a 429).
+
+        Args:
+            seconds: The least delay from now before the next slot (the server's Retry-After).
+        """
         self._next = max(self._next, self.clock() + seconds)
 
     def stats(self) -> dict[str, Any]:
+        """The budget's counters.
+
+        Returns:
+            ``granted`` and ``refused`` reservations so far, and ``open`` (granted, not yet settled).
+        """
         return {"granted": self.granted, "refused": self.refused, "open": len(self._open)}
 
 
 class LocalLimiter:
-    """Async adapter around an in-process budget (one process, no Ray)."""
+    """Async adapter around an in-process budget (one process, no Ray).
+
+    Args:
+        budget: The budget to draw from.
+        run: The run whose dollar ledger every reservation is charged to.
+    """
 
     def __init__(self, budget: SlidingWindowBudget, run: str = "default") -> None:
         self.budget = budget
         self.run = run
 
     async def reserve(self, tokens: int, dollars: float = 0.0) -> dict[str, Any]:
+        """Book a slot for this limiter's run (:meth:`SlidingWindowBudget.reserve`).
+
+        Args:
+            tokens: The request's estimated prompt plus maximum completion tokens.
+            dollars: The request's worst-case price (0: not counted against the cap).
+
+        Returns:
+            ``{"id", "delay"}`` (delay in seconds), or ``{"refused": reason}``.
+        """
         return self.budget.reserve(tokens, dollars, self.run)
 
     async def settle(self, slot_id: int, tokens: int | None = None, dollars: float | None = None) -> None:
+        """Close a reservation with the reported usage (:meth:`SlidingWindowBudget.settle`).
+
+        Args:
+            slot_id: The ``id`` of the grant.
+            tokens: Reported prompt plus completion tokens; None keeps the estimate.
+            dollars: The actual price; None charges the reserved worst case.
+        """
         self.budget.settle(slot_id, tokens, dollars)
 
     async def pause(self, seconds: float) -> None:
+        """Push every later slot back (:meth:`SlidingWindowBudget.pause`).
+
+        Args:
+            seconds: The least delay from now before the next slot.
+        """
         self.budget.pause(seconds)
 
 
@@ -188,6 +269,19 @@ async def wait_for_slot(
     time from asking to waking exceeds the slot's delay by more than ``max_late_s``, the stale slot
     stays counted (the safe side), its tokens are released, and a fresh slot is asked for; after
     ``max_stale`` stale grants in a row the last one is used anyway, so a starved worker still ends.
+
+    Args:
+        limiter: A limiter (:class:`LocalLimiter`, ``rluf_ray.judge.actors.RayLimiter``): async
+            ``reserve(tokens, dollars)`` and ``settle(slot_id, tokens, dollars)``.
+        tokens: The request's estimated prompt plus maximum completion tokens.
+        dollars: The request's worst-case price.
+        max_late_s: Seconds a grant may be used after its slot; None: any lateness is accepted.
+        max_stale: How many stale grants in a row are released (their tokens freed) before the
+            next one is used however late.
+
+    Returns:
+        The grant (``{"id", "delay"}``) to send under and settle, or the limiter's
+        ``{"refused": reason}``.
     """
     for attempt in range(max_stale + 1):
         t0 = time.monotonic()

@@ -84,14 +84,36 @@ class Template:
 
 
 def check_version(version: str) -> str:
-    """``version`` if it is a safe template name (lowercase letters, digits, ``_``), else ValueError."""
+    """``version`` if it is a safe template name (lowercase letters, digits, ``_``), else ValueError.
+
+    Args:
+        version: A template version (a file stem such as ``score_v2``).
+
+    Returns:
+        ``version`` unchanged.
+
+    Raises:
+        ValueError: ``version`` has other characters (a path, a dot, upper case) or is empty.
+    """
     if not _VERSION.fullmatch(version):
         raise ValueError(f"bad template version {version!r}")
     return version
 
 
 def parse_template(text: str, version: str) -> Template:
-    """Split a template's text into its system and user sections."""
+    """Split a template's text into its system and user sections.
+
+    Args:
+        text: The template file's text: optional ``#`` comment lines, then ``=== system ===`` and
+            ``=== user ===`` sections.
+        version: The template's version (its file stem).
+
+    Returns:
+        The parsed template; each section's text without its leading and trailing newlines.
+
+    Raises:
+        ValueError: The text lacks one of the two sections, or ``version`` is not a safe name.
+    """
     parts = _SECTION.split(text)
     # parts = [preamble, name, body, name, body]
     sections = {parts[i]: parts[i + 1].strip("\n") for i in range(1, len(parts) - 1, 2)}
@@ -101,7 +123,20 @@ def parse_template(text: str, version: str) -> Template:
 
 
 def fill(text: str, fields: dict[str, str], allowed: tuple[str, ...]) -> str:
-    """Replace ``{name}`` for each allowed name; a missing field is an error, other braces stay."""
+    """Replace ``{name}`` for each allowed name; a missing field is an error, other braces stay.
+
+    Args:
+        text: A template section.
+        fields: The request's fields by name.
+        allowed: The names the task declares (``TASK_FIELDS[task]``); other placeholders stay as they
+            are.
+
+    Returns:
+        ``text`` with every allowed placeholder replaced by its field.
+
+    Raises:
+        KeyError: An allowed placeholder has no field.
+    """
 
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
@@ -115,7 +150,19 @@ def fill(text: str, fields: dict[str, str], allowed: tuple[str, ...]) -> str:
 
 
 def render(template: Template, request: JudgeRequest) -> list[dict[str, str]]:
-    """The chat messages of a request rendered with ``template`` (which must be the request's version)."""
+    """The chat messages of a request rendered with ``template`` (which must be the request's version).
+
+    Args:
+        template: The parsed template of the request's version.
+        request: The request whose fields fill the template.
+
+    Returns:
+        Two messages, ``system`` then ``user`` (``role``, ``content``).
+
+    Raises:
+        ValueError: ``template`` is another version than the request's.
+        KeyError: A field the template uses is missing.
+    """
     if template.version != request.version:
         raise ValueError(f"template {template.version} given for a {request.version} request")
     allowed = TASK_FIELDS[request.task]
@@ -128,8 +175,18 @@ def render(template: Template, request: JudgeRequest) -> list[dict[str, str]]:
 def score_request(
     key: str, post: str, reference: str, answer: str, template: str | None = None
 ) -> JudgeRequest:
-    """A request to score ``answer`` against the post and the reference, in [0, 1], rendered with
-    ``template`` (a version of the score task; None: the default)."""
+    """A request to score ``answer`` against the post and the reference, in [0, 1].
+
+    Args:
+        key: The caller's id of the request (e.g. ``rluf_ray.judge.keys.answer_key``).
+        post: The source post that was summarised.
+        reference: The reference summary.
+        answer: The answer text shown to the judge.
+        template: A version of the score task; None: the default (:data:`DEFAULT_TEMPLATES`).
+
+    Returns:
+        The ``score`` request.
+    """
     return JudgeRequest("score", key, {"post": post, "reference": reference, "answer": answer}, template)
 
 
@@ -142,7 +199,21 @@ def pairwise_request(
     reference: str = "",
     template: str | None = None,
 ) -> JudgeRequest:
-    """An AlpacaFarm-format pairwise request; ``reference`` only guides the offline judge."""
+    """An AlpacaFarm-format pairwise request; ``reference`` only guides the offline judge.
+
+    Args:
+        key: The caller's id of the request (``pair_key`` or ``comparison_key`` of
+            ``rluf_ray.judge.keys``).
+        instruction: The task instruction (:func:`instruction_of` the prompt template).
+        input_text: The instruction's input (the post); the request field ``input``.
+        output_1: The answer shown first.
+        output_2: The answer shown second.
+        reference: The reference summary (empty: none; the offline judge then fails the request).
+        template: A version of the pairwise task; None: the default.
+
+    Returns:
+        The ``pairwise`` request.
+    """
     fields = {
         "instruction": instruction,
         "input": input_text,
@@ -154,7 +225,14 @@ def pairwise_request(
 
 
 def instruction_of(template: str) -> str:
-    """The instruction part of a prompt template (the text before ``{post}``) that heads a pairwise request."""
+    """The instruction part of a prompt template (the text before ``{post}``) that heads a pairwise request.
+
+    Args:
+        template: The data's prompt template (``data.prompt_template``) with a ``{post}`` placeholder.
+
+    Returns:
+        The text before ``{post}``, stripped; ``"Summarize the following text."`` when it is empty.
+    """
     head = template.split("{post}", 1)[0].strip()
     return head or "Summarize the following text."
 
@@ -163,12 +241,31 @@ def rubric_request(
     key: str, post: str, reference: str, answer: str, template: str | None = None
 ) -> JudgeRequest:
     """A request for the 4-axis rubric of ``answer`` (``rubric_v2`` does not show ``reference`` to an
-    API judge; the offline judge always compares with it)."""
+    API judge; the offline judge always compares with it).
+
+    Args:
+        key: The caller's id of the request (``rubric_key`` or ``seeded_rubric_key`` of
+            ``rluf_ray.judge.keys``).
+        post: The source post.
+        reference: The reference summary.
+        answer: The prediction to grade.
+        template: A version of the rubric task; None: the default.
+
+    Returns:
+        The ``rubric`` request.
+    """
     return JudgeRequest("rubric", key, {"post": post, "reference": reference, "answer": answer}, template)
 
 
 def unique_requests(reqs: Iterable[JudgeRequest]) -> list[JudgeRequest]:
-    """The requests with duplicate keys dropped (the first of each key kept, in order)."""
+    """The requests with duplicate keys dropped (the first of each key kept, in order).
+
+    Args:
+        reqs: Requests, possibly with repeated keys.
+
+    Returns:
+        The requests with unique keys, in their first order.
+    """
     seen: set[str] = set()
     out = []
     for r in reqs:

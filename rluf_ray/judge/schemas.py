@@ -35,7 +35,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 
 
 def response_format(task: str) -> dict[str, Any]:
-    """The ``response_format`` request field asking for the task's reply schema."""
+    """The ``response_format`` request field asking for the task's reply schema.
+
+    Args:
+        task: ``score``, ``pairwise`` or ``rubric``.
+
+    Returns:
+        ``{"type": "json_schema", "json_schema": {...}}`` with the task's :data:`SCHEMAS` entry,
+        named ``<task>_reply``, strict.
+    """
     return {
         "type": "json_schema",
         "json_schema": {"name": f"{task}_reply", "schema": SCHEMAS[task], "strict": True},
@@ -43,7 +51,18 @@ def response_format(task: str) -> dict[str, Any]:
 
 
 def parse_structured(task: str, reply: str, version: str | None = None) -> Any:
-    """The value of a JSON reply of ``task``'s schema, or a :class:`ParseFailure` saying why not."""
+    """The value of a JSON reply of ``task``'s schema, or a :class:`ParseFailure` saying why not.
+
+    Args:
+        task: ``score``, ``pairwise`` or ``rubric``.
+        reply: The reply text; it must be one JSON object (no surrounding text).
+        version: The request's template version; a rubric version in ``RUBRIC_STEPS`` requires its
+            grid.
+
+    Returns:
+        A score in [0, 1] (float), a preference 1 or 2 (int), or the rubric's axes (floats in
+        [0, 10]); else a :class:`ParseFailure`.
+    """
     if not isinstance(reply, str) or not reply.strip():
         return ParseFailure("empty reply")
     try:
@@ -69,7 +88,20 @@ def parse_structured(task: str, reply: str, version: str | None = None) -> Any:
 
 def parse_reply(task: str, reply: str, version: str | None, mode: str) -> Any:
     """Parse a reply asked for in ``mode`` (``judge.structured_output``): JSON under ``json_schema``,
-    the free-text parsers under ``none``."""
+    the free-text parsers under ``none``.
+
+    Args:
+        task: ``score``, ``pairwise`` or ``rubric``.
+        reply: The reply text.
+        version: The request's template version (picks the rubric's grid); None: no grid.
+        mode: ``json_schema`` or ``none``.
+
+    Returns:
+        The parsed value, or a :class:`ParseFailure`.
+
+    Raises:
+        ValueError: ``mode`` is neither ``json_schema`` nor ``none``.
+    """
     if mode == "json_schema":
         return parse_structured(task, reply, version)
     if mode == "none":

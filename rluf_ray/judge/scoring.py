@@ -11,9 +11,17 @@ from rluf_ray.judge.requests import JudgeRequest, JudgeResult, score_request
 
 
 def score_requests(rows: Iterable[Mapping[str, Any]], template: str | None = None) -> list[JudgeRequest]:
-    """Score requests from ``(prompt_id, post, reference, answer)`` rows (``text``, when present, is
-    the raw answer shown to the judge; ``answer`` is the normalised key), rendered with ``template``
-    (``judge.templates.score``; None: the default version)."""
+    """Score requests from ``(prompt_id, post, reference, answer)`` rows.
+
+    Args:
+        rows: Score items (:func:`calibration_score_rows`): ``prompt_id``, ``post``, ``reference``,
+            ``answer`` (the normalised answer, part of the request key) and optionally ``text`` (the
+            raw answer shown to the judge; absent or empty: ``answer`` is shown).
+        template: The score template version (``judge.templates.score``); None: the default version.
+
+    Returns:
+        One score request per row, in order, keyed by ``answer_key(prompt_id, answer)``.
+    """
     out = []
     for row in rows:
         shown = row.get("text") or row["answer"]
@@ -32,6 +40,16 @@ def calibration_score_rows(
 
     ``posts`` maps prompt_id to the source post (the generation rows carry the prompt, not the post).
     Rows of the test split are skipped: as in the original, only calibration answers are scored.
+
+    Args:
+        generation_rows: GENERATION_SCHEMA rows (``prompt_id``, ``reference``, ``answers``, optional
+            ``texts`` parallel to ``answers`` and ``split``; a row without ``split`` counts as
+            calibration).
+        posts: prompt_id -> source post, for every calibration prompt.
+
+    Returns:
+        One item per (row, answer), in order: ``prompt_id``, ``post``, ``reference``, ``answer``
+        and ``text`` (the raw answer; ``answer`` itself when the row has no ``texts``).
     """
     items = []
     for g in generation_rows:
@@ -55,6 +73,14 @@ def score_rows(reqs: Sequence[JudgeRequest], results: Sequence[JudgeResult]) -> 
     """SCORE_SCHEMA rows (prompt_id, answer, score, error) of score requests and their results, in order.
 
     A failed call is ``score=None`` with its reason, never 0.
+
+    Args:
+        reqs: Score requests keyed by ``rluf_ray.judge.keys.answer_key``.
+        results: Their results, one per request in the same order.
+
+    Returns:
+        One row per request: ``prompt_id`` and ``answer`` from the key, ``score`` (float or None)
+        and ``error``.
     """
     out = []
     for req, res in zip(reqs, results, strict=True):

@@ -26,7 +26,11 @@ DEFAULT_NAME = "smollm2-judge"
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now."""
+    """A TCP port on 127.0.0.1 that is free now.
+
+    Returns:
+        The port number (another process may take it before it is used).
+    """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -49,7 +53,12 @@ class VllmServer:
     _log: IO[bytes] | None = field(default=None, init=False, repr=False)
 
     def command(self) -> list[str]:
-        """The server's command line."""
+        """The server's command line.
+
+        Returns:
+            The argv of ``python -m vllm.entrypoints.openai.api_server`` with this server's settings
+            (float32 weights).
+        """
         return [
             self.python, "-m", "vllm.entrypoints.openai.api_server",
             "--model", self.model_dir, "--served-model-name", self.served_name,
@@ -77,7 +86,17 @@ class VllmServer:
         return Path(self.log_path).read_text(errors="replace")[-chars:]
 
     def start(self) -> VllmServer:
-        """Launch the server and wait until ``/health`` answers 200 (RuntimeError if it exits first)."""
+        """Launch the server and wait until ``/health`` answers 200 (RuntimeError if it exits first).
+
+        Picks a free port when ``port`` is 0 and a temporary log file when ``log_path`` is None.
+
+        Returns:
+            This server, running.
+
+        Raises:
+            RuntimeError: The process exited during start-up, or was not healthy within
+                ``startup_timeout_s`` (then it is stopped); the message ends with the log's tail.
+        """
         if self.port == 0:
             self.port = free_port()
         if self.log_path is None:
@@ -113,11 +132,25 @@ class VllmServer:
         )
 
     def metric(self, name: str) -> float:
-        """The sum over all label sets of one sample of the server's Prometheus ``/metrics``."""
+        """The sum over all label sets of one sample of the server's Prometheus ``/metrics``.
+
+        Args:
+            name: The sample's name (e.g. ``vllm:request_success_total``).
+
+        Returns:
+            The sum; 0.0 when the server does not report the sample.
+        """
         return self.metrics((name,))[name]
 
     def metrics(self, names: tuple[str, ...]) -> dict[str, float]:
-        """Like :meth:`metric` for several samples, read from one scrape (so they are consistent)."""
+        """Like :meth:`metric` for several samples, read from one scrape (so they are consistent).
+
+        Args:
+            names: The sample names.
+
+        Returns:
+            Each name's sum over its label sets (0.0 when absent).
+        """
         from prometheus_client.parser import text_string_to_metric_families
 
         _, text = self._get("/metrics")
@@ -129,7 +162,13 @@ class VllmServer:
         return out
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Terminate the server's process group (SIGTERM, then SIGKILL after ``timeout_s``)."""
+        """Terminate the server's process group (SIGTERM, then SIGKILL after ``timeout_s``).
+
+        Safe to call again, or when the server never started; closes the log file.
+
+        Args:
+            timeout_s: Seconds to wait for the group to exit after SIGTERM.
+        """
         proc = self.proc
         if proc is not None and proc.poll() is None:
             for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
@@ -161,6 +200,14 @@ def main(argv: list[str] | None = None, model_dir: str | None = None, python: st
 
     The server runs in its own session, so a signal to this process alone would orphan it: SIGTERM and
     SIGHUP (``kill``, a closed terminal) stop it as Ctrl-C does.
+
+    Args:
+        argv: The command-line arguments, ``[PORT]`` (default 8000); None: ``sys.argv[1:]``.
+        model_dir: The model to serve; None: the prebuilt ``embedded:smollm2-135m-instruct``.
+        python: The interpreter that has vLLM installed (``.venv-vllm``).
+
+    Returns:
+        The server's exit status, or 0 after Ctrl-C.
     """
     args = sys.argv[1:] if argv is None else argv
     port = int(args[0]) if args else 8000

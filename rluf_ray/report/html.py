@@ -98,8 +98,20 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def build(store: ArtifactStore, cfg: Any, dirs: Mapping[str, str]) -> str:
-    """Write ``report/index.html`` and its PNGs from the artifacts under ``dirs`` (stage -> directory);
-    returns the page's path in the store."""
+    """Write ``report/index.html`` and its PNGs from the artifacts of the stages that ran.
+
+    A figure that cannot be drawn is logged and left out; the rest of the page is still written.
+
+    Args:
+        store: The run's artifact store (read from, and written to under ``report/``).
+        cfg: The run's validated config (a pydantic model: ``model_dump`` and ``generation.sampling_num``
+            are used).
+        dirs: Stage name (``generate``, ``calibrate``, ``assign-weights``, ``train``, ``evaluate``, ...)
+            -> its directory in the store; a stage not named is left out of the page.
+
+    Returns:
+        The page's path in the store.
+    """
     sections: list[str] = []
 
     def figure(name: str, title: str, make: Callable[[], tuple[bytes, str]]) -> None:

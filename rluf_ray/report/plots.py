@@ -30,7 +30,18 @@ def _png(fig: Any) -> bytes:
 
 
 def plot_surface(surfaces: dict[float, np.ndarray], values: list[float], cals: list[Calibration]) -> bytes:
-    """Heat maps of the grid-search objective (mean set size) over (w1, w2), one per alpha."""
+    """Draw heat maps of the grid-search objective (mean set size) over (w1, w2), one per alpha.
+
+    The chosen weights are marked with a red star.
+
+    Args:
+        surfaces: Alpha -> the objective, shape ``(V, V)`` (w1 on rows, w2 on columns).
+        values: The V grid values of each weight (the chosen weights must be among them).
+        cals: The calibration of each alpha, one per surface, in panel order.
+
+    Returns:
+        The PNG bytes.
+    """
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(surfaces), figsize=(4.5 * len(surfaces), 4), squeeze=False)
     for ax, c in zip(axes[0], cals, strict=True):
@@ -49,7 +60,14 @@ def plot_surface(surfaces: dict[float, np.ndarray], values: list[float], cals: l
 
 
 def plot_hist(sizes: dict[float, np.ndarray]) -> bytes:
-    """Histogram of test-prompt set sizes per alpha."""
+    """Draw a histogram of test-prompt set sizes per alpha.
+
+    Args:
+        sizes: Alpha -> the prediction set size (unique answers) of each test prompt, shape ``(N,)``.
+
+    Returns:
+        The PNG bytes.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     top = max((int(s.max()) for s in sizes.values() if s.size), default=0)

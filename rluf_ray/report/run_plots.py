@@ -14,7 +14,15 @@ from rluf_ray.report.plots import _png, _pyplot
 
 
 def distinct_answers(per_split: Mapping[str, Sequence[int]], samples: int) -> tuple[bytes, str]:
-    """Histogram of distinct (normalised) answers per prompt, one series per split."""
+    """Draw a histogram of distinct (normalised) answers per prompt, one series per split.
+
+    Args:
+        per_split: Split (``calibration``, ``test``) -> the number of distinct answers of each prompt.
+        samples: The samples drawn per prompt (``generation.sampling_num``).
+
+    Returns:
+        The PNG bytes and a sentence with the median and the share of prompts with 3 to 30 answers.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     top = max((max(v) for v in per_split.values() if len(v)), default=1)
@@ -36,7 +44,15 @@ def distinct_answers(per_split: Mapping[str, Sequence[int]], samples: int) -> tu
 
 
 def judge_calls(per_stage: Mapping[str, Mapping[str, Any]]) -> tuple[bytes, str]:
-    """Judgements, API calls, cache hits and missing judgements per stage, with the spend in the title."""
+    """Draw judgements, API calls, cache hits and missing judgements per stage, with the spend in the title.
+
+    Args:
+        per_stage: Stage -> its judge ledger (``scored``, ``missing``, ``calls``, ``cache_hits``,
+            ``dollars``; absent keys count 0).
+
+    Returns:
+        The PNG bytes and a sentence with the totals and the spend.
+    """
     plt = _pyplot()
     names = list(per_stage)
 
@@ -65,7 +81,15 @@ def judge_calls(per_stage: Mapping[str, Mapping[str, Any]]) -> tuple[bytes, str]
 
 
 def coverage(per_alpha: Mapping[str, Mapping[str, Any]]) -> tuple[bytes, str]:
-    """Held-out coverage against its target 1 - alpha, and the mean set size, per alpha."""
+    """Draw held-out coverage against its target 1 - alpha, and the mean set size, per alpha.
+
+    Args:
+        per_alpha: Alpha (as a string) -> the calibration report's entry (``coverage_mean``,
+            ``set_size_mean``, ``trivial``; absent values are NaN).
+
+    Returns:
+        The PNG bytes and a sentence per alpha (trivial levels flagged).
+    """
     plt = _pyplot()
     alphas = sorted(per_alpha, key=float)
     cov = [float(per_alpha[a].get("coverage_mean", float("nan"))) for a in alphas]
@@ -90,7 +114,16 @@ def coverage(per_alpha: Mapping[str, Mapping[str, Any]]) -> tuple[bytes, str]:
 
 
 def weight_histogram(hist: Mapping[str, int], mean: float, zero_share: float) -> tuple[bytes, str]:
-    """Pairs per weight value."""
+    """Draw the pairs per weight value.
+
+    Args:
+        hist: Weight value (as a string) -> the number of pairs with it.
+        mean: The mean pair weight.
+        zero_share: The share of pairs with weight 0, in [0, 1].
+
+    Returns:
+        The PNG bytes and a sentence with the pair count, the mean and the zero-weight share.
+    """
     plt = _pyplot()
     keys = sorted(hist, key=float)
     fig, ax = plt.subplots(figsize=(6, 3.4))
@@ -106,7 +139,15 @@ def weight_histogram(hist: Mapping[str, int], mean: float, zero_share: float) ->
 
 
 def dpo_curves(curves: Mapping[str, Sequence[Mapping[str, float]]]) -> tuple[bytes, str]:
-    """Loss and reward accuracy per logged step, one line per (arm, seed)."""
+    """Draw loss and reward accuracy per logged step, one line per (arm, seed).
+
+    Args:
+        curves: Label of an (arm, seed) run -> its logged rows (``step``, and ``loss`` and
+            ``rewards/accuracies`` where logged).
+
+    Returns:
+        The PNG bytes and a sentence with each run's final logged loss.
+    """
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
     finals = []
@@ -127,7 +168,15 @@ def dpo_curves(curves: Mapping[str, Sequence[Mapping[str, float]]]) -> tuple[byt
 
 
 def win_rate_forest(rows: Sequence[Mapping[str, Any]]) -> tuple[bytes, str]:
-    """Win rates with their 95% intervals, one row per pair of arms; 0.5 marks a tie."""
+    """Draw win rates with their 95% intervals, one row per pair of arms; 0.5 marks a tie.
+
+    Args:
+        rows: The evaluation report's ``win_rates`` entries (``a``, ``b``, ``win_rate``, ``ci_low``,
+            ``ci_high``, ``n``), top to bottom.
+
+    Returns:
+        The PNG bytes and a sentence with each pair's win rate, interval and prompt count.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 0.7 * len(rows) + 1.2))
     y = np.arange(len(rows))[::-1]

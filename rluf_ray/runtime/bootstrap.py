@@ -23,7 +23,11 @@ PROPAGATED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE
 
 
 def cluster_address() -> str | None:
-    """The cluster to join: RAY_ADDRESS (set by ``ray job submit`` for drivers), else None."""
+    """The cluster to join: RAY_ADDRESS (set by ``ray job submit`` for drivers), else None.
+
+    Returns:
+        The address (stripped), or ``None`` when RAY_ADDRESS is unset or blank.
+    """
     addr = os.environ.get("RAY_ADDRESS", "").strip()
     return addr or None
 
@@ -33,12 +37,22 @@ def in_submitted_job() -> bool:
 
     Ray's job supervisor sets RAY_JOB_CONFIG_JSON_ENV_VAR (the job's runtime env and metadata) for the
     entrypoint; the job's runtime env then already applies to every worker of the job.
+
+    Returns:
+        True when RAY_JOB_CONFIG_JSON_ENV_VAR is set and not empty.
     """
     return bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))
 
 
 def local_init_kwargs(num_cpus: int | None = None) -> dict[str, Any]:
-    """Arguments for a local Ray sized to this machine, with no dashboard and quiet logs."""
+    """Arguments for a local Ray sized to this machine, with no dashboard and quiet logs.
+
+    Args:
+        num_cpus: CPUs the local Ray offers; ``None`` (or 0) for every CPU of this machine.
+
+    Returns:
+        Keyword arguments for ``ray.init``.
+    """
     return {
         "num_cpus": num_cpus or os.cpu_count() or 1,
         "include_dashboard": False,
@@ -48,8 +62,13 @@ def local_init_kwargs(num_cpus: int | None = None) -> dict[str, Any]:
 
 
 def driver_runtime_env() -> dict[str, Any] | None:
-    """The runtime env a driver passes to ``ray.init``: None inside a submitted job (Ray refuses env vars
-    set both by the job and by ``ray.init``), else the PROPAGATED_ENV variables this process has."""
+    """The runtime env a driver passes to ``ray.init``.
+
+    Returns:
+        ``None`` inside a submitted job (Ray refuses env vars set both by the job and by ``ray.init``)
+        or when this process has none of the PROPAGATED_ENV variables; else
+        ``{"env_vars": {...}}`` with those it has.
+    """
     if in_submitted_job():
         return None
     env_vars = {k: os.environ[k] for k in PROPAGATED_ENV if k in os.environ}
@@ -57,8 +76,16 @@ def driver_runtime_env() -> dict[str, Any] | None:
 
 
 def ensure_ray(num_cpus: int | None = None, **overrides: Any) -> None:
-    """Initialise Ray once per process: the job's cluster under ``ray job submit``, the cluster at
-    RAY_ADDRESS when set, else a local one."""
+    """Initialise Ray once per process (nothing happens when Ray is already initialised).
+
+    It joins the job's cluster under ``ray job submit``, the cluster at RAY_ADDRESS when set, else
+    starts a local one.
+
+    Args:
+        num_cpus: CPUs of a local Ray (see ``local_init_kwargs``); ignored when joining a cluster.
+        **overrides: More ``ray.init`` keyword arguments; for a local Ray they replace the defaults
+            of ``local_init_kwargs``.
+    """
     import ray
 
     if ray.is_initialized():
@@ -91,6 +118,12 @@ def releases_on_error(fn: Callable[P, R]) -> Callable[P, R]:
     rluf_ray (:func:`rluf_ray.common.frames.trim_tracebacks`) and cycles are collected: the last handle
     goes, the actor exits gracefully and its UDF closes its engine (``SampleUDF.__del__``). The
     exception is re-raised with its type, message and chain; its traceback keeps rluf_ray's frames.
+
+    Args:
+        fn: The function that runs the pipeline.
+
+    Returns:
+        A wrapper with ``fn``'s signature, name and docstring.
     """
 
     @functools.wraps(fn)
@@ -107,7 +140,17 @@ def releases_on_error(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def user_error(exc: BaseException) -> RlufError | None:
-    """The RlufError inside a Ray task failure (its first line), if that is what it was."""
+    """The RlufError inside a Ray task failure (its first line), if that is what it was.
+
+    The chain is followed through a Ray error's ``cause``, then ``__cause__``/``__context__``, at
+    most ten levels deep.
+
+    Args:
+        exc: The exception the driver caught.
+
+    Returns:
+        A new RlufError with the first line of the one found, or ``None`` when there is none.
+    """
     seen = 0
     cur: BaseException | None = exc
     while cur is not None and seen < 10:

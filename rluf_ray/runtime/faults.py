@@ -35,14 +35,27 @@ ACTIONS = ("exit", "hang")
 
 @dataclass(frozen=True)
 class FaultSpec:
-    """Where and how one fault point fires."""
+    """Where and how one fault point fires.
+
+    Attributes:
+        index: The counter value it fires at (the n-th engine batch, from 1, or the global train step).
+        action: ``exit`` or ``hang``.
+        marker: Path of the marker file written when it fires; while it exists the point never fires.
+    """
 
     index: int
     action: str
     marker: str
 
     def fires_at(self, index: int) -> bool:
-        """Whether the point fires now: at its index, if it never fired before (no marker yet)."""
+        """Whether the point fires now: at its index, if it never fired before (no marker yet).
+
+        Args:
+            index: The point's counter now.
+
+        Returns:
+            True when ``index`` is the spec's index and the marker does not exist.
+        """
         return index == self.index and not os.path.exists(self.marker)
 
     def fire(self) -> None:
@@ -57,13 +70,28 @@ class FaultSpec:
         os._exit(1)
 
     def check(self, index: int) -> None:
-        """Fire if the point is due at ``index``."""
+        """Fire if the point is due at ``index``.
+
+        Args:
+            index: The point's counter now.
+        """
         if self.fires_at(index):
             self.fire()
 
 
 def fault_spec(point: str) -> FaultSpec | None:
-    """The fault set for ``point`` in this process's environment, or None (the normal case)."""
+    """The fault set for ``point`` in this process's environment, or None (the normal case).
+
+    Args:
+        point: The fault point (``ENGINE_BATCH`` or ``TRAIN_STEP``; any case), read from
+            ``RLUF_FAULT_<POINT>``.
+
+    Returns:
+        The parsed ``<index>:<action>:<marker path>``, or ``None`` when the variable is unset or empty.
+
+    Raises:
+        ValueError: The action is not one of ``ACTIONS`` (or the value is malformed).
+    """
     raw = os.environ.get(ENV_PREFIX + point.upper())
     if not raw:
         return None

@@ -82,7 +82,7 @@ class SftPlan:
     embedded: EmbeddedModel | None  # set when the base model is built from the SFT texts
     template: str
     train_split: SplitPlan
-    scaling: TrainScaling  # workers and device count; their CPUs and placement are operational
+    scaling: TrainScaling  # workers, device and threads count; their placement is operational
     max_failures: int = operational()
 
 

@@ -91,7 +91,7 @@ class TrainPlan:
     arms: tuple[str, ...]
     seeds: tuple[int, ...]  # dpo.seeds, or (dpo.seed,)
     pairs_path: str | None = operational()  # an external pairs file: its bytes are hashed (inputs)
-    scaling: TrainScaling  # workers and device count; their CPUs and placement are operational
+    scaling: TrainScaling  # workers, device and threads count; their placement is operational
     max_failures: int = operational()
 
     def units(self) -> list[tuple[str, int]]:

@@ -33,7 +33,15 @@ TRACKED_PACKAGES = ("rluf-ray", "torch", "ray", "transformers", "trl", "numpy", 
 
 
 def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str]:
-    """Installed versions of the packages that shape results (missing ones omitted)."""
+    """Installed versions of the packages that shape results (missing ones omitted).
+
+    Args:
+        names: Distribution names to look up (default: ``TRACKED_PACKAGES``); a package that is not
+            installed is left out rather than reported.
+
+    Returns:
+        Distribution name -> version string, always with ``"python"`` (the interpreter's version) first.
+    """
     out = {"python": platform.python_version()}
     for name in names:
         try:
@@ -66,10 +74,26 @@ class Manifest:
     plan: Any = None  # the plan data the stage key hashes (``plan_key_data``): what a change is found in
 
     def to_dict(self) -> dict[str, Any]:
+        """The manifest as a plain dict of its fields, ready to write as JSON.
+
+        Returns:
+            Field name -> value (a shallow copy; the nested dicts are shared with the manifest).
+        """
         return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
+        """Build a manifest from a dict read back from ``_manifest.json``.
+
+        Keys that are not manifest fields are ignored, so a manifest written by a newer version still reads;
+        fields missing from ``data`` take their defaults (required ones raise ``TypeError``).
+
+        Args:
+            data: The parsed JSON of a manifest file.
+
+        Returns:
+            The manifest.
+        """
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
@@ -90,33 +114,85 @@ class ArtifactStore:
 
     # ---- paths -------------------------------------------------------------------------------
     def stage_dir(self, stage: str) -> str:
-        """The directory of a stage's artifacts (created on demand)."""
+        """The directory of a stage's artifacts.
+
+        It is not created here: the writes create the directories they need.
+
+        Args:
+            stage: Stage name, the directory's name under the root.
+
+        Returns:
+            ``<root>/<stage>``, a path on the store's filesystem (no URI scheme).
+        """
         return f"{self.root}/{stage}"
 
     def path(self, stage: str, name: str) -> str:
-        """The full path of artifact ``name`` of ``stage``."""
+        """The full path of artifact ``name`` of ``stage``.
+
+        Args:
+            stage: Stage name.
+            name: Artifact name relative to the stage directory; may contain ``/`` (e.g. ``parts/x.parquet``).
+
+        Returns:
+            ``<root>/<stage>/<name>``, a path on the store's filesystem (no URI scheme).
+        """
         return f"{self.stage_dir(stage)}/{name}"
 
     def local_path(self, stage: str, name: str = "") -> str:
-        """A local filesystem path (for libraries that need one, e.g. save_pretrained)."""
+        """A local filesystem path (for libraries that need one, e.g. save_pretrained).
+
+        Args:
+            stage: Stage name.
+            name: Artifact name relative to the stage directory; empty for the stage directory itself.
+
+        Returns:
+            The local path of the artifact (or of the stage directory).
+
+        Raises:
+            ValueError: The store's root is not on local disk.
+        """
         if not self.local:
             raise ValueError(f"{self.root} is not a local directory")
         return self.path(stage, name) if name else self.stage_dir(stage)
 
     def uri(self, stage: str, name: str = "") -> str:
-        """Where an artifact lives, for another process or node: a local path, or a URI
-        (``s3://bucket/prefix/stage/name``) that ``pyarrow.fs.FileSystem.from_uri`` resolves there."""
+        """Where an artifact lives, for another process or node.
+
+        Args:
+            stage: Stage name.
+            name: Artifact name relative to the stage directory; empty for the stage directory itself.
+
+        Returns:
+            A local path, or a URI (``s3://bucket/prefix/stage/name``) that
+            ``pyarrow.fs.FileSystem.from_uri`` resolves there.
+        """
         path = self.path(stage, name) if name else self.stage_dir(stage)
         return f"{self.scheme}://{path}" if self.scheme else path
 
     def train_storage(self, stage: str, name: str) -> tuple[str, pafs.FileSystem | None]:
-        """Ray Train's ``storage_path`` and ``storage_filesystem`` for ``<stage>/<name>``: a local path
-        (no filesystem) or the store's own filesystem with the path inside it."""
+        """Ray Train's ``storage_path`` and ``storage_filesystem`` for ``<stage>/<name>``.
+
+        Args:
+            stage: Stage name.
+            name: Subdirectory of the stage directory that Ray Train writes its run into.
+
+        Returns:
+            ``(storage_path, storage_filesystem)``: a local path with no filesystem (``None``), or the
+            store's own filesystem with the path inside it.
+        """
         return self.path(stage, name), (None if self.local else self.fs)
 
     def put_dir(self, stage: str, name: str, src: str, src_fs: pafs.FileSystem | None = None) -> None:
-        """Replace directory ``<stage>/<name>`` by a copy of directory ``src`` (on ``src_fs``, local by
-        default); the old directory is removed first, so no file of an older version remains."""
+        """Replace directory ``<stage>/<name>`` by a copy of directory ``src``.
+
+        The old directory is removed first, so no file of an older version remains.
+
+        Args:
+            stage: Stage name.
+            name: Target subdirectory of the stage directory.
+            src: Directory to copy, a path on ``src_fs``.
+            src_fs: Filesystem of ``src``; ``None`` means the local disk.
+        """
         self.delete_subdir(stage, name)
         self.fs.create_dir(self.path(stage, name), recursive=True)  # copy_files makes only subfolders
         pafs.copy_files(
@@ -127,7 +203,15 @@ class ArtifactStore:
         )
 
     def exists(self, stage: str, name: str) -> bool:
-        """Whether the artifact exists."""
+        """Whether the artifact exists.
+
+        Args:
+            stage: Stage name.
+            name: Artifact name relative to the stage directory (a file or a directory).
+
+        Returns:
+            True when anything (file or directory) is at that path.
+        """
         return self.fs.get_file_info(self.path(stage, name)).type != pafs.FileType.NotFound
 
     # ---- atomic writes -----------------------------------------------------------------------
@@ -151,15 +235,38 @@ class ArtifactStore:
             raise
 
     def write_bytes(self, stage: str, name: str, data: bytes) -> None:
-        """Write bytes atomically."""
+        """Write bytes atomically.
+
+        Args:
+            stage: Stage name.
+            name: Artifact name relative to the stage directory; missing parent directories are created.
+            data: The whole content of the file.
+        """
         self._write(stage, name, lambda out: out.write(data))
 
     def write_json(self, stage: str, name: str, obj: Any) -> None:
-        """Write one JSON document atomically."""
+        """Write one JSON document atomically.
+
+        The document is indented with sorted keys; values JSON does not know are written as ``str(value)``.
+
+        Args:
+            stage: Stage name.
+            name: Artifact name relative to the stage directory.
+            obj: The JSON-able value to write.
+        """
         self.write_bytes(stage, name, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
 
     def write_jsonl(self, stage: str, name: str, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Write rows as JSON lines atomically; returns the row count (rows are streamed)."""
+        """Write rows as JSON lines atomically (rows are streamed, not held in memory).
+
+        Args:
+            stage: Stage name.
+            name: Artifact name relative to the stage directory.
+            rows: One mapping per line; values JSON does not know are written as ``str(value)``.
+
+        Returns:
+            The number of rows written.
+        """
         count = 0
 
         def write(out: Any) -> None:
@@ -172,34 +279,82 @@ class ArtifactStore:
         return count
 
     def write_parquet(self, stage: str, name: str, table: pa.Table) -> int:
-        """Write an Arrow table as Parquet atomically; returns the row count."""
+        """Write an Arrow table as Parquet atomically.
+
+        Args:
+            stage: Stage name.
+            name: Artifact name relative to the stage directory (usually ending in ``.parquet``).
+            table: The table to write.
+
+        Returns:
+            The number of rows written.
+        """
 
         self._write(stage, name, lambda out: pq.write_table(table, out))
         return table.num_rows
 
     # ---- reads -------------------------------------------------------------------------------
     def read_bytes(self, stage: str, name: str) -> bytes:
-        """Read a whole artifact."""
+        """Read a whole artifact.
+
+        Args:
+            stage: Stage name.
+            name: Artifact name relative to the stage directory.
+
+        Returns:
+            The file's content.
+        """
         with self.fs.open_input_stream(self.path(stage, name)) as f:
             return bytes(f.read())
 
     def read_json(self, stage: str, name: str) -> Any:
-        """Read a JSON artifact."""
+        """Read a JSON artifact.
+
+        Args:
+            stage: Stage name.
+            name: Artifact name relative to the stage directory.
+
+        Returns:
+            The parsed JSON value.
+        """
         return json.loads(self.read_bytes(stage, name))
 
     def iter_jsonl(self, stage: str, name: str) -> Iterator[dict[str, Any]]:
-        """Stream the rows of a JSONL artifact."""
+        """Stream the rows of a JSONL artifact (blank lines are skipped).
+
+        Args:
+            stage: Stage name.
+            name: Artifact name relative to the stage directory.
+
+        Yields:
+            One parsed row per non-blank line, in file order.
+        """
         with self.fs.open_input_stream(self.path(stage, name)) as f:
             for line in io.TextIOWrapper(f, encoding="utf-8"):  # type: ignore[arg-type]
                 if line.strip():
                     yield json.loads(line)
 
     def read_parquet(self, stage: str, name: str) -> pa.Table:
-        """Read a Parquet artifact (a file or a directory of files)."""
+        """Read a Parquet artifact (a file or a directory of files).
+
+        Args:
+            stage: Stage name.
+            name: Artifact name relative to the stage directory: a Parquet file or a directory of them.
+
+        Returns:
+            The whole table.
+        """
         return pq.read_table(self.path(stage, name), filesystem=self.fs)
 
     def list_files(self, stage: str) -> dict[str, int]:
-        """Every file under a stage directory (relative name -> size), temp files and manifest excluded."""
+        """Every file under a stage directory, temp files and manifest excluded.
+
+        Args:
+            stage: Stage name; a stage with no directory yet has no files.
+
+        Returns:
+            Relative name (``/``-separated, subdirectories included) -> size in bytes.
+        """
         base = self.stage_dir(stage)
         sel = pafs.FileSelector(base, recursive=True, allow_not_found=True)
         out: dict[str, int] = {}
@@ -219,8 +374,17 @@ class ArtifactStore:
         return [i for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.File]
 
     def list_parts(self, stage: str, subdir: str) -> list[str]:
-        """Finished Parquet part files directly in ``<stage>/<subdir>``, as sorted artifact names
-        (``subdir/part-....parquet``); temp files of unfinished writes are left out."""
+        """Finished Parquet part files directly in ``<stage>/<subdir>``, as sorted artifact names.
+
+        Temp files of unfinished writes are left out, and so are subdirectories of ``subdir``.
+
+        Args:
+            stage: Stage name.
+            subdir: Subdirectory of the stage that holds the parts (leading/trailing ``/`` ignored).
+
+        Returns:
+            Artifact names ``subdir/part-....parquet``, sorted.
+        """
         sub = subdir.strip("/")
         return sorted(
             f"{sub}/{i.base_name}"
@@ -229,8 +393,18 @@ class ArtifactStore:
         )
 
     def part_values(self, stage: str, subdir: str, column: str = "prompt_id") -> set[str]:
-        """The values of one column over every finished part of ``subdir`` (one column read per part),
-        e.g. the prompt ids already written."""
+        """The values of one column over every finished part of ``subdir``.
+
+        E.g. the prompt ids already written. Only that column is read from each part.
+
+        Args:
+            stage: Stage name.
+            subdir: Subdirectory of the stage that holds the parts.
+            column: Column to collect.
+
+        Returns:
+            The distinct values, each as ``str``.
+        """
         done: set[str] = set()
         for name in self.list_parts(stage, subdir):
             table = pq.read_table(self.path(stage, name), columns=[column], filesystem=self.fs)
@@ -240,27 +414,54 @@ class ArtifactStore:
     def iter_part_batches(
         self, stage: str, subdir: str, columns: list[str], batch_size: int = 1024
     ) -> Iterator[dict[str, list[Any]]]:
-        """Stream the given columns of every finished part of ``subdir``, part by part, as column dicts."""
+        """Stream the given columns of every finished part of ``subdir``, part by part, as column dicts.
+
+        Args:
+            stage: Stage name.
+            subdir: Subdirectory of the stage that holds the parts.
+            columns: Columns to read.
+            batch_size: Most rows per yielded batch (a batch never spans two parts).
+
+        Yields:
+            Column name -> list of values, one dict per Parquet record batch, in part-name order.
+        """
         for name in self.list_parts(stage, subdir):
             with self.fs.open_input_file(self.path(stage, name)) as f:
                 for rb in pq.ParquetFile(f).iter_batches(columns=columns, batch_size=batch_size):
                     yield rb.to_pydict()
 
     def remove_temp_files(self, stage: str, subdir: str) -> int:
-        """Delete leftover temp files of interrupted writes in ``<stage>/<subdir>``; returns how many."""
+        """Delete leftover temp files of interrupted writes in ``<stage>/<subdir>``.
+
+        Args:
+            stage: Stage name.
+            subdir: Subdirectory of the stage to clean (not recursive).
+
+        Returns:
+            How many temp files were deleted.
+        """
         stale = [i.path for i in self._subdir_infos(stage, subdir) if i.base_name.startswith(TMP_MARK)]
         for path in stale:
             self.fs.delete_file(path)
         return len(stale)
 
     def delete_subdir(self, stage: str, subdir: str) -> None:
-        """Delete ``<stage>/<subdir>`` and everything in it (nothing happens when it is absent)."""
+        """Delete ``<stage>/<subdir>`` and everything in it (nothing happens when it is absent).
+
+        Args:
+            stage: Stage name.
+            subdir: Subdirectory of the stage to delete (leading/trailing ``/`` ignored).
+        """
         base = f"{self.stage_dir(stage)}/{subdir.strip('/')}"
         if self.fs.get_file_info(base).type == pafs.FileType.Directory:
             self.fs.delete_dir(base)
 
     def clear(self, stage: str) -> None:
-        """Delete a stage's artifacts (manifest first, so it is incomplete from the first moment)."""
+        """Delete a stage's artifacts (manifest first, so it is incomplete from the first moment).
+
+        Args:
+            stage: Stage name.
+        """
         self.invalidate(stage)
         info = self.fs.get_file_info(self.stage_dir(stage))
         if info.type == pafs.FileType.Directory:
@@ -268,13 +469,26 @@ class ArtifactStore:
 
     # ---- manifests ---------------------------------------------------------------------------
     def invalidate(self, stage: str) -> None:
-        """Remove a stage's manifest: from now on the stage is incomplete."""
+        """Remove a stage's manifest: from now on the stage is incomplete.
+
+        The artifacts themselves stay.
+
+        Args:
+            stage: Stage name.
+        """
         p = self.path(stage, MANIFEST)
         if self.fs.get_file_info(p).type != pafs.FileType.NotFound:
             self.fs.delete_file(p)
 
     def manifest(self, stage: str) -> Manifest | None:
-        """The stage's manifest, or None when absent or unreadable."""
+        """The stage's manifest, or None when absent or unreadable.
+
+        Args:
+            stage: Stage name.
+
+        Returns:
+            The manifest, or ``None`` when there is none or it does not parse as one.
+        """
         if not self.exists(stage, MANIFEST):
             return None
         try:
@@ -283,7 +497,14 @@ class ArtifactStore:
             return None
 
     def manifest_hash(self, stage: str) -> str | None:
-        """Hash of a stage's manifest file: downstream manifests record it."""
+        """Hash of a stage's manifest file: downstream manifests record it.
+
+        Args:
+            stage: Stage name.
+
+        Returns:
+            SHA-256 hex digest of the manifest file's bytes, or ``None`` when the stage has no manifest.
+        """
         if not self.exists(stage, MANIFEST):
             return None
         return hashlib.sha256(self.read_bytes(stage, MANIFEST)).hexdigest()
@@ -301,18 +522,23 @@ class ArtifactStore:
     ) -> Manifest:
         """Write the stage's manifest, last, listing every file it produced.
 
+        The manifest also records the installed package versions, the finishing time (UTC) and a fresh
+        ``run_id``, so a redone stage always invalidates its downstream.
+
         Args:
-            stage: The stage's artifact directory.
-            config_hash: The stage key.
-            upstream: The upstream stages' manifest hashes.
-            rows: Row counts.
-            metrics: Metrics.
-            wall_time_s: The run's wall time.
+            stage: Stage name.
+            config_hash: The stage key: hash of the stage plan's non-operational fields and of the
+                external inputs it names.
+            upstream: Upstream stage name -> that stage's manifest hash (see ``manifest_hash``).
+            rows: Row counts by what was counted, e.g. ``{"pairs": 1200}``.
+            metrics: Summary metrics of the run (JSON-able).
+            wall_time_s: Wall-clock duration of the stage in seconds (rounded to milliseconds).
             sticky: Config values a later run may inherit.
-            plan: The plan data the stage key hashes (``plan_key_data``), so a later run can name what changed.
+            plan: The plan data the stage key hashes (``plan_key_data``), so a later run can name
+                what changed.
 
         Returns:
-            The manifest written.
+            The manifest as written.
         """
         man = Manifest(
             stage=stage,
@@ -332,7 +558,19 @@ class ArtifactStore:
         return man
 
     def is_complete(self, stage: str, config_hash: str, upstream: Mapping[str, str]) -> bool:
-        """A manifest exists, matches config and upstream, and every listed file is there intact."""
+        """Whether the stage is complete for this config and upstream.
+
+        That is: a manifest exists, matches config and upstream, and every listed file is there intact
+        (same size).
+
+        Args:
+            stage: Stage name.
+            config_hash: The stage's fingerprint under the config the caller would run it with.
+            upstream: Upstream stage name -> manifest hash, as the caller sees them now.
+
+        Returns:
+            True when the stage's outputs can be reused as they are.
+        """
         man = self.manifest(stage)
         if man is None or man.status != "complete":
             return False
@@ -343,7 +581,17 @@ class ArtifactStore:
 
 
 def file_sha256(path_or_uri: str) -> str:
-    """SHA-256 of a file's bytes (a local path or a pyarrow.fs URI), streamed."""
+    """SHA-256 of a file's bytes (a local path or a pyarrow.fs URI), streamed.
+
+    Args:
+        path_or_uri: A local path or a ``pyarrow.fs`` URI (``s3://...``).
+
+    Returns:
+        The hex digest.
+
+    Raises:
+        RlufError: The file cannot be read.
+    """
     if is_uri(path_or_uri):
         fs, path = pafs.FileSystem.from_uri(path_or_uri)
     else:
@@ -361,5 +609,12 @@ def file_sha256(path_or_uri: str) -> str:
 
 
 def manifest_digest(data: Mapping[str, Any]) -> str:
-    """Stable digest of a JSON-able mapping (used in tests and reports)."""
+    """Stable digest of a JSON-able mapping (stage fingerprints, run names, tests and reports use it).
+
+    Args:
+        data: The mapping; key order does not matter, values JSON does not know count as ``str(value)``.
+
+    Returns:
+        SHA-256 hex digest of its canonical JSON form.
+    """
     return hashlib.sha256(_canonical(data)).hexdigest()

@@ -20,13 +20,27 @@ log = logging.getLogger("rluf.storage")
 
 
 def is_uri(path: str) -> bool:
-    """Whether ``path`` names a filesystem by scheme (``s3://``, ``gs://``, ``file://``...)."""
+    """Whether ``path`` names a filesystem by scheme (``s3://``, ``gs://``, ``file://``...).
+
+    Args:
+        path: A local path, a URI or a hub id.
+
+    Returns:
+        True when ``path`` contains ``://``.
+    """
     return "://" in path
 
 
 def remote_location(location: str) -> tuple[pafs.FileSystem, str] | None:
-    """The pyarrow filesystem and path of a remote URI (``s3://...``); None for a local path,
-    ``file://`` or a hub id."""
+    """The pyarrow filesystem and path of a remote URI (``s3://...``).
+
+    Args:
+        location: A local path, a ``file://`` URI, a remote URI or a hub id.
+
+    Returns:
+        ``(filesystem, path inside it)`` with any trailing ``/`` stripped; ``None`` for a local path,
+        ``file://`` or a hub id.
+    """
     if not is_uri(location):
         return None
     fs, path = pafs.FileSystem.from_uri(location)
@@ -34,7 +48,17 @@ def remote_location(location: str) -> tuple[pafs.FileSystem, str] | None:
 
 
 def output_dir_problem(output_dir: str, shared: bool, alive_nodes: int) -> str | None:
-    """Why ``output_dir`` cannot serve a cluster of ``alive_nodes`` nodes, or None when it can."""
+    """Why ``output_dir`` cannot serve a cluster of ``alive_nodes`` nodes, or None when it can.
+
+    Args:
+        output_dir: The configured output directory (a path or a URI).
+        shared: Whether the config declares a plain path a shared mount (``shared_output_dir``).
+        alive_nodes: Number of alive nodes in the Ray cluster.
+
+    Returns:
+        A one-line message for a node-local path (a plain path or ``file://``) on more than one node
+        without ``shared``; ``None`` otherwise.
+    """
     if alive_nodes <= 1 or shared or (is_uri(output_dir) and not output_dir.startswith("file://")):
         return None
     return (
@@ -47,6 +71,13 @@ def check_cluster_output_dir(output_dir: str, shared: bool) -> None:
     """On a joined cluster (``ray job submit`` or RAY_ADDRESS), raise RlufError for an unshared path.
 
     A local Ray started by the driver is one node and is not checked (Ray is not started for it).
+
+    Args:
+        output_dir: The configured output directory (a path or a URI).
+        shared: Whether the config declares a plain path a shared mount (``shared_output_dir``).
+
+    Raises:
+        RlufError: The cluster has more than one alive node and ``output_dir`` is node-local.
     """
     from rluf_ray.runtime.bootstrap import cluster_address, ensure_ray
 

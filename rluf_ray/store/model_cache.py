@@ -33,9 +33,13 @@ CACHE_ENV = "RLUF_MODEL_CACHE"
 
 
 def node_cache_root() -> str:
-    """This node's scratch cache of models copied from the store: ``$RLUF_MODEL_CACHE``, else
-    ``<tmp>/rluf-model-cache``. Not the per-user cache embedded models are built in
-    (``rluf_ray.data.smollm2.build_cache_root``)."""
+    """This node's scratch cache of models copied from the store.
+
+    Not the per-user cache embedded models are built in (``rluf_ray.data.smollm2.build_cache_root``).
+
+    Returns:
+        ``$RLUF_MODEL_CACHE`` when set, else ``<tmp>/rluf-model-cache``.
+    """
     return os.environ.get(CACHE_ENV) or os.path.join(tempfile.gettempdir(), "rluf-model-cache")
 
 
@@ -45,7 +49,17 @@ def _listing(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
 
 
 def check_model_location(location: str) -> None:
-    """A one-line error when ``location`` (a path or a URI) holds no save_pretrained model."""
+    """A one-line error when ``location`` (a path or a URI) holds no save_pretrained model.
+
+    A local path (or ``file://`` URI) must be a directory with ``config.json``; a remote URI must have
+    ``<location>/config.json``.
+
+    Args:
+        location: Where the model is: a local path, a ``file://`` URI or a remote URI.
+
+    Raises:
+        RlufError: No model is there.
+    """
     remote = remote_location(location)
     if remote is None:
         from rluf_ray.engines.base import check_model_path
@@ -58,8 +72,22 @@ def check_model_location(location: str) -> None:
 
 
 def local_model(location: str) -> str:
-    """A local directory holding the model at ``location`` (unchanged for a local path or a hub id;
-    a pretrained ``embedded:`` model is built once into this node's cache from its package)."""
+    """A local directory holding the model at ``location``.
+
+    A local path or a hub id is returned unchanged (``file://`` stripped); a pretrained ``embedded:``
+    model is built once into this node's cache from its package; a remote URI is copied once into
+    ``node_cache_root()`` under a name made of the URI and a digest of its listing.
+
+    Args:
+        location: A local path, a ``file://`` URI, a hub id, an ``embedded:`` name or a remote URI.
+
+    Returns:
+        A path that ``from_pretrained`` can load (or the hub id, for a hub id).
+
+    Raises:
+        RlufError: An unknown ``embedded:`` name or one built from the run's texts (the tiny Llama),
+            or no files at a remote URI.
+    """
     if is_embedded(location):
         try:
             return str(resolve_prebuilt(location))

@@ -25,13 +25,31 @@ log = logging.getLogger("rluf.generate")
 
 
 def part_name(split: str, prompt_ids: Iterable[str]) -> str:
-    """Parquet part file of a group of prompts: named by its ids, so a redone group overwrites itself."""
+    """Parquet part file of a group of prompts: named by its ids, so a redone group overwrites itself.
+
+    Args:
+        split: The generation split (``"calibration"`` or ``"test"``), the part's folder.
+        prompt_ids: The group's prompt ids, in row order (the order changes the name).
+
+    Returns:
+        ``<split>/part-<20 hex digits of the ids' SHA-1>.parquet``.
+    """
     digest = hashlib.sha1("\n".join(prompt_ids).encode()).hexdigest()[:20]
     return f"{split}/part-{digest}.parquet"
 
 
 def rows_to_table(batch: dict[str, Any]) -> pa.Table:
-    """A GENERATION_SCHEMA table from a batch of columns (numpy or lists)."""
+    """A GENERATION_SCHEMA table from a batch of columns (numpy or lists).
+
+    Columns not in GENERATION_SCHEMA are dropped; numpy array cells (list columns as Ray Data hands
+    them) are turned into lists.
+
+    Args:
+        batch: Column name -> values, one per row; must hold every GENERATION_SCHEMA column.
+
+    Returns:
+        The rows as a table of GENERATION_SCHEMA.
+    """
     cols = {}
     for name in GENERATION_SCHEMA.names:
         values = batch[name]
@@ -40,7 +58,17 @@ def rows_to_table(batch: dict[str, Any]) -> pa.Table:
 
 
 def write_part(batch: dict[str, Any], store: ArtifactStore, stage_dir: str) -> dict[str, list[Any]]:
-    """Write a group of generation rows as atomic Parquet part files (one per split); return summaries."""
+    """Write a group of generation rows as atomic Parquet part files (one per split); return summaries.
+
+    Args:
+        batch: A Ray Data batch of GENERATION_SCHEMA columns (numpy or lists), rows of any split.
+        store: The artifact store to write into.
+        stage_dir: The generate stage's artifact directory; parts go to ``<stage_dir>/<split>/``.
+
+    Returns:
+        A batch of one summary row per file written: ``split``, ``file`` (artifact name), ``prompts``
+        (rows), ``samples`` (sum of ``num_samples``) and ``truncated`` (rows whose post was cut).
+    """
     table = rows_to_table(batch)
     out: dict[str, list[Any]] = {"split": [], "file": [], "prompts": [], "samples": [], "truncated": []}
     split_col = table.column("split").to_pylist()
@@ -57,7 +85,19 @@ def write_part(batch: dict[str, Any], store: ArtifactStore, stage_dir: str) -> d
 
 
 def write_parts(sampled: Any, store: ArtifactStore, stage_dir: str, rows_per_file: int) -> Any:
-    """The Ray Data step writing ``sampled`` rows as part files; yields one summary row per file."""
+    """The Ray Data step writing ``sampled`` rows as part files.
+
+    Args:
+        sampled: Ray Dataset of GENERATION_SCHEMA rows (the engine pool's output).
+        store: The artifact store to write into.
+        stage_dir: The generate stage's artifact directory.
+        rows_per_file: Rows per write batch, so at most this many rows per part file (a batch that
+            holds both splits is split in two files).
+
+    Returns:
+        A lazy Ray Dataset of one summary row per file (see ``write_part``); nothing runs until it is
+        consumed (``drain``).
+    """
     return sampled.map_batches(
         write_part,
         fn_kwargs={"store": store, "stage_dir": stage_dir},
@@ -67,7 +107,20 @@ def write_parts(sampled: Any, store: ArtifactStore, stage_dir: str, rows_per_fil
 
 
 def drain(written: Any, figures: dict[str, dict[str, Any]], progress_every_s: float = 10.0) -> dict[str, Any]:
-    """Run the pipeline, tallying per-split figures from the summaries; returns the throughput."""
+    """Run the pipeline, tallying per-split figures from the summaries; returns the throughput.
+
+    Logs progress at most every ``progress_every_s`` seconds.
+
+    Args:
+        written: The Dataset of summaries from ``write_parts``; iterating it runs the whole pipeline.
+        figures: Split -> figures, updated in place: ``prompts_generated`` and ``samples_generated``
+            (which must be there already) grow by each summary of that split.
+        progress_every_s: Seconds between progress log lines.
+
+    Returns:
+        The totals over all splits: ``prompts_generated``, ``samples_generated``, ``wall_s``,
+        ``prompts_per_s`` and ``samples_per_s`` (the rates ``None`` when no time passed).
+    """
     prompts = samples = 0
     t0 = last = time.perf_counter()
     for summary in written.iter_rows():

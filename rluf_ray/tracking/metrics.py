@@ -20,7 +20,14 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_\-./: ]")
 
 
 def metric_name(*parts: object) -> str:
-    """``a/b/c`` from the parts, with characters a tracker refuses replaced by ``_``."""
+    """``a/b/c`` from the parts, with characters a tracker refuses replaced by ``_``.
+
+    Args:
+        *parts: Name parts (any objects, turned into ``str``); empty parts are skipped.
+
+    Returns:
+        The parts joined by ``/``.
+    """
     return "/".join(_UNSAFE.sub("_", str(p)) for p in parts if str(p) != "")
 
 
@@ -34,7 +41,17 @@ def _number(value: Any) -> float | None:
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """Every numeric leaf of nested mappings, named by its path; strings, lists and None are left out."""
+    """Every numeric leaf of nested mappings, named by its path; strings, lists and None are left out.
+
+    Booleans count as numbers (True -> 1.0); NaN and infinities are left out.
+
+    Args:
+        data: Nested mappings of summary values.
+        prefix: Name part put before every path (none when empty).
+
+    Returns:
+        ``prefix/key/subkey`` -> value as a float.
+    """
     out: dict[str, float] = {}
     for key, value in data.items():
         name = metric_name(prefix, key)
@@ -74,6 +91,14 @@ def stage_metrics(stage: str, metrics: Mapping[str, Any]) -> dict[str, float]:
     Nested mappings are walked (``calibrate/alpha_0.2/coverage_mean``,
     ``assign-weights/weight_histogram/0.4``); the two lists that carry results are expanded: the
     train stage's ``units`` (per arm and seed) and the evaluation's ``win_rates`` (with intervals).
+
+    Args:
+        stage: The stage name, the first part of every metric name (``train`` and ``evaluate`` also
+            pick the list expansions).
+        metrics: The ``metrics`` of the stage's manifest.
+
+    Returns:
+        Metric name -> value.
     """
     out = flatten({k: v for k, v in metrics.items() if k not in ("units", "win_rates")}, stage)
     if stage == "train":
@@ -84,7 +109,18 @@ def stage_metrics(stage: str, metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 def curve_metrics(prefix: str, rows: Iterable[Mapping[str, Any]]) -> list[tuple[str, float, int]]:
-    """Per-step curve rows (``{"step": 3, "loss": 0.69, ...}``) as ``(prefix/key, value, step)`` triples."""
+    """Per-step curve rows (``{"step": 3, "loss": 0.69, ...}``) as ``(prefix/key, value, step)`` triples.
+
+    Rows without ``step`` are skipped, and so are the ``epoch`` column and values that are not
+    finite numbers.
+
+    Args:
+        prefix: Name put before every key (e.g. ``sft/curve``).
+        rows: Curve rows, one per logged step (``curves.jsonl``).
+
+    Returns:
+        ``(metric name, value, step)`` for each numeric value, in row order.
+    """
     out: list[tuple[str, float, int]] = []
     for row in rows:
         if "step" not in row:
@@ -99,7 +135,17 @@ def curve_metrics(prefix: str, rows: Iterable[Mapping[str, Any]]) -> list[tuple[
 
 
 def config_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """The config's leaves as ``section.key`` -> string params (lists as JSON, long values cut)."""
+    """The config's leaves as ``section.key`` -> string params (lists as JSON, long values cut).
+
+    Values other than strings are JSON-encoded; every value is cut to ``MAX_PARAM_CHARS`` characters.
+
+    Args:
+        config: The config as nested mappings (``RlufConfig.model_dump(mode="json")``).
+        prefix: Dotted path of ``config`` inside the whole config (empty at the top).
+
+    Returns:
+        Dotted key -> string value.
+    """
     out: dict[str, str] = {}
     for key, value in config.items():
         name = f"{prefix}.{key}" if prefix else str(key)

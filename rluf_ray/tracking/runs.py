@@ -71,15 +71,22 @@ PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag (the UI shows the 
 
 @dataclass(frozen=True)
 class WorkerReport:
-    """How one Ray Train run's workers report: TrainingArguments' ``report_to`` and ``run_name``, and
-    the environment transformers' tracking callback reads (the run's ``worker_runtime_env``)."""
+    """How one Ray Train run's workers report.
+
+    TrainingArguments' ``report_to`` and ``run_name``, and the environment transformers' tracking
+    callback reads (the run's ``worker_runtime_env``).
+    """
 
     report_to: str | list[str] = "none"
     run_name: str | None = None
     env: dict[str, str] = field(default_factory=dict)
 
     def trainer_args(self) -> dict[str, Any]:
-        """The TrainingArguments overrides (``report_to``, and ``run_name`` when reporting)."""
+        """The TrainingArguments overrides (``report_to``, and ``run_name`` when reporting).
+
+        Returns:
+            ``{"report_to": ...}``, with ``"run_name"`` when the run has a name.
+        """
         return {"report_to": self.report_to, **({"run_name": self.run_name} if self.run_name else {})}
 
 
@@ -89,28 +96,75 @@ NO_REPORT = WorkerReport()
 class Tracker(Protocol):
     """What the pipeline needs of a tracking backend."""
 
-    def log_params(self, params: Mapping[str, str]) -> None: ...
+    def log_params(self, params: Mapping[str, str]) -> None:
+        """Log the run's params.
 
-    def log_metrics(self, points: Sequence[tuple[str, float, int]]) -> None: ...
+        Args:
+            params: Param name -> string value (see ``rluf_ray.tracking.metrics.config_params``).
+        """
+        ...
 
-    def log_artifacts(self, local_dir: str, path: str) -> None: ...
+    def log_metrics(self, points: Sequence[tuple[str, float, int]]) -> None:
+        """Log metric points.
 
-    def finish(self, ok: bool) -> None: ...
+        Args:
+            points: ``(name, value, step)`` triples; stage metrics have step 0.
+        """
+        ...
+
+    def log_artifacts(self, local_dir: str, path: str) -> None:
+        """Log the files of a local directory as artifacts.
+
+        Args:
+            local_dir: The local directory whose files are logged.
+            path: Where they go in the run's artifacts (the artifact's name for W&B).
+        """
+        ...
+
+    def finish(self, ok: bool) -> None:
+        """End the run.
+
+        Args:
+            ok: True to end it as finished, False as failed.
+        """
+        ...
 
     def worker_run(self, name: str) -> AbstractContextManager[WorkerReport]:
-        """A run for one Ray Train run's workers, open while the block runs."""
+        """A run for one Ray Train run's workers, open while the block runs.
+
+        Args:
+            name: The Ray Train run's name (``sft``, ``train-<arm>-seed<seed>``).
+
+        Returns:
+            A context manager yielding how the workers report.
+        """
         ...
 
 
 def default_mlflow_uri(output_dir: str) -> str:
-    """``sqlite:///<output_dir>/mlflow.db`` (``~/.cache/rluf`` when output_dir is a remote URI)."""
+    """``sqlite:///<output_dir>/mlflow.db`` (``~/.cache/rluf`` when output_dir is a remote URI).
+
+    Args:
+        output_dir: The configured output directory (a path or a URI).
+
+    Returns:
+        The SQLite tracking URI (an absolute path).
+    """
     root = os.path.expanduser("~/.cache/rluf") if is_uri(output_dir) else os.path.abspath(output_dir)
     return f"sqlite:///{os.path.join(root, 'mlflow.db')}"
 
 
 def worker_backend(cfg: RlufConfig) -> tuple[str, str]:
-    """What the Ray Train workers report to (``none``, ``mlflow`` or ``wandb``) and, when a tracking
-    backend is on but the workers keep ``none``, why."""
+    """What the Ray Train workers report to, and why they keep ``none`` when a backend is on.
+
+    Args:
+        cfg: The run's config (``tracking`` and ``output_dir`` are read).
+
+    Returns:
+        ``(backend, why)``: ``none``, ``mlflow`` or ``wandb``, and a one-line reason when tracking is
+        on but the workers keep ``none`` (MLflow's default store on the driver's disk with a remote
+        ``output_dir``); ``why`` is empty otherwise.
+    """
     t = cfg.tracking
     if t.backend == "mlflow" and t.uri is None and is_uri(cfg.output_dir):
         return "none", (
@@ -140,6 +194,11 @@ class MlflowTracker:
         self.uri = uri
 
     def log_params(self, params: Mapping[str, str]) -> None:
+        """Log the run's params, at most ``BATCH`` per call.
+
+        Args:
+            params: Param name -> string value.
+        """
         from mlflow.entities import Param
 
         items = [Param(k, v) for k, v in params.items()]
@@ -147,6 +206,11 @@ class MlflowTracker:
             self.client.log_batch(self.run_id, params=list(chunk))
 
     def log_metrics(self, points: Sequence[tuple[str, float, int]]) -> None:
+        """Log metric points, all with the current time, at most 1000 per call.
+
+        Args:
+            points: ``(name, value, step)`` triples.
+        """
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -155,15 +219,35 @@ class MlflowTracker:
             self.client.log_batch(self.run_id, metrics=list(chunk))
 
     def log_artifacts(self, local_dir: str, path: str) -> None:
+        """Log the files of a local directory as artifacts of the run.
+
+        Args:
+            local_dir: The local directory whose files are logged.
+            path: Artifact path inside the run.
+        """
         self.client.log_artifacts(self.run_id, local_dir, path)
 
     def finish(self, ok: bool) -> None:
+        """End the run FINISHED or FAILED.
+
+        Args:
+            ok: True for FINISHED, False for FAILED.
+        """
         self.client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED")
 
     @contextlib.contextmanager
     def worker_run(self, name: str) -> Iterator[WorkerReport]:
-        """A child run (tagged with this run as parent) that ``MLflowCallback`` on rank 0 reattaches
-        to through ``MLFLOW_RUN_ID``; ended FINISHED or FAILED here once the block ends."""
+        """A child run for one Ray Train run's workers, ended FINISHED or FAILED here once the block ends.
+
+        The child is tagged with this run as parent; ``MLflowCallback`` on rank 0 reattaches to it through
+        ``MLFLOW_RUN_ID``.
+
+        Args:
+            name: The Ray Train run's name, also the child run's name.
+
+        Yields:
+            ``report_to=["mlflow"]`` with ``MLFLOW_TRACKING_URI`` and ``MLFLOW_RUN_ID`` for the workers.
+        """
         tags = {PARENT_TAG: self.run_id}
         child = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
         log.info("tracking: MLflow child run %s (%s) for the Train workers", child, name)
@@ -187,28 +271,70 @@ class WandbTracker:
         self.run = wandb.init(project=project, name=run_name, dir=out_dir)
 
     def log_params(self, params: Mapping[str, str]) -> None:
+        """Merge params into the run's config (a changed value replaces the old one).
+
+        Args:
+            params: Param name -> string value.
+        """
         self.run.config.update(dict(params), allow_val_change=True)
 
     def log_metrics(self, points: Sequence[tuple[str, float, int]]) -> None:
+        """Log metric points, each with its own ``<name>/step`` axis.
+
+        Args:
+            points: ``(name, value, step)`` triples.
+        """
         for key, value, step in points:  # stage metrics (step 0) and curves each keep their own axis
             self.run.log({key: value, f"{key}/step": step})
 
     def log_artifacts(self, local_dir: str, path: str) -> None:
+        """Log the files of a local directory as one artifact of type ``report``.
+
+        Args:
+            local_dir: The local directory whose files are logged.
+            path: The artifact's name.
+        """
         art = self.wandb.Artifact(path, type="report")
         art.add_dir(local_dir)
         self.run.log_artifact(art)
 
     def finish(self, ok: bool) -> None:
+        """End the run with exit code 0 or 1.
+
+        Args:
+            ok: True for exit code 0, False for 1.
+        """
         self.run.finish(exit_code=0 if ok else 1)
 
     @contextlib.contextmanager
     def worker_run(self, name: str) -> Iterator[WorkerReport]:
-        """``WandbCallback`` opens the workers' W&B run itself (rank 0), in the pipeline run's group."""
+        """``WandbCallback`` opens the workers' W&B run itself (rank 0), in the pipeline run's group.
+
+        Args:
+            name: The Ray Train run's name, the workers' W&B run name.
+
+        Yields:
+            ``report_to=["wandb"]`` with ``WANDB_PROJECT`` and ``WANDB_RUN_GROUP`` for the workers.
+        """
         yield WorkerReport(["wandb"], name, {"WANDB_PROJECT": self.project, "WANDB_RUN_GROUP": self.run_name})
 
 
 def open_tracker(cfg: RlufConfig, run_name: str) -> Tracker | None:
-    """The configured tracker with a new run open (None for ``tracking.backend: none``)."""
+    """The configured tracker with a new run open (None for ``tracking.backend: none``).
+
+    For MLflow without ``tracking.uri`` the store is ``default_mlflow_uri`` and, on a local
+    ``output_dir``, artifacts go to ``<output_dir>/mlartifacts``.
+
+    Args:
+        cfg: The run's config (``tracking`` and ``output_dir`` are read).
+        run_name: Name of the new run.
+
+    Returns:
+        The tracker, or ``None`` when tracking is off.
+
+    Raises:
+        RlufError: The backend's package (mlflow or wandb) is not installed.
+    """
     t = cfg.tracking
     if t.backend == "none":
         return None
@@ -231,7 +357,16 @@ def open_tracker(cfg: RlufConfig, run_name: str) -> Tracker | None:
 
 
 def stage_points(store: ArtifactStore, stage: str, artifact_dir: str) -> list[tuple[str, float, int]]:
-    """A complete stage's metrics (step 0) and its per-step curves (SFT, every DPO unit)."""
+    """A complete stage's metrics (step 0) and its per-step curves (SFT, every DPO unit).
+
+    Args:
+        store: The artifact store.
+        stage: The stage name (metric names start with it).
+        artifact_dir: The stage's artifact directory in the store.
+
+    Returns:
+        ``(name, value, step)`` triples; empty when the stage has no complete manifest.
+    """
     man = store.manifest(artifact_dir)
     if man is None or man.status != "complete":
         return []
@@ -250,7 +385,15 @@ def stage_points(store: ArtifactStore, stage: str, artifact_dir: str) -> list[tu
 
 
 def log_folder(tracker: Tracker, store: ArtifactStore, artifact_dir: str) -> None:
-    """Copy a store folder (local or remote) to a temporary directory and log it as artifacts."""
+    """Copy a store folder (local or remote) to a temporary directory and log it as artifacts.
+
+    Nothing is logged when the folder has no files.
+
+    Args:
+        tracker: The tracker to log to.
+        store: The artifact store.
+        artifact_dir: The folder in the store, also the artifact path in the run.
+    """
     files = store.list_files(artifact_dir)
     if not files:
         return
@@ -265,7 +408,10 @@ def log_folder(tracker: Tracker, store: ArtifactStore, artifact_dir: str) -> Non
 class PipelineRun:
     """The tracked run of one pipeline run; every method is a no-op without a tracker.
 
-    ``workers``: what the Ray Train workers report to (``worker_backend``).
+    Args:
+        tracker: The open tracker, or ``None`` when tracking is off.
+        store: The artifact store the stages write to.
+        workers: What the Ray Train workers report to (``worker_backend``).
     """
 
     def __init__(self, tracker: Tracker | None, store: ArtifactStore, workers: str = "none") -> None:
@@ -274,20 +420,39 @@ class PipelineRun:
         self.workers = workers
 
     def stage(self, stage: str, artifact_dir: str) -> None:
-        """Log a complete stage's metrics and curves."""
+        """Log a complete stage's metrics and curves.
+
+        Args:
+            stage: The stage name.
+            artifact_dir: The stage's artifact directory in the store.
+        """
         if self.tracker is not None:
             self.tracker.log_metrics(stage_points(self.store, stage, artifact_dir))
 
     def report(self, artifact_dir: str = "report") -> None:
-        """Log the report folder as artifacts."""
+        """Log the report folder as artifacts.
+
+        Args:
+            artifact_dir: The report's folder in the store.
+        """
         if self.tracker is not None:
             log_folder(self.tracker, self.store, artifact_dir)
 
 
 @contextlib.contextmanager
 def train_run(run: PipelineRun | None, name: str) -> Iterator[WorkerReport]:
-    """How the workers of the Ray Train run ``name`` report, valid while the block runs (the run is
-    ended with it): ``NO_REPORT`` without a pipeline run, a tracker, or a store the workers reach."""
+    """How the workers of the Ray Train run ``name`` report, valid while the block runs.
+
+    The child run is ended with the block.
+
+    Args:
+        run: The pipeline's tracked run, or ``None`` for a single-stage command.
+        name: The Ray Train run's name (``sft``, ``train-<arm>-seed<seed>``).
+
+    Yields:
+        The workers' report settings: ``NO_REPORT`` without a pipeline run, a tracker, or a store the
+        workers reach.
+    """
     if run is None or run.tracker is None or run.workers == "none":
         yield NO_REPORT
         return
@@ -297,7 +462,18 @@ def train_run(run: PipelineRun | None, name: str) -> Iterator[WorkerReport]:
 
 @contextlib.contextmanager
 def pipeline_run(cfg: RlufConfig, store: ArtifactStore) -> Iterator[PipelineRun]:
-    """Open one tracked run (config as params), yield it, and close it FINISHED or FAILED."""
+    """Open one tracked run (config as params), yield it, and close it FINISHED or FAILED.
+
+    The run is named ``run-all-YYYYmmdd-HHMMSS`` (local time); without a configured backend the yielded run
+    does nothing.
+
+    Args:
+        cfg: The run's config.
+        store: The artifact store the stages write to.
+
+    Yields:
+        The pipeline run; it is closed FAILED when the block raises.
+    """
     tracker = open_tracker(cfg, run_name=time.strftime("run-all-%Y%m%d-%H%M%S"))
     workers, why = worker_backend(cfg)
     if tracker is not None:

@@ -35,7 +35,20 @@ def pair_tasks(
     seed: int = 42,
     debias_order: bool = True,
 ) -> list[PairTask]:
-    """All unordered pairs of a prompt's unique answers (a seeded sample when capped)."""
+    """List the unordered pairs of a prompt's unique answers the judge compares (a seeded sample when capped).
+
+    Args:
+        prompt_id: The prompt (seeds the sample and the order).
+        answers: The prompt's unique answers; a pair is two indices into it.
+        max_pairs: The most pairs per prompt; None = every pair. A capped sample is drawn from an RNG
+            seeded by ``seed`` and ``prompt_id`` and kept in index order.
+        seed: Seed of the sample and of the shown order.
+        debias_order: Whether the shown order is randomised per pair (else the lower index is shown
+            first).
+
+    Returns:
+        One task per pair, in (lower index, higher index) order.
+    """
     pairs = list(itertools.combinations(range(len(answers)), 2))
     if max_pairs is not None and len(pairs) > max_pairs:
         rng = random.Random(f"{seed}:{prompt_id}")
@@ -48,7 +61,18 @@ def pair_tasks(
 
 
 def chosen_rejected(task: PairTask, preference: int) -> tuple[int, int]:
-    """(chosen index, rejected index) from the judge's preference for output 1 or output 2."""
+    """Turn the judge's preference for output 1 or output 2 into (chosen index, rejected index).
+
+    Args:
+        task: The comparison, with the answer shown as output_1 and output_2.
+        preference: The output the judge preferred, 1 or 2.
+
+    Returns:
+        ``(chosen, rejected)``, indices into the prompt's unique answers.
+
+    Raises:
+        ValueError: If ``preference`` is neither 1 nor 2.
+    """
     if preference == 1:
         return task.first, task.second
     if preference == 2:

@@ -33,9 +33,29 @@ def per_pair_losses(
     chosen_lengths: torch.Tensor | None = None,
     rejected_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One DPO loss per pair from summed completion log-probs (shape ``[B]`` each).
+    """Compute one DPO loss per pair from summed completion log-probs.
 
-    ``chosen_lengths``/``rejected_lengths`` (completion token counts) are required for ``ipo``.
+    Args:
+        chosen_logps: The policy's summed log-prob of each chosen completion, shape ``(B,)`` for the
+            B pairs of the batch.
+        rejected_logps: The policy's summed log-prob of each rejected completion, shape ``(B,)``.
+        ref_chosen_logps: The reference model's summed log-prob of each chosen completion, shape ``(B,)``.
+        ref_rejected_logps: The reference model's summed log-prob of each rejected completion, shape
+            ``(B,)``.
+        beta: The DPO temperature (> 0; for ``ipo`` the target margin is ``1/(2*beta)``).
+        loss_type: One of ``LOSS_TYPES``: ``sigmoid``, ``hinge`` or ``ipo``.
+        label_smoothing: With ``sigmoid``, the assumed share e of flipped labels (cDPO), in [0, 0.5);
+            0 is plain DPO. Ignored by the other loss types.
+        chosen_lengths: Completion token count of each chosen answer, shape ``(B,)``; required for
+            ``ipo`` (counts below 1 are taken as 1).
+        rejected_lengths: Completion token count of each rejected answer, shape ``(B,)``; required for
+            ``ipo``.
+
+    Returns:
+        The unweighted, unreduced losses, shape ``(B,)``.
+
+    Raises:
+        ValueError: If ``loss_type`` is unknown, or ``ipo`` lacks the lengths.
     """
     chosen_logratios = chosen_logps - ref_chosen_logps
     rejected_logratios = rejected_logps - ref_rejected_logps
@@ -57,13 +77,21 @@ def per_pair_losses(
 
 
 def chosen_nll(chosen_logps: torch.Tensor, chosen_lengths: torch.Tensor) -> torch.Tensor:
-    """Per-pair negative log-likelihood of the chosen completion, averaged over its tokens (shape ``[B]``).
+    """Compute the per-pair negative log-likelihood of the chosen completion, averaged over its tokens.
 
     Added to the DPO loss as ``rpo_alpha * nll`` (RPO, Pang et al. 2024), it keeps the chosen answers
     likely while DPO pushes the pair apart, against the collapse in which both lose probability. TRL
     1.16 expresses the same as ``loss_type=["sigmoid", "sft"], loss_weights=[1, alpha]`` with the
     tokens averaged over the batch; here they are averaged per pair, so a pair's weight multiplies
     its whole loss, NLL included.
+
+    Args:
+        chosen_logps: The policy's summed log-prob of each chosen completion, shape ``(B,)``.
+        chosen_lengths: Completion token count of each chosen answer, shape ``(B,)`` (counts below 1
+            are taken as 1).
+
+    Returns:
+        The per-token NLL of each pair, shape ``(B,)``.
     """
     return -chosen_logps / chosen_lengths.to(chosen_logps.dtype).clamp(min=1.0)
 
@@ -84,6 +112,21 @@ def reduce_weighted(
     micro-batch of every rank) instead of this micro-batch's; ``step_scale`` (gradient-accumulation
     steps x ranks) undoes the trainer's averaging over micro-batches and ranks, so the step's gradient
     is exactly that of ``sum(w*l) / sum(w)`` over the global batch.
+
+    Args:
+        losses: The per-pair losses, shape ``(B,)``.
+        weights: The per-pair weights (>= 0), shape ``(B,)``; cast to the losses' dtype and device.
+        reduction: ``mean`` or ``normalized`` (one of ``REDUCTIONS``).
+        step_weight: With ``normalized``: the weight sum over the whole optimiser step, a float or a
+            tensor of shape ``()``; None uses this batch's sum (and ignores ``step_scale``). Unused by
+            ``mean``.
+        step_scale: With ``step_weight``: gradient-accumulation steps x ranks.
+
+    Returns:
+        The scalar loss (a 0-d tensor that keeps the graph, also when it is zero).
+
+    Raises:
+        ValueError: If the shapes differ or ``reduction`` is unknown.
     """
     if losses.shape != weights.shape:
         raise ValueError(f"losses {tuple(losses.shape)} and weights {tuple(weights.shape)} differ in shape")
@@ -101,14 +144,30 @@ def reduce_weighted(
 
 
 def drop_zero_enabled(reduction: str, drop_zero_weight: bool | None) -> bool:
-    """Whether zero-weight pairs are filtered out before training (None: on with ``normalized``)."""
+    """Tell whether zero-weight pairs are filtered out before training.
+
+    Args:
+        reduction: The configured reduction, ``mean`` or ``normalized``.
+        drop_zero_weight: The configured ``dpo.drop_zero_weight``; None means on with ``normalized``
+            and off with ``mean``.
+
+    Returns:
+        True when zero-weight pairs are dropped.
+    """
     if drop_zero_weight is None:
         return reduction == "normalized"
     return bool(drop_zero_weight)
 
 
 def validate_weights(weights: list[float]) -> None:
-    """Reject weights that would corrupt the loss: NaN, infinite or negative."""
+    """Reject weights that would corrupt the loss: NaN, infinite or negative.
+
+    Args:
+        weights: The pair weights, in pair order (the error names the first bad one's index).
+
+    Raises:
+        ValueError: If a weight is NaN, infinite or negative.
+    """
     for i, w in enumerate(weights):
         if w != w or w in (float("inf"), float("-inf")):
             raise ValueError(f"pair {i}: weight {w} is not finite")

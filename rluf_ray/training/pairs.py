@@ -32,7 +32,18 @@ class PairStats:
 
 
 def read_jsonl_pairs(path: str) -> list[dict[str, Any]]:
-    """Read a weighted pairs JSONL (one-line errors naming the line for bad rows)."""
+    """Read a weighted pairs JSONL (one-line errors naming the line for bad rows).
+
+    Args:
+        path: The JSONL file: one object per line with ``prompt``, ``chosen``, ``rejected`` (strings)
+            and ``weight`` (finite, >= 0); blank lines are skipped.
+
+    Returns:
+        The rows, with just those four keys and ``weight`` as a float.
+
+    Raises:
+        RlufError: If the file is missing or empty, or a row is bad (naming ``path:line``).
+    """
     rows: list[dict[str, Any]] = []
     try:
         with open(path, encoding="utf-8") as f:
@@ -69,7 +80,14 @@ def _check_row(row: Any, where: str) -> dict[str, Any]:
 
 
 def split_template(template: str) -> tuple[str, str]:
-    """The text before and after ``{post}`` in the prompt template."""
+    """Split the prompt template around ``{post}``.
+
+    Args:
+        template: The prompt template (``data.prompt_template``).
+
+    Returns:
+        The text before and after ``{post}`` (everything and ``""`` when it has no ``{post}``).
+    """
     head, _, tail = template.partition("{post}")
     return head, tail
 
@@ -81,7 +99,25 @@ def fit_pair_prompts(
     template: str,
     cut_tokens_from_start: Callable[[str, int], str] | None = None,
 ) -> tuple[list[dict[str, Any]], PairStats]:
-    """Fit every prompt into ``max_prompt_tokens`` with the project's truncation helper; count cuts."""
+    """Fit every prompt into ``max_prompt_tokens`` with the project's truncation helper; count cuts.
+
+    Args:
+        rows: Weighted pairs (``prompt``, ``weight``, ...); they are not modified.
+        max_prompt_tokens: The token budget of a prompt.
+        count_tokens: Counts the tokens of a text (as the trainer will).
+        template: The prompt template the prompts were rendered with; an over-long prompt that follows
+            it has its post cut (:func:`rluf_ray.common.text.fit_prompt`).
+        cut_tokens_from_start: ``(text, n)`` -> the end of ``text`` that fits ``n`` tokens, for
+            over-long prompts that do not follow the template; None makes those an error.
+
+    Returns:
+        Copies of the rows with fitted prompts (in order), and the counts (pairs, truncated,
+        off-template, zero-weight).
+
+    Raises:
+        RlufError: If an over-long prompt does not follow the template and ``cut_tokens_from_start``
+            is None.
+    """
     head, tail = split_template(template)
     out: list[dict[str, Any]] = []
     stats = PairStats()
@@ -104,10 +140,16 @@ def fit_pair_prompts(
 
 
 def tokenizer_counters(tokenizer: Any) -> tuple[Callable[[str], int], Callable[[str, int], str]]:
-    """(count_tokens, keep_end) for a HF tokenizer, counting special tokens as TRL does.
+    """Make (count_tokens, keep_end) for a HF tokenizer, counting special tokens as TRL does.
 
     ``keep_end(text, n)`` keeps the last tokens of ``text``, leaving room for the special tokens the
     count adds, to fit a budget of ``n``: the ``cut_tokens_from_start`` of :func:`fit_pair_prompts`.
+
+    Args:
+        tokenizer: A Hugging Face tokenizer (callable, with ``decode``).
+
+    Returns:
+        The two functions, ``count_tokens(text)`` and ``keep_end(text, n)``.
     """
 
     def count(text: str) -> int:

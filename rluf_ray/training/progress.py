@@ -29,11 +29,28 @@ class StepProgressLog(TrainerCallback):
         self.step0 = 0
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Start the clock, and note the step this attempt starts at (non-zero when resumed).
+
+        Args:
+            args: The Trainer's training arguments (unused).
+            state: The Trainer's state (its global step).
+            control: The Trainer's control flags (unused).
+            **kwargs: Further callback arguments (unused).
+        """
         self.t0, self.step0 = self.clock(), int(state.global_step)
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
+        """Emit one progress line for a training log (rank 0, logs with a loss only).
+
+        Args:
+            args: The Trainer's training arguments (unused).
+            state: The Trainer's state (global and maximum step, whether this is rank 0).
+            control: The Trainer's control flags (unused).
+            logs: The logged values; None or without ``loss`` (an eval log) emits nothing.
+            **kwargs: Further callback arguments (unused).
+        """
         if not state.is_world_process_zero or not logs or "loss" not in logs:
             return
         t0 = self.t0 if self.t0 is not None else self.clock()

@@ -68,13 +68,14 @@ def scaling_config(
 class TrainScaling:
     """The Ray Train workers of a run: how many and what each holds (plain data; see ``ray_config``).
 
-    ``workers`` sets the global batch (workers x per-device batch x accumulation) and ``use_gpu`` the
-    device (CPU and GPU numerics differ): both count; CPUs and custom resources only place the work.
+    ``workers`` sets the global batch (workers x per-device batch x accumulation), ``use_gpu`` the
+    device (CPU and GPU numerics differ) and ``cpus_per_worker`` torch's thread count (Ray's
+    OMP_NUM_THREADS): all count; custom resources only place the work.
     """
 
     workers: int
     use_gpu: bool
-    cpus_per_worker: float = operational()
+    cpus_per_worker: float
     custom_resources: tuple[tuple[str, float], ...] = operational(default=())  # sorted by name
 
     def ray_config(self) -> Any:

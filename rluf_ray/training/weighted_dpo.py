@@ -80,6 +80,17 @@ class WeightedPreferenceCollator(DataCollatorForPreference):
     """TRL's preference collator that also returns ``weight`` (float32, one per pair)."""
 
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Collate a batch as TRL does, plus the pairs' weights.
+
+        Args:
+            examples: The tokenised pairs of the batch, each with a ``weight``.
+
+        Returns:
+            TRL's batch with ``weight``, a float32 tensor of shape ``(B,)`` for the B examples.
+
+        Raises:
+            KeyError: If the examples have no ``weight`` field.
+        """
         out = super().torch_call(examples)
         if WEIGHT_COLUMN not in examples[0]:
             raise KeyError(f"examples have no {WEIGHT_COLUMN!r} field: the weight would be lost")
@@ -131,8 +142,19 @@ class WeightedDPOTrainer(DPOTrainer):
             self._signature_columns = [*columns, WEIGHT_COLUMN]
 
     def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> Any:
-        """The step's micro-batches (as HF fetches them), and, for ``normalized``, their weight sum over
-        every rank: the denominator of the step's loss."""
+        """Fetch the step's micro-batches (as HF does) and, for ``normalized``, sum their weights.
+
+        The weight sum runs over every micro-batch and every rank: the denominator of the step's loss,
+        kept for ``_compute_loss``.
+
+        Args:
+            epoch_iterator: The Trainer's iterator over the epoch's batches.
+            num_batches: The micro-batches of this optimiser step (gradient-accumulation steps).
+            device: The device the weight sum is computed on.
+
+        Returns:
+            ``(batch_samples, num_items_in_batch)`` as the base Trainer returns them.
+        """
         batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
         if self.weight_reduction == "normalized":
             total = torch.zeros((), dtype=torch.float64, device=device)
@@ -144,7 +166,16 @@ class WeightedDPOTrainer(DPOTrainer):
         return batch_samples, num_items
 
     def compute_ref_log_probs(self, model: Any, inputs: dict[str, Any]) -> Any:
-        """TRL's reference log-probs, with the weight kept out of the model's kwargs."""
+        """Compute TRL's reference log-probs, with the weight kept out of the model's kwargs.
+
+        Args:
+            model: The reference model (or the policy, when the reference is its disabled adapters).
+            inputs: The collated batch, ``weight`` included.
+
+        Returns:
+            What TRL returns: the reference's summed log-probs of the chosen and rejected completions,
+            each of shape ``(B,)``.
+        """
         return super().compute_ref_log_probs(model, {k: v for k, v in inputs.items() if k != WEIGHT_COLUMN})
 
     def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
@@ -212,7 +243,16 @@ class WeightedDPOTrainer(DPOTrainer):
 
 
 def curves_from_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per logged training step (loss, reward accuracy and margins, mean weight, ...)."""
+    """Turn a Trainer's log history into one row per logged training step.
+
+    Args:
+        log_history: ``trainer.state.log_history``; entries without ``loss`` or ``step`` (eval, the
+            final summary) are skipped.
+
+    Returns:
+        Rows of ``step``, ``epoch`` and the ``CURVE_KEYS`` present (loss, reward accuracy and margins,
+        mean weight, ...).
+    """
     rows = []
     for log in log_history:
         if "loss" not in log or "step" not in log:
@@ -233,6 +273,15 @@ class CurveLogger(TrainerCallback):
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
     ) -> None:
+        """Append the training log to the JSONL file (rank 0, training logs with a loss only).
+
+        Args:
+            args: The Trainer's training arguments (unused).
+            state: The Trainer's state (global step, epoch, whether this is rank 0).
+            control: The Trainer's control flags (unused).
+            logs: The logged values; None or without ``loss`` (an eval log) writes nothing.
+            **kw: Further callback arguments (unused).
+        """
         if not logs or not state.is_world_process_zero or "loss" not in logs:
             return
         row = {"step": int(state.global_step), "epoch": float(state.epoch or 0.0)}

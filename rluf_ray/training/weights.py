@@ -21,7 +21,15 @@ class WeightScheme:
     in_neither: float = 0.0
 
     def answer_weight(self, in_small: bool, in_large: bool) -> float:
-        """The weight of one answer given its membership in the two sets."""
+        """Weigh one answer by its membership in the two sets.
+
+        Args:
+            in_small: Whether the small set (largest alpha) holds the answer.
+            in_large: Whether the large set (smallest alpha) holds the answer.
+
+        Returns:
+            The answer's weight.
+        """
         if in_small and in_large:
             return self.in_both
         if in_small:
@@ -32,7 +40,17 @@ class WeightScheme:
 
 
 def small_and_large_alpha(alphas: Iterable[float]) -> tuple[float, float]:
-    """(alpha of the small set, alpha of the large set) from exactly two miscoverage levels."""
+    """Tell the alpha of the small set and of the large set from exactly two miscoverage levels.
+
+    Args:
+        alphas: The calibrated miscoverage levels (repeats are counted once).
+
+    Returns:
+        ``(small-set alpha, large-set alpha)``: the larger level, then the smaller.
+
+    Raises:
+        ValueError: If there are not exactly two distinct levels.
+    """
     levels = sorted(set(alphas))
     if len(levels) != 2:
         raise ValueError(f"the weighting scheme needs exactly two miscoverage levels, got {levels}")
@@ -51,7 +69,20 @@ def pair_weight(
     small_alpha: float,
     large_alpha: float,
 ) -> float:
-    """Mean of the two answers' weights; an answer of a prompt without sets is in neither."""
+    """Weigh a pair as the mean of its two answers' weights; an answer of a prompt without sets is in neither.
+
+    Args:
+        scheme: The answer weights by membership.
+        sets: Alpha -> prompt_id -> the normalised answers in that prompt's prediction set.
+        prompt_id: The pair's prompt.
+        answer_a: One answer of the pair (normalised, as in ``sets``).
+        answer_b: The other answer.
+        small_alpha: The alpha of the small set.
+        large_alpha: The alpha of the large set.
+
+    Returns:
+        The pair's weight.
+    """
     small = sets.get(small_alpha, {}).get(prompt_id, set())
     large = sets.get(large_alpha, {}).get(prompt_id, set())
     wa = scheme.answer_weight(answer_a in small, answer_a in large)
@@ -66,6 +97,13 @@ def weight_health(weights: Iterable[float]) -> dict[str, object]:
     ``mean`` (sum(w*l)/B): the gradient shrinks with the mean weight, so the scale is the mean weight
     (0.05 means a 20x smaller step). ``normalized`` (sum(w*l)/sum(w)): 1.0 whenever a weight is
     non-zero. Both are 0 when every weight is 0 (nothing to train on).
+
+    Args:
+        weights: The pair weights.
+
+    Returns:
+        ``pairs``, ``weight_histogram`` (weight rounded to 6 places, as a string -> pairs, ascending),
+        ``mean_weight``, ``zero_weight_share`` and ``effective_lr_scale`` (reduction -> scale).
     """
     values = [float(w) for w in weights]
     n = len(values)

@@ -170,10 +170,20 @@ def test_plan_holds_the_old_plain_values() -> None:
         "template": load().data.prompt_template,
         "seed": 42,
     }  # fmt: skip
-    # the stage key leaves out where the work runs: actors, their CPUs and custom resources, threads
+    # the stage key leaves out where the work runs (how many actors, their custom resources); an actor's
+    # CPUs are torch's thread count, so they count
     key = plan_key_data(pool)
-    assert not {"actors", "num_cpus", "resources"} & set(key) and "threads" not in key["engine_options"]
-    assert {"batch_size", "num_gpus", "engine", "sampling", "prompt_budget", "template", "seed"} <= set(key)
+    assert not {"actors", "resources"} & set(key) and key["engine_options"]["threads"] == 1
+    assert {
+        "batch_size",
+        "num_gpus",
+        "num_cpus",
+        "engine",
+        "sampling",
+        "prompt_budget",
+        "template",
+        "seed",
+    } <= set(key)
 
 
 def _plan(cfg: RlufConfig, spec: SamplingSpec, prompt_budget: int) -> engine_pool.PoolPlan:

@@ -65,3 +65,21 @@ def test_score_answers_gives_score_rows(tmp_path) -> None:
     out, report = judge_api.score_answers(section, rows, judge_api.JudgeContext("generate", str(tmp_path)))
     assert out == [{"prompt_id": "q", "answer": "the cat sat", "score": pytest.approx(2 / 3), "error": None}]
     assert report["scored"] == 1
+
+
+def test_the_batch_dry_run_is_priced_at_the_batch_factor(tmp_path) -> None:
+    ctx = judge_api.JudgeContext("feedback", str(tmp_path))
+    section = JudgeConfig(
+        provider="openai",
+        max_tokens=100,
+        batch_price_factor=0.5,
+        prices={"prompt_per_million": 1000.0, "completion_per_million": 2000.0},
+    )
+    live = judge_api.dry_run(section, _requests(), ctx)
+    batch = judge_api.dry_run(section, _requests(), ctx, use_batch_api=True)
+    # 3 uncached calls: completion <= 300 tokens at $2000/M = $0.6 plus the prompt tokens at $1000/M
+    assert live["calls"] == batch["calls"] == 3 and live["completion_tokens"] == 300
+    expected = (live["prompt_tokens"] * 1000.0 + 300 * 2000.0) / 1e6
+    assert live["dollars"] == pytest.approx(round(expected, 4))
+    assert batch["dollars"] == pytest.approx(round(expected * 0.5, 4))
+    assert not list(tmp_path.iterdir())  # a dry run creates no cache file

@@ -75,7 +75,7 @@ def test_unit_keys_and_run_names():
     assert base["arm"] == "cfa" and base["seed"] == 42
     assert key([]) == base  # stable
     assert key(["dpo.beta=0.2"]) != base  # a result key changes every unit
-    assert key(["resources.cpus_per_train_worker=2"]) == base  # speed knobs keep the unit
+    assert key(["dpo.save_steps=5", "resources.judge_actors=4"]) == base  # operational keys keep the unit
     assert key(["resources.train_workers=2"]) != base  # the global batch is a result
     # adding a seed or an arm, or naming the default seed in the list, keeps the finished units
     assert key(["dpo.seeds=[42, 7]"]) == base and key(["dpo.arms=[cfa]"]) == base
