@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from rluf_ray.config import RlufConfig, fingerprint, get_value, result_keys, with_values
+from rluf_ray.config import RlufConfig, get_value, plan_key, plan_key_data, with_values
 from rluf_ray.errors import UpstreamMissing
 from rluf_ray.stages.registry import ORDER, StageContext, StageDef, StageResult, get
 from rluf_ray.store.artifacts import ArtifactStore, Manifest, manifest_digest
@@ -19,16 +19,41 @@ if TYPE_CHECKING:
 log = logging.getLogger("rluf")
 
 
-def stage_fingerprint(cfg: RlufConfig, stage: StageDef) -> str:
-    """Hash of exactly the config keys the stage reads and the content of the external inputs it names."""
-    inputs = stage.inputs(cfg)
-    base = fingerprint(cfg, result_keys(cfg, stage.reads))
+def stage_key(stage: StageDef[Any], plan: Any) -> str:
+    """The stage key of a plan: the hash of its non-operational fields (``plan_key``) and of the content
+    of the external inputs it names.
+
+    Args:
+        stage: The stage.
+        plan: Its plan (``stage.plan(cfg)``).
+
+    Returns:
+        A sha256 hex digest: the manifest's ``config_hash``.
+    """
+    inputs = stage.inputs(plan)
+    base = plan_key(plan)
     if not inputs:
         return base
     return manifest_digest({"config": base, "inputs": inputs})
 
 
-def effective_config(cfg: RlufConfig, store: ArtifactStore, stage: StageDef) -> RlufConfig:
+def stage_fingerprint(cfg: RlufConfig, stage: StageDef[Any]) -> str:
+    """The stage key under this config.
+
+    Args:
+        cfg: The config.
+        stage: The stage.
+
+    Returns:
+        ``stage_key`` of the stage's plan under ``cfg``.
+
+    Raises:
+        RlufError: The stage refuses this config (its ``plan`` raises).
+    """
+    return stage_key(stage, stage.plan(cfg))
+
+
+def effective_config(cfg: RlufConfig, store: ArtifactStore, stage: StageDef[Any]) -> RlufConfig:
     """``cfg`` with the stage's sticky keys that it leaves unset taken from the stage's last run."""
     if not stage.sticky:
         return cfg
@@ -46,17 +71,18 @@ def upstream_hashes(store: ArtifactStore, names: Iterable[str]) -> dict[str, str
     return {name: store.manifest_hash(get(name).artifact_dir) for name in names}
 
 
-def is_complete(cfg: RlufConfig, store: ArtifactStore, stage: StageDef | str) -> bool:
+def is_complete(cfg: RlufConfig, store: ArtifactStore, stage: StageDef[Any] | str) -> bool:
     """Complete for this config: its manifest matches, and so (recursively) do its upstreams'."""
     stage = get(stage) if isinstance(stage, str) else stage
     cfg = effective_config(cfg, store, stage)
-    needed = stage.needs(cfg)
+    plan = stage.plan(cfg)
+    needed = stage.needs(plan)
     if not all(is_complete(cfg, store, u) for u in needed):
         return False
     ups = upstream_hashes(store, needed)
     if any(h is None for h in ups.values()):
         return False
-    return store.is_complete(stage.artifact_dir, stage_fingerprint(cfg, stage), ups)  # type: ignore[arg-type]
+    return store.is_complete(stage.artifact_dir, stage_key(stage, plan), ups)  # type: ignore[arg-type]
 
 
 def run_stage(
@@ -73,7 +99,8 @@ def run_stage(
     stage = get(name)
     if not force:
         cfg = effective_config(cfg, store, stage)
-    needed = stage.needs(cfg)
+    plan = stage.plan(cfg)  # the run gets this plan, never the config
+    needed = stage.needs(plan)
     missing = [u for u in needed if not is_complete(cfg, store, u)]
     if missing:
         raise UpstreamMissing(
@@ -82,19 +109,19 @@ def run_stage(
         )
     opts = dict(options or {})
     if opts.get("dry_run"):  # prints what the stage would spend; writes nothing, completes nothing
-        stage.run(cfg, StageContext(name=name, store=store, options=opts))
+        stage.run(plan, StageContext(name=name, store=store, options=opts))
         return None
     if not force and is_complete(cfg, store, stage):
         log.info("%s: complete for this config, skipped (use --force to redo)", name)
         return None
     check_cluster_output_dir(cfg.output_dir, cfg.shared_output_dir)
-    fp = stage_fingerprint(cfg, stage)  # external inputs are hashed before the stage reads them
+    fp = stage_key(stage, plan)  # external inputs are hashed before the stage reads them
     store.invalidate(stage.artifact_dir)
     log.info("%s: running", name)
     t0 = time.perf_counter()
     opts["force"] = force
     ctx = StageContext(name=name, store=store, options=opts, fingerprint=fp, tracking=tracking)
-    result = stage.run(cfg, ctx)
+    result = stage.run(plan, ctx)
     if not isinstance(result, StageResult):
         result = StageResult()
     wall = time.perf_counter() - t0
@@ -103,7 +130,16 @@ def run_stage(
         return None
     ups = {k: v for k, v in upstream_hashes(store, needed).items() if v is not None}
     sticky = {k: get_value(cfg, k) for k in stage.sticky}
-    man = store.complete(stage.artifact_dir, fp, ups, result.rows, result.metrics, wall, sticky=sticky)
+    man = store.complete(
+        stage.artifact_dir,
+        fp,
+        ups,
+        result.rows,
+        result.metrics,
+        wall,
+        sticky=sticky,
+        plan=plan_key_data(plan),
+    )
     log.info("%s: done in %.1fs %s", name, wall, result.rows or "")
     return man
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rluf_ray import pipeline
-from rluf_ray.config import is_operational, load
+from rluf_ray.config import load, plan_key
 from rluf_ray.errors import UpstreamMissing
 from rluf_ray.pipeline import is_complete, run_stage
 from rluf_ray.stages import registry
@@ -23,7 +23,7 @@ CALLS: list[str] = []
 def _fake(real: registry.StageDef, fail: bool = False) -> registry.StageDef:
     """A stage with the real one's name, directory, upstream and reads, whose run only writes a file."""
 
-    def run(cfg, ctx):
+    def run(plan, ctx):
         CALLS.append(ctx.name)
         ctx.store.write_json(ctx.dir, "out.json", {"stage": ctx.name})
         if fail:
@@ -113,10 +113,11 @@ def test_registry_is_consistent() -> None:
     for spec in registry.all_stages():
         assert set(spec.upstream) <= seen, f"{spec.name} reads a stage that runs after it"
         seen.add(spec.name)
-        pipeline.stage_fingerprint(cfg, spec)  # every declared key exists
-        # resources are read only where they change results (train_workers, use_gpu, gpus_per_actor)
-        env = [k for k in spec.reads if k.startswith(("resources", "output_dir")) and is_operational(k)]
-        assert not env, spec.name
+        plan = spec.plan(cfg)
+        assert pipeline.stage_fingerprint(cfg, spec) == pipeline.stage_key(spec, plan) == plan_key(plan)
+        # where things live never reaches a stage key (tests/test_stale_keys.py checks every key)
+        moved = load(None, ["output_dir=/elsewhere", "resources.engine_actors=7"])
+        assert pipeline.stage_fingerprint(moved, spec) == pipeline.stage_fingerprint(cfg, spec), spec.name
 
 
 def test_run_all_writes_report(tmp_path: Path, fake_stages) -> None:
@@ -181,7 +182,7 @@ def test_incomplete_stage_writes_no_manifest(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setitem(registry._OVERRIDES, "sft", _fake(registry.get("sft")))
     monkeypatch.setitem(registry._OVERRIDES, "infer", _fake(registry.get("infer")))
 
-    def train(cfg, ctx):
+    def train(plan, ctx):
         CALLS.append(f"train:{ctx.options.get('arm')}")
         done = (
             set(json.loads(ctx.store.read_bytes(ctx.dir, "done.json")))

@@ -1,53 +1,76 @@
-"""A stage's hash keys follow from what it reads: change one config key at a time and check that a stage
-goes stale (its fingerprint changes) exactly when its plan changes.
+"""A stage's key is the hash of its typed plan's non-operational fields; change one config key at a time
+and check that the operational marks agree with the config's operational keys.
 
-``plan(cfg)`` is each stage's pure account of everything it takes from the config, so:
+``plan(cfg)`` is each stage's typed account of everything its run takes from the config (the run gets
+the plan, never the config), and the key hashes every field not declared ``operational()``. So:
 
-* plan changed, fingerprint unchanged: the stage reads a key it does not declare (stale results);
-* fingerprint changed, plan unchanged: the stage declares a key it never reads (needless re-runs),
-  unless the key is gated off in this config (e.g. ``data.tldr.*`` under the demo source);
-* operational keys (``config.OPERATIONAL_KEYS``: placement, limits, where things live) never change
-  a fingerprint, whatever they do to a plan.
+(a) an operational key (``config.is_operational``: resources, limits, where things live) never changes
+    a stage's key: it reaches operational fields only (a hashed field fed by one re-runs needlessly);
+(b) any other key changes a stage's key exactly when it changes that stage's whole plan (operational
+    fields included): a result key that reaches only an operational field (the judge section a
+    service runs with, Ray resources) would leave stale results, unless ``GATES`` says this config
+    gates it off (the offline judge has no model, so ``judge.model`` travels in its section unread);
+(c) every non-operational key changes some stage's key in some tested config, else it is dead
+    (``UNREAD`` names the legitimate ones, with the reason).
 
-Run on the embedded default and on the paper's config, whose gates differ.
+Run on the embedded default, the paper's config, and the default with ``data.source=files`` and with
+LoRA and the other knobs both leave off, whose gates differ.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
-from rluf_ray.config import CONFIG_DIR, ConfigError, RlufConfig, from_dict, is_operational, leaf_keys, load
+from rluf_ray.config import (
+    CONFIG_DIR,
+    ConfigError,
+    RlufConfig,
+    from_dict,
+    is_operational,
+    leaf_keys,
+    load,
+    operational,
+    plan_data,
+    plan_type,
+)
 from rluf_ray.errors import RlufError
-from rluf_ray.pipeline import stage_fingerprint
+from rluf_ray.pipeline import stage_key
 from rluf_ray.stages.registry import StageDef, all_stages
+
+FILES = [
+    "data.source=files",
+    *(f"data.{s}_file=/data/{s}.jsonl" for s in ("train", "calibration", "test", "eval")),
+]
+CONFIGS: dict[str, tuple[str, list[str]]] = {
+    "tiny": ("tiny_cpu.yaml", []),
+    "paper": ("llama2_7b_tldr.yaml", []),
+    "files": ("tiny_cpu.yaml", FILES),  # plans load nothing: the files need not exist
+    # what both shipped configs leave off: LoRA, an SFT length under the context, the normalized
+    # reduction (under which an unset dpo.drop_zero_weight means on)
+    "knobs": (
+        "tiny_cpu.yaml",
+        ["sft.lora.enabled=true", "dpo.lora.enabled=true", "sft.max_length=64", "dpo.reduction=normalized"],
+    ),
+}
 
 # Keys this test does not perturb, and why (each is covered elsewhere).
 NOT_PERTURBED = {
     "dpo.pairs_path": "its content is hashed, not its path (test_train_pairs_content_is_hashed)",
 }
 
-# A declared key may leave the plan unchanged only where the config gates it off.
+# Result keys that may reach a stage's plan through operational fields only, where the config gates
+# them off: each stage hands the judge service the whole judge section (operational) and hashes the
+# settings a judgement depends on under its provider (JudgeSettings) and the templates it uses itself.
 GATES: dict[str, typing.Callable[[RlufConfig], bool]] = {
-    "data.tldr.": lambda c: c.data.source != "tldr",
-    "data.demo.": lambda c: c.data.source != "demo",
-    # The tldr partition reads every split's size and the data seed; the demo reads its own size only.
-    "data.calibration_size": lambda c: c.data.source != "tldr",
-    "data.test_size": lambda c: c.data.source != "tldr",
-    "data.eval_size": lambda c: c.data.source != "tldr",
-    "data.seed": lambda c: c.data.source != "tldr",
-    "data.train_file": lambda c: c.data.source != "files",
-    "data.calibration_file": lambda c: c.data.source != "files",
-    "data.test_file": lambda c: c.data.source != "files",
-    "data.eval_file": lambda c: c.data.source != "files",
-    "sft.lora.": lambda c: not c.sft.lora.enabled,
-    "dpo.lora.": lambda c: not c.dpo.lora.enabled,
-    "model.embedded_": lambda c: c.model.base_model != "embedded:tiny-llama",
+    # the service never reads a template (each request names its version); the stage hashes its own
+    "judge.templates.": lambda c: True,
+    # settings the configured provider ignores
     "judge.offline_noise": lambda c: c.judge.provider != "offline",
     "judge.seed": lambda c: c.judge.provider != "offline",
     "judge.model": lambda c: c.judge.provider == "offline",
@@ -56,11 +79,11 @@ GATES: dict[str, typing.Callable[[RlufConfig], bool]] = {
     "judge.max_tokens": lambda c: c.judge.provider == "offline",
     "judge.structured_output": lambda c: c.judge.provider == "offline",
     "judge.max_parse_retries": lambda c: c.judge.provider == "offline",
-    "evaluation.model": lambda c: c.judge.provider == "offline",
-    # the engine's own options: vLLM's settings are not the hf engine's
-    "generation.vllm_": lambda c: c.generation.engine != "vllm",
-    "generation.tensor_parallel_size": lambda c: c.generation.engine != "vllm",
+    "evaluation.model": lambda c: c.judge.provider == "offline",  # evaluate's section holds it as judge.model
 }
+
+# Non-operational keys no stage's key depends on in any tested config, and why.
+UNREAD: dict[str, str] = {}
 
 
 def _annotation(cfg: RlufConfig, key: str) -> Any:
@@ -135,79 +158,125 @@ def perturb(cfg: RlufConfig, key: str) -> RlufConfig | None:
     return None
 
 
-def canonical(obj: Any) -> Any:
-    """Plain, comparable data from a plan (dataclasses, pydantic models and Ray objects included)."""
-    if isinstance(obj, dict):
-        return {str(k): canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(obj, list | tuple | set | frozenset):
-        items = [canonical(v) for v in obj]
-        return sorted(items, key=repr) if isinstance(obj, set | frozenset) else items
-    if isinstance(obj, BaseModel):
-        return canonical(obj.model_dump(mode="json"))
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return [
-            type(obj).__name__,
-            {f.name: canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)},
-        ]
-    if isinstance(obj, str | int | float | bool) or obj is None:
-        return obj
-    if hasattr(obj, "__dict__"):
-        return [type(obj).__name__, canonical({k: v for k, v in vars(obj).items() if not k.startswith("_")})]
-    return repr(obj)
-
-
-def plan_of(stage: StageDef, cfg: RlufConfig) -> Any:
-    try:
-        return canonical(stage.plan(cfg))
-    except RlufError as exc:  # a refused config is part of the plan too
-        return ["refused", str(exc)]
-
-
 def gated(key: str, cfg: RlufConfig) -> bool:
     return any(key.startswith(prefix) and off(cfg) for prefix, off in GATES.items())
 
 
-@pytest.mark.parametrize("config", ["tiny_cpu.yaml", "llama2_7b_tldr.yaml"])
-def test_stage_goes_stale_exactly_when_its_plan_changes(config: str) -> None:
-    base = load(CONFIG_DIR / config)
-    stages = all_stages()
-    plans = {s.name: plan_of(s, base) for s in stages}
-    fps = {s.name: stage_fingerprint(base, s) for s in stages}
-    problems: list[str] = []
-    unperturbed: list[str] = []
-    checked = 0
-    for key in leaf_keys(base):
-        if key in NOT_PERTURBED:
-            continue
+Outcome = tuple[Any, str | None]  # (the whole plan as data, the stage key); a refused plan has no key
+
+
+def outcome(stage: StageDef[Any], cfg: RlufConfig) -> Outcome:
+    try:
+        plan = stage.plan(cfg)
+    except RlufError as exc:  # a refused config is part of the plan too; it has no key (nothing runs)
+        return ["refused", str(exc)], None
+    return plan_data(plan), stage_key(stage, plan)
+
+
+@dataclasses.dataclass
+class Findings:
+    problems: list[str]
+    moved: set[str]  # non-operational keys that changed some stage's key
+    gates_used: set[str]
+    checked: int
+    unperturbed: list[str]
+
+
+def check(base: RlufConfig, stages: list[StageDef[Any]], keys: list[str]) -> Findings:
+    """Perturb each key of ``keys`` alone and hold every stage's plan and key to rules (a) and (b)."""
+    before = {s.name: outcome(s, base) for s in stages}
+    assert all(k is not None for _, k in before.values()), "a tested config is refused"
+    out = Findings([], set(), set(), 0, [])
+    for key in keys:
         changed = perturb(base, key)
         if changed is None:
-            unperturbed.append(key)
+            out.unperturbed.append(key)
             continue
-        checked += 1
+        out.checked += 1
         for s in stages:
-            plan_moved = plan_of(s, changed) != plans[s.name]
-            fp_moved = stage_fingerprint(changed, s) != fps[s.name]
+            (plan0, key0), (plan1, key1) = before[s.name], outcome(s, changed)
             if is_operational(key):
-                if fp_moved:
-                    problems.append(f"{key}: operational, but {s.name}'s fingerprint changed")
-            elif plan_moved and not fp_moved:
-                problems.append(f"{key}: changes {s.name}'s plan but is not in its reads (stale results)")
-            elif fp_moved and not plan_moved and not gated(key, base):
-                problems.append(f"{key}: in {s.name}'s reads but its plan ignores it (needless re-run)")
-    assert not unperturbed, f"no valid perturbation for {unperturbed}"
-    assert checked > 100, checked
-    assert not problems, "\n".join(problems)
+                if key1 is not None and key1 != key0:
+                    out.problems.append(f"{key}: operational, but it changes {s.name}'s key (a hashed field)")
+                continue
+            plan_moved, key_moved = plan1 != plan0, key1 != key0
+            if key_moved:
+                out.moved.add(key)
+            if plan_moved and not key_moved:
+                gate = next((g for g in GATES if key.startswith(g) and GATES[g](base)), None)
+                if gate is None:
+                    out.problems.append(
+                        f"{key}: changes {s.name}'s plan in operational fields only (stale results)"
+                    )
+                else:
+                    out.gates_used.add(gate)
+            elif key_moved and not plan_moved:
+                out.problems.append(f"{key}: changes {s.name}'s key but not its plan")
+    return out
 
 
-def test_checker_catches_an_undeclared_read() -> None:
-    """The check above can fail: a stage whose plan reads a key missing from its reads is caught."""
+@functools.cache
+def findings(config: str) -> Findings:
+    path, overrides = CONFIGS[config]
+    base = load(CONFIG_DIR / path, overrides)
+    keys = [k for k in leaf_keys(base) if k not in NOT_PERTURBED]
+    return check(base, all_stages(), keys)
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_stage_keys_follow_the_operational_marks(config: str) -> None:
+    found = findings(config)
+    assert not found.unperturbed, f"no valid perturbation for {found.unperturbed}"
+    assert found.checked > 100, found.checked
+    assert not found.problems, "\n".join(found.problems)
+
+
+def test_no_dead_keys_and_no_idle_gates() -> None:
     base = load(None)
+    result = [k for k in leaf_keys(base) if not is_operational(k) and k not in NOT_PERTURBED]
+    moved = set().union(*(findings(c).moved for c in CONFIGS))
+    dead = sorted(set(result) - moved - set(UNREAD))
+    assert not dead, f"result keys no stage's key depends on in any tested config (dead keys): {dead}"
+    stale = sorted(set(UNREAD) & moved)
+    assert not stale, f"listed in UNREAD but some stage's key depends on them: {stale}"
+    idle = sorted(set(GATES) - set().union(*(findings(c).gates_used for c in CONFIGS)))
+    assert not idle, f"GATES entries that excuse nothing: {idle}"
+
+
+@plan_type
+class _LeakyPlan:
+    real: Any
+    top_p: float = operational()  # a result value in an operational field
+
+
+@plan_type
+class _WastefulPlan:
+    real: Any
+    actors: int  # an operational value in a hashed field
+
+
+def test_the_check_catches_a_result_key_in_an_operational_field() -> None:
+    """Rule (b) can fail: a plan field marked operational that a result key feeds is caught."""
     real = next(s for s in all_stages() if s.name == "calibrate")
-    leaky = dataclasses.replace(real, plan_fn=lambda c: {**real.plan(c), "top_p": c.generation.top_p})
-    changed = perturb(base, "generation.top_p")
-    assert changed is not None
-    assert plan_of(leaky, changed) != plan_of(leaky, base)
-    assert stage_fingerprint(changed, leaky) == stage_fingerprint(base, leaky)
+    leaky = dataclasses.replace(
+        real, plan_fn=lambda c: _LeakyPlan(real=real.plan(c), top_p=c.generation.top_p)
+    )
+    found = check(load(None), [leaky], ["generation.top_p", "conformal.seed"])
+    assert found.problems == [
+        "generation.top_p: changes calibrate's plan in operational fields only (stale results)"
+    ]
+
+
+def test_the_check_catches_an_operational_key_in_a_hashed_field() -> None:
+    """Rule (a) can fail: a hashed plan field that an operational key feeds is caught."""
+    real = next(s for s in all_stages() if s.name == "weights" or s.name == "assign-weights")
+    wasteful = dataclasses.replace(
+        real, plan_fn=lambda c: _WastefulPlan(real=real.plan(c), actors=c.resources.engine_actors)
+    )
+    found = check(load(None), [wasteful], ["resources.engine_actors", "weights.in_both"])
+    assert found.problems == [
+        "resources.engine_actors: operational, but it changes assign-weights's key (a hashed field)"
+    ]
 
 
 def test_every_leaf_is_perturbable_in_isolation() -> None:

@@ -29,9 +29,10 @@ from pathlib import Path
 BUILD = """
 import sys
 from rluf_ray.config import load
-from rluf_ray.data.splits import tokenizer_corpus
+from rluf_ray.data.splits import split_plan, tokenizer_corpus
 from rluf_ray.data.tiny_model import build_embedded
-build_embedded(tokenizer_corpus(load(), 200), sys.argv[1], max_positions=512)
+data = load().data
+build_embedded(tokenizer_corpus(data.prompt_template, split_plan(data, "train"), 200), sys.argv[1], max_positions=512)
 """
 
 

@@ -10,8 +10,9 @@ The package owns three things, each in its own modules:
   ``generation``, ``judge``, ``conformal``, ``feedback`` (with ``weights``), ``evaluation`` (with
   ``inference``), ``resources``, ``tracking``), all on the base in ``section``, gathered by
   ``schema.RlufConfig``;
-* the stage-key policy (``keys``): the operational keys no stage hashes, and the helpers that turn a
-  stage's ``reads`` into the keys and the fingerprint its manifest records;
+* the stage-key policy (``keys``): the operational keys no stage hashes; and typed plans
+  (``plan_keys``): ``plan_type`` declares a frozen plan, ``operational`` a field its key leaves out,
+  ``plan_key`` the hash a stage's manifest records;
 * loading (``loading``): YAML files, ``KEY=VALUE`` overrides, validation with one-line errors.
 
 It imports pydantic, PyYAML, the standard library and ``rluf_ray.data.embedded`` (the names of the
@@ -36,11 +37,9 @@ from rluf_ray.config.judge import (
 )
 from rluf_ray.config.keys import (
     OPERATIONAL_KEYS,
-    fingerprint,
     get_value,
     is_operational,
     leaf_keys,
-    result_keys,
     select,
 )
 from rluf_ray.config.loading import (
@@ -55,6 +54,7 @@ from rluf_ray.config.loading import (
     with_values,
 )
 from rluf_ray.config.model import ModelConfig
+from rluf_ray.config.plan_keys import operational, plan_data, plan_key, plan_key_data, plan_type
 from rluf_ray.config.resources import ResourcesConfig
 from rluf_ray.config.schema import RlufConfig, Section
 from rluf_ray.config.tracking import TrackingConfig
@@ -91,15 +91,18 @@ __all__ = [
     "WeightsConfig",
     "WeightsRange",
     "apply_overrides",
-    "fingerprint",
     "from_dict",
     "get_value",
     "is_operational",
     "leaf_keys",
     "load",
+    "operational",
     "parse_override",
+    "plan_data",
+    "plan_key",
+    "plan_key_data",
+    "plan_type",
     "read_yaml",
-    "result_keys",
     "select",
     "with_values",
 ]

@@ -1,10 +1,9 @@
-"""The stage-key policy: which config keys are operational (never change a result) and the helpers
-that turn a stage's ``reads`` into the keys its manifest hashes."""
+"""The stage-key policy: which config keys are operational (never change a result), and reading dotted
+keys. A stage's key is the hash of its typed plan (``plan_keys``); ``tests/test_stale_keys.py`` checks
+that no operational key reaches a hashed plan field and no other key only an operational one."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -115,22 +114,3 @@ def leaf_keys(section: BaseModel, prefix: str = "") -> list[str]:
         else:
             keys.append(f"{prefix}{name}")
     return keys
-
-
-def result_keys(cfg: RlufConfig, reads: Iterable[str]) -> list[str]:
-    """The leaf keys of ``reads`` (sections expanded) that can change a result: operational ones dropped."""
-    out: set[str] = set()
-    for key in reads:
-        node: Any = cfg
-        for part in key.split("."):
-            if not isinstance(node, BaseModel) or part not in type(node).model_fields:
-                raise KeyError(f"unknown config key {key!r}")
-            node = getattr(node, part)
-        out.update(leaf_keys(node, key + ".") if isinstance(node, BaseModel) else [key])
-    return sorted(k for k in out if not is_operational(k))
-
-
-def fingerprint(cfg: RlufConfig, keys: Iterable[str]) -> str:
-    """A stable hash of exactly the given config keys."""
-    blob = json.dumps(select(cfg, keys), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()

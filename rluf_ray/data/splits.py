@@ -1,4 +1,8 @@
-"""THE data interface of every stage: ``load_split(cfg, split)`` -> prompt rows (``rluf_ray.schema``).
+"""THE data interface of every stage: ``load_split(split_plan(data, split))`` -> prompt rows
+(``rluf_ray.schema``).
+
+A :class:`SplitPlan` holds exactly what decides a split's rows under the configured source; stages keep
+it in their plans (so it is part of their keys) and load from it, never from the config.
 
 Sources (``data.source``):
 
@@ -25,7 +29,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from rluf_ray.common.text import fit_prompt
-from rluf_ray.config import RlufConfig
+from rluf_ray.config import DataConfig, plan_type
 from rluf_ray.data import demo, loaders
 from rluf_ray.errors import RlufError
 
@@ -38,43 +42,73 @@ SPLIT_NAMES: tuple[SplitName, ...] = ("train", "calibration", "test", "eval")
 _DOCS = {"train": "train_docs", "calibration": "calibration_docs", "test": "test_docs", "eval": "eval_docs"}
 _SIZE = {"train": "sft_size", "calibration": "calibration_size", "test": "test_size", "eval": "eval_size"}
 _FILE = {"train": "train_file", "calibration": "calibration_file", "test": "test_file", "eval": "eval_file"}
-_PARTITION = ("data.calibration_size", "data.test_size", "data.eval_size", "data.seed")
 
 
-def split_reads(split: SplitName) -> tuple[str, ...]:
-    """The config keys that decide the rows of ``split``, for every source (a stage declares these)."""
+@plan_type
+class DemoSplit:
+    """The embedded demo's part of a split plan."""
+
+    seed: int
+    docs: int
+    vague_count_share: float = 0.0  # the train split only
+    vague_phrase: str | None = None  # set when vague_count_share > 0: a new phrase is new data
+
+
+@plan_type
+class TldrSplit:
+    """summarize_from_feedback's part of a split plan: the hub data and the partition of its ids."""
+
+    hub_id: str
+    subset: str
+    split: str
+    max_post_words: int
+    calibration_size: int
+    test_size: int
+    eval_size: int
+    seed: int
+
+
+@plan_type
+class SplitPlan:
+    """Everything that decides the rows of one split (``load_split`` reads nothing else)."""
+
+    split: SplitName
+    source: Literal["demo", "tldr", "files"]
+    size: int | None  # rows wanted (None: every row, the train split's default)
+    demo: DemoSplit | None = None
+    tldr: TldrSplit | None = None
+    file: str | None = None
+    held_out: tuple[str | None, ...] = ()  # files source, train split: ids of these files are dropped
+
+
+def split_plan(data: DataConfig, split: SplitName) -> SplitPlan:
+    """What decides the rows of ``split`` under this data section (loads nothing).
+
+    Args:
+        data: The config's ``data`` section.
+        split: Which split.
+
+    Returns:
+        The split's plan: only the values of ``data`` that the configured source reads for it.
+    """
     _check_split(split)
-    files = tuple(f"data.{f}" for f in _FILE.values()) if split == "train" else (f"data.{_FILE[split]}",)
-    return (
-        "data.source",
-        f"data.{_SIZE[split]}",
-        "data.demo.seed",
-        f"data.demo.{_DOCS[split]}",
-        "data.tldr",
-        *_PARTITION,
-        *files,
-        *(("data.demo.vague_count_share",) if split == "train" else ()),
+    size = getattr(data, _SIZE[split])
+    if data.source == "demo":
+        d = data.demo
+        share = d.vague_count_share if split == "train" else 0.0
+        demo_part = DemoSplit(seed=d.seed, docs=getattr(d, _DOCS[split]), vague_count_share=share,
+                              vague_phrase=demo.VAGUE_COUNT if share > 0 else None)  # fmt: skip
+        return SplitPlan(split=split, source="demo", size=size, demo=demo_part)
+    if data.source == "tldr":
+        t = data.tldr
+        tldr = TldrSplit(hub_id=t.hub_id, subset=t.subset, split=t.split, max_post_words=t.max_post_words,
+                         calibration_size=data.calibration_size, test_size=data.test_size,
+                         eval_size=data.eval_size, seed=data.seed)  # fmt: skip
+        return SplitPlan(split=split, source="tldr", size=size, tldr=tldr)
+    held = tuple(getattr(data, _FILE[s]) for s in ("calibration", "test", "eval")) if split == "train" else ()
+    return SplitPlan(
+        split=split, source=data.source, size=size, file=getattr(data, _FILE[split]), held_out=held
     )
-
-
-def split_plan(cfg: RlufConfig, split: SplitName) -> dict[str, Any]:
-    """What decides the rows of ``split`` under this config (plain data; loads nothing)."""
-    _check_split(split)
-    d = cfg.data
-    out: dict[str, Any] = {"source": d.source, "size": getattr(d, _SIZE[split])}
-    if d.source == "demo":
-        out.update(seed=d.demo.seed, docs=getattr(d.demo, _DOCS[split]))
-        if split == "train":
-            out["vague_count_share"] = d.demo.vague_count_share
-            if d.demo.vague_count_share > 0:  # the phrase is part of the data: a new one re-runs SFT
-                out["vague_phrase"] = demo.VAGUE_COUNT
-    elif d.source == "tldr":
-        out.update(tldr=d.tldr.model_dump(), partition=[d.calibration_size, d.test_size, d.eval_size, d.seed])
-    else:
-        out["file"] = getattr(d, _FILE[split])
-        if split == "train":
-            out["held_out"] = [getattr(d, _FILE[s]) for s in ("calibration", "test", "eval")]
-    return out
 
 
 def _check_split(split: str) -> None:
@@ -82,19 +116,18 @@ def _check_split(split: str) -> None:
         raise RlufError(f"unknown split {split!r}; expected one of {', '.join(SPLIT_NAMES)}")
 
 
-def split_count(cfg: RlufConfig, split: SplitName) -> int:
-    """Number of rows ``load_split`` returns (cheap for the demo: no documents are built)."""
-    _check_split(split)
-    if cfg.data.source != "demo":
-        return len(load_split(cfg, split))
-    d = cfg.data.demo
-    if split == "train":
-        return min(d.train_docs, cfg.data.sft_size or d.train_docs)
-    if split == "calibration":
-        return min(d.calibration_docs, cfg.data.calibration_size)
-    if split == "eval":
-        return min(d.eval_docs, cfg.data.eval_size)
-    return min(d.test_docs, cfg.data.test_size)
+def split_count(plan: SplitPlan) -> int:
+    """Number of rows ``load_split`` returns (cheap for the demo: no documents are built).
+
+    Args:
+        plan: The split's plan.
+
+    Returns:
+        The row count.
+    """
+    if plan.demo is None:
+        return len(load_split(plan))
+    return min(plan.demo.docs, plan.size or plan.demo.docs)
 
 
 def demo_batch(seed: int, split: str, indices: Sequence[int]) -> dict[str, list[str]]:
@@ -118,42 +151,36 @@ def demo_rows(batch: dict[str, Any], seed: int, split: str, done: frozenset[str]
     return {k: [v[i] for i in keep] for k, v in cols.items()}
 
 
-def load_split(cfg: RlufConfig, split: SplitName) -> list[dict[str, str]]:
-    """The rows of ``split`` (keys prompt_id, post, reference), honouring the configured sizes."""
-    _check_split(split)
-    source = cfg.data.source
-    if source == "demo":
-        n = split_count(cfg, split)
-        wanted = _wanted(cfg, split)
-        if wanted is not None and n < wanted:
-            log.warning("demo %s split has %d documents, fewer than the %d asked", split, n, wanted)
-        vague = cfg.data.demo.vague_count_share if split == "train" else 0.0
-        return [d.row() for d in demo.iter_docs(cfg.data.demo.seed, split, n, vague_share=vague)]
-    if source == "tldr":
-        t = cfg.data.tldr
-        parts = _tldr_parts(t.hub_id, t.subset, t.split, t.max_post_words, cfg.data.calibration_size,
-                            cfg.data.test_size, cfg.data.seed, cfg.data.eval_size)  # fmt: skip
-        rows = parts[split]
-    elif source == "files":
-        rows = _file_split(cfg, split)
+def load_split(plan: SplitPlan) -> list[dict[str, str]]:
+    """The rows of a split (keys prompt_id, post, reference), honouring its size.
+
+    Args:
+        plan: The split's plan (``split_plan``).
+
+    Returns:
+        The rows, at most ``plan.size`` of them.
+    """
+    _check_split(plan.split)
+    if plan.demo is not None:
+        d = plan.demo
+        n = split_count(plan)
+        if plan.size is not None and n < plan.size:
+            log.warning("demo %s split has %d documents, fewer than the %d asked", plan.split, n, plan.size)
+        return [r.row() for r in demo.iter_docs(d.seed, plan.split, n, vague_share=d.vague_count_share)]
+    if plan.tldr is not None:
+        t = plan.tldr
+        parts = _tldr_parts(t.hub_id, t.subset, t.split, t.max_post_words, t.calibration_size,
+                            t.test_size, t.seed, t.eval_size)  # fmt: skip
+        rows = parts[plan.split]
+    elif plan.source == "files":
+        rows = _file_split(plan)
     else:  # pragma: no cover - the config validates the literal
-        raise RlufError(f"unknown data.source {source!r}")
-    wanted = _wanted(cfg, split)
-    if wanted is not None:
-        if len(rows) < wanted:
-            log.warning("%s split has %d rows, fewer than the %d asked", split, len(rows), wanted)
-        rows = rows[:wanted]
+        raise RlufError(f"unknown data.source {plan.source!r}")
+    if plan.size is not None:
+        if len(rows) < plan.size:
+            log.warning("%s split has %d rows, fewer than the %d asked", plan.split, len(rows), plan.size)
+        rows = rows[: plan.size]
     return [dict(r) for r in rows]
-
-
-def _wanted(cfg: RlufConfig, split: str) -> int | None:
-    if split == "calibration":
-        return cfg.data.calibration_size
-    if split == "test":
-        return cfg.data.test_size
-    if split == "eval":
-        return cfg.data.eval_size
-    return cfg.data.sft_size
 
 
 @lru_cache(maxsize=4)
@@ -167,23 +194,17 @@ def _tldr_parts(
     return loaders.partition_by_id(rows, cal, test, seed, held)
 
 
-def _file_split(cfg: RlufConfig, split: str) -> list[dict[str, str]]:
-    key = {
-        "train": "train_file",
-        "calibration": "calibration_file",
-        "test": "test_file",
-        "eval": "eval_file",
-    }[split]
-    path = getattr(cfg.data, key)
+def _file_split(plan: SplitPlan) -> list[dict[str, str]]:
+    key = _FILE[plan.split]
+    path = plan.file
     if not path:
-        raise RlufError(f"data.source=files needs data.{key} for the {split} split")
+        raise RlufError(f"data.source=files needs data.{key} for the {plan.split} split")
     rows, stats = loaders.file_rows(loaders.read_records(path), source=str(path))
     if stats.duplicates or stats.empty:
         log.info("%s: %s", path, stats.as_dict())
-    if split == "train":
+    if plan.split == "train":
         held_out: set[str] = set()
-        for other in ("calibration_file", "test_file", "eval_file"):
-            other_path = getattr(cfg.data, other)
+        for other_path in plan.held_out:
             if other_path:
                 other_rows, _ = loaders.file_rows(loaders.read_records(other_path), source=str(other_path))
                 held_out.update(r["prompt_id"] for r in other_rows)
@@ -194,13 +215,23 @@ def _file_split(cfg: RlufConfig, split: str) -> list[dict[str, str]]:
 
 
 # ---- prompt rendering --------------------------------------------------------------------------
-def prompt_budget(cfg: RlufConfig, max_new_tokens: int | None = None) -> int:
-    """Tokens a prompt may use: the context minus the new tokens to generate."""
-    new = cfg.generation.max_new_tokens if max_new_tokens is None else max_new_tokens
-    budget = cfg.model.max_context - new
+def prompt_budget(max_context: int, max_new_tokens: int) -> int:
+    """Tokens a prompt may use: the context minus the new tokens to generate.
+
+    Args:
+        max_context: The model's context (``model.max_context``).
+        max_new_tokens: The new tokens each sample may take.
+
+    Returns:
+        The prompt budget in tokens.
+
+    Raises:
+        RlufError: Fewer than 8 tokens would be left for a prompt.
+    """
+    budget = max_context - max_new_tokens
     if budget < 8:
         raise RlufError(
-            f"model.max_context ({cfg.model.max_context}) leaves no room for a prompt after {new} new tokens"
+            f"model.max_context ({max_context}) leaves no room for a prompt after {max_new_tokens} new tokens"
         )
     return budget
 
@@ -217,9 +248,18 @@ def fit_rows(
         yield {**row, "prompt": fitted.prompt, "truncated": fitted.truncated}
 
 
-def tokenizer_corpus(cfg: RlufConfig, limit: int = 2000) -> Iterator[str]:
-    """Texts to train the embedded tokenizer on: the template and the first training rows."""
-    yield cfg.data.prompt_template.replace("{post}", "")
-    for row in load_split(cfg, "train")[:limit]:
+def tokenizer_corpus(template: str, train: SplitPlan, limit: int = 2000) -> Iterator[str]:
+    """Texts to train the embedded tokenizer on: the template and the first training rows.
+
+    Args:
+        template: The prompt template (``data.prompt_template``).
+        train: The train split's plan.
+        limit: How many training rows to use.
+
+    Returns:
+        An iterator of texts.
+    """
+    yield template.replace("{post}", "")
+    for row in load_split(train)[:limit]:
         yield row["post"]
         yield row["reference"]

@@ -1,8 +1,8 @@
 """The engine pool: sampling engines on a Ray Data actor pool, shared by ``generate`` and ``infer``.
 
-* :func:`plan` turns the config into a :class:`PoolPlan`, a frozen value of plain fields (pool size,
-  batch size, resources, engine name and its typed options, sampling spec, prompt budget, template,
-  seed; JSON-able through ``dataclasses.asdict``), and validates it;
+* :func:`plan` turns the config sections it reads into a :class:`PoolPlan`, a typed plan of plain
+  fields (pool size, batch size, resources, engine name and its typed options, sampling spec, prompt
+  budget, template, seed; the placement ones operational), and validates it;
 * :func:`map_kwargs` builds the Ray objects (``ActorPoolStrategy``) from that plan at run time;
 * :func:`apply` adds the engine step to a Ray Data dataset:
   ``map_batches(SampleUDF, fn_constructor_kwargs=..., **map_kwargs(plan))``.
@@ -22,12 +22,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from rluf_ray.config import RlufConfig
+from rluf_ray.config import GenerationConfig, ModelConfig, ResourcesConfig, operational, plan_type
 from rluf_ray.conformal.answers import prompt_answers
 from rluf_ray.data import splits
 from rluf_ray.engines import registry
 from rluf_ray.engines.base import Engine, EngineOptions, SamplingSpec
-from rluf_ray.errors import RlufError
 from rluf_ray.runtime.faults import FaultSpec, fault_spec
 from rluf_ray.schema import GENERATION_SCHEMA
 
@@ -35,60 +34,69 @@ log = logging.getLogger("rluf.engine_pool")
 
 
 # ---- pure planning ------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@plan_type
 class PoolPlan:
-    """The engine pool of a run (no Ray object; see :func:`map_kwargs`). ``dataclasses.asdict`` of it
-    is plain JSON data.
+    """The engine pool of a run (no Ray object; see :func:`map_kwargs`): plain data.
 
-    ``actors`` engine actors, each with ``num_cpus`` CPUs, ``num_gpus`` GPUs and the custom
-    ``resources``; ``batch_size`` prompts per engine call; the engine ``engine`` with its typed
-    ``engine_options``; ``sampling`` per prompt; ``prompt_budget`` tokens per prompt; ``template`` the
-    prompt template; ``seed`` the sampling seed (each batch's seed derives from it).
+    ``batch_size`` prompts per engine call (each batch's seed derives from ``seed`` and its prompt ids,
+    so it counts); the engine ``engine`` with its typed ``engine_options``; ``sampling`` per prompt;
+    ``prompt_budget`` tokens per prompt; ``template`` the prompt template; ``num_gpus`` GPUs and
+    ``num_cpus`` CPUs per actor (CPU and GPU numerics differ, and torch's CPU kernels differ with the
+    thread count). Operational: the number of ``actors`` and their custom ``resources`` (where the work
+    runs, not what it computes).
     """
 
-    actors: int
     batch_size: int
-    num_cpus: float
     num_gpus: float
-    resources: dict[str, float]
+    num_cpus: float  # Ray sets an actor's OMP_NUM_THREADS to its CPUs: torch's thread count counts
     engine: str
     engine_options: EngineOptions
     sampling: SamplingSpec
     prompt_budget: int
     template: str
     seed: int
+    actors: int = operational()
+    resources: tuple[tuple[str, float], ...] = operational()  # custom Ray resources, sorted by name
 
 
-def plan(cfg: RlufConfig, spec: SamplingSpec, prompt_budget: int) -> PoolPlan:
+def plan(
+    generation: GenerationConfig,
+    resources: ResourcesConfig,
+    model: ModelConfig,
+    template: str,
+    spec: SamplingSpec,
+    prompt_budget: int,
+) -> PoolPlan:
     """The engine pool of a run.
 
     Args:
-        cfg: the config (its ``generation``, ``model``, ``resources`` and ``data.prompt_template``).
+        generation: the ``generation`` section (engine, batch size, seed, the engine's options).
+        resources: the ``resources`` section (the actors and what each holds).
+        model: the ``model`` section (the engine's dtype and context).
+        template: the prompt template (``data.prompt_template``).
         spec: the caller's sampling (``generate`` samples N, ``infer`` one).
         prompt_budget: the caller's token budget of a prompt.
 
     Returns:
-        The pool's plan, with the options the engine's registered function builds from the config.
+        The pool's plan, with the options the engine's registered function builds from the sections.
 
     Raises:
-        RlufError: settings that cannot run (sampling_num < 1, an unknown engine, or options the
-            engine refuses, e.g. vllm's tensor_parallel_size > GPUs per actor).
+        RlufError: settings that cannot run (an unknown engine, or options the engine refuses, e.g.
+            vllm's tensor_parallel_size > GPUs per actor).
     """
-    g, r = cfg.generation, cfg.resources
-    if g.sampling_num < 1:
-        raise RlufError(f"generation.sampling_num must be >= 1, got {g.sampling_num}")
+    g, r = generation, resources
     return PoolPlan(
-        actors=r.engine_actors,
         batch_size=g.prompts_per_batch,
-        num_cpus=r.cpus_per_actor,
         num_gpus=r.gpus_per_actor,
-        resources=dict(r.custom_resources),
         engine=g.engine,
-        engine_options=registry.options_for(g.engine, g, cfg.model, r),
+        engine_options=registry.options_for(g.engine, g, model, r),
         sampling=spec,
         prompt_budget=int(prompt_budget),
-        template=cfg.data.prompt_template,
+        template=template,
         seed=g.seed,
+        actors=r.engine_actors,
+        num_cpus=r.cpus_per_actor,
+        resources=tuple(sorted(r.custom_resources.items())),
     )
 
 

@@ -3,11 +3,11 @@ and budget, retries, the offline judge, the OpenAI-compatible and Batch API clie
 Ray actors, the providers and the one interface the stages call.
 
 The interface is ``rluf_ray.judge.api``: ``judge(section, requests, ctx)`` -> results and a report,
-``dry_run(...)`` -> a cost estimate, ``score_answers(...)``, and ``result_settings(section)`` /
-``JUDGE_RESULT_KEYS`` for the stages' plans and reads. A request is one of the task kinds
-``requests.Task`` (``score``, ``pairwise``, ``rubric``). ``judge.provider`` names a provider in
-``registry.PROVIDERS`` (``offline``, ``openai``, ``batch``; each in its ``provider_<name>.py``); nothing
-outside this package looks at that name.
+``dry_run(...)`` -> a cost estimate, ``score_answers(...)``, and ``judge_plan(...)`` -> the
+``JudgePlan`` a stage's plan holds (``result_settings(section)`` hashed, the section operational).
+A request is one of the task kinds ``requests.Task`` (``score``, ``pairwise``, ``rubric``).
+``judge.provider`` names a provider in ``registry.PROVIDERS`` (``offline``, ``openai``, ``batch``; each
+in its ``provider_<name>.py``); nothing outside this package looks at that name.
 
 Layers (``tests/test_layers.py`` checks them):
 

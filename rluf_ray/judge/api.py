@@ -4,8 +4,10 @@ does the work.
 * :func:`judge`: requests in, results out (each key judged once), with the run's report.
 * :func:`dry_run`: what :func:`judge` would spend; calls nothing.
 * :func:`score_answers`: the score task over answer rows, as SCORE_SCHEMA rows.
-* :func:`result_settings` and :data:`JUDGE_RESULT_KEYS`: what a judgement depends on, for the plans
-  and ``reads`` of the stages that judge.
+* :class:`JudgePlan` (:func:`judge_plan`): what a stage that judges keeps in its typed plan, the
+  provider's result settings (:func:`result_settings`; the plan's key hashes them) and, operational,
+  the judge section and the run's context that the calls above take.
+* :data:`JUDGE_RESULT_KEYS`: every judge key that may change a judgement under some provider.
 
 A request is one of the task kinds :data:`Task` (``score``, ``pairwise``, ``rubric``), built with
 ``rluf_ray.judge.requests`` (``score_request``, ``pairwise_request``, ``rubric_request``).
@@ -16,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from rluf_ray.config.plan_keys import operational, plan_type
 from rluf_ray.errors import RlufError
 from rluf_ray.judge.registry import JudgeContext, result_keys, result_settings, select_provider
 from rluf_ray.judge.requests import JudgeRequest, JudgeResult, Task, unique_requests
@@ -27,10 +30,12 @@ if TYPE_CHECKING:
 __all__ = [
     "JUDGE_RESULT_KEYS",
     "JudgeContext",
+    "JudgePlan",
     "Judgement",
     "Task",
     "dry_run",
     "judge",
+    "judge_plan",
     "result_settings",
     "score_answers",
     "scores_table",
@@ -38,7 +43,50 @@ __all__ = [
 
 JUDGE_RESULT_KEYS: tuple[str, ...] = result_keys()
 """The judge keys that change a judgement under some provider (the rest change speed, limits or where
-the cache lives): the ``reads`` of every stage that judges."""
+the cache lives); a stage's :class:`JudgePlan` hashes those of its provider."""
+
+
+JudgeSetting = tuple[str, str | float | bool | None]
+"""One judge setting a judgement depends on: (field, value)."""
+
+
+@plan_type
+class JudgePlan:
+    """The judge of a stage's plan: the settings its judgements depend on under the configured provider
+    (``settings``, hashed: ``("provider", name)`` and the provider's result fields), and what the
+    calls of this module take (operational): the judge section (limits, retries, prices, the cache;
+    its result fields are the settings above) and where the run happens."""
+
+    settings: tuple[JudgeSetting, ...]
+    section: JudgeConfig = operational()
+    output_dir: str = operational()  # the cache's home unless judge.cache_path names one
+    actors: int = operational()  # real-time judge actors (resources.judge_actors)
+
+    def context(self, run: str) -> JudgeContext:
+        """The context of one judge run of this plan.
+
+        Args:
+            run: The run's name (the stage).
+
+        Returns:
+            The context the calls of this module take.
+        """
+        return JudgeContext(run, self.output_dir, self.actors)
+
+
+def judge_plan(section: JudgeConfig, output_dir: str, actors: int) -> JudgePlan:
+    """The judge of a stage's plan.
+
+    Args:
+        section: The judge config section the stage judges with.
+        output_dir: The run's output directory (``output_dir``).
+        actors: Real-time judge actors (``resources.judge_actors``).
+
+    Returns:
+        The judge's plan.
+    """
+    settings = tuple(result_settings(section).items())
+    return JudgePlan(settings=settings, section=section, output_dir=output_dir, actors=actors)
 
 
 class Judgement(NamedTuple):
@@ -97,14 +145,17 @@ def score_answers(
     rows: Iterable[Mapping[str, Any]],
     ctx: JudgeContext,
     raise_on_budget: bool = True,
+    template: str | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Judge-score unique answers against their references (the score task).
 
     Args:
-        section: The judge config section (``templates.score`` is the prompt version).
+        section: The judge config section.
         rows: Rows with ``prompt_id``, ``post``, ``reference`` and ``answer``.
         ctx: The run's context.
         raise_on_budget: Raise when ``judge.max_dollars`` stops the run.
+        template: The prompt version (None: the section's ``templates.score``); a stage passes the
+            one its plan hashes.
 
     Returns:
         SCORE_SCHEMA rows (prompt_id, answer, score, error; a failed call is ``score=None`` with its
@@ -114,7 +165,7 @@ def score_answers(
         RlufError: ``judge.max_dollars`` stopped the run and ``raise_on_budget`` is set; the finished
             calls are in the cache by then, so a rerun with a higher cap resumes at no cost.
     """
-    reqs = unique_requests(score_requests(rows, section.templates.score))
+    reqs = unique_requests(score_requests(rows, section.templates.score if template is None else template))
     results, report = judge(section, reqs, ctx)
     out = score_rows(reqs, results)
     if report["budget_exhausted"] and raise_on_budget:

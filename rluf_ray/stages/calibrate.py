@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from rluf_ray.config import RlufConfig
+from rluf_ray.config import RlufConfig, operational, plan_data, plan_type
 from rluf_ray.conformal.calibration import (
     Calibration,
     ConformalSettings,
@@ -47,43 +47,61 @@ SURFACE_PNG = "set_size_surface.png"
 HIST_PNG = "set_size_hist.png"
 
 
-def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """Every config-derived value ``run`` uses, as plain JSON-able data (no Ray objects).
+@plan_type
+class CalibratePlan:
+    """Everything calibrate takes from the config: the core's settings, the FastText settings, and how
+    the grid search fans out (one Ray CPU task of ``num_cpus`` per chunk of grid points)."""
 
-    ``conformal`` holds the core's ``ConformalSettings`` fields, ``similarity`` the FastText settings;
-    the grid search fans out as one Ray CPU task (``num_cpus`` each) per chunk of grid points.
+    grid_points: int
+    conformal: ConformalSettings
+    similarity: SimilaritySettings
+    num_cpus: float = operational()
+    chunks: int = operational()
+    min_cells_per_task: int = operational()
+
+    def grid_tasks(self) -> GridTasks:
+        """The grid search's fan-out.
+
+        Returns:
+            The chunk map ``calibrate`` takes.
+        """
+        return GridTasks(
+            chunks=self.chunks, min_cells_per_task=self.min_cells_per_task, num_cpus=self.num_cpus
+        )
+
+
+def plan(cfg: RlufConfig) -> CalibratePlan:
+    """Every config-derived value ``run`` uses (no Ray objects).
+
+    Args:
+        cfg: The config (its ``conformal`` section and ``resources.cpus_per_task``).
+
+    Returns:
+        The stage's plan.
     """
     c = cfg.conformal
-    values = list(c.weights_range.values())
+    values = tuple(c.weights_range.values())
     points = len(values) ** 2
-    return {
-        "num_cpus": cfg.resources.cpus_per_task,
-        "chunks": max(1, min(c.grid_chunks, points)),
-        "min_cells_per_task": c.min_cells_per_task,
-        "grid_points": points,
-        "conformal": {
-            "protocol": c.protocol,
-            "label_rule": c.label_rule,
-            "alphas": list(c.quantile_bars),
-            "accuracy_threshold": c.accuracy_threshold,
-            "grid_values": values,
-            "random_count": c.random_count,
-            "split_num": c.split_num,
-            "tuning_fraction": c.tuning_fraction,
-            "seed": c.seed,
-        },
-        "similarity": {
-            "vector_size": c.similarity_vector_size,
-            "epochs": c.similarity_epochs,
-            "seed": c.seed,
-        },
-    }
-
-
-def conformal_settings(p: dict[str, Any]) -> ConformalSettings:
-    """The core's settings from a plan."""
-    c = p["conformal"]
-    return ConformalSettings(**{**c, "alphas": tuple(c["alphas"]), "grid_values": tuple(c["grid_values"])})
+    return CalibratePlan(
+        grid_points=points,
+        conformal=ConformalSettings(
+            protocol=c.protocol,
+            label_rule=c.label_rule,
+            alphas=tuple(c.quantile_bars),
+            accuracy_threshold=c.accuracy_threshold,
+            grid_values=values,
+            random_count=c.random_count,
+            split_num=c.split_num,
+            tuning_fraction=c.tuning_fraction,
+            seed=c.seed,
+        ),
+        similarity=SimilaritySettings(
+            vector_size=c.similarity_vector_size, epochs=c.similarity_epochs, seed=c.seed
+        ),
+        num_cpus=cfg.resources.cpus_per_task,
+        chunks=max(1, min(c.grid_chunks, points)),
+        min_cells_per_task=c.min_cells_per_task,
+    )
 
 
 # ---- inputs --------------------------------------------------------------------------------------
@@ -190,27 +208,31 @@ def set_rows(test: PaddedAnswerTable, cals: list[Calibration]) -> tuple[pa.Table
     return pa.table(cols, schema=PREDICTION_SET_SCHEMA), sizes
 
 
-def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
-    """Calibrate on the calibration split and write prediction sets for the test split."""
-    p = plan(cfg)
-    cal, test, scores = load_inputs(ctx, p["conformal"]["protocol"])
+def run(p: CalibratePlan, ctx: StageContext) -> StageResult:
+    """Calibrate on the calibration split and write prediction sets for the test split.
+
+    Args:
+        p: The stage's plan (settings and fan-out).
+        ctx: The run's context (store, options, stage key).
+
+    Returns:
+        Row counts and metrics for the manifest.
+    """
+    cal, test, scores = load_inputs(ctx, p.conformal.protocol)
     if not cal:
         raise RlufError("calibrate: the calibration split is empty")
 
-    settings = conformal_settings(p)
+    settings = p.conformal
     zero_sims = [[0.0] * len(r["answers"]) for r in cal + test]
     check_sizes(build_tables(cal, test, scores, zero_sims)[0], settings)  # fail before FastText
 
     t0 = time.perf_counter()
-    sims = top_answer_similarities(
-        [r["answers"] for r in cal + test], corpus_of(cal + test), SimilaritySettings(**p["similarity"])
-    )
+    sims = top_answer_similarities([r["answers"] for r in cal + test], corpus_of(cal + test), p.similarity)
     t_sim = time.perf_counter() - t0
     cal_t, test_t = build_tables(cal, test, scores, sims)
 
     t0 = time.perf_counter()
-    tasks = GridTasks(chunks=p["chunks"], min_cells_per_task=p["min_cells_per_task"], num_cpus=p["num_cpus"])
-    result = calibrate(cal_t, settings, map_grid=tasks)
+    result = calibrate(cal_t, settings, map_grid=p.grid_tasks())
     t_grid = time.perf_counter() - t0
 
     table, sizes = set_rows(test_t, result.calibrations)
@@ -243,7 +265,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
         "test_set_size": test_sizes,
         "surfaces": {str(a): s.round(6).tolist() for a, s in result.surfaces.items()},
         "timing_s": {"similarity": round(t_sim, 3), "grid_search": round(t_grid, 3)},
-        "plan": p,
+        "plan": plan_data(p),
     }
     ctx.store.write_json(ctx.dir, REPORT_JSON, json_safe(report))
     values = list(result.report["grid_values"])
@@ -274,7 +296,6 @@ STAGE = StageDef(
     name="calibrate",
     artifact_dir="calibration",
     upstream=("generate",),
-    reads=("conformal",),
     plan_fn=plan,
     run_fn=run,
 )

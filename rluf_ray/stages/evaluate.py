@@ -19,13 +19,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from rluf_ray.config import JudgeConfig, RlufConfig
-from rluf_ray.data.splits import load_split, split_plan, split_reads
+from rluf_ray.config import JudgeConfig, PairwiseTemplate, RlufConfig, RubricTemplate, operational, plan_type
+from rluf_ray.data.splits import SplitPlan, load_split, split_plan
 from rluf_ray.errors import RlufError
 from rluf_ray.evaluation import arm_comparison as arms
 from rluf_ray.evaluation.intervals import TIE
 from rluf_ray.judge import api as judge_api
-from rluf_ray.judge.api import JUDGE_RESULT_KEYS, JudgeContext
+from rluf_ray.judge.api import JudgePlan
 from rluf_ray.judge.cost import format_dry_run
 from rluf_ray.judge.keys import comparison_key, parse_seeded_rubric_key, seeded_rubric_key
 from rluf_ray.judge.parsing import RUBRIC_AXES
@@ -47,10 +47,57 @@ LEVEL = 0.95  # interval level
 PredKey = tuple[str, int | None, str]  # (model, seed, prompt_id)
 
 
-def evaluation_judge_config(cfg: RlufConfig) -> JudgeConfig:
-    """The judge section the evaluation judge runs with: ``judge`` with ``evaluation.model`` (a provider
-    that needs no model ignores it)."""
-    return cfg.judge.model_copy(update={"model": cfg.evaluation.model})
+@plan_type
+class EvaluatePlan:
+    """The rubric axes, the evaluation seed, the judge (with ``evaluation.model``), the instruction,
+    the templates and the eval posts."""
+
+    axes: tuple[str, ...]
+    seed: int
+    judge: JudgePlan
+    template: str  # the prompt template: its instruction part heads every pairwise comparison
+    rubric_template: RubricTemplate
+    pairwise_template: PairwiseTemplate
+    eval_split: SplitPlan
+    use_batch_api: bool = operational()
+
+
+def evaluation_judge_config(judge: JudgeConfig, model: str) -> JudgeConfig:
+    """The judge section the evaluation runs with: ``judge`` with ``evaluation.model``.
+
+    Args:
+        judge: The ``judge`` section.
+        model: The evaluation's judge model (``evaluation.model``; a provider that needs no model
+            ignores it).
+
+    Returns:
+        The evaluation's judge section.
+    """
+    return judge.model_copy(update={"model": model})
+
+
+def plan(cfg: RlufConfig) -> EvaluatePlan:
+    """Everything evaluate takes from the config.
+
+    Args:
+        cfg: The config.
+
+    Returns:
+        The stage's plan.
+    """
+    e, t = cfg.evaluation, cfg.judge.templates
+    return EvaluatePlan(
+        axes=tuple(e.axes),
+        seed=e.seed,
+        judge=judge_api.judge_plan(
+            evaluation_judge_config(cfg.judge, e.model), cfg.output_dir, cfg.resources.judge_actors
+        ),
+        template=cfg.data.prompt_template,
+        rubric_template=t.rubric,
+        pairwise_template=t.pairwise,
+        eval_split=split_plan(cfg.data, "eval"),
+        use_batch_api=e.use_batch_api,
+    )
 
 
 def index_predictions(predictions: list[dict[str, Any]]) -> dict[PredKey, dict[str, Any]]:
@@ -65,13 +112,20 @@ def index_predictions(predictions: list[dict[str, Any]]) -> dict[PredKey, dict[s
 
 
 def evaluation_requests(
-    cfg: RlufConfig, preds: dict[PredKey, dict[str, Any]], posts: dict[str, str]
+    p: EvaluatePlan, preds: dict[PredKey, dict[str, Any]], posts: dict[str, str]
 ) -> tuple[list[arms.ComparisonItem], dict[str, list[str]], list[JudgeRequest], list[JudgeRequest]]:
-    """Comparison items, prompts missing a prediction, pairwise requests (ties need none), rubric requests."""
-    items, missing = arms.comparison_items(
-        {k: p["prediction"] for k, p in preds.items()}, cfg.evaluation.seed
-    )
-    instruction = instruction_of(cfg.data.prompt_template)
+    """Comparison items, prompts missing a prediction, pairwise requests (ties need none), rubric requests.
+
+    Args:
+        p: The stage's plan (seed, templates).
+        preds: (model, seed, prompt_id) -> prediction row.
+        posts: prompt_id -> the raw post.
+
+    Returns:
+        ``(items, missing, pairwise requests, rubric requests)``.
+    """
+    items, missing = arms.comparison_items({k: pred["prediction"] for k, pred in preds.items()}, p.seed)
+    instruction = instruction_of(p.template)
     pairwise = []
     for it in items:
         if it.tie:
@@ -86,18 +140,18 @@ def evaluation_requests(
                 out_1["prediction"],
                 out_2["prediction"],
                 pa_["reference"],
-                cfg.judge.templates.pairwise,
+                p.pairwise_template,
             )
         )
     rubric = [
         rubric_request(
             seeded_rubric_key(m, s, pid),
-            posts.get(pid, p["prompt"]),
-            p["reference"],
-            p["prediction"],
-            cfg.judge.templates.rubric,
+            posts.get(pid, pred["prompt"]),
+            pred["reference"],
+            pred["prediction"],
+            p.rubric_template,
         )
-        for (m, s, pid), p in sorted(
+        for (m, s, pid), pred in sorted(
             preds.items(), key=lambda kv: (kv[0][0], *arms.seed_order(kv[0][1]), kv[0][2])
         )
     ]
@@ -129,9 +183,17 @@ def markdown(report: dict[str, Any], axes: tuple[str, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
-    """Judge every comparison item and every prediction's rubric; write the report, scores and comparisons."""
-    axes = tuple(cfg.evaluation.axes)
+def run(p: EvaluatePlan, ctx: StageContext) -> StageResult:
+    """Judge every comparison item and every prediction's rubric; write the report, scores and comparisons.
+
+    Args:
+        p: The stage's plan (axes, seed, judge, templates, eval split).
+        ctx: The run's context (store, options, stage key).
+
+    Returns:
+        Row counts and metrics for the manifest.
+    """
+    axes = p.axes
     unknown = set(axes) - set(RUBRIC_AXES)
     if unknown:
         raise RlufError(f"evaluation.axes: {sorted(unknown)} not in the rubric's axes {list(RUBRIC_AXES)}")
@@ -144,20 +206,18 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     models = arms.ordered_arms(m for m, _, _ in preds)
     if len(models) < 2:
         raise RlufError(f"evaluate: predictions of at least two models needed, got {models}")
-    posts = {r["prompt_id"]: r["post"] for r in load_split(cfg, "eval")}
-    items, missing, pairwise, rubric = evaluation_requests(cfg, preds, posts)
+    posts = {r["prompt_id"]: r["post"] for r in load_split(p.eval_split)}
+    items, missing, pairwise, rubric = evaluation_requests(p, preds, posts)
     if not items and not missing:
         raise RlufError("evaluate: no comparison to make (the arms share no seed)")
-    section = evaluation_judge_config(cfg)
     reqs = [*pairwise, *rubric]
-    jctx = JudgeContext("evaluate", cfg.output_dir, cfg.resources.judge_actors)
-    batch = cfg.evaluation.use_batch_api
+    j, jctx, batch = p.judge, p.judge.context("evaluate"), p.use_batch_api
     if ctx.options.get("dry_run"):
-        print(format_dry_run(judge_api.dry_run(section, reqs, jctx, use_batch_api=batch)))
+        print(format_dry_run(judge_api.dry_run(j.section, reqs, jctx, use_batch_api=batch)))
         return StageResult()
-    results, report = judge_api.judge(section, reqs, jctx, use_batch_api=batch)
+    results, report = judge_api.judge(j.section, reqs, jctx, use_batch_api=batch)
     if report.get("budget_exhausted"):
-        raise RlufError(f"evaluate: judge.max_dollars={cfg.judge.max_dollars} reached; finished calls are "
+        raise RlufError(f"evaluate: judge.max_dollars={p.judge.section.max_dollars} reached; finished calls are "
                         "cached, raise the cap and rerun")  # fmt: skip
     by_key = {r.key: r for r in results}
     comparisons = []
@@ -187,13 +247,11 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     store.write_parquet(ctx.dir, EVAL_SCORES_ARTIFACT, pa.Table.from_pylist(scores, schema=EVAL_SCORE_SCHEMA))
     store.write_parquet(ctx.dir, EVAL_COMPARISONS_ARTIFACT,
                         pa.Table.from_pylist(comparisons, schema=EVAL_COMPARISON_SCHEMA))  # fmt: skip
-    out = arms.summarise(
-        comparisons, scores, axes, missing, n_boot=N_BOOT, level=LEVEL, seed=cfg.evaluation.seed
-    )
+    out = arms.summarise(comparisons, scores, axes, missing, n_boot=N_BOOT, level=LEVEL, seed=p.seed)
     if out["dropped"]["kept"] == 0:
         raise RlufError(f"evaluate: every prompt was dropped ({out['dropped']['by_reason']})")
     out["judge"] = {k: v for k, v in report.items() if k != "budget"}
-    out["interval"] = {"level": LEVEL, "n_boot": N_BOOT, "seed": cfg.evaluation.seed}
+    out["interval"] = {"level": LEVEL, "n_boot": N_BOOT, "seed": p.seed}
     store.write_json(ctx.dir, "report.json", out)
     store.write_bytes(ctx.dir, "report.md", markdown(out, axes).encode())
     for w in out["win_rates"]:
@@ -210,32 +268,10 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
                        metrics=metrics)  # fmt: skip
 
 
-def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """The rubric axes, the evaluation seed, the judge settings, the instruction and the eval posts."""
-    e = cfg.evaluation
-    return {
-        "axes": list(e.axes),
-        "seed": e.seed,
-        "use_batch_api": e.use_batch_api,
-        "judge": judge_api.result_settings(evaluation_judge_config(cfg)),
-        "template": cfg.data.prompt_template,  # its instruction part heads every pairwise comparison
-        "templates": {"rubric": cfg.judge.templates.rubric, "pairwise": cfg.judge.templates.pairwise},
-        "eval_split": split_plan(cfg, "eval"),
-    }
-
-
 STAGE = StageDef(
     name="evaluate",
     artifact_dir="evaluation",
     upstream=("infer",),
-    reads=(
-        "evaluation",
-        *(k for k in JUDGE_RESULT_KEYS if k != "judge.model"),
-        "data.prompt_template",
-        "judge.templates.rubric",
-        "judge.templates.pairwise",
-        *split_reads("eval"),
-    ),
     plan_fn=plan,
     run_fn=run,
 )

@@ -14,11 +14,11 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from rluf_ray.config import RlufConfig
-from rluf_ray.data.splits import load_split, split_plan, split_reads
+from rluf_ray.config import PairwiseTemplate, RlufConfig, operational, plan_type
+from rluf_ray.data.splits import SplitPlan, load_split, split_plan
 from rluf_ray.errors import RlufError
 from rluf_ray.judge import api as judge_api
-from rluf_ray.judge.api import JUDGE_RESULT_KEYS, JudgeContext
+from rluf_ray.judge.api import JudgePlan
 from rluf_ray.judge.cost import format_dry_run
 from rluf_ray.judge.keys import pair_key
 from rluf_ray.judge.requests import JudgeRequest, instruction_of, pairwise_request
@@ -31,18 +31,62 @@ log = logging.getLogger("rluf.feedback")
 ANNOTATIONS_ARTIFACT = "annotations.jsonl"
 
 
-def feedback_requests(
-    cfg: RlufConfig, rows: list[dict[str, Any]], posts: dict[str, str]
-) -> tuple[list[JudgeRequest], dict[str, tuple[PairTask, dict[str, Any]]]]:
-    """Pairwise judge requests for every selected pair, and key -> (task, generation row)."""
+@plan_type
+class FeedbackPlan:
+    """The annotation run's settings: pair selection, the judge, the instruction and the test posts."""
+
+    max_pairs_per_prompt: int | None
+    debias_order: bool
+    seed: int
+    judge: JudgePlan
+    pairwise_template: PairwiseTemplate
+    template: str  # the prompt template: its instruction part heads every comparison
+    test_split: SplitPlan
+    use_batch_api: bool = operational()
+
+
+def plan(cfg: RlufConfig) -> FeedbackPlan:
+    """Everything feedback takes from the config.
+
+    Args:
+        cfg: The config.
+
+    Returns:
+        The stage's plan.
+    """
     f = cfg.feedback
-    instruction = instruction_of(cfg.data.prompt_template)
+    return FeedbackPlan(
+        max_pairs_per_prompt=f.max_pairs_per_prompt,
+        debias_order=f.debias_order,
+        seed=f.seed,
+        judge=judge_api.judge_plan(cfg.judge, cfg.output_dir, cfg.resources.judge_actors),
+        pairwise_template=cfg.judge.templates.pairwise,
+        template=cfg.data.prompt_template,
+        test_split=split_plan(cfg.data, "test"),
+        use_batch_api=f.use_batch_api,
+    )
+
+
+def feedback_requests(
+    p: FeedbackPlan, rows: list[dict[str, Any]], posts: dict[str, str]
+) -> tuple[list[JudgeRequest], dict[str, tuple[PairTask, dict[str, Any]]]]:
+    """Pairwise judge requests for every selected pair.
+
+    Args:
+        p: The stage's plan (pair selection, template, pairwise template).
+        rows: Generation rows of the test split (prompt_id, prompt, reference, answers, texts).
+        posts: prompt_id -> the raw post.
+
+    Returns:
+        The requests, and request key -> (pair task, generation row).
+    """
+    instruction = instruction_of(p.template)
     reqs: list[JudgeRequest] = []
     index: dict[str, tuple[PairTask, dict[str, Any]]] = {}
     for row in rows:
         pid, answers, texts = row["prompt_id"], list(row["answers"]), list(row["texts"])
         post = posts.get(pid, row["prompt"])
-        for task in pair_tasks(pid, answers, f.max_pairs_per_prompt, f.seed, f.debias_order):
+        for task in pair_tasks(pid, answers, p.max_pairs_per_prompt, p.seed, p.debias_order):
             key = pair_key(pid, task.first, task.second)
             reqs.append(
                 pairwise_request(
@@ -52,15 +96,23 @@ def feedback_requests(
                     texts[task.first],
                     texts[task.second],
                     row["reference"],
-                    cfg.judge.templates.pairwise,
+                    p.pairwise_template,
                 )
             )
             index[key] = (task, row)
     return reqs, index
 
 
-def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
-    """Annotate pairs with the judge and write DPO pairs plus every annotation (failures included)."""
+def run(p: FeedbackPlan, ctx: StageContext) -> StageResult:
+    """Annotate pairs with the judge and write DPO pairs plus every annotation (failures included).
+
+    Args:
+        p: The stage's plan (pair selection, judge, templates, test split).
+        ctx: The run's context (store, options, stage key).
+
+    Returns:
+        Row counts and metrics for the manifest.
+    """
     store = ctx.store
     try:
         table = store.read_parquet(ctx.upstream_dir("generate"), "test")
@@ -68,20 +120,19 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
         raise RlufError(f"feedback: generation test split missing ({exc})") from None
     rows = sorted(table.select(["prompt_id", "prompt", "reference", "answers", "texts"]).to_pylist(),
                   key=lambda r: r["prompt_id"])  # fmt: skip
-    posts = {r["prompt_id"]: r["post"] for r in load_split(cfg, "test")}
-    reqs, index = feedback_requests(cfg, rows, posts)
-    jctx = JudgeContext("feedback", cfg.output_dir, cfg.resources.judge_actors)
-    batch = cfg.feedback.use_batch_api
+    posts = {r["prompt_id"]: r["post"] for r in load_split(p.test_split)}
+    reqs, index = feedback_requests(p, rows, posts)
+    j, jctx, batch = p.judge, p.judge.context("feedback"), p.use_batch_api
     if ctx.options.get("dry_run"):
-        print(format_dry_run(judge_api.dry_run(cfg.judge, reqs, jctx, use_batch_api=batch)))
+        print(format_dry_run(judge_api.dry_run(j.section, reqs, jctx, use_batch_api=batch)))
         return StageResult()
     if not reqs:
         raise RlufError("feedback: no prompt has two or more unique answers to compare")
     log.info("feedback: %d comparisons over %d prompts", len(reqs), len(rows))
-    results, report = judge_api.judge(cfg.judge, reqs, jctx, use_batch_api=batch)
+    results, report = judge_api.judge(j.section, reqs, jctx, use_batch_api=batch)
     if report.get("budget_exhausted"):
         raise RlufError(
-            f"feedback: judge.max_dollars={cfg.judge.max_dollars} reached; finished calls are cached, "
+            f"feedback: judge.max_dollars={p.judge.section.max_dollars} reached; finished calls are cached, "
             "raise the cap and rerun"
         )
     failures: Counter[str] = Counter()
@@ -129,28 +180,10 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     return StageResult(rows={"pairs": n_pairs, "comparisons": len(reqs)}, metrics=metrics)
 
 
-def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """The annotation run's settings: pair selection, the judge, the instruction and the test posts."""
-    return {
-        "feedback": cfg.feedback.model_dump(),
-        "judge": judge_api.result_settings(cfg.judge),
-        "pairwise_template": cfg.judge.templates.pairwise,
-        "template": cfg.data.prompt_template,  # its instruction part heads every comparison
-        "test_split": split_plan(cfg, "test"),
-    }
-
-
 STAGE = StageDef(
     name="feedback",
     artifact_dir="feedback",
     upstream=("generate",),
-    reads=(
-        "feedback",
-        *JUDGE_RESULT_KEYS,
-        "judge.templates.pairwise",
-        "data.prompt_template",
-        *split_reads("test"),
-    ),
     plan_fn=plan,
     run_fn=run,
 )

@@ -15,10 +15,12 @@ from typing import Any
 import pyarrow as pa
 
 from rluf_ray.arms import SFT_ARM
-from rluf_ray.config import RlufConfig
+from rluf_ray.config import RlufConfig, plan_type
 from rluf_ray.data import splits
+from rluf_ray.data.splits import SplitPlan
 from rluf_ray.engines import pool as engine_pool
 from rluf_ray.engines.base import SamplingSpec
+from rluf_ray.engines.pool import PoolPlan
 from rluf_ray.errors import RlufError
 from rluf_ray.runtime.bootstrap import releases_on_error
 from rluf_ray.schema import MODEL_DIR, PREDICTION_SCHEMA, PREDICTIONS_ARTIFACT, train_unit_dir
@@ -26,6 +28,17 @@ from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 from rluf_ray.store.model_cache import check_model_location
 
 log = logging.getLogger("rluf.infer")
+
+
+@plan_type
+class InferPlan:
+    """Everything infer takes from the config: the engine pool (one sample per prompt with the inference
+    settings, its prompt budget, template, seed), the prompt cap, the eval split and the trained units."""
+
+    pool: PoolPlan
+    test_size: int | None  # held-out prompts to predict for (None: all)
+    eval_split: SplitPlan
+    units: tuple[tuple[str, int], ...]  # (arm, seed): every trained unit predicts
 
 
 def models(units: list[tuple[str, int]]) -> list[tuple[str, int | None, str, str]]:
@@ -40,20 +53,39 @@ def model_label(name: str, seed: int | None) -> str:
     return name if seed is None else train_unit_dir(name, seed)
 
 
-def eval_rows(cfg: RlufConfig) -> list[dict[str, Any]]:
-    """The held-out prompts (capped by ``inference.test_size``)."""
-    rows = splits.load_split(cfg, "eval")
-    if cfg.inference.test_size is not None:
-        rows = rows[: cfg.inference.test_size]
+def eval_rows(split: SplitPlan, test_size: int | None) -> list[dict[str, Any]]:
+    """The held-out prompts (capped by ``inference.test_size``).
+
+    Args:
+        split: The eval split's plan.
+        test_size: At most this many prompts (None: all).
+
+    Returns:
+        The rows, each with ``split: eval``.
+
+    Raises:
+        RlufError: The eval split is empty.
+    """
+    rows = splits.load_split(split)
+    if test_size is not None:
+        rows = rows[:test_size]
     if not rows:
         raise RlufError("infer: the eval split is empty")
     return [{**r, "split": "eval"} for r in rows]
 
 
 @releases_on_error  # a failed run frees its engine actors at once
-def predict(pool: engine_pool.PoolPlan, model: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Generate with one model (a path or store URI) over the engine pool (``plan(cfg)["pool"]``);
-    returns prompt_id, prompt, reference, prediction."""
+def predict(pool: PoolPlan, model: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Generate with one model over the engine pool: one prediction per row.
+
+    Args:
+        pool: The engine pool's plan (``plan(cfg).pool``).
+        model: The model: a path or store URI.
+        rows: Prompt rows (prompt_id, post, reference, split).
+
+    Returns:
+        prompt_id, prompt, reference and prediction per row, sorted by prompt id.
+    """
     import ray.data
 
     check_model_location(model)
@@ -68,19 +100,26 @@ def predict(pool: engine_pool.PoolPlan, model: str, rows: list[dict[str, Any]]) 
     return sorted(out, key=lambda r: r["prompt_id"])
 
 
-def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
-    """Predict with the SFT model and every trained unit; write one Parquet file of predictions."""
+def run(p: InferPlan, ctx: StageContext) -> StageResult:
+    """Predict with the SFT model and every trained unit; write one Parquet file of predictions.
+
+    Args:
+        p: The stage's plan (pool, eval split, units).
+        ctx: The run's context (store, options, stage key).
+
+    Returns:
+        Row counts and metrics for the manifest.
+    """
     from rluf_ray.runtime.bootstrap import ensure_ray
 
-    p = plan(cfg)
-    rows = eval_rows(cfg)
+    rows = eval_rows(p.eval_split, p.test_size)
     ensure_ray()
     predictions: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
     empty: dict[str, int] = {}
-    for name, seed, stage, model_path in models([(a, s) for a, s in p["units"]]):
+    for name, seed, stage, model_path in models(list(p.units)):
         label = model_label(name, seed)
-        preds = predict(p["pool"], ctx.store.uri(ctx.upstream_dir(stage), model_path), rows)
+        preds = predict(p.pool, ctx.store.uri(ctx.upstream_dir(stage), model_path), rows)
         predictions += [{**r, "model": name, "seed": seed} for r in preds]
         counts[label] = len(preds)
         empty[label] = sum(1 for r in preds if not r["prediction"].strip())
@@ -90,44 +129,32 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     return StageResult(rows=counts, metrics={"empty_predictions": empty, "prompts": len(rows)})
 
 
-def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """Everything the run takes from the config, as plain data: the engine pool (one sample per prompt
-    with the inference settings, its prompt budget, template, seed), the prompt cap, the data and the
-    trained units (arm, seed) to predict with."""
-    budget = splits.prompt_budget(cfg, cfg.inference.max_new_tokens)
-    return {
-        "pool": engine_pool.plan(cfg, SamplingSpec.from_config(cfg.generation, cfg.inference), budget),
-        "test_size": cfg.inference.test_size,
-        "template": cfg.data.prompt_template,
-        "eval_split": splits.split_plan(cfg, "eval"),
-        "units": [[arm, seed] for arm, seed in cfg.dpo.units()],
-    }
+def plan(cfg: RlufConfig) -> InferPlan:
+    """Everything the run takes from the config.
+
+    Args:
+        cfg: The config.
+
+    Returns:
+        The stage's plan.
+    """
+    i = cfg.inference
+    budget = splits.prompt_budget(cfg.model.max_context, i.max_new_tokens)
+    spec = SamplingSpec.from_config(cfg.generation, i)
+    return InferPlan(
+        pool=engine_pool.plan(
+            cfg.generation, cfg.resources, cfg.model, cfg.data.prompt_template, spec, budget
+        ),
+        test_size=i.test_size,
+        eval_split=splits.split_plan(cfg.data, "eval"),
+        units=tuple(cfg.dpo.units()),
+    )
 
 
 STAGE = StageDef(
     name="infer",
     artifact_dir="inference",
     upstream=("sft", "train"),
-    reads=(
-        "inference",
-        "data.prompt_template",
-        *splits.split_reads("eval"),
-        "model.max_context",
-        "model.dtype",
-        "generation.engine",
-        "generation.top_p",
-        "generation.seed",
-        "generation.prompts_per_batch",
-        # the engine pool's options that change samples: the device, torch's threads, vLLM's batching
-        "resources.gpus_per_actor",
-        "resources.cpus_per_actor",
-        "generation.vllm_gpu_memory_utilization",
-        "generation.vllm_enable_prefix_caching",
-        "generation.tensor_parallel_size",
-        "dpo.arms",  # every trained unit predicts
-        "dpo.seeds",
-        "dpo.seed",
-    ),
     plan_fn=plan,
     run_fn=run,
 )

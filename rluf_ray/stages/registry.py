@@ -1,11 +1,13 @@
 """The stage contract (context, result, the ``Stage`` protocol) and the registry of the pipeline's stages.
 
 Each stage module declares itself at its end as ``STAGE = StageDef(...)``: its name, artifact
-directory, upstream stages, the config keys it reads (``reads``, next to the code that reads them),
-a pure ``plan(cfg)`` and ``run(cfg, ctx)``. A stage's manifest hashes exactly its ``reads`` (plus
-the content of external inputs it names, see ``inputs``), so changing a key re-runs the stages that
-read it and, through the upstream manifest hashes, everything downstream. ``tests/test_stale_keys.py``
-checks that ``reads`` is exactly what ``plan`` depends on.
+directory, upstream stages, a pure ``plan(cfg)`` that returns the stage's typed plan (a frozen
+dataclass, ``rluf_ray.config.plan_keys``) and ``run(plan, ctx)``, which gets the plan and never the
+config, so it cannot use a config value its plan does not hold. A stage's key is the hash of its plan's
+non-operational fields (plus the content of external inputs it names, see ``inputs``), so changing a
+key re-runs the stages whose plan it changes and, through the upstream manifest hashes, everything
+downstream. ``tests/test_stale_keys.py`` checks the operational marks against the config's
+operational keys.
 
 Stages import this module (the contract) and never each other; ``pipeline.py`` chains them.
 """
@@ -15,12 +17,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from rluf_ray.config import RlufConfig
     from rluf_ray.store.artifacts import ArtifactStore
     from rluf_ray.tracking.runs import PipelineRun
+
+P = TypeVar("P")
 
 ORDER: tuple[str, ...] = (
     "sft",
@@ -61,12 +65,12 @@ class StageResult:
 
 @dataclass
 class StageContext:
-    """Everything a stage's ``run`` gets besides the config."""
+    """Everything a stage's ``run`` gets besides its plan."""
 
     name: str
     store: ArtifactStore
     options: dict[str, Any] = field(default_factory=dict)
-    fingerprint: str = ""  # the hash of what this run reads (names resumable Ray Train runs)
+    fingerprint: str = ""  # the stage key of this run (names resumable Ray Train runs)
     tracking: PipelineRun | None = None  # run-all's tracked run: Ray Train runs report under it
 
     @property
@@ -79,33 +83,61 @@ class StageContext:
         return get(stage_name).artifact_dir
 
 
-class Stage(Protocol):
+class Stage(Protocol[P]):
     """What the pipeline needs of a stage."""
 
     name: str
     artifact_dir: str
     upstream: tuple[str, ...]
-    reads: tuple[str, ...]
 
-    def plan(self, cfg: RlufConfig) -> dict[str, Any]:
-        """Everything the stage takes from the config (Ray arguments, settings); pure, starts nothing."""
+    def plan(self, cfg: RlufConfig) -> P:
+        """Everything the stage takes from the config, typed; pure, starts nothing.
+
+        Args:
+            cfg: The config.
+
+        Returns:
+            The stage's plan (a frozen dataclass; its non-operational fields are the stage key).
+        """
         ...
 
-    def run(self, cfg: RlufConfig, ctx: StageContext) -> StageResult:
-        """Do the work, write artifacts (never the manifest), return rows and metrics."""
+    def run(self, plan: P, ctx: StageContext) -> StageResult:
+        """Do the work from the plan, write artifacts (never the manifest).
+
+        Args:
+            plan: The stage's plan (the run never sees the config).
+            ctx: The run's context.
+
+        Returns:
+            Row counts and metrics for the manifest.
+        """
         ...
 
-    def needs(self, cfg: RlufConfig) -> tuple[str, ...]:
-        """The upstream stages this config needs (a subset of ``upstream``)."""
+    def needs(self, plan: P) -> tuple[str, ...]:
+        """The upstream stages this plan needs.
+
+        Args:
+            plan: The stage's plan.
+
+        Returns:
+            A subset of ``upstream``.
+        """
         ...
 
-    def inputs(self, cfg: RlufConfig) -> dict[str, str]:
-        """Content hashes of external inputs the config names (files outside the store)."""
+    def inputs(self, plan: P) -> dict[str, str]:
+        """Content hashes of external inputs the plan names (files outside the store).
+
+        Args:
+            plan: The stage's plan.
+
+        Returns:
+            Input name -> content hash (empty: none).
+        """
         ...
 
 
 @dataclass(frozen=True)
-class StageDef:
+class StageDef(Generic[P]):
     """A stage, as each stage module declares it (``STAGE = StageDef(...)``).
 
     ``sticky``: config keys whose value, when the config leaves them unset, is taken from the stage's
@@ -115,30 +147,62 @@ class StageDef:
     name: str
     artifact_dir: str
     upstream: tuple[str, ...]
-    reads: tuple[str, ...]
-    plan_fn: Callable[[RlufConfig], dict[str, Any]]
-    run_fn: Callable[[RlufConfig, StageContext], StageResult]
-    needs_fn: Callable[[RlufConfig], tuple[str, ...]] | None = None
-    inputs_fn: Callable[[RlufConfig], dict[str, str]] | None = None
+    plan_fn: Callable[[RlufConfig], P]
+    run_fn: Callable[[P, StageContext], StageResult]
+    needs_fn: Callable[[P], tuple[str, ...]] | None = None
+    inputs_fn: Callable[[P], dict[str, str]] | None = None
     sticky: tuple[str, ...] = ()
 
-    def plan(self, cfg: RlufConfig) -> dict[str, Any]:
+    def plan(self, cfg: RlufConfig) -> P:
+        """The stage's plan under ``cfg`` (``plan_fn``).
+
+        Args:
+            cfg: The config.
+
+        Returns:
+            The stage's plan.
+        """
         return self.plan_fn(cfg)
 
-    def run(self, cfg: RlufConfig, ctx: StageContext) -> StageResult:
-        return self.run_fn(cfg, ctx)
+    def run(self, plan: P, ctx: StageContext) -> StageResult:
+        """Run the stage on its plan (``run_fn``).
 
-    def needs(self, cfg: RlufConfig) -> tuple[str, ...]:
-        return self.upstream if self.needs_fn is None else self.needs_fn(cfg)
+        Args:
+            plan: The stage's plan.
+            ctx: The run's context.
 
-    def inputs(self, cfg: RlufConfig) -> dict[str, str]:
-        return {} if self.inputs_fn is None else self.inputs_fn(cfg)
+        Returns:
+            Row counts and metrics for the manifest.
+        """
+        return self.run_fn(plan, ctx)
+
+    def needs(self, plan: P) -> tuple[str, ...]:
+        """The upstream stages this plan needs (``needs_fn``, else every upstream stage).
+
+        Args:
+            plan: The stage's plan.
+
+        Returns:
+            A subset of ``upstream``.
+        """
+        return self.upstream if self.needs_fn is None else self.needs_fn(plan)
+
+    def inputs(self, plan: P) -> dict[str, str]:
+        """Content hashes of external inputs the plan names (``inputs_fn``, else none).
+
+        Args:
+            plan: The stage's plan.
+
+        Returns:
+            Input name -> content hash.
+        """
+        return {} if self.inputs_fn is None else self.inputs_fn(plan)
 
 
-_OVERRIDES: dict[str, StageDef] = {}  # tests put fake stages here (monkeypatch.setitem)
+_OVERRIDES: dict[str, StageDef[Any]] = {}  # tests put fake stages here (monkeypatch.setitem)
 
 
-def get(name: str) -> StageDef:
+def get(name: str) -> StageDef[Any]:
     """The stage called ``name`` (its module is imported on first use)."""
     if name in _OVERRIDES:
         return _OVERRIDES[name]
@@ -150,6 +214,6 @@ def get(name: str) -> StageDef:
     return stage
 
 
-def all_stages() -> list[StageDef]:
+def all_stages() -> list[StageDef[Any]]:
     """Every stage in pipeline order."""
     return [get(n) for n in ORDER]

@@ -16,102 +16,188 @@ import logging
 import tempfile
 from typing import Any
 
-from rluf_ray.config import RlufConfig, fingerprint, result_keys
+from rluf_ray.config import ModelConfig, RlufConfig, SftConfig, operational, plan_key, plan_type
 from rluf_ray.data.embedded import builds_from_texts, is_embedded
-from rluf_ray.data.splits import split_plan, split_reads
+from rluf_ray.data.splits import SplitPlan, split_plan
 from rluf_ray.errors import RlufError
 from rluf_ray.schema import MODEL_DIR, SFT_SUMMARY_ARTIFACT
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
-from rluf_ray.training.ray_train import common_trainer_args, lora_kwargs, scaling_config
+from rluf_ray.training.ray_train import (
+    LoraPlan,
+    TrainerArgs,
+    TrainRun,
+    TrainScaling,
+    common_trainer_args,
+    lora_plan,
+    train_scaling,
+)
 
 log = logging.getLogger("rluf.sft")
 
 BASE_DIR = "base"  # the embedded tiny Llama built for this run (model.base_model: embedded:tiny-llama)
 
 
-def trainer_args(cfg: RlufConfig) -> dict[str, Any]:
-    """TRL SFTConfig kwargs from the config (completion-only loss; EOS appended by TRL)."""
-    s = cfg.sft
-    return {
-        **common_trainer_args(s, cfg.resources.use_gpu, "sft"),
-        "max_length": min(s.max_length, cfg.model.max_context),
-        "warmup_steps": min(s.warmup_ratio, 0.999999),  # transformers 5: a float < 1 is a ratio
-        "weight_decay": s.weight_decay,
-        "completion_only_loss": True,
-        "packing": False,
-    }
+@plan_type
+class SftArgs:
+    """TRL SFTConfig arguments (``kwargs()``): the shared ones, completion-only loss, EOS by TRL."""
+
+    common: TrainerArgs
+    max_length: int  # sft.max_length capped by model.max_context
+    warmup_steps: float  # transformers 5: a float < 1 is a ratio
+    weight_decay: float
+    completion_only_loss: bool = True
+    packing: bool = False
+
+    def kwargs(self) -> dict[str, Any]:
+        """The SFTConfig keyword arguments.
+
+        Returns:
+            A dict of argument name to value.
+        """
+        return {**self.common.kwargs(), "max_length": self.max_length, "warmup_steps": self.warmup_steps,
+                "weight_decay": self.weight_decay, "completion_only_loss": self.completion_only_loss,
+                "packing": self.packing}  # fmt: skip
 
 
-READS: tuple[str, ...] = (
-    "model",
-    "data.prompt_template",
-    *split_reads("train"),
-    "sft",
-    "resources.train_workers",  # the global batch is workers x per_device_batch_size x accumulation
-    "resources.use_gpu",  # CPU and GPU numerics differ
-    "resources.cpus_per_train_worker",  # torch's thread count in each worker (Ray's OMP_NUM_THREADS)
-)
+@plan_type
+class EmbeddedModel:
+    """The tiny Llama built locally for ``model.base_model: embedded:tiny-llama`` (tokenizer on SFT texts)."""
+
+    vocab_size: int
+    hidden_size: int
+    layers: int
+    heads: int
+    seed: int
 
 
-def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """Everything SFT takes from the config: Ray Train scaling, SFTConfig kwargs, LoRA, failure budget,
-    the base model (and how the embedded one is built), the prompt template and the train split."""
-    r, m = cfg.resources, cfg.model
+@plan_type
+class SftPlan:
+    """Everything SFT takes from the config."""
+
+    trainer_args: SftArgs
+    lora: LoraPlan | None
+    dtype: str
+    max_context: int  # the embedded model's positions
+    base_model: str
+    embedded: EmbeddedModel | None  # set when the base model is built from the SFT texts
+    template: str
+    train_split: SplitPlan
+    scaling: TrainScaling  # workers, device and threads count; their placement is operational
+    max_failures: int = operational()
+
+
+def trainer_args(sft: SftConfig, model: ModelConfig, use_gpu: bool) -> SftArgs:
+    """TRL SFTConfig arguments from the ``sft`` section (completion-only loss; EOS appended by TRL).
+
+    Args:
+        sft: The ``sft`` section.
+        model: The ``model`` section (its context caps ``max_length``).
+        use_gpu: Whether the Train workers hold GPUs.
+
+    Returns:
+        The SFT arguments.
+    """
+    return SftArgs(
+        common=common_trainer_args(sft, use_gpu, "sft"),
+        max_length=min(sft.max_length, model.max_context),
+        warmup_steps=min(sft.warmup_ratio, 0.999999),
+        weight_decay=sft.weight_decay,
+    )
+
+
+def plan(cfg: RlufConfig) -> SftPlan:
+    """Everything SFT takes from the config: Ray Train scaling, SFTConfig arguments, LoRA, failure
+    budget, the base model (and how the embedded one is built), the prompt template and the train split.
+
+    Args:
+        cfg: The config.
+
+    Returns:
+        The stage's plan (pure: nothing is loaded or started).
+    """
+    m = cfg.model
     embedded = None
     if builds_from_texts(m.base_model):
-        embedded = {"vocab_size": m.embedded_vocab_size, "hidden_size": m.embedded_hidden_size,
-                    "layers": m.embedded_layers, "heads": m.embedded_heads, "seed": cfg.sft.seed}  # fmt: skip
-    return {
-        "scaling_config": scaling_config(
-            r.train_workers, r.use_gpu, r.cpus_per_train_worker, r.custom_resources
-        ),
-        "trainer_args": trainer_args(cfg),
-        "lora": lora_kwargs(cfg.sft.lora),
-        "max_failures": cfg.sft.max_failures,
-        "dtype": m.dtype,
-        "max_length": cfg.sft.max_length,  # capped by max_context in trainer_args
-        "max_context": m.max_context,
-        "base_model": m.base_model,
-        "embedded": embedded,
-        "template": cfg.data.prompt_template,
-        "train_split": split_plan(cfg, "train"),
-    }
+        embedded = EmbeddedModel(vocab_size=m.embedded_vocab_size, hidden_size=m.embedded_hidden_size,
+                                 layers=m.embedded_layers, heads=m.embedded_heads, seed=cfg.sft.seed)  # fmt: skip
+    return SftPlan(
+        trainer_args=trainer_args(cfg.sft, m, cfg.resources.use_gpu),
+        lora=lora_plan(cfg.sft.lora),
+        dtype=m.dtype,
+        max_context=m.max_context,
+        base_model=m.base_model,
+        embedded=embedded,
+        template=cfg.data.prompt_template,
+        train_split=split_plan(cfg.data, "train"),
+        scaling=train_scaling(cfg.resources),
+        max_failures=cfg.sft.max_failures,
+    )
 
 
-def run_name(cfg: RlufConfig, ctx: StageContext) -> str:
-    """The Ray Train run's name: resumable by a rerun of the same config, never shared with another."""
-    return "sft-" + (ctx.fingerprint or fingerprint(cfg, result_keys(cfg, READS)))[:12]
+def run_name(p: SftPlan, ctx: StageContext) -> str:
+    """The Ray Train run's name: resumable by a rerun of the same plan, never shared with another.
+
+    Args:
+        p: The stage's plan.
+        ctx: The run's context (its stage key, when the pipeline set one).
+
+    Returns:
+        ``sft-<12 hex digits of the stage key>``.
+    """
+    return "sft-" + (ctx.fingerprint or plan_key(p))[:12]
 
 
-def base_model_path(cfg: RlufConfig, ctx: StageContext, p: dict[str, Any]) -> str:
+def base_model_path(p: SftPlan, ctx: StageContext) -> str:
     """The model SFT starts from: the tiny Llama built into the store (its location); a pretrained
     ``embedded:`` name (built here first, then by each Train worker on its node); else the configured
-    path or hub id."""
+    path or hub id.
+
+    Args:
+        p: The stage's plan.
+        ctx: The run's context.
+
+    Returns:
+        The base model's location.
+    """
     from rluf_ray.data.embedded import resolve_prebuilt
     from rluf_ray.data.tiny_model import build_embedded
 
-    if p["embedded"] is None:
-        if is_embedded(p["base_model"]):
+    if p.embedded is None:
+        if is_embedded(p.base_model):
             try:  # built (or found) here first: a missing package fails before Ray starts
-                resolve_prebuilt(p["base_model"])
+                resolve_prebuilt(p.base_model)
             except ValueError as exc:
                 raise RlufError(f"model.base_model: {exc}") from None
-        return str(p["base_model"])  # workers resolve an embedded name on their own node
+        return p.base_model  # workers resolve an embedded name on their own node
     from rluf_ray.data.splits import tokenizer_corpus
 
-    store = ctx.store
+    store, e = ctx.store, p.embedded
+
+    def build(out_dir: str) -> None:
+        build_embedded(tokenizer_corpus(p.template, p.train_split), out_dir=out_dir, vocab_size=e.vocab_size,
+                       hidden_size=e.hidden_size, layers=e.layers, heads=e.heads,
+                       max_positions=p.max_context, seed=e.seed)  # fmt: skip
+
     if store.local:
         out = store.uri(ctx.dir, BASE_DIR)
-        build_embedded(tokenizer_corpus(cfg), out_dir=out, max_positions=p["max_context"], **p["embedded"])
+        build(out)
         return out
     with tempfile.TemporaryDirectory(prefix="rluf-base-") as tmp:  # built in scratch, kept in the store
-        build_embedded(tokenizer_corpus(cfg), out_dir=tmp, max_positions=p["max_context"], **p["embedded"])
+        build(tmp)
         store.put_dir(ctx.dir, BASE_DIR, tmp)
     return store.uri(ctx.dir, BASE_DIR)
 
 
-def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
-    """Build (embedded) or load the base model, fine-tune under Ray Train, export ``sft/model``."""
+def run(p: SftPlan, ctx: StageContext) -> StageResult:
+    """Build (embedded) or load the base model, fine-tune under Ray Train, export ``sft/model``.
+
+    Args:
+        p: The stage's plan (trainer arguments, base model, train split).
+        ctx: The run's context (store, options, stage key).
+
+    Returns:
+        Row counts and metrics for the manifest.
+    """
     import ray
     from transformers import AutoTokenizer
 
@@ -122,18 +208,17 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     from rluf_ray.training.ray_train import fit_and_export
     from rluf_ray.training.sft import build_sft_rows, sft_train_loop
 
-    p = plan(cfg)
-    rows = load_split(cfg, "train")
+    rows = load_split(p.train_split)
     if not rows:
         raise RlufError("the SFT (train) split is empty")
-    base = base_model_path(cfg, ctx, p)
+    base = base_model_path(p, ctx)
     try:
         tokenizer = AutoTokenizer.from_pretrained(local_model(base))
     except OSError as exc:
         raise RlufError(
             f"cannot load the base model's tokenizer from {base!r}: {exc.__class__.__name__}"
         ) from None
-    sft_rows, truncated = build_sft_rows(rows, tokenizer, p["trainer_args"]["max_length"], p["template"])
+    sft_rows, truncated = build_sft_rows(rows, tokenizer, p.trainer_args.max_length, p.template)
     log.info("sft: %d examples (%d prompts truncated), base %s", len(sft_rows), truncated, base)
 
     ensure_ray()
@@ -142,13 +227,13 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
             sft_train_loop,
             {
                 "model_path": base,
-                "dtype": p["dtype"],
-                "trainer_args": p["trainer_args"],
-                "lora": p["lora"],
+                "dtype": p.dtype,
+                "trainer_args": p.trainer_args.kwargs(),
+                "lora": None if p.lora is None else p.lora.kwargs(),
                 "rows": ray.put(sft_rows),
                 "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: FailureConfig resume
             },
-            {**p, "run_name": run_name(cfg, ctx)},
+            TrainRun(name=run_name(p, ctx), scaling=p.scaling, max_failures=p.max_failures),
             ctx.store,
             ctx.dir,
             "",
@@ -158,8 +243,8 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     summary: dict[str, Any] = {
         "examples": len(sft_rows),
         "truncated_prompts": truncated,
-        "base_model": cfg.model.base_model,
-        "workers": cfg.resources.train_workers,
+        "base_model": p.base_model,
+        "workers": p.scaling.workers,
         **{k: metrics[k] for k in ("train_loss", "global_step", "resumed") if k in metrics},
     }
     ctx.store.write_json(ctx.dir, SFT_SUMMARY_ARTIFACT, summary)
@@ -172,7 +257,6 @@ STAGE = StageDef(
     name="sft",
     artifact_dir="sft",
     upstream=(),
-    reads=READS,
     plan_fn=plan,
     run_fn=run,
 )

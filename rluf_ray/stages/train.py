@@ -21,9 +21,10 @@ the unit's model is exported.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
-from rluf_ray.config import DpoConfig, RlufConfig, fingerprint, result_keys
+from rluf_ray.config import DpoConfig, RlufConfig, operational, plan_key, plan_type
 from rluf_ray.errors import RlufError
 from rluf_ray.schema import (
     CURVES_ARTIFACT,
@@ -35,62 +36,134 @@ from rluf_ray.schema import (
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
 from rluf_ray.store.artifacts import file_sha256, manifest_digest
 from rluf_ray.training.losses import drop_zero_enabled
-from rluf_ray.training.ray_train import common_trainer_args, lora_kwargs, scaling_config
+from rluf_ray.training.ray_train import (
+    LoraPlan,
+    TrainerArgs,
+    TrainRun,
+    TrainScaling,
+    common_trainer_args,
+    lora_plan,
+    train_scaling,
+)
 
 log = logging.getLogger("rluf.train")
 
 UNIT_RUN = "_unit.json"  # the key of the unit being trained (a killed unit resumes only under it)
-UNIT_KEY_EXCLUDED = ("dpo.arms", "dpo.seeds", "dpo.seed")  # a unit's own arm and seed stand for these
 
 
-def trainer_args(cfg: RlufConfig) -> dict[str, Any]:
-    """WeightedDPOConfig kwargs (TRL DPOConfig + weighting) from the config."""
+@plan_type
+class DpoArgs:
+    """WeightedDPOConfig arguments (``kwargs()``): TRL DPOConfig plus the weighting."""
+
+    common: TrainerArgs
+    beta: float
+    loss_type: str
+    label_smoothing: float
+    rpo_alpha: float
+    weight_reduction: str
+    max_length: int
+    precompute_ref_log_probs: bool
+
+    def kwargs(self) -> dict[str, Any]:
+        """The WeightedDPOConfig keyword arguments.
+
+        Returns:
+            A dict of argument name to value.
+        """
+        return {**self.common.kwargs(), "beta": self.beta, "loss_type": [self.loss_type],
+                "label_smoothing": self.label_smoothing, "rpo_alpha": self.rpo_alpha,
+                "weight_reduction": self.weight_reduction, "max_length": self.max_length, "precompute_ref_log_probs": self.precompute_ref_log_probs}  # fmt: skip
+
+
+@plan_type
+class TrainPlan:
+    """Everything DPO takes from the config: trainer arguments, LoRA, the prompt budget (raw), the
+    template, the arms and the seeds; Ray Train scaling, failure budget and the pairs file's path."""
+
+    trainer_args: DpoArgs  # its seed is dpo.seed; each unit trains with its own
+    lora: LoraPlan | None
+    dtype: str
+    max_prompt_length: int
+    max_context: int
+    template: str
+    drop_zero: bool  # zero-weight pairs dropped, once, before the arms' rows (dpo.drop_zero_weight, or
+    # on with the normalized reduction); the trainer filters none
+    arms: tuple[str, ...]
+    seeds: tuple[int, ...]  # dpo.seeds, or (dpo.seed,)
+    pairs_path: str | None = operational()  # an external pairs file: its bytes are hashed (inputs)
+    scaling: TrainScaling  # workers, device and threads count; their placement is operational
+    max_failures: int = operational()
+
+    def units(self) -> list[tuple[str, int]]:
+        """Every (arm, seed) training unit, in training order (arm by arm, seed by seed).
+
+        Returns:
+            The units.
+        """
+        return [(arm, seed) for arm in self.arms for seed in self.seeds]
+
+
+def trainer_args(dpo: DpoConfig, use_gpu: bool) -> DpoArgs:
+    """WeightedDPOConfig arguments (TRL DPOConfig + weighting) from the ``dpo`` section.
+
+    Args:
+        dpo: The ``dpo`` section.
+        use_gpu: Whether the Train workers hold GPUs.
+
+    Returns:
+        The DPO arguments.
+    """
+    d = dpo
+    return DpoArgs(
+        common=common_trainer_args(d, use_gpu, "dpo"),
+        beta=d.beta,
+        loss_type=d.loss_type,
+        label_smoothing=d.label_smoothing,
+        rpo_alpha=d.rpo_alpha,
+        weight_reduction=d.reduction,
+        max_length=d.max_length,
+        precompute_ref_log_probs=d.precompute_ref_log_probs,
+    )
+
+
+def plan(cfg: RlufConfig) -> TrainPlan:
+    """Everything DPO takes from the config.
+
+    Args:
+        cfg: The config.
+
+    Returns:
+        The stage's plan.
+    """
     d = cfg.dpo
-    return {
-        **common_trainer_args(d, cfg.resources.use_gpu, "dpo"),
-        "beta": d.beta,
-        "loss_type": [d.loss_type],
-        "label_smoothing": d.label_smoothing,
-        "rpo_alpha": d.rpo_alpha,
-        "weight_reduction": d.reduction,
-        "max_length": d.max_length,
-        "precompute_ref_log_probs": d.precompute_ref_log_probs,
-    }
+    return TrainPlan(
+        trainer_args=trainer_args(d, cfg.resources.use_gpu),
+        lora=lora_plan(d.lora),
+        dtype=cfg.model.dtype,
+        max_prompt_length=d.max_prompt_length,
+        max_context=cfg.model.max_context,
+        template=cfg.data.prompt_template,
+        drop_zero=drop_zero_enabled(d.reduction, d.drop_zero_weight),
+        arms=tuple(d.arms),
+        seeds=tuple(d.run_seeds()),
+        pairs_path=d.pairs_path,
+        scaling=train_scaling(cfg.resources),
+        max_failures=d.max_failures,
+    )
 
 
-READS: tuple[str, ...] = (
-    *(f"dpo.{k}" for k in DpoConfig.model_fields if k != "pairs_path"),  # the pairs file's bytes count
-    "model.dtype",
-    "model.max_context",
-    "data.prompt_template",
-    "resources.train_workers",  # the global batch is workers x per_device_batch_size x accumulation
-    "resources.use_gpu",  # CPU and GPU numerics differ
-    "resources.cpus_per_train_worker",  # torch's thread count in each worker (Ray's OMP_NUM_THREADS)
-)
+def unit_plan(p: TrainPlan, seed: int) -> TrainPlan:
+    """What one unit trains with: the stage's plan without the arms and seeds lists, at its own seed.
 
+    Args:
+        p: The stage's plan.
+        seed: The unit's seed.
 
-def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """Everything DPO takes from the config: Ray Train scaling, trainer args, LoRA, failure budget,
-    the prompt budget (raw), the template, the pairs' source, the arms and the seeds."""
-    r = cfg.resources
-    return {
-        "scaling_config": scaling_config(
-            r.train_workers, r.use_gpu, r.cpus_per_train_worker, r.custom_resources
-        ),
-        "trainer_args": trainer_args(cfg),
-        "lora": lora_kwargs(cfg.dpo.lora),
-        "max_failures": cfg.dpo.max_failures,
-        "dtype": cfg.model.dtype,
-        "max_prompt_length": cfg.dpo.max_prompt_length,
-        "max_context": cfg.model.max_context,
-        "template": cfg.data.prompt_template,
-        "pairs_path": cfg.dpo.pairs_path,
-        "drop_zero_weight": cfg.dpo.drop_zero_weight,  # None: on with normalized (resolved in drop_zero)
-        # whether zero-weight pairs are dropped, once, before the arms' rows are made
-        "drop_zero": drop_zero_enabled(cfg.dpo.reduction, cfg.dpo.drop_zero_weight),
-        "arms": list(cfg.dpo.arms),
-        "seeds": cfg.dpo.run_seeds(),  # dpo.seeds, or [dpo.seed]
-    }
+    Returns:
+        The unit's plan.
+    """
+    args = replace(p.trainer_args, common=replace(p.trainer_args.common, seed=seed))
+    return replace(p, arms=(), seeds=(), trainer_args=args)
 
 
 unit_dir = train_unit_dir  # ``<arm>/seed-<seed>`` inside ``training/``
@@ -102,14 +175,24 @@ def run_name(unit_hash: str, arm: str, seed: int) -> str:
 
 
 def unit_key(
-    cfg: RlufConfig, arm: str, seed: int, inputs: dict[str, str], upstream: dict[str, str | None]
+    p: TrainPlan, arm: str, seed: int, inputs: dict[str, str], upstream: dict[str, str | None]
 ) -> dict[str, Any]:
-    """What one unit's model depends on: the stage's result keys (its own arm and seed in place of the
+    """What one unit's model depends on: the unit's plan (its own arm and seed in place of the
     arms/seeds lists, so adding a seed or an arm keeps the finished units), the external inputs' hashes
-    and the upstream manifests (the SFT model, the weighted pairs)."""
-    keys = [k for k in result_keys(cfg, READS) if k not in UNIT_KEY_EXCLUDED]
+    and the upstream manifests (the SFT model, the weighted pairs).
+
+    Args:
+        p: The stage's plan.
+        arm: The unit's arm.
+        seed: The unit's seed.
+        inputs: The external inputs' hashes (``inputs(p)``).
+        upstream: The upstream stages' manifest hashes.
+
+    Returns:
+        The unit key (JSON-able), kept in the unit's summary.
+    """
     return {
-        "config_hash": fingerprint(cfg, keys),
+        "config_hash": plan_key(unit_plan(p, seed)),
         "inputs": dict(sorted(inputs.items())),
         "upstream": dict(sorted(upstream.items())),
         "arm": arm,
@@ -161,12 +244,20 @@ def prepare_unit(ctx: StageContext, unit: str, key: dict[str, Any], force: bool)
         store.write_json(ctx.dir, f"{unit}/{UNIT_RUN}", key)
 
 
-def load_pairs(cfg: RlufConfig, ctx: StageContext) -> tuple[list[dict[str, Any]], str]:
-    """The weighted pairs (external file or the weights stage's artifact) and where they came from."""
+def load_pairs(pairs_path: str | None, ctx: StageContext) -> tuple[list[dict[str, Any]], str]:
+    """The weighted pairs (external file or the weights stage's artifact) and where they came from.
+
+    Args:
+        pairs_path: An external pairs file (``dpo.pairs_path``), or None for the weights stage's.
+        ctx: The run's context.
+
+    Returns:
+        ``(rows, source)``.
+    """
     from rluf_ray.training.pairs import read_jsonl_pairs
 
-    if cfg.dpo.pairs_path:
-        return read_jsonl_pairs(cfg.dpo.pairs_path), cfg.dpo.pairs_path
+    if pairs_path:
+        return read_jsonl_pairs(pairs_path), pairs_path
     store = ctx.store
     weights_dir = ctx.upstream_dir("assign-weights")
     if not store.exists(weights_dir, WEIGHTED_PAIRS_ARTIFACT):
@@ -187,9 +278,17 @@ def load_pairs(cfg: RlufConfig, ctx: StageContext) -> tuple[list[dict[str, Any]]
     return rows, path
 
 
-def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
+def run(p: TrainPlan, ctx: StageContext) -> StageResult:
     """Fit prompts once, then train every selected (arm, seed) unit not yet done under Ray Train;
-    export each unit's model and curves; complete once every configured unit exists."""
+    export each unit's model and curves; complete once every configured unit exists.
+
+    Args:
+        p: The stage's plan (trainer arguments, arms, seeds).
+        ctx: The run's context (store, options, stage key).
+
+    Returns:
+        Row counts and metrics for the manifest.
+    """
     from transformers import AutoTokenizer
 
     from rluf_ray.runtime.bootstrap import ensure_ray
@@ -204,18 +303,17 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     )
     from rluf_ray.training.ray_train import fit_and_export
 
-    p = plan(cfg)
-    units = cfg.dpo.units()
+    units = p.units()
     selected = select_units(units, ctx.options.get("arm"))
     force = bool(ctx.options.get("force", False))
     sft_model = ctx.store.uri(ctx.upstream_dir("sft"), MODEL_DIR)
     if not ctx.store.exists(ctx.upstream_dir("sft"), f"{MODEL_DIR}/config.json"):
         raise RlufError(f"no SFT model at {sft_model}: run `rluf sft` first")
-    raw, source = load_pairs(cfg, ctx)
+    raw, source = load_pairs(p.pairs_path, ctx)
     tokenizer = AutoTokenizer.from_pretrained(local_model(sft_model))
     count, keep_end = tokenizer_counters(tokenizer)
-    max_prompt_tokens = min(p["max_prompt_length"], p["max_context"])
-    pairs, stats = fit_pair_prompts(raw, max_prompt_tokens, count, p["template"], keep_end)
+    max_prompt_tokens = min(p.max_prompt_length, p.max_context)
+    pairs, stats = fit_pair_prompts(raw, max_prompt_tokens, count, p.template, keep_end)
     if stats.zero_weight == stats.pairs:
         raise RlufError(
             f"{source}: every one of the {stats.pairs} pairs has weight 0 for the cfa arm: nothing to "
@@ -223,7 +321,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
             "(see weights/summary.json: the prediction sets left every answer out)"
         )
     dropped = 0
-    if p["drop_zero"]:  # once, for every arm alike (the trainer filters nothing)
+    if p.drop_zero:  # once, for every arm alike (the trainer filters nothing)
         pairs, dropped = drop_zero_weight_pairs(pairs)
     log.info(
         "train: %d pairs from %s (%d prompts truncated, %d zero-weight%s); units %s",
@@ -241,12 +339,12 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
         "off_template_prompts": stats.off_template_prompts,
         "zero_weight_pairs": stats.zero_weight,
         "dropped_zero_weight": dropped,
-        "reduction": cfg.dpo.reduction,
-        "workers": cfg.resources.train_workers,
+        "reduction": p.trainer_args.weight_reduction,
+        "workers": p.scaling.workers,
     }
-    inputs_hash = inputs(cfg)
-    upstream = {u: ctx.store.manifest_hash(ctx.upstream_dir(u)) for u in needs(cfg)}
-    keys = {u: unit_key(cfg, u[0], u[1], inputs_hash, upstream) for u in units}
+    inputs_hash = inputs(p)
+    upstream = {u: ctx.store.manifest_hash(ctx.upstream_dir(u)) for u in needs(p)}
+    keys = {u: unit_key(p, u[0], u[1], inputs_hash, upstream) for u in units}
 
     done: dict[tuple[str, int], dict[str, Any]] = {}
     for arm, seed in units:
@@ -271,14 +369,18 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
                 dpo_train_loop,
                 {
                     "model_path": sft_model,
-                    "dtype": p["dtype"],
-                    "trainer_args": {**p["trainer_args"], "seed": seed},
-                    "lora": p["lora"],
+                    "dtype": p.dtype,
+                    "trainer_args": unit_plan(p, seed).trainer_args.kwargs(),
+                    "lora": None if p.lora is None else p.lora.kwargs(),
                     "pairs": ray.put(rows),
                     "fail_at_step": ctx.options.get("fail_at_step"),  # test hook: FailureConfig resume
                     "label": f"dpo {unit}",  # the step progress lines name the unit
                 },
-                {**p, "run_name": run_name(manifest_digest(key), arm, seed)},
+                TrainRun(
+                    name=run_name(manifest_digest(key), arm, seed),
+                    scaling=p.scaling,
+                    max_failures=p.max_failures,
+                ),
                 ctx.store,
                 ctx.dir,
                 f"{unit}/",
@@ -305,8 +407,8 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     ]  # fmt: skip
     overall = {
         **pair_stats,
-        "arms": list(cfg.dpo.arms),
-        "seeds": cfg.dpo.run_seeds(),
+        "arms": list(p.arms),
+        "seeds": list(p.seeds),
         "units": listed,
         "missing": [unit_dir(a, s) for a, s in missing],
     }
@@ -319,23 +421,36 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     )
 
 
-def needs(cfg: RlufConfig) -> tuple[str, ...]:
-    """With an external pairs file the weights stage is not needed."""
-    return ("sft",) if cfg.dpo.pairs_path else ("sft", "assign-weights")
+def needs(p: TrainPlan) -> tuple[str, ...]:
+    """With an external pairs file the weights stage is not needed.
+
+    Args:
+        p: The stage's plan.
+
+    Returns:
+        The upstream stages.
+    """
+    return ("sft",) if p.pairs_path else ("sft", "assign-weights")
 
 
-def inputs(cfg: RlufConfig) -> dict[str, str]:
-    """The content hash of an external pairs file (its path is not hashed: its bytes are)."""
-    if not cfg.dpo.pairs_path:
+def inputs(p: TrainPlan) -> dict[str, str]:
+    """The content hash of an external pairs file (its path is not hashed: its bytes are).
+
+    Args:
+        p: The stage's plan.
+
+    Returns:
+        ``{"pairs_sha256": ...}``, or empty without an external file.
+    """
+    if not p.pairs_path:
         return {}
-    return {"pairs_sha256": file_sha256(cfg.dpo.pairs_path)}
+    return {"pairs_sha256": file_sha256(p.pairs_path)}
 
 
 STAGE = StageDef(
     name="train",
     artifact_dir="training",
     upstream=("sft", "assign-weights"),
-    reads=READS,
     plan_fn=plan,
     run_fn=run,
     needs_fn=needs,

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from rluf_ray.config import RlufConfig
+from rluf_ray.config import RlufConfig, WeightsConfig, plan_type
 from rluf_ray.errors import RlufError
 from rluf_ray.schema import PAIRS_ARTIFACT, PREDICTION_SETS_ARTIFACT, WEIGHTED_PAIRS_ARTIFACT
 from rluf_ray.stages.registry import StageContext, StageDef, StageResult
@@ -22,9 +22,23 @@ from rluf_ray.training.weights import (
 log = logging.getLogger("rluf.weights")
 
 
-def scheme_from_config(cfg: RlufConfig) -> WeightScheme:
-    """The weighting scheme of the config's ``weights`` section."""
-    w = cfg.weights
+@plan_type
+class WeightsPlan:
+    """The weighting scheme (the levels come from calibrate's artifacts)."""
+
+    scheme: WeightScheme
+
+
+def scheme_from_config(weights: WeightsConfig) -> WeightScheme:
+    """The weighting scheme of the config's ``weights`` section.
+
+    Args:
+        weights: The ``weights`` section.
+
+    Returns:
+        The scheme.
+    """
+    w = weights
     return WeightScheme(w.in_small_set, w.in_large_set_only, w.in_both, w.in_neither)
 
 
@@ -77,8 +91,16 @@ def level_warnings(levels: dict[float, dict[str, Any]], sets: SetIndex) -> list[
     return out
 
 
-def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
-    """Join feedback pairs with prediction sets and write weighted pairs and their health figures."""
+def run(p: WeightsPlan, ctx: StageContext) -> StageResult:
+    """Join feedback pairs with prediction sets and write weighted pairs and their health figures.
+
+    Args:
+        p: The stage's plan (the weighting scheme).
+        ctx: The run's context (store, options, stage key).
+
+    Returns:
+        Row counts and metrics for the manifest.
+    """
     store = ctx.store
     cal_dir = ctx.upstream_dir("calibrate")
     sets = load_sets(store, cal_dir)
@@ -91,7 +113,7 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     warnings = level_warnings(levels, sets)
     for line in warnings:
         log.warning("assign-weights: %s", line)
-    scheme = scheme_from_config(cfg)
+    scheme = p.scheme
     weights: list[float] = []
 
     def counted() -> Iterator[dict[str, Any]]:
@@ -117,16 +139,22 @@ def run(cfg: RlufConfig, ctx: StageContext) -> StageResult:
     return StageResult(rows={"weighted_pairs": n}, metrics=summary)
 
 
-def plan(cfg: RlufConfig) -> dict[str, Any]:
-    """The weighting scheme (the levels come from calibrate's artifacts)."""
-    return {"scheme": scheme_from_config(cfg)}
+def plan(cfg: RlufConfig) -> WeightsPlan:
+    """The weighting scheme (the levels come from calibrate's artifacts).
+
+    Args:
+        cfg: The config (its ``weights`` section).
+
+    Returns:
+        The stage's plan.
+    """
+    return WeightsPlan(scheme=scheme_from_config(cfg.weights))
 
 
 STAGE = StageDef(
     name="assign-weights",
     artifact_dir="weights",
     upstream=("calibrate", "feedback"),
-    reads=("weights",),
     plan_fn=plan,
     run_fn=run,
 )

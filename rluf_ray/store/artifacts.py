@@ -71,6 +71,7 @@ class Manifest:
     status: str = "complete"
     run_id: str = ""  # unique per run: a redone upstream always invalidates its downstream
     sticky: dict[str, Any] = field(default_factory=dict)  # config values a later run may inherit
+    plan: Any = None  # the plan data the stage key hashes (``plan_key_data``): what a change is found in
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as a plain dict of its fields, ready to write as JSON.
@@ -517,6 +518,7 @@ class ArtifactStore:
         metrics: Mapping[str, Any] | None = None,
         wall_time_s: float = 0.0,
         sticky: Mapping[str, Any] | None = None,
+        plan: Any = None,
     ) -> Manifest:
         """Write the stage's manifest, last, listing every file it produced.
 
@@ -525,13 +527,15 @@ class ArtifactStore:
 
         Args:
             stage: Stage name.
-            config_hash: The stage's fingerprint: hash of the config keys it reads and of the external
-                inputs it names.
+            config_hash: The stage key: hash of the stage plan's non-operational fields and of the
+                external inputs it names.
             upstream: Upstream stage name -> that stage's manifest hash (see ``manifest_hash``).
             rows: Row counts by what was counted, e.g. ``{"pairs": 1200}``.
             metrics: Summary metrics of the run (JSON-able).
             wall_time_s: Wall-clock duration of the stage in seconds (rounded to milliseconds).
             sticky: Config values a later run may inherit.
+            plan: The plan data the stage key hashes (``plan_key_data``), so a later run can name
+                what changed.
 
         Returns:
             The manifest as written.
@@ -548,6 +552,7 @@ class ArtifactStore:
             finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             run_id=uuid.uuid4().hex,
             sticky=dict(sticky or {}),
+            plan=plan,
         )
         self.write_json(stage, MANIFEST, man.to_dict())
         return man

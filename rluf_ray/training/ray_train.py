@@ -1,6 +1,7 @@
 """Shared Ray Train wiring for the HF/TRL trainers (SFT and weighted DPO).
 
-- ``scaling_config`` / ``run_config``: TorchTrainer arguments from the config (gloo on CPU, NCCL on GPU:
+- ``TrainScaling`` (plain data in a stage's plan; ``ray_config()`` builds Ray's ScalingConfig) /
+  ``run_config``: TorchTrainer arguments from the config (gloo on CPU, NCCL on GPU:
   Ray's TorchConfig picks the backend from ``use_gpu``; the HF args get the matching ``ddp_backend``).
 - Checkpoints: the loops use Ray's ``RayTrainReportCallback``: after each HF ``save`` every rank
   reports its latest HF checkpoint (model, optimiser, scheduler, RNG, trainer state; sharded state
@@ -29,11 +30,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
+from rluf_ray.config import LoraConfig, ResourcesConfig, operational, plan_type
 from rluf_ray.runtime.faults import FaultSpec, fault_spec
 from rluf_ray.schema import CURVES_ARTIFACT, MODEL_DIR
 from rluf_ray.tracking.runs import NO_REPORT, WorkerReport
@@ -61,16 +64,84 @@ def scaling_config(
     return ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources)
 
 
-def lora_kwargs(lora: Any) -> dict[str, Any] | None:
-    """peft LoraConfig kwargs, or None when LoRA is off."""
+@plan_type
+class TrainScaling:
+    """The Ray Train workers of a run: how many and what each holds (plain data; see ``ray_config``).
+
+    ``workers`` sets the global batch (workers x per-device batch x accumulation), ``use_gpu`` the
+    device (CPU and GPU numerics differ) and ``cpus_per_worker`` torch's thread count (Ray's
+    OMP_NUM_THREADS): all count; custom resources only place the work.
+    """
+
+    workers: int
+    use_gpu: bool
+    cpus_per_worker: float
+    custom_resources: tuple[tuple[str, float], ...] = operational(default=())  # sorted by name
+
+    def ray_config(self) -> Any:
+        """Ray Train's ScalingConfig for these workers (imports Ray).
+
+        Returns:
+            A ``ray.train.ScalingConfig``.
+        """
+        return scaling_config(self.workers, self.use_gpu, self.cpus_per_worker, dict(self.custom_resources))
+
+
+def train_scaling(resources: ResourcesConfig) -> TrainScaling:
+    """The Train workers the ``resources`` section asks for.
+
+    Args:
+        resources: The config's ``resources`` section.
+
+    Returns:
+        The workers' plan.
+    """
+    r = resources
+    return TrainScaling(workers=r.train_workers, use_gpu=r.use_gpu, cpus_per_worker=r.cpus_per_train_worker,
+                        custom_resources=tuple(sorted(r.custom_resources.items())))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """One Ray Train run: its name (a rerun of the same name resumes), workers and failure budget."""
+
+    name: str
+    scaling: TrainScaling
+    max_failures: int
+
+
+@plan_type
+class LoraPlan:
+    """peft ``LoraConfig`` arguments (``kwargs()``)."""
+
+    r: int
+    lora_alpha: int
+    lora_dropout: float
+    target_modules: tuple[str, ...]
+
+    def kwargs(self) -> dict[str, Any]:
+        """The ``LoraConfig`` keyword arguments.
+
+        Returns:
+            A dict of argument name to value.
+        """
+        return {"r": self.r, "lora_alpha": self.lora_alpha, "lora_dropout": self.lora_dropout,
+                "target_modules": list(self.target_modules)}  # fmt: skip
+
+
+def lora_plan(lora: LoraConfig) -> LoraPlan | None:
+    """The LoRA adapters a training section asks for.
+
+    Args:
+        lora: The section's ``lora`` settings.
+
+    Returns:
+        The adapters' plan, or None when LoRA is off.
+    """
     if not lora.enabled:
         return None
-    return {
-        "r": lora.r,
-        "lora_alpha": lora.alpha,
-        "lora_dropout": lora.dropout,
-        "target_modules": list(lora.target_modules),
-    }
+    return LoraPlan(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                    target_modules=tuple(lora.target_modules))  # fmt: skip
 
 
 def hf_distributed_args(use_gpu: bool) -> dict[str, Any]:
@@ -81,11 +152,77 @@ def hf_distributed_args(use_gpu: bool) -> dict[str, Any]:
 FSDP_STATE_DICT_TYPES = {"full": "FULL_STATE_DICT", "sharded": "SHARDED_STATE_DICT"}
 """``fsdp_state_dict`` -> the FSDP state dict type transformers' ``fsdp_config`` takes for checkpoints."""
 
+FIXED_TRAINER_ARGS: dict[str, Any] = {
+    "save_strategy": "steps",
+    "save_total_limit": 2,
+    "dataset_num_proc": None,
+    "disable_tqdm": True,
+}
+"""TrainingArguments every run takes as they are (checkpoint retention, no progress bars)."""
 
-def common_trainer_args(section: TrainingSection, use_gpu: bool, name: str) -> dict[str, Any]:
-    """TrainingArguments shared by SFT and DPO, from an ``sft``/``dpo`` config section (a TrainingSection).
 
-    GPU-only options (bf16, FSDP, DeepSpeed) are refused in one line on CPU workers.
+@plan_type
+class TrainerArgs:
+    """The TrainingArguments SFT and DPO share, from an ``sft``/``dpo`` section (``kwargs()``: HF names)."""
+
+    learning_rate: float
+    num_train_epochs: float
+    max_steps: int
+    per_device_train_batch_size: int
+    gradient_accumulation_steps: int
+    bf16: bool
+    gradient_checkpointing: bool
+    logging_steps: int
+    seed: int
+    use_cpu: bool
+    ddp_backend: str
+    fsdp: str = ""
+    deepspeed: str | None = None
+    save_steps: int = operational()
+    fsdp_state_dict_type: str | None = operational(default=None)  # FSDP checkpoints: sharded or full
+
+    def kwargs(self) -> dict[str, Any]:
+        """The arguments by their HF names (FSDP and DeepSpeed only when set).
+
+        Returns:
+            TrainingArguments keyword arguments.
+        """
+        args: dict[str, Any] = {
+            "learning_rate": self.learning_rate,
+            "num_train_epochs": self.num_train_epochs,
+            "max_steps": self.max_steps,
+            "per_device_train_batch_size": self.per_device_train_batch_size,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "bf16": self.bf16,
+            "gradient_checkpointing": self.gradient_checkpointing,
+            "save_steps": self.save_steps,
+            "logging_steps": self.logging_steps,
+            "seed": self.seed,
+            "use_cpu": self.use_cpu,
+            "ddp_backend": self.ddp_backend,
+            **FIXED_TRAINER_ARGS,
+        }
+        if self.fsdp:
+            args["fsdp"] = self.fsdp
+            args["fsdp_config"] = {"state_dict_type": self.fsdp_state_dict_type}
+        if self.deepspeed:
+            args["deepspeed"] = self.deepspeed
+        return args
+
+
+def common_trainer_args(section: TrainingSection, use_gpu: bool, name: str) -> TrainerArgs:
+    """TrainingArguments shared by SFT and DPO, from an ``sft``/``dpo`` config section.
+
+    Args:
+        section: The ``sft`` or ``dpo`` section (a TrainingSection).
+        use_gpu: Whether the Train workers hold GPUs (``resources.use_gpu``).
+        name: The section's name, for the error message.
+
+    Returns:
+        The shared arguments.
+
+    Raises:
+        RlufError: GPU-only options (bf16, FSDP, DeepSpeed) on CPU workers.
     """
     from rluf_ray.errors import RlufError
 
@@ -93,29 +230,24 @@ def common_trainer_args(section: TrainingSection, use_gpu: bool, name: str) -> d
         raise RlufError(
             f"{name}.bf16/fsdp/deepspeed need GPUs: set resources.use_gpu=true (or turn them off)"
         )
-    args: dict[str, Any] = {
-        "learning_rate": section.learning_rate,
-        "num_train_epochs": section.num_epochs,
-        "max_steps": section.max_steps,
-        "per_device_train_batch_size": section.per_device_batch_size,
-        "gradient_accumulation_steps": section.gradient_accumulation_steps,
-        "bf16": section.bf16,
-        "gradient_checkpointing": section.gradient_checkpointing,
-        "save_strategy": "steps",
-        "save_steps": section.save_steps,
-        "save_total_limit": 2,
-        "logging_steps": section.logging_steps,
-        "seed": section.seed,
-        "dataset_num_proc": None,
-        "disable_tqdm": True,
-        **hf_distributed_args(use_gpu),
-    }
-    if section.fsdp:
-        args["fsdp"] = section.fsdp
-        args["fsdp_config"] = {"state_dict_type": FSDP_STATE_DICT_TYPES[section.fsdp_state_dict]}
-    if section.deepspeed:
-        args["deepspeed"] = section.deepspeed
-    return args
+    dist = hf_distributed_args(use_gpu)
+    return TrainerArgs(
+        learning_rate=section.learning_rate,
+        num_train_epochs=section.num_epochs,
+        max_steps=section.max_steps,
+        per_device_train_batch_size=section.per_device_batch_size,
+        gradient_accumulation_steps=section.gradient_accumulation_steps,
+        bf16=section.bf16,
+        gradient_checkpointing=section.gradient_checkpointing,
+        logging_steps=section.logging_steps,
+        seed=section.seed,
+        fsdp=section.fsdp,
+        deepspeed=section.deepspeed,
+        save_steps=section.save_steps,
+        fsdp_state_dict_type=FSDP_STATE_DICT_TYPES[section.fsdp_state_dict] if section.fsdp else None,
+        use_cpu=dist["use_cpu"],
+        ddp_backend=dist["ddp_backend"],
+    )
 
 
 WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
@@ -325,7 +457,7 @@ def scratch_dir(prefix: str) -> Iterator[str]:
 def fit_and_export(
     loop: Any,
     loop_config: dict[str, Any],
-    plan: dict[str, Any],
+    run: TrainRun,
     store: ArtifactStore,
     stage: str,
     prefix: str,
@@ -335,10 +467,22 @@ def fit_and_export(
     """Run ``loop`` under a TorchTrainer with its checkpoints in the store (``<stage>/<prefix>checkpoints``,
     where a rerun resumes), export the final model (``<prefix>model``) and curves (``<prefix>curves.jsonl``)
     into the store, drop the checkpoints, and return the run's last metrics.
-    ``report``: where the workers report (``tracking.train_run``), applied to the trainer args and
-    the workers' environment.
 
     A failed run is one ``RlufError`` line naming ``what`` (the checkpoints stay for the next try).
+
+    Args:
+        loop: The train loop (runs in every worker).
+        loop_config: The loop's config (Ray Train's ``train_loop_config``).
+        run: The run's name (a rerun of the same name resumes), workers and failure budget.
+        store: The artifact store.
+        stage: The stage's artifact directory.
+        prefix: The unit's folder inside it (``""`` or ``<arm>/seed-<seed>/``).
+        what: The run's name in messages.
+        report: Where the workers report (``tracking.train_run``), applied to the trainer args and the
+            workers' environment.
+
+    Returns:
+        The run's last metrics.
     """
     from ray.train.torch import TorchTrainer
 
@@ -352,11 +496,11 @@ def fit_and_export(
             "trainer_args": {**loop_config["trainer_args"], **report.trainer_args()},
             "fault": fault_spec("train_step"),  # None but in tests
         },
-        scaling_config=plan["scaling_config"],
+        scaling_config=run.scaling.ray_config(),
         run_config=run_config(
-            plan["run_name"],
+            run.name,
             storage_path,
-            plan["max_failures"],
+            run.max_failures,
             storage_filesystem=storage_fs,
             env=report.env,
         ),

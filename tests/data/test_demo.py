@@ -35,12 +35,14 @@ def test_same_seed_same_bytes_and_other_seed_differs() -> None:
 def test_documents_do_not_depend_on_other_split_sizes() -> None:
     small = load(overrides=["data.demo.train_docs=10", "data.demo.calibration_docs=5"])
     large = load(overrides=["data.demo.train_docs=500", "data.demo.calibration_docs=5"])
-    assert load_split(small, "calibration") == load_split(large, "calibration")
+    assert load_split(split_plan(small.data, "calibration")) == load_split(
+        split_plan(large.data, "calibration")
+    )
 
 
 def test_splits_disjoint_by_id_and_text() -> None:
     cfg = load(overrides=["data.demo.train_docs=300"])
-    parts = {s: load_split(cfg, s) for s in ("train", "calibration", "test", "eval")}
+    parts = {s: load_split(split_plan(cfg.data, s)) for s in ("train", "calibration", "test", "eval")}
     ids = {s: {r["prompt_id"] for r in rows} for s, rows in parts.items()}
     assert len(ids["train"]) == 300
     assert len(ids["calibration"]) == 50  # calibration_size 50 of 60 documents
@@ -86,8 +88,8 @@ def test_short_enough_for_the_tiny_context() -> None:
 
 def test_demo_batch_matches_load_split() -> None:
     cfg = load(overrides=["data.calibration_size=12"])
-    rows = load_split(cfg, "calibration")
-    assert split_count(cfg, "calibration") == 12
+    rows = load_split(split_plan(cfg.data, "calibration"))
+    assert split_count(split_plan(cfg.data, "calibration")) == 12
     batch = demo_batch(cfg.data.demo.seed, "calibration", [3, 4])
     assert batch["prompt_id"] == [rows[3]["prompt_id"], rows[4]["prompt_id"]]
     assert batch["post"] == [rows[3]["post"], rows[4]["post"]]
@@ -97,7 +99,10 @@ def test_demo_batch_matches_load_split() -> None:
 def test_vague_count_references_only_in_the_sft_split() -> None:
     cfg = load(overrides=["data.demo.train_docs=1000", "data.demo.vague_count_share=0.6"])
     exact = load(overrides=["data.demo.train_docs=1000", "data.demo.vague_count_share=0.0"])
-    train, train_exact = load_split(cfg, "train"), load_split(exact, "train")
+    train, train_exact = (
+        load_split(split_plan(cfg.data, "train")),
+        load_split(split_plan(exact.data, "train")),
+    )
     vague = [r["reference"].endswith(f"; {demo.VAGUE_COUNT}.") for r in train]
     share = sum(vague) / len(vague)
     assert 0.55 <= share <= 0.65  # 0.6 asked; 1000 draws: sd about 0.015
@@ -106,12 +111,12 @@ def test_vague_count_references_only_in_the_sft_split() -> None:
         assert (r["reference"] == e["reference"]) is not v
         assert r["reference"].split(";")[0] == e["reference"].split(";")[0]  # only the count clause
     for split in ("calibration", "test", "eval"):  # the judge's gold stays exact
-        assert load_split(cfg, split) == load_split(exact, split)
+        assert load_split(split_plan(cfg.data, split)) == load_split(split_plan(exact.data, split))
 
 
 def test_the_vague_phrase_is_part_of_the_sft_split_plan(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load(overrides=["data.demo.vague_count_share=0.2"])
-    before = split_plan(cfg, "train")
+    before = split_plan(cfg.data, "train")
     monkeypatch.setattr(demo, "VAGUE_COUNT", "lots of people came")
-    assert split_plan(cfg, "train") != before  # a new phrase is new data: SFT goes stale
-    assert split_plan(cfg, "calibration") == split_plan(load(), "calibration")
+    assert split_plan(cfg.data, "train") != before  # a new phrase is new data: SFT goes stale
+    assert split_plan(cfg.data, "calibration") == split_plan(load().data, "calibration")

@@ -76,7 +76,9 @@ def test_tldr_source_through_load_split(monkeypatch: pytest.MonkeyPatch) -> None
             "data.eval_size=6",
         ]
     )
-    parts = {s: splits.load_split(cfg, s) for s in ("train", "calibration", "test", "eval")}
+    parts = {
+        s: splits.load_split(splits.split_plan(cfg.data, s)) for s in ("train", "calibration", "test", "eval")
+    }
     splits._tldr_parts.cache_clear()
     assert calls[0] == ("openai/summarize_from_feedback", "axis", "validation")
     assert [len(parts[s]) for s in ("calibration", "test", "eval", "train")] == [10, 5, 6, 8]
@@ -115,30 +117,33 @@ def test_files_source_jsonl_and_parquet(tmp_path: Path) -> None:
             "data.calibration_size=1",
         ]
     )
-    assert [r["prompt_id"] for r in splits.load_split(cfg, "train")] == ["a", "c"]  # b is a calibration id
-    assert splits.load_split(cfg, "calibration") == [
+    assert [r["prompt_id"] for r in splits.load_split(splits.split_plan(cfg.data, "train"))] == [
+        "a",
+        "c",
+    ]  # b is a calibration id
+    assert splits.load_split(splits.split_plan(cfg.data, "calibration")) == [
         {"prompt_id": "b", "post": "beta text", "reference": "beta"}
     ]
-    (row,) = splits.load_split(cfg, "test")
+    (row,) = splits.load_split(splits.split_plan(cfg.data, "test"))
     assert row["post"] == "eps text" and row["prompt_id"] == loaders.content_id("eps text", "eps")
 
 
 def test_files_source_errors(tmp_path: Path) -> None:
     cfg = load(overrides=["data.source=files", f"data.calibration_file={tmp_path / 'missing.jsonl'}"])
     with pytest.raises(RlufError, match="data file not found"):
-        splits.load_split(cfg, "calibration")
+        splits.load_split(splits.split_plan(cfg.data, "calibration"))
     with pytest.raises(RlufError, match="data.test_file"):
-        splits.load_split(cfg, "test")
+        splits.load_split(splits.split_plan(cfg.data, "test"))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "no prompt column"}\n')
     cfg = load(overrides=["data.source=files", f"data.calibration_file={bad}"])
     with pytest.raises(RlufError, match="'prompt'"):
-        splits.load_split(cfg, "calibration")
+        splits.load_split(splits.split_plan(cfg.data, "calibration"))
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"prompt": "x", "reference": "y"}\n{oops\n')
     cfg = load(overrides=["data.source=files", f"data.calibration_file={broken}"])
     with pytest.raises(RlufError, match=":2: not valid JSON"):
-        splits.load_split(cfg, "calibration")
+        splits.load_split(splits.split_plan(cfg.data, "calibration"))
 
 
 def test_over_long_posts_are_cut_and_counted() -> None:
@@ -158,6 +163,6 @@ def test_over_long_posts_are_cut_and_counted() -> None:
 
 def test_prompt_budget() -> None:
     cfg = load()
-    assert splits.prompt_budget(cfg) == cfg.model.max_context - cfg.generation.max_new_tokens
-    with pytest.raises(RlufError, match="no room"):
-        splits.prompt_budget(load(overrides=["model.max_context=40", "generation.max_new_tokens=40"]))
+    assert splits.prompt_budget(cfg.model.max_context, 40) == cfg.model.max_context - 40
+    with pytest.raises(RlufError, match=r"model.max_context \(40\) leaves no room for a prompt after 40"):
+        splits.prompt_budget(40, 40)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import ray.cloudpickle
 
-from rluf_ray.config import load
+from rluf_ray.config import RlufConfig, load, plan_data, plan_key_data
 from rluf_ray.engines import pool as engine_pool
 from rluf_ray.engines.base import Completion, SamplingSpec
 from rluf_ray.engines.hf import HfOptions
@@ -112,8 +112,8 @@ def test_map_kwargs_from_a_typed_plan() -> None:
             "generation.prompts_per_batch=5",
         ]
     )
-    pool = engine_pool.plan(cfg, SamplingSpec(n=4, temperature=0.3), prompt_budget=100)
-    plain = dataclasses.asdict(pool)
+    pool = _plan(cfg, SamplingSpec(n=4, temperature=0.3), prompt_budget=100)
+    plain = plan_data(pool)
     assert json.loads(json.dumps(plain)) == plain
     with pytest.raises(dataclasses.FrozenInstanceError):
         pool.actors = 4  # type: ignore[misc]
@@ -129,7 +129,7 @@ def test_apply_maps_the_udf_with_the_plan(monkeypatch: pytest.MonkeyPatch) -> No
             return "mapped"
 
     cfg = load()
-    pool = engine_pool.plan(cfg, SamplingSpec(n=3, temperature=0.2, max_new_tokens=7), prompt_budget=99)
+    pool = _plan(cfg, SamplingSpec(n=3, temperature=0.2, max_new_tokens=7), prompt_budget=99)
     factory = engine_pool.default_engine_factory(pool, "/models/x")
     ds = FakeDataset()
     assert engine_pool.apply(ds, pool, factory) == "mapped"
@@ -145,7 +145,7 @@ def test_apply_maps_the_udf_with_the_plan(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_engine_factory_is_plain_and_picklable() -> None:
-    pool = engine_pool.plan(load(), SamplingSpec(n=1, temperature=0.0), prompt_budget=50)
+    pool = _plan(load(), SamplingSpec(n=1, temperature=0.0), prompt_budget=50)
     factory = engine_pool.default_engine_factory(pool, "/models/x")
     assert pickle.loads(pickle.dumps(factory)) == factory
     assert factory.name == "hf" and factory.options == pool.engine_options
@@ -155,13 +155,13 @@ def test_engine_factory_is_plain_and_picklable() -> None:
 def test_plan_holds_the_old_plain_values() -> None:
     """The plan's fields, as ``asdict`` gives them, written out for the embedded default (what the dict
     plan held, the engine options now the hf engine's own)."""
-    pool = engine_pool.plan(load(), SamplingSpec(n=3, temperature=0.2, max_new_tokens=7), prompt_budget=99)
-    assert dataclasses.asdict(pool) == {
+    pool = _plan(load(), SamplingSpec(n=3, temperature=0.2, max_new_tokens=7), prompt_budget=99)
+    assert plan_data(pool) == {
         "actors": 2,
         "batch_size": 4,
         "num_cpus": 1.0,
         "num_gpus": 0.0,
-        "resources": {},
+        "resources": [],
         "engine": "hf",
         "engine_options": {"dtype": "float32", "device": None, "threads": 1, "max_context": 512,
                            "share_prefill": True},
@@ -170,6 +170,26 @@ def test_plan_holds_the_old_plain_values() -> None:
         "template": load().data.prompt_template,
         "seed": 42,
     }  # fmt: skip
+    # the stage key leaves out where the work runs (how many actors, their custom resources); an actor's
+    # CPUs are torch's thread count, so they count
+    key = plan_key_data(pool)
+    assert not {"actors", "resources"} & set(key) and key["engine_options"]["threads"] == 1
+    assert {
+        "batch_size",
+        "num_gpus",
+        "num_cpus",
+        "engine",
+        "sampling",
+        "prompt_budget",
+        "template",
+        "seed",
+    } <= set(key)
+
+
+def _plan(cfg: RlufConfig, spec: SamplingSpec, prompt_budget: int) -> engine_pool.PoolPlan:
+    return engine_pool.plan(
+        cfg.generation, cfg.resources, cfg.model, cfg.data.prompt_template, spec, prompt_budget
+    )
 
 
 def _imports(path: Path) -> set[str]:
@@ -212,9 +232,7 @@ def test_ray_data_tears_the_udf_down_and_closes_its_engine(ray_idle, tmp_path: P
     def factory():
         return ClosingEngine(marker=str(marker))
 
-    pool = engine_pool.plan(
-        load(overrides=["resources.engine_actors=1"]), SamplingSpec(n=2, temperature=0.3), 50
-    )
+    pool = _plan(load(overrides=["resources.engine_actors=1"]), SamplingSpec(n=2, temperature=0.3), 50)
     rows = [{"prompt_id": f"p{i}", "post": "x y", "reference": "r", "split": "test"} for i in range(3)]
     out = engine_pool.apply(ray.data.from_items(rows), pool, factory).take_all()
     assert sorted(r["prompt_id"] for r in out) == ["p0", "p1", "p2"]

@@ -32,14 +32,15 @@ GENERATE = [
 PREPARE = """
 import sys
 from rluf_ray.config import load
-from rluf_ray.data.splits import tokenizer_corpus
+from rluf_ray.data.splits import split_plan, tokenizer_corpus
 from rluf_ray.data.tiny_model import build_embedded
 from rluf_ray.store.artifacts import ArtifactStore
 from rluf_ray.pipeline import stage_fingerprint
 from rluf_ray.stages.registry import get
 out, overrides = sys.argv[1], sys.argv[2:]
 cfg = load(overrides=[*overrides, f"output_dir={out}"])
-build_embedded(tokenizer_corpus(cfg, 50), f"{out}/sft/model", max_positions=512)
+corpus = tokenizer_corpus(cfg.data.prompt_template, split_plan(cfg.data, "train"), 50)
+build_embedded(corpus, f"{out}/sft/model", max_positions=512)
 ArtifactStore(out).complete("sft", stage_fingerprint(cfg, get("sft")), {})
 """
 EXPECTED = {"calibration": {f"demo-calibration-{i:06d}" for i in range(12)},

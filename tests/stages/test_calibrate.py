@@ -8,7 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from rluf_ray.config import RlufConfig
+from rluf_ray.config import RlufConfig, plan_data, plan_key_data
+from rluf_ray.conformal.grid_tasks import GridTasks
 from rluf_ray.errors import RlufError
 from rluf_ray.schema import (
     GENERATION_SCHEMA,
@@ -89,9 +90,10 @@ def _ctx(store: ArtifactStore) -> StageContext:
 def test_plan_is_plain_data_with_every_setting_run_uses():
     cfg = _cfg(grid_chunks=4)
     p = calibrate.plan(cfg)
-    assert json.loads(json.dumps(p)) == p  # plain JSON-able data, no Ray objects
+    data = plan_data(p)  # plain data only (no Ray objects), as report.json records it
+    assert json.loads(json.dumps(data)) == data
     c = cfg.conformal
-    assert p == {
+    assert data == {
         "num_cpus": 1.0,
         "chunks": 4,
         "min_cells_per_task": c.min_cells_per_task,
@@ -111,11 +113,16 @@ def test_plan_is_plain_data_with_every_setting_run_uses():
             "vector_size": c.similarity_vector_size,
             "epochs": c.similarity_epochs,
             "seed": c.seed,
+            "min_count": 1,
+            "window": 5,
         },
     }
-    settings = calibrate.conformal_settings(p)
+    settings = p.conformal
     assert settings.alphas == (0.2, 0.5) and settings.grid_values == (0.0, 0.5, 1.0, 1.5, 2.0)
-    assert calibrate.plan(_cfg(grid_chunks=1000))["chunks"] == 25
+    assert p.grid_tasks() == GridTasks(chunks=4, min_cells_per_task=c.min_cells_per_task, num_cpus=1.0)
+    assert calibrate.plan(_cfg(grid_chunks=1000)).chunks == 25
+    # the fan-out is operational: the stage key hashes the settings only
+    assert set(plan_key_data(p)) == {"grid_points", "conformal", "similarity"}
 
 
 @pytest.mark.ray
@@ -123,10 +130,10 @@ def test_run_writes_sets_report_and_plots_identically_for_1_and_many_tasks(tmp_p
     store = ArtifactStore(tmp_path / "out")
     data = write_generation(store)
     ctx = _ctx(store)
-    res = calibrate.run(_cfg(grid_chunks=1), ctx)
+    res = calibrate.run(calibrate.plan(_cfg(grid_chunks=1)), ctx)
     sets1 = store.read_parquet("calibration", PREDICTION_SETS_ARTIFACT)
     chosen1 = store.read_json("calibration", "calibration.json")
-    res4 = calibrate.run(_cfg(grid_chunks=4), ctx)
+    res4 = calibrate.run(calibrate.plan(_cfg(grid_chunks=4)), ctx)
     sets4 = store.read_parquet("calibration", PREDICTION_SETS_ARTIFACT)
     assert sets1.schema.equals(PREDICTION_SET_SCHEMA)
     assert sets1.equals(sets4)
@@ -156,7 +163,7 @@ def test_run_writes_sets_report_and_plots_identically_for_1_and_many_tasks(tmp_p
 def test_single_quantile_and_cfa_protocol(tmp_path, ray_session):
     store = ArtifactStore(tmp_path / "out")
     write_generation(store, seed=1)
-    calibrate.run(_cfg(quantile_bars=[0.5], protocol="cfa", grid_chunks=3), _ctx(store))
+    calibrate.run(calibrate.plan(_cfg(quantile_bars=[0.5], protocol="cfa", grid_chunks=3)), _ctx(store))
     sets = store.read_parquet("calibration", PREDICTION_SETS_ARTIFACT)
     assert set(sets.column("alpha").to_pylist()) == {0.5}
     chosen = store.read_json("calibration", "calibration.json")
@@ -228,9 +235,9 @@ def test_too_few_calibration_prompts_is_a_clear_error(tmp_path):
     store = ArtifactStore(tmp_path / "out")
     write_generation(store, n_cal=4, n_test=2)
     with pytest.raises(RlufError, match=r"alpha=0\.2: n=4 labelled prompts.*n >= 14"):
-        calibrate.run(_cfg(), _ctx(store))
+        calibrate.run(calibrate.plan(_cfg()), _ctx(store))
 
 
 def test_missing_generation_artifacts(tmp_path):
     with pytest.raises(RlufError, match="generation artifacts missing"):
-        calibrate.run(_cfg(), _ctx(ArtifactStore(tmp_path / "out")))
+        calibrate.run(calibrate.plan(_cfg()), _ctx(ArtifactStore(tmp_path / "out")))

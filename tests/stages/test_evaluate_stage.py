@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from rluf_ray.config import load
-from rluf_ray.data.splits import load_split
+from rluf_ray.data.splits import load_split, split_plan
 from rluf_ray.errors import RlufError
 from rluf_ray.evaluation.intervals import bootstrap_mean
 from rluf_ray.judge import api as judge_api
@@ -29,7 +29,7 @@ def _predictions(cfg, store: ArtifactStore, n: int = N, models=("sft", "cfa", "d
     """cfa copies the reference (best possible); dpo keeps its first half; sft says something unrelated.
     On the first prompt dpo seed 2 equals cfa seed 2 (a tie without a judge call)."""
     rows = []
-    for i, src in enumerate(load_split(cfg, "eval")[:n]):
+    for i, src in enumerate(load_split(split_plan(cfg.data, "eval"))[:n]):
         ref = src["reference"]
         words = ref.split()
         text = {"cfa": ref, "dpo": " ".join(words[: max(1, len(words) // 2)]), "sft": "The weather was fine."}
@@ -58,7 +58,7 @@ def test_evaluate_three_arms_two_seeds(tmp_path: Path) -> None:
     cfg = load(None, [f"output_dir={tmp_path}"])
     store = ArtifactStore(tmp_path)
     preds = _predictions(cfg, store)
-    result = evaluate.run(cfg, StageContext(name="evaluate", store=store))
+    result = evaluate.run(evaluate.plan(cfg), StageContext(name="evaluate", store=store))
     report = json.loads((tmp_path / "evaluation" / "report.json").read_text())
     assert set(report) >= {"win_rates", "rubric", "dropped", "judge"}
     assert [(w["a"], w["b"]) for w in report["win_rates"]] == PAIRS
@@ -130,7 +130,7 @@ def test_a_missing_judgement_drops_the_prompt_for_all_arms(tmp_path: Path, monke
         return results, report
 
     monkeypatch.setattr(judge_api, "judge", flaky)
-    result = evaluate.run(cfg, StageContext(name="evaluate", store=store))
+    result = evaluate.run(evaluate.plan(cfg), StageContext(name="evaluate", store=store))
     report = json.loads((tmp_path / "evaluation" / "report.json").read_text())
     assert report["dropped"]["prompt_ids"] == {lost: ["timeout"]}
     assert report["dropped"]["prompts"] == 1 and report["dropped"]["by_reason"] == {"timeout": 1}
@@ -150,13 +150,13 @@ def test_two_arms_and_unknown_axis(tmp_path: Path) -> None:
     cfg = load(None, [f"output_dir={tmp_path}"])
     store = ArtifactStore(tmp_path)
     _predictions(cfg, store, n=3, models=("sft", "dpo"))
-    evaluate.run(cfg, StageContext(name="evaluate", store=store))
+    evaluate.run(evaluate.plan(cfg), StageContext(name="evaluate", store=store))
     report = json.loads((tmp_path / "evaluation" / "report.json").read_text())
     assert [(w["a"], w["b"]) for w in report["win_rates"]] == [("dpo", "sft")]
     assert set(report["rubric"]) == {"dpo", "sft"}
     bad = load(None, [f"output_dir={tmp_path}", "evaluation.axes=[accuracy, style]"])
     with pytest.raises(RlufError, match="style"):
-        evaluate.run(bad, StageContext(name="evaluate", store=store))
+        evaluate.run(evaluate.plan(bad), StageContext(name="evaluate", store=store))
 
 
 def test_one_model_is_refused(tmp_path: Path) -> None:
@@ -164,4 +164,4 @@ def test_one_model_is_refused(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path)
     _predictions(cfg, store, n=2, models=("sft",))
     with pytest.raises(RlufError, match="two models"):
-        evaluate.run(cfg, StageContext(name="evaluate", store=store))
+        evaluate.run(evaluate.plan(cfg), StageContext(name="evaluate", store=store))

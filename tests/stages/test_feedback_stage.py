@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from rluf_ray.config import load
-from rluf_ray.data.splits import load_split
+from rluf_ray.data.splits import load_split, split_plan
 from rluf_ray.schema import GENERATION_SCHEMA, PAIRS_ARTIFACT
 from rluf_ray.stages import feedback
 from rluf_ray.stages.registry import StageContext
@@ -20,7 +20,7 @@ from tests.support.fake_openai import FakeOpenAI, Faults
 
 def _generation(cfg, store: ArtifactStore, n_prompts: int = 3) -> list[dict]:
     rows = []
-    for i, src in enumerate(load_split(cfg, "test")[:n_prompts]):
+    for i, src in enumerate(load_split(split_plan(cfg.data, "test"))[:n_prompts]):
         ref = src["reference"]
         texts = [ref, ref.split(";")[0] + ".", f"Something unrelated number {i}.", "Nothing at all."][: 2 + i]
         answers = [t.lower().strip(".") for t in texts]
@@ -52,7 +52,7 @@ def test_offline_feedback_pairs(tmp_path: Path) -> None:
     cfg = load(None, [f"output_dir={tmp_path}"])
     store = ArtifactStore(tmp_path)
     rows = _generation(cfg, store)
-    result = feedback.run(cfg, _ctx(store))
+    result = feedback.run(feedback.plan(cfg), _ctx(store))
     pairs = list(store.iter_jsonl("feedback", PAIRS_ARTIFACT))
     expected = sum(len(list(itertools.combinations(r["answers"], 2))) for r in rows)  # 1 + 3 + 6
     assert len(pairs) == expected == 10 and result.rows["pairs"] == 10
@@ -76,7 +76,7 @@ def test_dry_run_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[st
     cfg = load(None, [f"output_dir={tmp_path}"])
     store = ArtifactStore(tmp_path)
     _generation(cfg, store)
-    feedback.run(cfg, _ctx(store, dry_run=True))
+    feedback.run(feedback.plan(cfg), _ctx(store, dry_run=True))
     assert "judge dry run (feedback" in capsys.readouterr().out
     assert not (tmp_path / "feedback").exists()
 
@@ -100,7 +100,7 @@ def test_api_feedback_with_faults_loses_nothing(tmp_path: Path, ray_session, mon
         )
         store = ArtifactStore(tmp_path)
         _generation(cfg, store)
-        result = feedback.run(cfg, _ctx(store))
+        result = feedback.run(feedback.plan(cfg), _ctx(store))
     pairs = list(store.iter_jsonl("feedback", PAIRS_ARTIFACT))
     ann = [json.loads(x) for x in (tmp_path / "feedback" / "annotations.jsonl").read_text().splitlines()]
     assert len(ann) == 10  # every comparison accounted for, none duplicated

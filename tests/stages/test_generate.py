@@ -12,7 +12,7 @@ import pytest
 import ray.cloudpickle
 
 from rluf_ray.config import load
-from rluf_ray.data.splits import tokenizer_corpus
+from rluf_ray.data.splits import split_plan, tokenizer_corpus
 from rluf_ray.data.tiny_model import build_embedded
 from rluf_ray.engines.base import Completion
 from rluf_ray.errors import RlufError
@@ -132,7 +132,11 @@ def test_tiny_model_end_to_end_through_the_pipeline(ray_session, tmp_path: Path)
         ]
     )  # fmt: skip
     store = ArtifactStore(cfg.output_dir)
-    build_embedded(tokenizer_corpus(cfg, 50), store.local_path("sft", "model"), max_positions=512)
+    build_embedded(
+        tokenizer_corpus(cfg.data.prompt_template, split_plan(cfg.data, "train"), 50),
+        store.local_path("sft", "model"),
+        max_positions=512,
+    )
     store.complete("sft", stage_fingerprint(cfg, get("sft")), {})
     man = run_stage(cfg, store, "generate")
     assert man is not None and man.rows == {"calibration": 4, "test": 3}
@@ -172,7 +176,7 @@ def test_resume_skips_finished_prompts_and_force_redoes(ray_session, tmp_path: P
     cfg = _files_cfg(tmp_path)
     store = ArtifactStore(cfg.output_dir)
     log_path = tmp_path / "calls.jsonl"
-    result = generate.run_generation(cfg, _ctx(cfg, store), engine_factory=_factory(log_path))
+    result = generate.run_generation(generate.plan(cfg), _ctx(cfg, store), engine_factory=_factory(log_path))
     assert result.rows == {"calibration": 6, "test": 2}
     assert result.metrics["test"]["truncated"] == 1  # the 100-word post was cut, counted, no crash
     assert len(_logged(log_path)) == 8
@@ -183,7 +187,7 @@ def test_resume_skips_finished_prompts_and_force_redoes(ray_session, tmp_path: P
         p.unlink()
     (parts[0].parent / ".tmp-deadbeef-part-x.parquet").write_bytes(b"half")
     log_path.unlink()
-    result = generate.run_generation(cfg, _ctx(cfg, store), engine_factory=_factory(log_path))
+    result = generate.run_generation(generate.plan(cfg), _ctx(cfg, store), engine_factory=_factory(log_path))
     assert len(_logged(log_path)) == 2  # only the lost prompts were sampled again
     assert result.metrics["calibration"]["prompts_resumed"] == 4
     assert sorted(_ids_on_disk(store, "calibration")) == [
@@ -193,7 +197,9 @@ def test_resume_skips_finished_prompts_and_force_redoes(ray_session, tmp_path: P
     assert not list(parts[0].parent.glob(".tmp-*"))
     # --force starts over.
     log_path.unlink()
-    generate.run_generation(cfg, _ctx(cfg, store, force=True), engine_factory=_factory(log_path))
+    generate.run_generation(
+        generate.plan(cfg), _ctx(cfg, store, force=True), engine_factory=_factory(log_path)
+    )
     assert len(_logged(log_path)) == 8
     assert sorted(_ids_on_disk(store, "calibration")) == [f"c{i}" for i in range(6)]
 
@@ -204,11 +210,15 @@ def test_failed_run_then_rerun_loses_and_doubles_nothing(ray_session, tmp_path: 
     log_path, marker = tmp_path / "calls.jsonl", tmp_path / "failed-once"
     with pytest.raises(Exception, match="injected engine failure"):
         generate.run_generation(
-            cfg, _ctx(cfg, store), engine_factory=_factory(log_path, fail_on="token3", marker=str(marker))
+            generate.plan(cfg),
+            _ctx(cfg, store),
+            engine_factory=_factory(log_path, fail_on="token3", marker=str(marker)),
         )
     done_before = set(_ids_on_disk(store, "calibration"))
     result = generate.run_generation(
-        cfg, _ctx(cfg, store), engine_factory=_factory(log_path, fail_on="token3", marker=str(marker))
+        generate.plan(cfg),
+        _ctx(cfg, store),
+        engine_factory=_factory(log_path, fail_on="token3", marker=str(marker)),
     )
     assert result.metrics["calibration"]["prompts_resumed"] == len(done_before)
     assert sorted(_ids_on_disk(store, "calibration")) == [f"c{i}" for i in range(6)]
@@ -225,7 +235,7 @@ def test_failed_run_frees_its_cpus_within_10_s(ray_idle, tmp_path: Path) -> None
     marker, closed = tmp_path / "failed-once", tmp_path / "engine-closed"
     factory = _factory(tmp_path / "calls.jsonl", fail_on="token3", marker=str(marker), closed=str(closed))
     with pytest.raises(Exception, match="injected engine failure") as info:
-        generate.run_generation(cfg, _ctx(cfg, store), engine_factory=factory)
+        generate.run_generation(generate.plan(cfg), _ctx(cfg, store), engine_factory=factory)
     t0 = time.monotonic()  # the exception (and its whole chain) is still alive here
     while ray_idle.available_resources().get("CPU", 0) < 2 and time.monotonic() - t0 < 10:
         time.sleep(0.1)
@@ -243,7 +253,7 @@ def test_dead_engine_actor_is_replaced_and_its_batch_redone(ray_session, tmp_pat
     store = ArtifactStore(cfg.output_dir)
     log_path, marker = tmp_path / "calls.jsonl", tmp_path / "died-once"
     factory = _factory(log_path, fail_on="token2", marker=str(marker), mode="exit")
-    result = generate.run_generation(cfg, _ctx(cfg, store), engine_factory=factory)
+    result = generate.run_generation(generate.plan(cfg), _ctx(cfg, store), engine_factory=factory)
     assert marker.exists()  # the actor did die once
     assert result.rows == {"calibration": 4, "test": 1}
     assert sorted(_ids_on_disk(store, "calibration")) == [f"c{i}" for i in range(4)]
@@ -253,11 +263,11 @@ def test_bad_inputs_write_nothing(tmp_path: Path) -> None:
     cfg = load(overrides=[f"output_dir={tmp_path}"])
     store = ArtifactStore(tmp_path)
     with pytest.raises(RlufError, match="model not found"):
-        generate.run(cfg, _ctx(cfg, store))
+        generate.run(generate.plan(cfg), _ctx(cfg, store))
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     cfg = load(overrides=["data.source=files", f"data.calibration_file={empty}", f"data.test_file={empty}",
                           f"output_dir={tmp_path}"])  # fmt: skip
     with pytest.raises(RlufError, match="calibration split is empty"):
-        generate.run_generation(cfg, _ctx(cfg, store), engine_factory=_factory(tmp_path / "x"))
+        generate.run_generation(generate.plan(cfg), _ctx(cfg, store), engine_factory=_factory(tmp_path / "x"))
     assert not Path(store.stage_dir("generation")).exists()

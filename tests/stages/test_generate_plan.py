@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rluf_ray.config import ConfigError, load
+from rluf_ray.config import ConfigError, load, plan_data
 from rluf_ray.data import splits
 from rluf_ray.engines import pool as engine_pool
 from rluf_ray.engines.base import Completion, SamplingSpec
@@ -34,14 +34,14 @@ def test_plan_maps_config_to_map_batches_kwargs() -> None:
             "generation.prompts_per_batch=5",
         ]
     )
-    kw = engine_pool.map_kwargs(generate.plan(cfg)["pool"])
+    kw = engine_pool.map_kwargs(generate.plan(cfg).samples.pool)
     assert isinstance(kw["compute"], ray.data.ActorPoolStrategy)
     assert kw["compute"].min_size == kw["compute"].max_size == 3
     assert kw["batch_size"] == 5 and kw["num_cpus"] == 2
     assert "num_gpus" not in kw
     assert set(kw) == {"compute", "batch_size", "num_cpus"}
     gpu = load("rluf_ray/configs/llama2_7b_tldr.yaml")
-    kw = engine_pool.map_kwargs(generate.plan(gpu)["pool"])
+    kw = engine_pool.map_kwargs(generate.plan(gpu).samples.pool)
     assert kw["num_gpus"] == 1 and kw["compute"].max_size == 8 and kw["batch_size"] == 16
 
 
@@ -65,10 +65,12 @@ def test_sampling_spec_and_engine_options_from_config() -> None:
     )
     spec = SamplingSpec(n=7, temperature=0.85, top_p=1.0, max_new_tokens=9)
     assert SamplingSpec.from_config(cfg.generation) == spec
-    assert generate.plan(cfg)["pool"].sampling == spec
-    assert generate.plan(cfg)["pool"].engine_options == HfOptions(dtype="float32", threads=2, max_context=512)
+    assert generate.plan(cfg).samples.pool.sampling == spec
+    assert generate.plan(cfg).samples.pool.engine_options == HfOptions(
+        dtype="float32", threads=2, max_context=512
+    )
     vllm = load(overrides=["generation.engine=vllm", "generation.seed=7", "model.dtype=bfloat16"])
-    assert generate.plan(vllm)["pool"].engine_options == VllmOptions(
+    assert generate.plan(vllm).samples.pool.engine_options == VllmOptions(
         dtype="bfloat16", max_context=512, gpu_memory_utilization=0.9, enable_prefix_caching=True,
         tensor_parallel_size=1, seed=7,
     )  # fmt: skip
@@ -182,16 +184,19 @@ def _changes(plan_fn, base_overrides: list[str], override: str) -> bool:
 
 def test_plans_are_plain_data() -> None:
     cfg = load()
-    for plan in (generate.plan(cfg), infer.plan(cfg)):
-        assert isinstance(plan["pool"], engine_pool.PoolPlan)
-        plain = {**plan, "pool": dataclasses.asdict(plan["pool"])}
-        assert json.loads(json.dumps(plain)) == plain  # JSON-able: no Ray object; the pool through asdict
-    pool = generate.plan(cfg)["pool"]
+    for plan, pool in (
+        (generate.plan(cfg), generate.plan(cfg).samples.pool),
+        (infer.plan(cfg), infer.plan(cfg).pool),
+    ):
+        assert isinstance(pool, engine_pool.PoolPlan)
+        plain = plan_data(plan)  # raises on anything but plain data (a Ray object, a function)
+        assert json.loads(json.dumps(plain)) == plain
+    pool = generate.plan(cfg).samples.pool
     assert dataclasses.asdict(pool)["sampling"] == {"n": 60, "temperature": 0.85, "top_p": 1.0,
                                                    "max_new_tokens": 48, "min_new_tokens": 0}  # fmt: skip
     assert pool.engine == "hf" and pool.prompt_budget == 512 - 48 and pool.seed == 42
     assert pool.sampling == SamplingSpec.from_config(cfg.generation)
-    ipool = infer.plan(cfg)["pool"]
+    ipool = infer.plan(cfg).pool
     assert ipool.sampling == SamplingSpec(n=1, temperature=0.0, top_p=1.0, max_new_tokens=48)
     assert ipool.sampling == SamplingSpec.from_config(cfg.generation, cfg.inference)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rluf_ray.config import load
-from rluf_ray.data.splits import tokenizer_corpus
+from rluf_ray.data.splits import split_plan, tokenizer_corpus
 from rluf_ray.data.tiny_model import build_embedded
 from rluf_ray.stages import infer
 
@@ -19,9 +19,15 @@ def test_predict_one_greedy_summary_per_prompt(ray_session, tmp_path: Path) -> N
         overrides=["inference.test_size=3", "inference.max_new_tokens=4", "resources.engine_actors=1",
                    "generation.prompts_per_batch=2", f"output_dir={tmp_path}"]
     )  # fmt: skip
-    model = build_embedded(tokenizer_corpus(cfg, 50), tmp_path / "model", max_positions=512)
-    rows = infer.eval_rows(cfg)
-    pool = infer.plan(cfg)["pool"]
+    model = build_embedded(
+        tokenizer_corpus(cfg.data.prompt_template, split_plan(cfg.data, "train"), 50),
+        tmp_path / "model",
+        max_positions=512,
+    )
+    p = infer.plan(cfg)
+    rows = infer.eval_rows(p.eval_split, p.test_size)
+    assert len(rows) == 3
+    pool = p.pool
     first = infer.predict(pool, str(model), rows)
     assert [p["prompt_id"] for p in first] == sorted(r["prompt_id"] for r in rows)
     assert all(isinstance(p["prediction"], str) and p["prompt"] for p in first)
@@ -34,11 +40,11 @@ def test_models_are_sft_then_every_unit() -> None:
         ("cfa", 1, "train", "cfa/seed-1/model"),
         ("dpo", 1, "train", "dpo/seed-1/model"),
     ]
-    assert infer.plan(load(overrides=["dpo.seeds=[3, 4]", "dpo.arms=[dpo]"]))["units"] == [
-        ["dpo", 3],
-        ["dpo", 4],
-    ]
-    assert infer.plan(load())["units"] == [["cfa", 42], ["dpo", 42]]
+    assert infer.plan(load(overrides=["dpo.seeds=[3, 4]", "dpo.arms=[dpo]"])).units == (
+        ("dpo", 3),
+        ("dpo", 4),
+    )
+    assert infer.plan(load()).units == (("cfa", 42), ("dpo", 42))
 
 
 def test_run_predicts_with_sft_and_every_unit(ray_session, tmp_path: Path) -> None:
@@ -52,11 +58,15 @@ def test_run_predicts_with_sft_and_every_unit(ray_session, tmp_path: Path) -> No
         overrides=["inference.test_size=2", "inference.max_new_tokens=2", "resources.engine_actors=1",
                    "dpo.seeds=[5, 6]", "dpo.arms=[cfa]", f"output_dir={tmp_path / 'out'}"]
     )  # fmt: skip
-    model = build_embedded(tokenizer_corpus(cfg, 50), tmp_path / "model", max_positions=512)
+    model = build_embedded(
+        tokenizer_corpus(cfg.data.prompt_template, split_plan(cfg.data, "train"), 50),
+        tmp_path / "model",
+        max_positions=512,
+    )
     store = ArtifactStore(cfg.output_dir)
     for stage, sub in (("sft", "model"), ("training", "cfa/seed-5/model"), ("training", "cfa/seed-6/model")):
         shutil.copytree(model, store.local_path(stage, sub))
-    result = infer.run(cfg, StageContext("infer", store))
+    result = infer.run(infer.plan(cfg), StageContext("infer", store))
     table = store.read_parquet("inference", "predictions.parquet")
     assert table.schema.equals(PREDICTION_SCHEMA)
     rows = table.to_pylist()

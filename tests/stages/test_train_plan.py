@@ -14,17 +14,19 @@ from rluf_ray.training.pairs import fit_pair_prompts, read_jsonl_pairs
 def test_plan_cpu_defaults():
     cfg = load(None, ["resources.train_workers=2", "resources.cpus_per_train_worker=1"])
     p = plan(cfg)
-    sc = p["scaling_config"]
+    sc = p.scaling.ray_config()
     assert sc.num_workers == 2 and sc.use_gpu is False
     assert sc.resources_per_worker == {"CPU": 1.0}
-    a = p["trainer_args"]
-    assert a["use_cpu"] is True and a["ddp_backend"] == "gloo"
-    assert a["weight_reduction"] == "mean" and p["drop_zero"] is False
+    t = p.trainer_args
+    assert t.common.use_cpu is True and t.common.ddp_backend == "gloo"
+    assert t.weight_reduction == "mean" and p.drop_zero is False
+    assert t.loss_type == "sigmoid" and t.beta == cfg.dpo.beta
+    assert t.common.per_device_train_batch_size == cfg.dpo.per_device_batch_size
+    assert p.lora is None
+    assert (p.max_prompt_length, p.max_context) == (cfg.dpo.max_prompt_length, cfg.model.max_context)
+    a = t.kwargs()
+    assert a["loss_type"] == ["sigmoid"] and a["use_cpu"] is True and a["weight_reduction"] == "mean"
     assert "drop_zero_weight" not in a  # the stage drops zero-weight pairs; the trainer filters none
-    assert a["loss_type"] == ["sigmoid"] and a["beta"] == cfg.dpo.beta
-    assert a["per_device_train_batch_size"] == cfg.dpo.per_device_batch_size
-    assert p["lora"] is None
-    assert (p["max_prompt_length"], p["max_context"]) == (cfg.dpo.max_prompt_length, cfg.model.max_context)
     from rluf_ray.training.weighted_dpo import WeightedDPOConfig
 
     built = WeightedDPOConfig(output_dir="unused", **{**a, "ddp_backend": None})  # all real fields
@@ -46,12 +48,14 @@ def test_plan_gpu_scale_knobs_and_lora():
         ],
     )
     p = plan(cfg)
-    assert p["scaling_config"].use_gpu and p["scaling_config"].resources_per_worker["GPU"] == 1.0
-    a = p["trainer_args"]
+    sc = p.scaling.ray_config()
+    assert sc.use_gpu and sc.resources_per_worker["GPU"] == 1.0
+    a = p.trainer_args.kwargs()
     assert a["ddp_backend"] == "nccl" and a["use_cpu"] is False
     assert a["bf16"] and a["gradient_checkpointing"] and a["fsdp"] == "full_shard auto_wrap"
-    assert p["drop_zero"] is True  # default on with normalized
-    assert p["lora"]["r"] == 8 and "q_proj" in p["lora"]["target_modules"]
+    assert p.drop_zero is True  # default on with normalized
+    assert p.lora is not None and p.lora.r == 8 and "q_proj" in p.lora.target_modules
+    assert p.lora.kwargs()["target_modules"] == list(p.lora.target_modules)
 
 
 def test_plan_refuses_bf16_on_cpu():
@@ -65,7 +69,7 @@ def test_unit_keys_and_run_names():
 
     def key(overrides, arm="cfa", seed=42, upstream=None):
         ups = {"sft": "s1", "assign-weights": "w1"} if upstream is None else upstream
-        return unit_key(load(None, overrides), arm, seed, {}, ups)
+        return unit_key(plan(load(None, overrides)), arm, seed, {}, ups)
 
     base = key([])
     assert base["arm"] == "cfa" and base["seed"] == 42
@@ -87,9 +91,9 @@ def test_plan_arms_seeds_and_unit_selection():
     from rluf_ray.stages.train import missing_message, select_units, unit_dir
 
     p = plan(load(None, []))
-    assert p["arms"] == ["cfa", "dpo"] and p["seeds"] == [42]
+    assert p.arms == ("cfa", "dpo") and p.seeds == (42,)
     p = plan(load(None, ["dpo.seeds=[1, 2]", "dpo.arms=[dpo]"]))
-    assert p["arms"] == ["dpo"] and p["seeds"] == [1, 2]
+    assert p.arms == ("dpo",) and p.seeds == (1, 2) and p.units() == [("dpo", 1), ("dpo", 2)]
     units = [("cfa", 1), ("cfa", 2), ("dpo", 1), ("dpo", 2)]
     assert select_units(units, None) == units
     assert select_units(units, "dpo") == [("dpo", 1), ("dpo", 2)]
@@ -133,7 +137,7 @@ def test_plan_7b_config_scale_knobs():
 
     cfg = load(CONFIG_DIR / "llama2_7b_tldr.yaml")
     p = plan(cfg)
-    a = p["trainer_args"]
+    a = p.trainer_args.kwargs()
     assert a["ddp_backend"] == "nccl" and a["bf16"] and a["gradient_checkpointing"]
     assert a.get("fsdp") or a.get("deepspeed")
     assert (
@@ -141,4 +145,4 @@ def test_plan_7b_config_scale_knobs():
         == 128
     )
     assert a["precompute_ref_log_probs"] is True
-    assert p["scaling_config"].use_gpu and p["scaling_config"].num_workers == cfg.resources.train_workers
+    assert p.scaling.use_gpu and p.scaling.ray_config().num_workers == cfg.resources.train_workers

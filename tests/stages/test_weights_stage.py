@@ -62,7 +62,7 @@ def _setup(
 
 def test_weights_stage(tmp_path: Path) -> None:
     store, ctx = _setup(tmp_path, [0.2, 0.5])
-    result = weights.run(load(None), ctx)
+    result = weights.run(weights.plan(load(None)), ctx)
     out = list(store.iter_jsonl("weights", WEIGHTED_PAIRS_ARTIFACT))
     assert [r["weight"] for r in out] == [0.725, 0.4, 0.4, 0.0]
     assert set(out[0]) >= {"prompt", "chosen", "rejected", "weight"}
@@ -79,7 +79,7 @@ def test_weights_stage(tmp_path: Path) -> None:
 def test_weights_stage_names_an_empty_and_a_trivial_level(tmp_path: Path) -> None:
     """A level whose sets are all empty is kept (not "one level missing") and named with its reason."""
     store, ctx = _setup(tmp_path, [0.2, 0.5], empty=(0.5,), trivial=(0.2,))
-    weights.run(load(None), ctx)
+    weights.run(weights.plan(load(None)), ctx)
     summary = json.loads((tmp_path / "weights" / "summary.json").read_text())
     assert (summary["small_set_alpha"], summary["large_set_alpha"]) == (0.5, 0.2)
     assert len(summary["level_warnings"]) == 2
@@ -90,4 +90,4 @@ def test_weights_stage_names_an_empty_and_a_trivial_level(tmp_path: Path) -> Non
 def test_weights_stage_needs_two_levels(tmp_path: Path) -> None:
     _, ctx = _setup(tmp_path, [0.2])
     with pytest.raises(RlufError, match="exactly two miscoverage levels"):
-        weights.run(load(None), ctx)
+        weights.run(weights.plan(load(None)), ctx)

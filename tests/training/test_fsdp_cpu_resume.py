@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rluf_ray.store.artifacts import ArtifactStore
-from rluf_ray.training.ray_train import fit_and_export, scaling_config
+from rluf_ray.training.ray_train import TrainRun, TrainScaling, fit_and_export
 from tests.support.checkpoints import hf_checkpoint_files, record_checkpoints_before_delete
 from tests.support.fsdp_loop import FINAL_WEIGHTS, STEP_FILE, fsdp_train_loop
 
@@ -24,9 +24,11 @@ STEPS, SAVE_EVERY, FAIL_AFTER = 6, 2, 5  # fails after step 5: resumes from the 
 
 
 def _run(store: ArtifactStore, name: str, fail_at_step: int) -> dict:
-    plan = {"scaling_config": scaling_config(2, False, 1), "run_name": name, "max_failures": 1}
+    run = TrainRun(
+        name=name, scaling=TrainScaling(workers=2, use_gpu=False, cpus_per_worker=1), max_failures=1
+    )
     config = {"steps": STEPS, "save_every": SAVE_EVERY, "fail_at_step": fail_at_step, "trainer_args": {}}
-    return fit_and_export(fsdp_train_loop, config, plan, store, name, "", f"FSDP test run {name}")
+    return fit_and_export(fsdp_train_loop, config, run, store, name, "", f"FSDP test run {name}")
 
 
 @pytest.mark.ray

@@ -16,7 +16,7 @@ from rluf_ray.config import load
 from rluf_ray.stages import train
 from rluf_ray.store.artifacts import ArtifactStore
 from rluf_ray.training.dpo_loop import dpo_train_loop
-from rluf_ray.training.ray_train import fit_and_export, scaling_config
+from rluf_ray.training.ray_train import TrainRun, TrainScaling, fit_and_export
 
 PAIRS = [
     {"prompt": "Please summarize this text:\nThe cat sat on the mat.\nSummary:", "chosen": " a cat sat",
@@ -32,7 +32,7 @@ def _train(
     """One plain-SGD step (the update is the gradient: no Adam normalisation, no clipping)."""
     cfg = load(None, [f"dpo.reduction={reduction}", "dpo.drop_zero_weight=false", "dpo.max_length=128"])
     args = {
-        **train.plan(cfg)["trainer_args"],
+        **train.plan(cfg).trainer_args.kwargs(),
         "per_device_train_batch_size": 1,
         "gradient_accumulation_steps": accumulation,
         "max_steps": 1,
@@ -45,9 +45,9 @@ def _train(
     }
     loop_config = {"model_path": str(model_dir), "dtype": "float32", "trainer_args": args, "lora": None,
                    "pairs": pairs}  # fmt: skip
-    plan = {"scaling_config": scaling_config(workers, False, 1), "max_failures": 0,
-            "run_name": f"norm-{workers}w-{reduction}"}  # fmt: skip
-    fit_and_export(dpo_train_loop, loop_config, plan, ArtifactStore(out.parent), out.name, "", "DPO")
+    run = TrainRun(name=f"norm-{workers}w-{reduction}", max_failures=0,
+                   scaling=TrainScaling(workers=workers, use_gpu=False, cpus_per_worker=1))  # fmt: skip
+    fit_and_export(dpo_train_loop, loop_config, run, ArtifactStore(out.parent), out.name, "", "DPO")
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(out / "model")

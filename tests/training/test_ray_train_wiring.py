@@ -44,7 +44,7 @@ def test_fsdp_checkpoints_follow_the_setting_and_the_final_model_is_full(
     from rluf_ray.config import load
 
     cfg = load(None, ["sft.fsdp=full_shard auto_wrap", f"sft.fsdp_state_dict={setting}"])
-    args = ray_train.common_trainer_args(cfg.sft, use_gpu=True, name="sft")
+    args = ray_train.common_trainer_args(cfg.sft, use_gpu=True, name="sft").kwargs()
     assert args["fsdp_config"] == {"state_dict_type": f"{state_dict_type}_STATE_DICT"}
     gpu_only = {"use_cpu", "ddp_backend", "dataset_num_proc"}  # built here on a CPU box
     built = TrainingArguments(
