@@ -34,7 +34,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for tests and docs)."""
+    """The argument parser (exposed for tests and docs).
+
+    Returns:
+        The ``rluf`` parser: one subcommand per stage, plus ``run-all`` and ``bench``.
+    """
     parser = argparse.ArgumentParser(prog="rluf", description="Conformal Feedback Alignment on Ray.")
     parser.add_argument("--version", action="version", version=f"rluf-ray {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -82,7 +86,15 @@ def _run_bench(name: str, argv: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``rluf`` and ``python -m rluf_ray``; returns the exit code."""
+    """Entry point of ``rluf`` and ``python -m rluf_ray``.
+
+    Args:
+        argv: The command-line arguments (without the program name); None for ``sys.argv[1:]``.
+
+    Returns:
+        The exit code: 0 on success, ``EXIT_CONFIG`` on a config error, the error's ``exit_code`` on
+        an ``RlufError``, 130 when interrupted.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,

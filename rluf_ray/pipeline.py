@@ -54,7 +54,17 @@ def stage_fingerprint(cfg: RlufConfig, stage: StageDef[Any]) -> str:
 
 
 def effective_config(cfg: RlufConfig, store: ArtifactStore, stage: StageDef[Any]) -> RlufConfig:
-    """``cfg`` with the stage's sticky keys that it leaves unset taken from the stage's last run."""
+    """``cfg`` with the stage's sticky keys that it leaves unset taken from the stage's last run.
+
+    Args:
+        cfg: The config.
+        store: The artifact store holding the stage's manifest.
+        stage: The stage.
+
+    Returns:
+        ``cfg`` itself when nothing is taken over (no sticky keys, no manifest, or all set), else a copy
+        with the last run's values for the unset sticky keys.
+    """
     if not stage.sticky:
         return cfg
     man = store.manifest(stage.artifact_dir)
@@ -67,12 +77,29 @@ def effective_config(cfg: RlufConfig, store: ArtifactStore, stage: StageDef[Any]
 
 
 def upstream_hashes(store: ArtifactStore, names: Iterable[str]) -> dict[str, str | None]:
-    """Current manifest hashes of the given stages (None where absent)."""
+    """Current manifest hashes of the given stages (None where absent).
+
+    Args:
+        store: The artifact store.
+        names: Stage names.
+
+    Returns:
+        Stage name to the hash of its manifest, or None where it has none.
+    """
     return {name: store.manifest_hash(get(name).artifact_dir) for name in names}
 
 
 def is_complete(cfg: RlufConfig, store: ArtifactStore, stage: StageDef[Any] | str) -> bool:
-    """Complete for this config: its manifest matches, and so (recursively) do its upstreams'."""
+    """Complete for this config: its manifest matches, and so (recursively) do its upstreams'.
+
+    Args:
+        cfg: The config (the stage's sticky keys it leaves unset come from the last run).
+        store: The artifact store.
+        stage: The stage, or its name.
+
+    Returns:
+        Whether the stage and all its upstreams are complete for ``cfg``.
+    """
     stage = get(stage) if isinstance(stage, str) else stage
     cfg = effective_config(cfg, store, stage)
     plan = stage.plan(cfg)
@@ -93,9 +120,23 @@ def run_stage(
     options: Mapping[str, Any] | None = None,
     tracking: PipelineRun | None = None,
 ) -> Manifest | None:
-    """Run one stage unless complete (``force`` redoes it). Returns its manifest; None if skipped, or
-    if the stage did only part of its work (``StageResult.complete`` False: no manifest is written).
-    ``tracking``: run-all's tracked run, under which the stage's Ray Train runs report."""
+    """Run one stage unless complete (``force`` redoes it).
+
+    Args:
+        cfg: The config.
+        store: The artifact store.
+        name: The stage's name.
+        force: Redo the stage even when complete (and ignore the last run's sticky values).
+        options: Stage options, e.g. ``dry_run`` (print what it would spend, write nothing) or ``arm``.
+        tracking: run-all's tracked run, under which the stage's Ray Train runs report; None outside it.
+
+    Returns:
+        The stage's new manifest; None if skipped (complete, or a dry run), or if the stage did only
+        part of its work (``StageResult.complete`` False: no manifest is written).
+
+    Raises:
+        UpstreamMissing: An upstream stage is missing or stale for this config.
+    """
     stage = get(name)
     if not force:
         cfg = effective_config(cfg, store, stage)
@@ -147,7 +188,17 @@ def run_stage(
 def run_all(
     cfg: RlufConfig, store: ArtifactStore, force: bool = False, stages: Iterable[str] | None = None
 ) -> list[str]:
-    """Run every stage in order, skipping complete ones. Returns the names of stages that ran."""
+    """Run every stage in order, skipping complete ones, then write the summary and the HTML report.
+
+    Args:
+        cfg: The config.
+        store: The artifact store.
+        force: Redo every stage even when complete.
+        stages: The stages to run (run in pipeline order whatever the order given); None for all.
+
+    Returns:
+        The names of the stages that ran to completion (skipped and incomplete ones left out).
+    """
     from rluf_ray.tracking.runs import pipeline_run
 
     ran = []
@@ -169,7 +220,15 @@ def run_all(
 
 
 def write_report(store: ArtifactStore) -> dict[str, Any]:
-    """Collect every complete stage's rows, metrics and wall time into ``report/summary.{json,md}``."""
+    """Collect every complete stage's rows, metrics and wall time into ``report/summary.{json,md}``.
+
+    Args:
+        store: The artifact store to read the manifests from and write the report into.
+
+    Returns:
+        The summary written to ``summary.json``: ``{"stages": {name: {"rows", "metrics", "wall_time_s",
+        "finished_at"}}}`` for every stage with a manifest.
+    """
     stages: dict[str, Any] = {}
     for name in ORDER:
         man = store.manifest(get(name).artifact_dir)

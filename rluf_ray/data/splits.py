@@ -131,7 +131,16 @@ def split_count(plan: SplitPlan) -> int:
 
 
 def demo_batch(seed: int, split: str, indices: Sequence[int]) -> dict[str, list[str]]:
-    """Columns (prompt_id, post, reference) of the demo documents with the given indices."""
+    """Columns (prompt_id, post, reference) of the demo documents with the given indices.
+
+    Args:
+        seed: The demo dataset's seed.
+        split: The split name.
+        indices: The documents' indices within the split.
+
+    Returns:
+        ``prompt_id``, ``post`` and ``reference`` columns, one entry per index, in order.
+    """
     docs = [demo.make_doc(seed, split, int(i)) for i in indices]
     return {
         "prompt_id": [d.prompt_id for d in docs],
@@ -141,7 +150,17 @@ def demo_batch(seed: int, split: str, indices: Sequence[int]) -> dict[str, list[
 
 
 def demo_rows(batch: dict[str, Any], seed: int, split: str, done: frozenset[str]) -> dict[str, list[str]]:
-    """Demo prompt rows for index ranges [start, stop), minus finished ids (built on workers, streamed)."""
+    """Demo prompt rows for index ranges [start, stop), minus finished ids (built on workers, streamed).
+
+    Args:
+        batch: A Ray Data batch with ``start`` and ``stop`` columns: the document index ranges.
+        seed: The demo dataset's seed.
+        split: The split name.
+        done: Prompt ids already finished, left out of the result.
+
+    Returns:
+        ``prompt_id``, ``post``, ``reference`` and ``split`` columns of the remaining documents.
+    """
     indices = [i for a, b in zip(batch["start"], batch["stop"], strict=True) for i in range(int(a), int(b))]
     cols: dict[str, list[str]] = demo_batch(seed, split, indices)
     cols["split"] = [split] * len(indices)
@@ -239,7 +258,20 @@ def prompt_budget(max_context: int, max_new_tokens: int) -> int:
 def fit_rows(
     rows: Iterable[dict[str, Any]], count_tokens: Callable[[str], int], max_tokens: int, template: str
 ) -> Iterator[dict[str, Any]]:
-    """Add ``prompt`` (rendered, cut to ``max_tokens``) and ``truncated`` to each row."""
+    """Add ``prompt`` (rendered, cut to ``max_tokens``) and ``truncated`` to each row.
+
+    Args:
+        rows: Rows with a ``post``.
+        count_tokens: Counts the tokens of a text (the tokenizer of the model that gets the prompt).
+        max_tokens: The token budget of each rendered prompt.
+        template: The prompt template, with ``{post}`` where the post goes.
+
+    Yields:
+        Each row (a copy) with ``prompt`` and ``truncated`` (whether its post was cut) added.
+
+    Raises:
+        RlufError: The template alone does not fit ``max_tokens``.
+    """
     for row in rows:
         try:
             fitted = fit_prompt(row["post"], max_tokens, count_tokens, template)

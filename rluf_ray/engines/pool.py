@@ -132,6 +132,12 @@ def io_task_kwargs(pool: int = 2) -> dict[str, Any]:
 
     They take no CPU, so they never wait behind engine actors that hold every CPU, and a bounded task
     pool, so Ray does not start a worker process per pending zero-CPU task.
+
+    Args:
+        pool: The task pool's size (how many such tasks run at once).
+
+    Returns:
+        ``num_cpus`` (0) and ``compute`` (a ``TaskPoolStrategy`` of ``pool`` tasks).
     """
     import ray.data
 
@@ -139,7 +145,15 @@ def io_task_kwargs(pool: int = 2) -> dict[str, Any]:
 
 
 def batch_seed(seed: int, prompt_ids: Iterable[str]) -> int:
-    """A sampling seed for one batch, stable across reruns and actors (from the ids it holds)."""
+    """A sampling seed for one batch, stable across reruns and actors (from the ids it holds).
+
+    Args:
+        seed: The run's base sampling seed.
+        prompt_ids: The prompt ids of the batch, in batch order.
+
+    Returns:
+        A 32-bit seed (0 to 2**32 - 1) hashed from ``seed`` and the ids.
+    """
     h = hashlib.sha256(f"{seed}:{','.join(prompt_ids)}".encode()).digest()
     return int.from_bytes(h[:4], "little")
 

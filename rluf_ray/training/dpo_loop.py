@@ -21,8 +21,14 @@ from rluf_ray.training.ray_train import (
 def dpo_train_loop(config: dict[str, Any]) -> None:
     """Train weighted DPO inside a Ray Train worker; resumes from the latest Ray Train checkpoint.
 
-    ``config``: ``model_path`` (the SFT model), ``dtype``, ``trainer_args`` (WeightedDPOConfig
-    kwargs), ``lora`` (peft LoraConfig kwargs or None) and ``pairs`` (rows, or an ObjectRef to them).
+    Ends with ``report_final``: the final model, tokenizer and curves as the last checkpoint, with
+    ``train_loss``, ``global_step`` and ``resumed`` as metrics.
+
+    Args:
+        config: Ray Train's ``train_loop_config``: ``model_path`` (the SFT model), ``dtype``,
+            ``trainer_args`` (WeightedDPOConfig kwargs), ``lora`` (peft LoraConfig kwargs or None),
+            ``pairs`` (rows, or an ObjectRef to them), ``label`` (the progress lines' name, default
+            ``"dpo"``) and the test hooks ``fail_at_step`` and ``fault``.
     """
     import ray
     from datasets import Dataset

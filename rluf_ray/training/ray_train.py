@@ -55,7 +55,17 @@ def scaling_config(
     workers: int, use_gpu: bool, cpus_per_worker: float, custom: Mapping[str, float] | None = None
 ) -> Any:
     """Ray Train ScalingConfig: ``workers`` workers, each with its CPUs (and one GPU when ``use_gpu``)
-    and the ``custom`` Ray resources (``resources.custom_resources``) that pin them to some nodes."""
+    and the ``custom`` Ray resources (``resources.custom_resources``) that pin them to some nodes.
+
+    Args:
+        workers: The number of Train workers.
+        use_gpu: Whether each worker holds one GPU.
+        cpus_per_worker: The CPUs each worker reserves.
+        custom: Custom Ray resources each worker reserves (name to amount), or None for none.
+
+    Returns:
+        A ``ray.train.ScalingConfig``.
+    """
     from ray.train import ScalingConfig
 
     resources: dict[str, float] = {**(custom or {}), "CPU": float(cpus_per_worker)}
@@ -145,7 +155,14 @@ def lora_plan(lora: LoraConfig) -> LoraPlan | None:
 
 
 def hf_distributed_args(use_gpu: bool) -> dict[str, Any]:
-    """HF TrainingArguments that agree with the Ray Train process group (gloo on CPU, NCCL on GPU)."""
+    """HF TrainingArguments that agree with the Ray Train process group (gloo on CPU, NCCL on GPU).
+
+    Args:
+        use_gpu: Whether the Train workers hold GPUs.
+
+    Returns:
+        ``use_cpu`` and ``ddp_backend`` (``"nccl"`` or ``"gloo"``) as TrainingArguments kwargs.
+    """
     return {"use_cpu": not use_gpu, "ddp_backend": "nccl" if use_gpu else "gloo"}
 
 
@@ -273,7 +290,19 @@ def run_config(
 ) -> Any:
     """Ray Train RunConfig: a named run (resumable by name) under ``storage_path`` (a local path, or a
     path inside ``storage_filesystem``: the artifact store's own, e.g. S3), FailureConfig, checkpoint
-    retention, and the workers' environment (``WORKER_ENV`` and ``env``, e.g. the tracking run's)."""
+    retention, and the workers' environment (``WORKER_ENV`` and ``env``, e.g. the tracking run's).
+
+    Args:
+        name: The run's name; a rerun with the same name resumes from its checkpoints.
+        storage_path: Where the run's checkpoints go (a local path, or a path in ``storage_filesystem``).
+        max_failures: How many worker-group failures FailureConfig retries.
+        num_to_keep: How many Ray Train checkpoints to keep.
+        storage_filesystem: The pyarrow filesystem of ``storage_path``, or None for the local disk.
+        env: Extra environment variables for the workers (over ``WORKER_ENV``), or None.
+
+    Returns:
+        A ``ray.train.RunConfig``.
+    """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
 
     return RunConfig(
@@ -295,6 +324,9 @@ def quiet_params_on_resume(resumed: bool) -> None:
     and would log the trainer's arguments once more: its fresh scratch ``output_dir`` differs from
     the logged one and MLflow refuses a changed param (the callback logs that batch asynchronously,
     so it would fail with an error line). ``MLFLOW_MAX_LOG_PARAMS=0`` makes the callback log none.
+
+    Args:
+        resumed: Whether this worker resumes from a checkpoint; nothing changes when False.
     """
     if resumed and os.environ.get("MLFLOW_RUN_ID"):
         os.environ["MLFLOW_MAX_LOG_PARAMS"] = "0"
@@ -307,6 +339,14 @@ class FailAtStep(TrainerCallback):
         self.step, self.resumed = step, resumed
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Raise ``RuntimeError`` when a fresh run finishes the chosen step.
+
+        Args:
+            args: The trainer's TrainingArguments (unused).
+            state: The trainer's TrainerState (its ``global_step`` is checked).
+            control: The trainer's TrainerControl (unused).
+            **kwargs: The callback's other arguments (unused).
+        """
         if not self.resumed and state.global_step == self.step:
             raise RuntimeError(f"injected failure at step {self.step}")
 
@@ -326,13 +366,28 @@ class FaultAtStep(TrainerCallback):
         self.grace_s = 2 * poll + 1 if grace_s is None else grace_s
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """On rank 0, when the fault's step is done: wait ``grace_s`` seconds, then fire the fault.
+
+        Args:
+            args: The trainer's TrainingArguments (unused).
+            state: The trainer's TrainerState (its ``global_step`` and rank are checked).
+            control: The trainer's TrainerControl (unused).
+            **kwargs: The callback's other arguments (unused).
+        """
         if state.is_world_process_zero and self.spec.fires_at(int(state.global_step)):
             time.sleep(self.grace_s)
             self.spec.fire()
 
 
 def add_fault_hooks(trainer: Any, config: Mapping[str, Any], resumed: bool) -> None:
-    """The loops' test hooks: ``fail_at_step`` (an exception) and ``fault`` (a process death)."""
+    """The loops' test hooks: ``fail_at_step`` (an exception) and ``fault`` (a process death).
+
+    Args:
+        trainer: The HF Trainer to add the callbacks to.
+        config: The loop's config: ``fail_at_step`` (a step, or absent/0 for none) and ``fault``
+            (a FaultSpec, or None).
+        resumed: Whether the run resumes from a checkpoint (``fail_at_step`` fires on fresh runs only).
+    """
     if config.get("fail_at_step"):
         trainer.add_callback(FailAtStep(int(config["fail_at_step"]), resumed=resumed))
     if config.get("fault") is not None:
@@ -369,7 +424,12 @@ def load_model(config: Mapping[str, Any]) -> tuple[Any, Any, Any]:
 
 @contextlib.contextmanager
 def resume_checkpoint() -> Iterator[str | None]:
-    """The HF checkpoint directory to resume from (None on a fresh start), valid inside the block."""
+    """The HF checkpoint directory to resume from (None on a fresh start), valid inside the block.
+
+    Yields:
+        The path of the latest Ray Train checkpoint's HF checkpoint directory, or None when there is
+        no checkpoint (or it holds no such directory).
+    """
     import ray.train
 
     ckpt = ray.train.get_checkpoint()
@@ -384,7 +444,14 @@ def resume_checkpoint() -> Iterator[str | None]:
 def full_state_for_final_save(trainer: Any) -> bool:
     """Under FSDP with sharded checkpoints, switch the FSDP plugin to a full state dict, so that
     ``save_model`` gathers the shards and rank 0 writes an HF model (for a sharded state dict it writes
-    no weights at all). Returns whether it switched; call it only after the last checkpoint."""
+    no weights at all). Call it only after the last checkpoint.
+
+    Args:
+        trainer: The HF Trainer (after training).
+
+    Returns:
+        Whether it switched (False without FSDP or when the state dict is already full).
+    """
     if not getattr(trainer, "is_fsdp_enabled", False):
         return False
     plugin = trainer.accelerator.state.fsdp_plugin
@@ -397,7 +464,18 @@ def full_state_for_final_save(trainer: Any) -> bool:
 
 
 def report_final(trainer: Any, tokenizer: Any, metrics: dict[str, Any], curves: str | None = None) -> None:
-    """Save the final model and tokenizer (HF format) and report them as the last Ray Train checkpoint."""
+    """Save the final model and tokenizer (HF format) and report them as the last Ray Train checkpoint.
+
+    Every rank calls it (the save gathers sharded weights); rank 0 writes the model (merged when
+    LoRA), the tokenizer and the curves, and reports them with ``metrics``; the others report
+    ``metrics`` only.
+
+    Args:
+        trainer: The HF Trainer (after training).
+        tokenizer: The HF tokenizer to save beside the model.
+        metrics: The run's final metrics to report.
+        curves: A local curves JSONL file to ship in the checkpoint, or None (skipped when missing).
+    """
     import ray.train
     from ray.train import Checkpoint
 
@@ -424,7 +502,18 @@ def export_final(result: Any, store: ArtifactStore, stage: str, model_name: str,
     """Driver side: copy the final model (and curves) from the run's last checkpoint into the store.
 
     The copy goes from the checkpoint's filesystem to the store's (S3 to S3, or disk to disk): nothing
-    passes through the driver's disk."""
+    passes through the driver's disk.
+
+    Args:
+        result: The ``ray.train.Result`` of the finished run.
+        store: The artifact store to copy into.
+        stage: The stage's artifact directory in the store.
+        model_name: The model directory's name in the stage (e.g. ``<prefix>model``).
+        curves_name: The curves file's name in the stage (copied only when the checkpoint has one).
+
+    Raises:
+        RuntimeError: The run reported no checkpoint, or its last one holds no model directory.
+    """
     import pyarrow.fs as pafs
 
     ckpt = result.checkpoint
@@ -446,6 +535,12 @@ def scratch_dir(prefix: str) -> Iterator[str]:
 
     Ray's ``RayTrainReportCallback`` copies each HF checkpoint into Ray Train's storage from every
     rank (sharded FSDP / ZeRO-3 state included), so nothing here is needed after the loop.
+
+    Args:
+        prefix: A name part for the directory (``rluf-<prefix>-...``), e.g. ``"sft"``.
+
+    Yields:
+        The directory's path.
     """
     path = tempfile.mkdtemp(prefix=f"rluf-{prefix}-")
     try:

@@ -28,14 +28,36 @@ MIN_PROMPT_TOKENS = 8
 
 
 def completion_text(reference: str) -> str:
-    """The SFT target: the reference after one space (the prompt ends with the answer cue)."""
+    """The SFT target: the reference after one space (the prompt ends with the answer cue).
+
+    Args:
+        reference: The reference summary (surrounding whitespace is stripped).
+
+    Returns:
+        ``" " + reference.strip()``.
+    """
     return " " + reference.strip()
 
 
 def build_sft_rows(
     rows: Iterable[Mapping[str, Any]], tokenizer: Any, max_length: int, template: str
 ) -> tuple[list[dict[str, str]], int]:
-    """Prompt-completion rows whose prompt+completion+EOS fit ``max_length``; returns (rows, truncated)."""
+    """Prompt-completion rows whose prompt+completion+EOS fit ``max_length``.
+
+    Args:
+        rows: Split rows with ``post`` and ``reference`` (and ``prompt_id``, for errors).
+        tokenizer: The HF tokenizer of the model to train, for counting tokens.
+        max_length: The token budget of prompt + completion + EOS (``sft.max_length``).
+        template: The prompt template, with ``{post}`` where the post goes.
+
+    Returns:
+        ``(rows, truncated)``: ``{"prompt", "completion"}`` dicts in input order, and how many
+        prompts had their post cut to fit.
+
+    Raises:
+        RlufError: A reference leaves fewer than ``MIN_PROMPT_TOKENS`` tokens for its prompt, or the
+            template alone does not fit.
+    """
     from rluf_ray.common.text import fit_prompt
 
     def count(text: str) -> int:
@@ -60,7 +82,22 @@ def build_sft_rows(
 
 
 def sft_trainer(model: Any, tokenizer: Any, rows: list[dict[str, str]], args: Any, **kwargs: Any) -> Any:
-    """TRL's SFTTrainer on prompt-completion rows (completion-only loss, EOS appended)."""
+    """TRL's SFTTrainer on prompt-completion rows (completion-only loss, EOS appended).
+
+    Args:
+        model: The causal LM to train.
+        tokenizer: Its HF tokenizer (the trainer's ``processing_class``).
+        rows: ``{"prompt", "completion"}`` dicts from ``build_sft_rows``.
+        args: The ``trl.SFTConfig``; its ``completion_only_loss`` must be True.
+        **kwargs: Further SFTTrainer arguments (e.g. ``peft_config``, ``callbacks``).
+
+    Returns:
+        The ``trl.SFTTrainer``.
+
+    Raises:
+        RlufError: ``rows`` is empty.
+        ValueError: ``args.completion_only_loss`` is False.
+    """
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -74,7 +111,16 @@ def sft_trainer(model: Any, tokenizer: Any, rows: list[dict[str, str]], args: An
 
 
 def sft_train_loop(config: dict[str, Any]) -> None:
-    """SFT inside a Ray Train worker; resumes from the latest Ray Train checkpoint."""
+    """SFT inside a Ray Train worker; resumes from the latest Ray Train checkpoint.
+
+    Ends with ``report_final``: the final model, tokenizer and curves as the last checkpoint, with
+    ``train_loss``, ``global_step`` and ``resumed`` as metrics.
+
+    Args:
+        config: Ray Train's ``train_loop_config``: ``model_path``, ``dtype``, ``lora`` (see
+            ``load_model``), ``trainer_args`` (SFTConfig kwargs), ``rows`` (prompt-completion rows,
+            or an ObjectRef to them) and the test hooks ``fail_at_step`` and ``fault``.
+    """
     import ray
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
     from trl import SFTConfig
