@@ -21,7 +21,12 @@ class WeightsRange(Section):
         return self
 
     def values(self) -> list[float]:
-        """Grid values from start to stop inclusive."""
+        """Grid values from start to stop inclusive.
+
+        Returns:
+            ``start + i * step`` for ``i`` from 0 to ``round((stop - start) / step)``, each rounded to
+            10 decimals.
+        """
         n = int(round((self.stop - self.start) / self.step))
         return [round(self.start + i * self.step, 10) for i in range(n + 1)]
 

@@ -81,12 +81,30 @@ rerun, so the count, not the rerun, decides) and the resources named above."""
 
 
 def is_operational(key: str) -> bool:
-    """Whether a dotted key is (or lies in) one of ``OPERATIONAL_KEYS``."""
+    """Whether a dotted key is (or lies in) one of ``OPERATIONAL_KEYS``.
+
+    Args:
+        key: A dotted config key (``a.b.c``).
+
+    Returns:
+        True when ``key`` equals an operational key or lies in an operational section.
+    """
     return any(key == k or key.startswith(k + ".") for k in OPERATIONAL_KEYS)
 
 
 def select(cfg: RlufConfig, keys: Iterable[str]) -> dict[str, Any]:
-    """The values of the given dotted keys (sections or leaves), as plain JSON-able data."""
+    """The values of the given dotted keys (sections or leaves), as plain JSON-able data.
+
+    Args:
+        cfg: The config to read.
+        keys: Dotted keys (``a.b.c``); repeats are read once.
+
+    Returns:
+        Each key mapped to its value (a section as a nested dict), in sorted key order.
+
+    Raises:
+        KeyError: A key is not in the config.
+    """
     dumped = cfg.model_dump(mode="json")
     out: dict[str, Any] = {}
     for key in sorted(set(keys)):
@@ -100,12 +118,31 @@ def select(cfg: RlufConfig, keys: Iterable[str]) -> dict[str, Any]:
 
 
 def get_value(cfg: RlufConfig, key: str) -> Any:
-    """The value of one dotted key (a section comes back as plain data)."""
+    """The value of one dotted key (a section comes back as plain data).
+
+    Args:
+        cfg: The config to read.
+        key: A dotted key (``a.b.c``).
+
+    Returns:
+        The key's JSON-able value (a section as a nested dict).
+
+    Raises:
+        KeyError: The key is not in the config.
+    """
     return select(cfg, [key])[key]
 
 
 def leaf_keys(section: BaseModel, prefix: str = "") -> list[str]:
-    """Every dotted leaf key under a config section (nested sections walked; lists are leaves)."""
+    """Every dotted leaf key under a config section (nested sections walked; lists are leaves).
+
+    Args:
+        section: The config (or config section) to walk.
+        prefix: Prepended to every key, e.g. ``"judge."``.
+
+    Returns:
+        The prefixed dotted leaf keys, in field declaration order.
+    """
     keys: list[str] = []
     for name in type(section).model_fields:
         value = getattr(section, name)

@@ -30,7 +30,17 @@ def _format_error(err: ValidationError) -> str:
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
-    """Parse ``a.b.c=value`` (value read as YAML) into a key path and a value."""
+    """Parse ``a.b.c=value`` (value read as YAML) into a key path and a value.
+
+    Args:
+        item: One ``KEY=VALUE`` override, the key dotted (``a.b.c``); an empty value reads as ``""``.
+
+    Returns:
+        ``(path, value)``: the key split at its dots, and the value parsed as YAML.
+
+    Raises:
+        ConfigError: ``item`` has no ``=``, a key component is empty, or the value is not valid YAML.
+    """
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
     key, raw = item.split("=", 1)
@@ -45,7 +55,18 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply dotted ``KEY=VALUE`` overrides to a nested dict (in place) and return it."""
+    """Apply dotted ``KEY=VALUE`` overrides to a nested dict (in place) and return it.
+
+    Args:
+        data: The nested config dict to change; missing (or null) sections on a key's path are created.
+        overrides: ``KEY=VALUE`` strings (see ``parse_override``), applied in order.
+
+    Returns:
+        ``data`` itself, with the overrides applied.
+
+    Raises:
+        ConfigError: An override is malformed, or a key's path runs through a value that is not a section.
+    """
     for item in overrides:
         path, value = parse_override(item)
         node = data
@@ -61,7 +82,17 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, raising ConfigError with a one-line reason."""
+    """Read a YAML mapping, raising ConfigError with a one-line reason.
+
+    Args:
+        path: The YAML file to read.
+
+    Returns:
+        The file's top-level mapping (``{}`` for an empty file).
+
+    Raises:
+        ConfigError: The file is missing, its YAML is malformed, or its top level is not a mapping.
+    """
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
@@ -79,7 +110,17 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def from_dict(data: Mapping[str, Any]) -> RlufConfig:
-    """Validate a nested dict, raising ConfigError naming the key path."""
+    """Validate a nested dict, raising ConfigError naming the key path.
+
+    Args:
+        data: The nested config data (as read from YAML).
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: Validation fails; the message names the first problem's key path.
+    """
     try:
         return RlufConfig.model_validate(dict(data))
     except ValidationError as exc:
@@ -87,14 +128,36 @@ def from_dict(data: Mapping[str, Any]) -> RlufConfig:
 
 
 def load(path: str | Path | None = None, overrides: Iterable[str] = ()) -> RlufConfig:
-    """Load a YAML config (the embedded default when ``path`` is None) and apply overrides."""
+    """Load a YAML config (the embedded default when ``path`` is None) and apply overrides.
+
+    Args:
+        path: The YAML config file, or None for ``DEFAULT_CONFIG``.
+        overrides: ``KEY=VALUE`` overrides applied after reading (see ``apply_overrides``).
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: The file cannot be read, an override is malformed, or validation fails.
+    """
     data = read_yaml(path if path is not None else DEFAULT_CONFIG)
     apply_overrides(data, overrides)
     return from_dict(data)
 
 
 def with_values(cfg: RlufConfig, values: Mapping[str, Any]) -> RlufConfig:
-    """A copy of ``cfg`` with the given dotted keys set (validated like any config)."""
+    """A copy of ``cfg`` with the given dotted keys set (validated like any config).
+
+    Args:
+        cfg: The config to copy; it is not changed.
+        values: Dotted keys (``a.b.c``) mapped to their new values; each key's sections must exist.
+
+    Returns:
+        The new, validated config.
+
+    Raises:
+        ConfigError: The changed config does not validate.
+    """
     data = cfg.model_dump(mode="json")
     for key, value in values.items():
         node = data

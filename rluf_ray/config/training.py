@@ -107,9 +107,17 @@ class DpoConfig(TrainingSection):
         return value
 
     def run_seeds(self) -> list[int]:
-        """The seeds every arm is trained with: ``seeds``, or ``[seed]`` when unset."""
+        """The seeds every arm is trained with: ``seeds``, or ``[seed]`` when unset.
+
+        Returns:
+            A new list of the training seeds.
+        """
         return list(self.seeds) if self.seeds is not None else [self.seed]
 
     def units(self) -> list[tuple[str, int]]:
-        """Every (arm, seed) training unit, in training order (arm by arm, seed by seed)."""
+        """Every (arm, seed) training unit, in training order (arm by arm, seed by seed).
+
+        Returns:
+            ``(arm, seed)`` pairs: for each arm in ``arms``, one per seed of ``run_seeds()``.
+        """
         return [(arm, seed) for arm in self.arms for seed in self.run_seeds()]

@@ -115,7 +115,20 @@ def load_inputs(
     ctx: StageContext, protocol: str = "split"
 ) -> tuple[list[dict], list[dict], dict[tuple[str, str], float | None]]:
     """Calibration rows, test rows and judge scores keyed by (prompt_id, answer); each row's answers
-    in ``protocol``'s order (``cfa``: the first sampled first, see ``top_answer_first``)."""
+    in ``protocol``'s order (``cfa``: the first sampled first, see ``top_answer_first``).
+
+    Args:
+        ctx: The run's context (its store holds the generate stage's artifacts).
+        protocol: The conformal protocol (``split`` or ``cfa``), which sets the answers' order.
+
+    Returns:
+        ``(cal, test, scores)``: the calibration and test rows sorted by prompt_id, and the judge score
+        of each (prompt_id, answer) (None where missing or NaN).
+
+    Raises:
+        RlufError: The generation artifacts are missing or unreadable, a row has no answers or answers
+            and counts of different lengths, or a row cannot be reordered.
+    """
     gen = ctx.upstream_dir("generate")
     try:
         cal = _rows(ctx.store.read_parquet(gen, "calibration"))
@@ -146,7 +159,14 @@ def load_inputs(
 
 
 def corpus_of(rows: list[dict]) -> list[str]:
-    """The similarity model's training text: every sampled answer, reference and prompt of the run."""
+    """The similarity model's training text: every sampled answer, reference and prompt of the run.
+
+    Args:
+        rows: Generation rows (``answers``, and optionally ``texts``, ``reference``, ``prompt``).
+
+    Returns:
+        The non-empty texts, answers, references and prompts, row by row.
+    """
     out: list[str] = []
     for r in rows:
         out.extend(t for t in (r.get("texts") or []) if t)
@@ -160,7 +180,17 @@ def corpus_of(rows: list[dict]) -> list[str]:
 def build_tables(
     cal: list[dict], test: list[dict], scores: dict[tuple[str, str], float | None], sims: list[list[float]]
 ) -> tuple[PaddedAnswerTable, PaddedAnswerTable]:
-    """Padded tables for both splits (``sims`` covers cal rows then test rows)."""
+    """Padded tables for both splits (``sims`` covers cal rows then test rows).
+
+    Args:
+        cal: The calibration rows (``counts``, ``answers``, ``prompt_id``).
+        test: The test rows.
+        scores: (prompt_id, answer) -> judge score (None: missing).
+        sims: Per row, each answer's similarity to the top answer: cal rows, then test rows.
+
+    Returns:
+        ``(cal_table, test_table)``; only the calibration table carries judge scores.
+    """
     judge = [[scores.get((r["prompt_id"], a)) for a in r["answers"]] for r in cal]
     cal_t = pad_table(
         [r["counts"] for r in cal],
@@ -181,7 +211,14 @@ def build_tables(
 
 # ---- outputs -------------------------------------------------------------------------------------
 def json_safe(obj: Any) -> Any:
-    """Non-finite floats as strings ("inf", "nan"), so the JSON artifacts stay strict JSON."""
+    """Non-finite floats as strings ("inf", "nan"), so the JSON artifacts stay strict JSON.
+
+    Args:
+        obj: A JSON-like value (dicts, lists, tuples, scalars), walked recursively.
+
+    Returns:
+        ``obj`` with every non-finite float as a string (tuples become lists).
+    """
     if isinstance(obj, float) and not math.isfinite(obj):
         return str(obj)
     if isinstance(obj, dict):
@@ -192,7 +229,16 @@ def json_safe(obj: Any) -> Any:
 
 
 def set_rows(test: PaddedAnswerTable, cals: list[Calibration]) -> tuple[pa.Table, dict[float, np.ndarray]]:
-    """Prediction-set rows for every alpha, and each alpha's set sizes."""
+    """Prediction-set rows for every alpha, and each alpha's set sizes.
+
+    Args:
+        test: The test split's padded table.
+        cals: What calibration decided per alpha (weights and threshold).
+
+    Returns:
+        ``(table, sizes)``: one PREDICTION_SET_SCHEMA row per (alpha, prompt, answer in the set), and
+        alpha -> set size per test prompt, shape (P,).
+    """
     cols: dict[str, list[Any]] = {"prompt_id": [], "alpha": [], "answer": [], "nonconformity": []}
     sizes: dict[float, np.ndarray] = {}
     parts = score_parts(test)

@@ -101,7 +101,17 @@ def plan(cfg: RlufConfig) -> EvaluatePlan:
 
 
 def index_predictions(predictions: list[dict[str, Any]]) -> dict[PredKey, dict[str, Any]]:
-    """(model, seed, prompt_id) -> prediction row; a duplicate is an error."""
+    """(model, seed, prompt_id) -> prediction row; a duplicate is an error.
+
+    Args:
+        predictions: Prediction rows (``model``, ``seed``, ``prompt_id``, ...).
+
+    Returns:
+        Each row keyed by its (model, seed, prompt_id).
+
+    Raises:
+        RlufError: Two rows share a key.
+    """
     out: dict[PredKey, dict[str, Any]] = {}
     for p in predictions:
         key = (p["model"], p.get("seed"), p["prompt_id"])
@@ -159,7 +169,15 @@ def evaluation_requests(
 
 
 def markdown(report: dict[str, Any], axes: tuple[str, ...]) -> str:
-    """Readable tables of the win rates and the rubric means."""
+    """Readable tables of the win rates and the rubric means.
+
+    Args:
+        report: The evaluation report (``win_rates``, ``rubric``, ``dropped``).
+        axes: The rubric axes, in column order.
+
+    Returns:
+        The Markdown text, ending with a newline.
+    """
     pct = int(round(LEVEL * 100))
     lines = ["# Evaluation", "", f"## Win rates (ties count one half; paired bootstrap {pct}% interval)", "",
              "| A | B | win rate of A | interval | n | seeds | wins | ties | losses |",

@@ -93,7 +93,17 @@ def plan(cfg: RlufConfig) -> GeneratePlan:
 
 # ---- resume -------------------------------------------------------------------------------------
 def scan_split(store: ArtifactStore, stage_dir: str, split: str) -> tuple[VarietyStats, int]:
-    """Variety statistics over every part file of a split, streamed file by file; and duplicate ids."""
+    """Variety statistics over every part file of a split, streamed file by file; and duplicate ids.
+
+    Args:
+        store: The artifact store.
+        stage_dir: The generate stage's artifact directory.
+        split: The split whose part files to read.
+
+    Returns:
+        ``(stats, duplicates)``: the statistics over each prompt's first row, and how many rows repeated
+        a prompt_id already seen.
+    """
     stats, seen, dups = VarietyStats(), set(), 0
     cols = ["prompt_id", "reference", "answers", "counts", "truncated"]
     for d in store.iter_part_batches(stage_dir, split, cols):

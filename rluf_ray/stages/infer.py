@@ -42,14 +42,29 @@ class InferPlan:
 
 
 def models(units: list[tuple[str, int]]) -> list[tuple[str, int | None, str, str]]:
-    """(model name, seed, stage that made it, model dir in that stage's artifacts): sft, then every unit."""
+    """(model name, seed, stage that made it, model dir in that stage's artifacts): sft, then every unit.
+
+    Args:
+        units: The trained units as (arm, seed).
+
+    Returns:
+        ``(name, seed, stage, model_dir)`` per model: sft (seed None) first, then the units in order.
+    """
     out: list[tuple[str, int | None, str, str]] = [(SFT_ARM, None, "sft", MODEL_DIR)]
     out += [(arm, seed, "train", f"{train_unit_dir(arm, seed)}/{MODEL_DIR}") for arm, seed in units]
     return out
 
 
 def model_label(name: str, seed: int | None) -> str:
-    """``sft``, or ``<arm>/seed-<seed>`` (row counts and logs)."""
+    """``sft``, or ``<arm>/seed-<seed>`` (row counts and logs).
+
+    Args:
+        name: The model name (``sft`` or an arm).
+        seed: The training seed (None for sft).
+
+    Returns:
+        ``name`` when ``seed`` is None, else ``<name>/seed-<seed>``.
+    """
     return name if seed is None else train_unit_dir(name, seed)
 
 

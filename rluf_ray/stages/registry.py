@@ -79,7 +79,14 @@ class StageContext:
         return get(self.name).artifact_dir
 
     def upstream_dir(self, stage_name: str) -> str:
-        """Artifact directory of another stage."""
+        """Artifact directory of another stage.
+
+        Args:
+            stage_name: The other stage's name.
+
+        Returns:
+            That stage's artifact directory name in the store.
+        """
         return get(stage_name).artifact_dir
 
 
@@ -203,7 +210,18 @@ _OVERRIDES: dict[str, StageDef[Any]] = {}  # tests put fake stages here (monkeyp
 
 
 def get(name: str) -> StageDef[Any]:
-    """The stage called ``name`` (its module is imported on first use)."""
+    """The stage called ``name`` (its module is imported on first use).
+
+    Args:
+        name: The stage's name.
+
+    Returns:
+        The stage's definition (a test override, if one is set).
+
+    Raises:
+        KeyError: No stage has that name.
+        TypeError: The stage's module does not declare that stage as ``STAGE``.
+    """
     if name in _OVERRIDES:
         return _OVERRIDES[name]
     if name not in MODULES:
@@ -215,5 +233,9 @@ def get(name: str) -> StageDef[Any]:
 
 
 def all_stages() -> list[StageDef[Any]]:
-    """Every stage in pipeline order."""
+    """Every stage in pipeline order.
+
+    Returns:
+        The stage definitions, in ``ORDER``.
+    """
     return [get(n) for n in ORDER]

@@ -170,7 +170,16 @@ unit_dir = train_unit_dir  # ``<arm>/seed-<seed>`` inside ``training/``
 
 
 def run_name(unit_hash: str, arm: str, seed: int) -> str:
-    """A unit's Ray Train run name: resumable by a rerun of the same unit, never shared with another."""
+    """A unit's Ray Train run name: resumable by a rerun of the same unit, never shared with another.
+
+    Args:
+        unit_hash: The hash of the unit's key (its first 12 characters are used).
+        arm: The unit's arm.
+        seed: The unit's seed.
+
+    Returns:
+        ``dpo-<hash[:12]>-<arm>-s<seed>``.
+    """
     return f"dpo-{unit_hash[:12]}-{arm}-s{seed}"
 
 
@@ -201,7 +210,18 @@ def unit_key(
 
 
 def select_units(units: list[tuple[str, int]], arm: str | None) -> list[tuple[str, int]]:
-    """The units this run trains: every configured unit, or only those of ``arm`` (``rluf train --arm``)."""
+    """The units this run trains: every configured unit, or only those of ``arm`` (``rluf train --arm``).
+
+    Args:
+        units: The configured units as (arm, seed).
+        arm: Train only this arm's units (None: all).
+
+    Returns:
+        The selected units, in configured order.
+
+    Raises:
+        RlufError: ``arm`` has no configured unit.
+    """
     if arm is None:
         return list(units)
     picked = [u for u in units if u[0] == arm]
@@ -212,7 +232,14 @@ def select_units(units: list[tuple[str, int]], arm: str | None) -> list[tuple[st
 
 
 def missing_message(missing: list[tuple[str, int]]) -> str:
-    """One line naming the units still to train and the command that finishes the stage."""
+    """One line naming the units still to train and the command that finishes the stage.
+
+    Args:
+        missing: The units not yet trained as (arm, seed); not empty.
+
+    Returns:
+        The message (``rluf train --arm <arm>`` when a single arm is missing, else ``rluf train``).
+    """
     names = ", ".join(unit_dir(a, s) for a, s in missing)
     arms = sorted({a for a, _ in missing})
     cmd = f"rluf train --arm {arms[0]}" if len(arms) == 1 else "rluf train"
@@ -220,7 +247,16 @@ def missing_message(missing: list[tuple[str, int]]) -> str:
 
 
 def unit_done(ctx: StageContext, unit: str, key: dict[str, Any]) -> dict[str, Any] | None:
-    """The unit's summary when its model and summary exist for this very key, else None."""
+    """The unit's summary when its model and summary exist for this very key, else None.
+
+    Args:
+        ctx: The run's context.
+        unit: The unit's directory (``<arm>/seed-<seed>``).
+        key: The unit key the summary must record.
+
+    Returns:
+        The unit's summary, or None when the unit is still to train.
+    """
     store = ctx.store
     if not (
         store.exists(ctx.dir, f"{unit}/{TRAIN_SUMMARY_ARTIFACT}")
@@ -232,7 +268,14 @@ def unit_done(ctx: StageContext, unit: str, key: dict[str, Any]) -> dict[str, An
 
 
 def prepare_unit(ctx: StageContext, unit: str, key: dict[str, Any], force: bool) -> None:
-    """Keep the checkpoints of a killed run of the same unit key (to resume); else start the unit clean."""
+    """Keep the checkpoints of a killed run of the same unit key (to resume); else start the unit clean.
+
+    Args:
+        ctx: The run's context.
+        unit: The unit's directory (``<arm>/seed-<seed>``).
+        key: The unit key of this run, recorded when the unit starts clean.
+        force: Start clean even when the recorded key matches.
+    """
     store = ctx.store
     old = (
         store.read_json(ctx.dir, f"{unit}/{UNIT_RUN}")

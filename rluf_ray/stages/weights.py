@@ -43,7 +43,15 @@ def scheme_from_config(weights: WeightsConfig) -> WeightScheme:
 
 
 def load_sets(store: ArtifactStore, calibration_dir: str) -> SetIndex:
-    """alpha -> prompt_id -> set of normalised answers, from the calibration stage's artifact."""
+    """alpha -> prompt_id -> set of normalised answers, from the calibration stage's artifact.
+
+    Args:
+        store: The artifact store.
+        calibration_dir: The calibrate stage's artifact directory.
+
+    Returns:
+        The prediction sets by alpha and prompt_id.
+    """
     table = store.read_parquet(calibration_dir, PREDICTION_SETS_ARTIFACT)
     sets: dict[float, dict[str, set[str]]] = {}
     cols = table.select(["alpha", "prompt_id", "answer"]).to_pydict()
@@ -55,7 +63,20 @@ def load_sets(store: ArtifactStore, calibration_dir: str) -> SetIndex:
 def weighted_rows(
     pairs: Iterator[dict[str, Any]], sets: SetIndex, scheme: WeightScheme, small: float, large: float
 ) -> Iterator[dict[str, Any]]:
-    """Each pair in the released format (prompt, chosen, rejected, weight) plus its keys."""
+    """Each pair in the released format (prompt, chosen, rejected, weight) plus its keys.
+
+    Args:
+        pairs: Feedback pairs (``prompt``, ``chosen``, ``rejected``, ``prompt_id``, ``chosen_answer``,
+            ``rejected_answer``).
+        sets: Alpha -> prompt_id -> the normalised answers in that prompt's prediction set.
+        scheme: The answer weights by set membership.
+        small: The alpha of the small set.
+        large: The alpha of the large set.
+
+    Yields:
+        One row per pair, its weight rounded to 6 decimals, with ``prompt_id``, ``chosen_answer`` and
+        ``rejected_answer``.
+    """
     for p in pairs:
         w = pair_weight(scheme, sets, p["prompt_id"], p["chosen_answer"], p["rejected_answer"], small, large)
         yield {
@@ -70,7 +91,15 @@ def weighted_rows(
 
 
 def calibrated_levels(store: ArtifactStore, calibration_dir: str) -> dict[float, dict[str, Any]]:
-    """alpha -> what calibrate decided (threshold, and ``trivial`` from its report) for every level."""
+    """alpha -> what calibrate decided (threshold, and ``trivial`` from its report) for every level.
+
+    Args:
+        store: The artifact store.
+        calibration_dir: The calibrate stage's artifact directory.
+
+    Returns:
+        Each alpha's ``calibration.json`` entry plus ``trivial`` (False when the report lacks it).
+    """
     decided = store.read_json(calibration_dir, "calibration.json")["per_alpha"]
     report = store.read_json(calibration_dir, "report.json").get("per_alpha", {})
     return {
@@ -79,7 +108,15 @@ def calibrated_levels(store: ArtifactStore, calibration_dir: str) -> dict[float,
 
 
 def level_warnings(levels: dict[float, dict[str, Any]], sets: SetIndex) -> list[str]:
-    """One line per level that cannot discriminate: trivial (every answer in) or empty (no answer in)."""
+    """One line per level that cannot discriminate: trivial (every answer in) or empty (no answer in).
+
+    Args:
+        levels: Alpha -> what calibrate decided (``threshold``, ``trivial``).
+        sets: Alpha -> prompt_id -> the answers in that prompt's prediction set.
+
+    Returns:
+        The warnings, in alpha order (empty: every level discriminates).
+    """
     out = []
     for alpha, info in sorted(levels.items()):
         if info["trivial"]:
