@@ -17,6 +17,7 @@ from rluf_ray.config import (
     load,
     select,
 )
+from rluf_ray.stages import evaluate
 
 SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
 
@@ -64,7 +65,8 @@ def test_original_defaults() -> None:
     assert cfg.conformal.similarity_vector_size == 200
     assert (cfg.sft.learning_rate, cfg.sft.num_epochs, cfg.sft.max_length) == (2e-5, 5, 1024)
     assert cfg.dpo.learning_rate == 1.5e-6
-    assert cfg.evaluation.model == "gpt-4o"
+    assert cfg.evaluation.model is None  # the evaluation follows judge.model: gpt-4o, as the original
+    assert evaluate.plan(cfg).judge.section.model == "gpt-4o"
     assert (cfg.weights.in_small_set, cfg.weights.in_large_set_only) == (0.5, 0.8)
     assert (cfg.weights.in_both, cfg.weights.in_neither) == (0.65, 0.0)
 
@@ -206,3 +208,12 @@ def test_dpo_arms_and_seeds() -> None:
     for bad in ("dpo.arms=[]", "dpo.arms=[cfa, cfa]", "dpo.arms=[rluf]", "dpo.seeds=[]", "dpo.seeds=[1, 1]"):
         with pytest.raises(ConfigError, match="dpo"):
             load(None, [bad])
+
+
+def test_evaluation_judges_with_the_judge_model_unless_set() -> None:
+    # README: `rluf run-all --set judge.provider=openai --set judge.model=smollm2-judge` against one
+    # local server: evaluate must ask that server's model, not gpt-4o (every call was a 404)
+    cfg = load(None, ["judge.provider=openai", "judge.model=smollm2-judge"])
+    assert evaluate.plan(cfg).judge.section.model == "smollm2-judge"
+    cfg = load(None, ["judge.provider=openai", "judge.model=smollm2-judge", "evaluation.model=gpt-4o"])
+    assert evaluate.plan(cfg).judge.section.model == "gpt-4o"

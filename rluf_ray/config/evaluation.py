@@ -14,7 +14,11 @@ class InferenceConfig(Section):
 
 
 class EvaluationConfig(Section):
-    model: str = Field("gpt-4o", description="Judge model for the 4-axis rubric (original: gpt-4o).")
+    model: str | None = Field(
+        None,
+        description="Judge model for the 4-axis rubric and the pairwise comparisons; None: judge.model "
+        "(original: gpt-4o for both).",
+    )
     axes: list[str] = Field(
         default_factory=lambda: ["accuracy", "relevance", "completeness", "expression"],
         description="Rubric axes, each scored 0-10.",

@@ -63,12 +63,12 @@ class EvaluatePlan:
 
 
 def evaluation_judge_config(judge: JudgeConfig, model: str) -> JudgeConfig:
-    """The judge section the evaluation runs with: ``judge`` with ``evaluation.model``.
+    """The judge section the evaluation runs with: ``judge`` with ``evaluation.model`` (when set).
 
     Args:
         judge: The ``judge`` section.
-        model: The evaluation's judge model (``evaluation.model``; a provider that needs no model
-            ignores it).
+        model: The evaluation's judge model (``evaluation.model``, else ``judge.model``; a provider
+            that needs no model ignores it).
 
     Returns:
         The evaluation's judge section.
@@ -90,7 +90,9 @@ def plan(cfg: RlufConfig) -> EvaluatePlan:
         axes=tuple(e.axes),
         seed=e.seed,
         judge=judge_api.judge_plan(
-            evaluation_judge_config(cfg.judge, e.model), cfg.output_dir, cfg.resources.judge_actors
+            evaluation_judge_config(cfg.judge, e.model or cfg.judge.model),
+            cfg.output_dir,
+            cfg.resources.judge_actors,
         ),
         template=cfg.data.prompt_template,
         rubric_template=t.rubric,
