@@ -61,6 +61,7 @@ class JudgePlan:
     section: JudgeConfig = operational()
     output_dir: str = operational()  # the cache's home unless judge.cache_path names one
     actors: int = operational()  # real-time judge actors (resources.judge_actors)
+    shared_mount: bool = operational(default=False)  # shared_output_dir: the cache is worked on locally
 
     def context(self, run: str) -> JudgeContext:
         """The context of one judge run of this plan.
@@ -71,22 +72,25 @@ class JudgePlan:
         Returns:
             The context the calls of this module take.
         """
-        return JudgeContext(run, self.output_dir, self.actors)
+        return JudgeContext(run, self.output_dir, self.actors, self.shared_mount)
 
 
-def judge_plan(section: JudgeConfig, output_dir: str, actors: int) -> JudgePlan:
+def judge_plan(section: JudgeConfig, output_dir: str, actors: int, shared_mount: bool = False) -> JudgePlan:
     """The judge of a stage's plan.
 
     Args:
         section: The judge config section the stage judges with.
         output_dir: The run's output directory (``output_dir``).
         actors: Real-time judge actors (``resources.judge_actors``).
+        shared_mount: ``output_dir`` is a shared mount (``shared_output_dir``).
 
     Returns:
         The judge's plan.
     """
     settings = tuple(result_settings(section).items())
-    return JudgePlan(settings=settings, section=section, output_dir=output_dir, actors=actors)
+    return JudgePlan(
+        settings=settings, section=section, output_dir=output_dir, actors=actors, shared_mount=shared_mount
+    )
 
 
 class Judgement(NamedTuple):

@@ -5,7 +5,10 @@ the misses, storing their parsed replies as chunks come back. So actors on any n
 disk, and SQLite never sits on NFS. The file is ``judge.cache_path`` or
 ``<output_dir>/judge_cache.sqlite``: a local path is used in place; a URI (``s3://...``) is copied into
 driver scratch when opened and written back every ``upload_every_s`` seconds of use and when closed
-(on failure too), so a rerun on any node starts from every reply an earlier run paid for. The ids
+(on failure too), so a rerun on any node starts from every reply an earlier run paid for. A local
+file inside a shared mount (``shared_output_dir: true``) is treated the same way, copied into driver
+scratch and written back (a whole new file, then renamed into place), so SQLite never sits on the
+mount either. The ids
 of Batch API rounds in progress live in the same file (written back as soon as a batch is created),
 so a Batch run resumed on another node polls its batches instead of paying for new ones.
 """
@@ -16,6 +19,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -57,12 +61,16 @@ class DriverCache:
         location: The cache's path or URI (:func:`cache_location`); a URI is copied into driver
             scratch.
         upload_every_s: Seconds of use between write-backs of a remote copy.
+        copy_locally: Treat a local path as remote too (it lies on a shared mount): copied into
+            driver scratch, written back atomically.
     """
 
-    def __init__(self, location: str, upload_every_s: float = 30.0) -> None:
+    def __init__(self, location: str, upload_every_s: float = 30.0, copy_locally: bool = False) -> None:
         self.location = location
         self.upload_every_s = upload_every_s
         self._remote = remote_location(location)
+        if self._remote is None and copy_locally:
+            self._remote = (pafs.LocalFileSystem(), os.path.abspath(location.removeprefix("file://")))
         self._last_upload = time.monotonic()
         self._dirty = False
         if self._remote is None:
@@ -145,8 +153,14 @@ class DriverCache:
                 self.cache.backup_to(dst)
             finally:
                 dst.close()
-            with open(snap, "rb") as src, fs.open_output_stream(path) as out:
-                out.write(src.read())
+            if isinstance(fs, pafs.LocalFileSystem):  # a shared mount: never a half-written file
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                part = f"{path}.part"
+                shutil.copyfile(snap, part)
+                os.replace(part, path)
+            else:
+                with open(snap, "rb") as src, fs.open_output_stream(path) as out:
+                    out.write(src.read())
         self._dirty = False
         self._last_upload = time.monotonic()
 
@@ -159,18 +173,30 @@ class DriverCache:
 
 
 @contextlib.contextmanager
-def driver_cache(cache_path: str | None, output_dir: str) -> Iterator[DriverCache]:
+def driver_cache(
+    cache_path: str | None, output_dir: str, shared_mount: bool = False
+) -> Iterator[DriverCache]:
     """Open the run's judge cache in the driver; written back and closed on exit, failure included.
 
     Args:
         cache_path: ``judge.cache_path`` (None: ``<output_dir>/judge_cache.sqlite``).
         output_dir: The run's output directory, a local path or a URI.
+        shared_mount: ``output_dir`` is a shared mount (``shared_output_dir``): a cache file inside
+            it is worked on in driver scratch and copied back.
 
     Yields:
         The open :class:`DriverCache`.
     """
-    handle = DriverCache(cache_location(cache_path, output_dir))
+    location = cache_location(cache_path, output_dir)
+    inside = not is_uri(location) and not is_uri(output_dir) and _inside(location, output_dir)
+    handle = DriverCache(location, copy_locally=shared_mount and inside)
     try:
         yield handle
     finally:
         handle.close()
+
+
+def _inside(path: str, root: str) -> bool:
+    """Whether local ``path`` lies under local directory ``root``."""
+    path, root = os.path.abspath(path.removeprefix("file://")), os.path.abspath(root.removeprefix("file://"))
+    return os.path.commonpath([path, root]) == root

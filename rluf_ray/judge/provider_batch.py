@@ -58,7 +58,7 @@ class BatchProvider(OpenAIProvider):
 
         j = section
         bar = run_progress(ctx.run, len(requests), j.prices, j.batch_price_factor)
-        with driver_cache(j.cache_path, ctx.output_dir) as held:
+        with driver_cache(j.cache_path, ctx.output_dir, ctx.shared_mount) as held:
             bj = BatchJudge(j, held, held.cache, run_name=ctx.run, progress=bar)
             results = asyncio.run(bj.run(requests))
             held.mark_dirty()

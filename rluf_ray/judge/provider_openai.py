@@ -76,7 +76,11 @@ class OpenAIProvider:
         tokens: list[int] = []
         cached: list[bool] = []
         with contextlib.ExitStack() as stack:
-            held = stack.enter_context(driver_cache(j.cache_path, ctx.output_dir)) if exists else None
+            held = (
+                stack.enter_context(driver_cache(j.cache_path, ctx.output_dir, ctx.shared_mount))
+                if exists
+                else None
+            )
             for r in requests:
                 messages, key = request_cache_key(j, r)
                 hit = held is not None and held.cache.contains(key)

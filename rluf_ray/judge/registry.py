@@ -51,11 +51,15 @@ class JudgeContext:
         output_dir: The run's output directory; the judge cache lives there unless
             ``judge.cache_path`` is set.
         actors: How many real-time judge actors to start (``resources.judge_actors``).
+        shared_mount: ``output_dir`` is a mount every node shares (``shared_output_dir``): the
+            driver works on a copy of the cache in its own scratch and copies it back, so SQLite
+            never sits on the shared mount.
     """
 
     run: str
     output_dir: str
     actors: int = 2
+    shared_mount: bool = False
 
 
 class Provider(Protocol):

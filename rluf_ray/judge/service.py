@@ -109,7 +109,7 @@ def judge_on_actors(
     read_api_key(j)  # fail fast in one line if the driver's node lacks it; actors read their own node's
     bar = run_progress(run, len(reqs), j.prices)
     ledger = CostLedger()
-    with driver_cache(j.cache_path, ctx.output_dir) as held:
+    with driver_cache(j.cache_path, ctx.output_dir, ctx.shared_mount) as held:
         by_key, keys = _cache_hits(j, reqs, held)
         for _ in by_key:
             ledger.outcome(True, True)

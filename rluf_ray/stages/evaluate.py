@@ -93,6 +93,7 @@ def plan(cfg: RlufConfig) -> EvaluatePlan:
             evaluation_judge_config(cfg.judge, e.model or cfg.judge.model),
             cfg.output_dir,
             cfg.resources.judge_actors,
+            cfg.shared_output_dir,
         ),
         template=cfg.data.prompt_template,
         rubric_template=t.rubric,

@@ -149,3 +149,37 @@ def test_batch_run_resumes_its_batch_on_another_node(
         monkeypatch.setenv("HOME", str(tmp_path / "c"))  # nothing shared but the bucket
         third, report = judge_batch(batch_cfg(60.0), rs)
         assert srv.batch_creates == 1 and report["cache_hits"] == 5 and all(r.cached for r in third)
+
+
+def test_shared_mount_cache_is_worked_on_in_driver_scratch(tmp_path: Path, fresh_scratch: Path) -> None:
+    """shared_output_dir: the SQLite file (and its -wal/-shm) never sits on the mount while in use;
+    the mount holds a whole copy after each write-back, which a driver on another node reads."""
+    mount = tmp_path / "mount" / "run"
+    with driver_cache(None, str(mount), shared_mount=True) as held:
+        held.put("k1", "m", "v1", '{"score": 0.5}', 10, 3)
+        assert not list((tmp_path / "mount").glob("**/*.sqlite*"))  # nothing on the mount while open
+        assert list(fresh_scratch.glob("**/*.sqlite"))  # the live file is in driver scratch
+    assert sorted(p.name for p in mount.iterdir()) == [CACHE_NAME]  # no -wal, -shm or .part left
+    for p in fresh_scratch.glob("**/*.sqlite*"):
+        p.unlink()  # another node: empty scratch
+    with driver_cache(None, str(mount), shared_mount=True) as held:
+        hit = held.cache.get("k1")
+        assert hit is not None and hit.reply == '{"score": 0.5}'
+
+
+def test_shared_mount_keeps_a_cache_path_outside_it_in_place(tmp_path: Path, fresh_scratch: Path) -> None:
+    own = tmp_path / "local" / "cache.sqlite"  # judge.cache_path on the driver's own disk
+    with driver_cache(str(own), str(tmp_path / "mount"), shared_mount=True) as held:
+        held.put("k1", "m", "v1", "r", 1, 1)
+        assert own.exists()  # used in place: it is not on the mount
+    assert not list(fresh_scratch.glob("**/*.sqlite"))
+
+
+def test_stages_hand_the_judge_the_shared_mount() -> None:
+    from rluf_ray.config import load
+    from rluf_ray.stages import evaluate, feedback, generate
+
+    for shared in (False, True):
+        cfg = load(None, [f"shared_output_dir={str(shared).lower()}"])
+        for stage in (generate, feedback, evaluate):
+            assert stage.plan(cfg).judge.context("x").shared_mount is shared  # type: ignore[attr-defined]
