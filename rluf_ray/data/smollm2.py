@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from rluf_ray.data.embedded import cache_root
 from rluf_ray.errors import RlufError
 
 NAME = "smollm2-135m-instruct"
@@ -30,23 +31,6 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 RECORD = "rluf_build.json"
 """The build record, written last: the model name, the GGUF's name and checksum, every file's size."""
-
-
-def build_cache_root() -> Path:
-    """Where embedded models are built, once per user.
-
-    Not the node scratch that models copied from the store go to
-    (``rluf_ray.store.model_cache.node_cache_root``).
-
-    Returns:
-        ``$RLUF_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/rluf-ray`` (``~/.cache/rluf-ray`` when
-        ``XDG_CACHE_HOME`` is unset).
-    """
-    env = os.environ.get("RLUF_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "rluf-ray"
 
 
 def gguf_path() -> Path:
@@ -146,7 +130,7 @@ def ensure_smollm2(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     GGUF is checked against its pinned SHA-256 and built into a temporary folder that is renamed.
 
     Args:
-        cache_dir: Cache root to build under; ``None`` for ``build_cache_root()``.
+        cache_dir: Cache root to build under; ``None`` for ``rluf_ray.data.embedded.cache_root()``.
 
     Returns:
         ``<cache_dir>/models/smollm2-135m-instruct``.
@@ -154,7 +138,7 @@ def ensure_smollm2(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     Raises:
         RlufError: The package is missing, or its GGUF does not have the pinned SHA-256.
     """
-    root = Path(cache_dir) if cache_dir is not None else build_cache_root()
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
     target = root / "models" / NAME
     if is_built(target):
         return target

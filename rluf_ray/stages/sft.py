@@ -203,7 +203,7 @@ def run(p: SftPlan, ctx: StageContext) -> StageResult:
 
     from rluf_ray.data.splits import load_split
     from rluf_ray.runtime.bootstrap import ensure_ray
-    from rluf_ray.store.model_cache import local_model
+    from rluf_ray.store.model_cache import local_tokenizer
     from rluf_ray.tracking.runs import train_run
     from rluf_ray.training.ray_train import fit_and_export
     from rluf_ray.training.sft import build_sft_rows, sft_train_loop
@@ -213,7 +213,7 @@ def run(p: SftPlan, ctx: StageContext) -> StageResult:
         raise RlufError("the SFT (train) split is empty")
     base = base_model_path(p, ctx)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(local_model(base))
+        tokenizer = AutoTokenizer.from_pretrained(local_tokenizer(base))
     except OSError as exc:
         raise RlufError(
             f"cannot load the base model's tokenizer from {base!r}: {exc.__class__.__name__}"

@@ -297,10 +297,12 @@ def load_pairs(pairs_path: str | None, ctx: StageContext) -> tuple[list[dict[str
     Returns:
         ``(rows, source)``.
     """
-    from rluf_ray.training.pairs import read_jsonl_pairs
+    from rluf_ray.store.artifacts import read_file_bytes
+    from rluf_ray.training.pairs import parse_jsonl_pairs, read_jsonl_pairs
 
-    if pairs_path:
-        return read_jsonl_pairs(pairs_path), pairs_path
+    if pairs_path:  # a local path or a URI (s3://...): read through pyarrow's filesystems
+        text = read_file_bytes(pairs_path).decode("utf-8")
+        return parse_jsonl_pairs(text.splitlines(), pairs_path), pairs_path
     store = ctx.store
     weights_dir = ctx.upstream_dir("assign-weights")
     if not store.exists(weights_dir, WEIGHTED_PAIRS_ARTIFACT):
@@ -335,7 +337,7 @@ def run(p: TrainPlan, ctx: StageContext) -> StageResult:
     from transformers import AutoTokenizer
 
     from rluf_ray.runtime.bootstrap import ensure_ray
-    from rluf_ray.store.model_cache import local_model
+    from rluf_ray.store.model_cache import local_tokenizer
     from rluf_ray.tracking.runs import train_run
     from rluf_ray.training.dpo_loop import dpo_train_loop
     from rluf_ray.training.pairs import (
@@ -353,7 +355,7 @@ def run(p: TrainPlan, ctx: StageContext) -> StageResult:
     if not ctx.store.exists(ctx.upstream_dir("sft"), f"{MODEL_DIR}/config.json"):
         raise RlufError(f"no SFT model at {sft_model}: run `rluf sft` first")
     raw, source = load_pairs(p.pairs_path, ctx)
-    tokenizer = AutoTokenizer.from_pretrained(local_model(sft_model))
+    tokenizer = AutoTokenizer.from_pretrained(local_tokenizer(sft_model))
     count, keep_end = tokenizer_counters(tokenizer)
     max_prompt_tokens = min(p.max_prompt_length, p.max_context)
     pairs, stats = fit_pair_prompts(raw, max_prompt_tokens, count, p.template, keep_end)

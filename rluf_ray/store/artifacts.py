@@ -592,20 +592,43 @@ def file_sha256(path_or_uri: str) -> str:
     Raises:
         RlufError: The file cannot be read.
     """
+    h = hashlib.sha256()
+    for chunk in _chunks(path_or_uri):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def read_file_bytes(path_or_uri: str) -> bytes:
+    """A whole file's bytes, from a local path or a pyarrow.fs URI (what a driver reads from the store).
+
+    Args:
+        path_or_uri: A local path or a ``pyarrow.fs`` URI (``s3://...``).
+
+    Returns:
+        The file's bytes.
+
+    Raises:
+        RlufError: The file does not exist or cannot be read (one line naming it).
+    """
+    return b"".join(_chunks(path_or_uri))
+
+
+def _chunks(path_or_uri: str) -> Iterator[bytes]:
+    """A file's bytes in 1 MiB chunks; RlufError naming it when it cannot be read."""
     if is_uri(path_or_uri):
         fs, path = pafs.FileSystem.from_uri(path_or_uri)
     else:
         fs, path = pafs.LocalFileSystem(), os.path.abspath(path_or_uri)
-    h = hashlib.sha256()
     try:
         with fs.open_input_stream(path) as f:
             while chunk := f.read(1 << 20):
-                h.update(chunk)
+                yield chunk
     except (FileNotFoundError, OSError) as exc:
         from rluf_ray.errors import RlufError
 
+        if isinstance(exc, FileNotFoundError) or "not found" in str(exc).lower():
+            raise RlufError(f"file not found: {path_or_uri}") from None
         raise RlufError(f"cannot read {path_or_uri}: {exc.__class__.__name__}") from None
-    return h.hexdigest()
 
 
 def manifest_digest(data: Mapping[str, Any]) -> str:

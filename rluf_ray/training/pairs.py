@@ -32,7 +32,7 @@ class PairStats:
 
 
 def read_jsonl_pairs(path: str) -> list[dict[str, Any]]:
-    """Read a weighted pairs JSONL (one-line errors naming the line for bad rows).
+    """Read a local weighted pairs JSONL (one-line errors naming the line for bad rows).
 
     Args:
         path: The JSONL file: one object per line with ``prompt``, ``chosen``, ``rejected`` (strings)
@@ -44,21 +44,37 @@ def read_jsonl_pairs(path: str) -> list[dict[str, Any]]:
     Raises:
         RlufError: If the file is missing or empty, or a row is bad (naming ``path:line``).
     """
-    rows: list[dict[str, Any]] = []
     try:
         with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise RlufError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-                rows.append(_check_row(row, f"{path}:{n}"))
+            return parse_jsonl_pairs(f, path)
     except FileNotFoundError:
         raise RlufError(f"weighted pairs file not found: {path}") from None
+
+
+def parse_jsonl_pairs(lines: Iterable[str], where: str) -> list[dict[str, Any]]:
+    """Parse the lines of a weighted pairs JSONL, wherever it was read from.
+
+    Args:
+        lines: The file's lines (blank ones are skipped).
+        where: The file's name for errors (``where:line``).
+
+    Returns:
+        The rows, with just ``prompt``, ``chosen``, ``rejected`` and ``weight`` (a float).
+
+    Raises:
+        RlufError: No row, or a bad row (naming ``where:line``).
+    """
+    rows: list[dict[str, Any]] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RlufError(f"{where}:{n}: not valid JSON ({exc.msg})") from None
+        rows.append(_check_row(row, f"{where}:{n}"))
     if not rows:
-        raise RlufError(f"{path}: no weighted pairs")
+        raise RlufError(f"{where}: no weighted pairs")
     return rows
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from rluf_ray.common.text import DEFAULT_TEMPLATE
@@ -146,3 +148,23 @@ def test_plan_7b_config_scale_knobs():
     )
     assert a["precompute_ref_log_probs"] is True
     assert p.scaling.use_gpu and p.scaling.ray_config().num_workers == cfg.resources.train_workers
+
+
+def test_external_pairs_are_read_through_the_store(s3_env, tmp_path) -> None:
+    """`rluf train --pairs s3://...`: the driver reads (and hashes) the pairs through pyarrow's S3."""
+    import uuid
+
+    from rluf_ray.stages import train as train_stage
+    from rluf_ray.store.artifacts import ArtifactStore
+
+    bucket = s3_env.bucket(f"rluf-{uuid.uuid4().hex[:8]}")
+    rows = [{"prompt": f"p{i}", "chosen": "c", "rejected": "r", "weight": 0.5 + i} for i in range(3)]
+    store = ArtifactStore(f"{bucket}/ext")
+    store.write_bytes("pairs", "w.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    uri = store.uri("pairs", "w.jsonl")
+    got, source = train_stage.load_pairs(uri, None)  # type: ignore[arg-type]
+    assert source == uri and [r["weight"] for r in got] == [0.5, 1.5, 2.5]
+    plan = train_stage.plan(load(None, [f"dpo.pairs_path={uri}"]))
+    assert train_stage.inputs(plan)["pairs_sha256"]  # hashed through the store too
+    with pytest.raises(RlufError, match=f"file not found: {bucket}/ext/pairs/absent"):
+        train_stage.load_pairs(f"{bucket}/ext/pairs/absent.jsonl", None)  # type: ignore[arg-type]

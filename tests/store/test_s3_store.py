@@ -11,7 +11,7 @@ import pytest
 
 from rluf_ray.errors import RlufError
 from rluf_ray.store.artifacts import ArtifactStore
-from rluf_ray.store.model_cache import check_model_location, local_model
+from rluf_ray.store.model_cache import check_model_location, local_model, local_tokenizer, node_cache_root
 
 
 def _model_folder(root: Path) -> Path:
@@ -44,15 +44,17 @@ def test_uri_names_the_object_store(s3_store: ArtifactStore) -> None:
 def test_put_dir_replaces_and_the_cache_copies_once(
     s3_store: ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RLUF_MODEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("RLUF_CACHE_DIR", str(tmp_path / "rluf"))
     src = _model_folder(tmp_path / "src")
     s3_store.put_dir("sft", "model", str(src))
     uri = s3_store.uri("sft", "model")
     check_model_location(uri)
     local = local_model(uri)
-    assert local.startswith(str(tmp_path / "cache")) and _files(Path(local)) == _files(src)
+    assert local.startswith(str(tmp_path / "rluf" / "store-copies")) and _files(Path(local)) == _files(src)
     assert local_model(uri) == local  # cached: the same complete copy
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == [Path(local).name]  # no temp dir left
+    assert [p.name for p in (tmp_path / "rluf" / "store-copies").iterdir()] == [
+        Path(local).name
+    ]  # no temp dir left
 
     (src / "weights.bin").write_bytes(os.urandom(100))  # a retrained model at the same URI
     (src / "sub" / "tokenizer.json").unlink()
@@ -75,7 +77,7 @@ def test_local_locations_pass_through(tmp_path: Path) -> None:
 
 def test_flat_model_folder_is_copied(s3_store: ArtifactStore, tmp_path: Path, monkeypatch) -> None:
     """A folder without subfolders (what save_pretrained writes) arrives whole, in the store and the cache."""
-    monkeypatch.setenv("RLUF_MODEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("RLUF_CACHE_DIR", str(tmp_path / "rluf"))
     src = tmp_path / "flat"
     src.mkdir()
     (src / "config.json").write_text("{}")
@@ -84,3 +86,35 @@ def test_flat_model_folder_is_copied(s3_store: ArtifactStore, tmp_path: Path, mo
     local = ArtifactStore(tmp_path / "out")
     local.put_dir("sft", "model", str(src))
     assert _files(tmp_path / "out" / "sft" / "model") == _files(src)
+
+
+def test_tokenizer_copy_holds_no_weights(s3_store: ArtifactStore, tmp_path: Path, monkeypatch) -> None:
+    """The driver fits prompts with the tokenizer alone: only tokenizer files leave the store."""
+    monkeypatch.setenv("RLUF_CACHE_DIR", str(tmp_path / "rluf"))
+    src = tmp_path / "model"
+    src.mkdir()
+    (src / "config.json").write_text('{"model_type": "llama"}')
+    (src / "model.safetensors").write_bytes(os.urandom(8192))
+    (src / "tokenizer.json").write_text('{"version": "1.0"}')
+    (src / "tokenizer_config.json").write_text("{}")
+    (src / "checkpoint").mkdir()
+    (src / "checkpoint" / "tokenizer.json").write_text("{}")  # not at the top level: not copied
+    s3_store.put_dir("sft", "model", str(src))
+    local = Path(local_tokenizer(s3_store.uri("sft", "model")))
+    assert sorted(_files(local)) == ["config.json", "tokenizer.json", "tokenizer_config.json"]
+    assert local.parent == Path(node_cache_root()) == tmp_path / "rluf" / "store-copies"
+    assert local_tokenizer(s3_store.uri("sft", "model")) == str(local)  # cached
+    whole = Path(local_model(s3_store.uri("sft", "model")))
+    assert whole != local and (whole / "model.safetensors").exists()  # a whole copy is its own entry
+    s3_store.write_json("dpo", "model/config.json", {})
+    with pytest.raises(RlufError, match="no tokenizer files at s3://"):
+        local_tokenizer(s3_store.uri("dpo", "model"))
+
+
+def test_one_variable_places_every_model_cache(tmp_path: Path, monkeypatch) -> None:
+    from rluf_ray.data.embedded import cache_root
+
+    monkeypatch.setenv("RLUF_CACHE_DIR", str(tmp_path / "c"))
+    assert cache_root() == tmp_path / "c" and Path(node_cache_root()).parent == tmp_path / "c"
+    monkeypatch.delenv("RLUF_CACHE_DIR")
+    assert not Path(node_cache_root()).is_relative_to(tmp_path) and cache_root().name == "rluf-ray"
