@@ -4,10 +4,12 @@ Both sides run the ``cfa`` protocol (the original: random 3-way splits, interpol
 weights by mean validation set size, threshold from the last split; top-answer labels) on the same
 synthetic generation output, with the same seeded splits and the same precomputed FastText
 similarities, and must produce identical prediction sets. FastText training and Ray start-up are
-timed on their own lines, outside both timers. ``ours_s_10k`` times ours alone on 10,000 calibration
-prompts with the full grid. The last line printed is a JSON object.
+timed on their own lines, outside both timers. ``ours_s_10k`` and ``ours_s_100k`` time ours alone on
+10,000 and 100,000 calibration prompts with the full grid (the 100k prompts' similarities come from
+the same FastText model, trained on the smaller sets' answers). The last line printed is a JSON object.
 
     rluf bench calibrate [--prompts 50] [--answers 12] [--grid 11] [--splits 50] [--prompts-10k 10000]
+                         [--prompts-100k 100000]
 """
 
 from __future__ import annotations
@@ -223,6 +225,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--grid", type=int, default=11, help="grid values per weight (0..2)")
     ap.add_argument("--splits", type=int, default=50, help="random splits (random_count)")
     ap.add_argument("--prompts-10k", type=int, default=10_000, help="calibration prompts for ours_s_10k")
+    ap.add_argument(
+        "--prompts-100k", type=int, default=100_000, help="calibration prompts for ours_s_100k (0: skip)"
+    )
     ap.add_argument("--tasks", type=int, default=0, help="Ray tasks (grid chunks); 0: number of CPUs")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs of ours (median reported)")
     ap.add_argument("--seed", type=int, default=0)
@@ -236,6 +241,7 @@ def main(argv: list[str]) -> int:
     cal = synthetic(args.prompts, args.answers, args.seed)
     test = synthetic(args.prompts, args.answers, args.seed + 1)
     big = synthetic(args.prompts_10k, args.answers, args.seed + 2)
+    huge = synthetic(args.prompts_100k, args.answers, args.seed + 3) if args.prompts_100k else []
     print(
         f"data: {len(cal)} calibration + {len(test)} test prompts, "
         f"{np.mean([len(r['answers']) for r in cal]):.1f} unique answers each; grid {len(values)}x{len(values)}, "
@@ -245,10 +251,11 @@ def main(argv: list[str]) -> int:
     t0 = time.perf_counter()
     rows = cal + test + big
     sim_lists = top_answer_similarities(
-        [r["answers"] for r in rows],
-        [a for r in rows for a in r["answers"]],
+        [r["answers"] for r in rows + huge],
+        [a for r in rows for a in r["answers"]],  # the 100k set is scored by the same model
         SimilaritySettings(vector_size=200, epochs=5, seed=args.seed),
     )
+    rows += huge
     sims = {
         (a, r["answers"][0]): s
         for r, row in zip(rows, sim_lists, strict=True)
@@ -315,6 +322,16 @@ def main(argv: list[str]) -> int:
         ours(big_t, _table(test, sims, judge=False), split_settings, map_grid)
         ours_split_s_10k = time.perf_counter() - t0
         print(f"ours_split_s_10k: {ours_split_s_10k:.3f} ({len(big)} calibration prompts, split protocol)")
+        ours_s_100k = used_100k = None
+        if huge:
+            huge_t = _table(huge, sims)
+            t0 = time.perf_counter()
+            _, used_100k = ours(huge_t, _table(test, sims, judge=False), settings, map_grid)
+            ours_s_100k = time.perf_counter() - t0
+            print(
+                f"ours_s_100k: {ours_s_100k:.3f} ({len(huge)} calibration prompts, cfa protocol, "
+                f"{used_100k} Ray tasks)"
+            )
     finally:
         if started:
             ray.shutdown()
@@ -325,6 +342,7 @@ def main(argv: list[str]) -> int:
         "ratio": round(baseline_s / ours_s, 1),
         "ours_s_10k": round(ours_s_10k, 3),
         "ours_split_s_10k": round(ours_split_s_10k, 3),
+        "ours_s_100k": None if ours_s_100k is None else round(ours_s_100k, 3),
         "identical_sets": identical,
         "cpus": cpus,
         "tasks": used,
@@ -333,6 +351,8 @@ def main(argv: list[str]) -> int:
         "grid": len(values),
         "splits": args.splits,
         "prompts_10k": len(big),
+        "prompts_100k": len(huge),
+        "tasks_100k": used_100k,
     }
     print(json.dumps(result))
     return 0

@@ -34,11 +34,25 @@ def test_baseline_loop_matches_ours_serially():
 @pytest.mark.ray
 def test_bench_smoke_prints_json_last(ray_session, capsys):
     rc = bench.main(
-        ["--prompts", "12", "--grid", "3", "--splits", "3", "--prompts-10k", "60", "--answers", "5"]
+        [
+            "--prompts",
+            "12",
+            "--grid",
+            "3",
+            "--splits",
+            "3",
+            "--prompts-10k",
+            "60",
+            "--answers",
+            "5",
+            "--prompts-100k",
+            "90",
+        ]  # fmt: skip
     )
     assert rc == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     result = json.loads(last)
-    for key in ("baseline_s", "ours_s", "ratio", "ours_s_10k"):
+    assert result["prompts_100k"] == 90
+    for key in ("baseline_s", "ours_s", "ratio", "ours_s_10k", "ours_s_100k"):
         assert isinstance(result[key], float | int) and result[key] >= 0
     assert result["identical_sets"] is True
