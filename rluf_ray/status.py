@@ -349,7 +349,8 @@ def format_status(statuses: Sequence[StageStatus], where: str) -> list[str]:
             lines.append(f"{'  ' + unit.name:<{width}}{unit.state:<10}{'; '.join(unit.reasons)}".rstrip())
     run = [s.name for s in statuses if s.would_run]
     lines.append(f"run-all would run: {', '.join(run) if run else 'nothing (all complete)'}")
-    train = [f"{s.name} {u.name}" for s in statuses for u in s.units if u.would_run]
+    several = sum(bool(s.units) for s in statuses) > 1  # name the stage only when more than one has units
+    train = [f"{s.name} {u.name}" if several else u.name for s in statuses for u in s.units if u.would_run]
     if train:
         lines.append(f"run-all would train: {', '.join(train)}")
     return lines

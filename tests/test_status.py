@@ -180,7 +180,7 @@ def test_cli_status_prints_a_table_and_run_all_line(built, capsys: pytest.Captur
     )
     assert any(line.split()[:2] == ["cfa/seed-42", "complete"] for line in lines)
     assert lines[-2] == f"run-all would run: {', '.join(DOWNSTREAM_OF_GENERATE)}"
-    assert lines[-1] == "run-all would train: train cfa/seed-42, train dpo/seed-42"
+    assert lines[-1] == "run-all would train: cfa/seed-42, dpo/seed-42"
 
 
 def test_cli_status_on_an_empty_dir_and_a_bad_config(tmp_path: Path, capsys) -> None:
@@ -189,7 +189,7 @@ def test_cli_status_on_an_empty_dir_and_a_bad_config(tmp_path: Path, capsys) -> 
     assert all(line.split()[1] == MISSING for line in out[2:-2])
     assert out[-2:] == [
         f"run-all would run: {', '.join(ORDER)}",
-        "run-all would train: train cfa/seed-42, train dpo/seed-42",
+        "run-all would train: cfa/seed-42, dpo/seed-42",
     ]
     assert main(["status", "--output-dir", str(tmp_path), "--set", "generation.bogus=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -208,5 +208,5 @@ def test_status_on_s3(s3_env, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "--output-dir", root, "--set", "dpo.beta=0.2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any(line.split() == ["train", "stale", "dpo.beta:", "0.1", "->", "0.2"] for line in lines)
-    assert lines[-1] == "run-all would train: train cfa/seed-42, train dpo/seed-42"
+    assert lines[-1] == "run-all would train: cfa/seed-42, dpo/seed-42"
     assert lines[-2] == "run-all would run: train, infer, evaluate"
