@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from rluf_ray.cli import main
-from rluf_ray.config import RlufConfig, load, plan_key, plan_key_data
+from rluf_ray.config import RlufConfig, get_value, load, plan_key, plan_key_data
 from rluf_ray.pipeline import is_complete, stage_key, upstream_hashes
 from rluf_ray.schema import MODEL_DIR, TRAIN_SUMMARY_ARTIFACT
 from rluf_ray.stages.registry import ORDER, get
-from rluf_ray.status import COMPLETE, MISSING, STALE, StageStatus, pipeline_status
+from rluf_ray.status import COMPLETE, ERROR, MISSING, STALE, StageStatus, pipeline_status
 from rluf_ray.store.artifacts import ArtifactStore
 
 DOWNSTREAM_OF_GENERATE = ["generate", "calibrate", "feedback", "assign-weights", "train", "infer", "evaluate"]
@@ -28,7 +28,10 @@ def complete_stage(cfg: RlufConfig, store: ArtifactStore, name: str) -> None:
         store.write_json(stage.artifact_dir, f"{unit.name}/{TRAIN_SUMMARY_ARTIFACT}", {"unit_key": unit.key})
         store.write_json(stage.artifact_dir, f"{unit.name}/{MODEL_DIR}/config.json", {})
     present = {k: v for k, v in ups.items() if v is not None}
-    store.complete(stage.artifact_dir, stage_key(stage, plan), present, plan=plan_key_data(plan))
+    sticky = {k: get_value(cfg, k) for k in stage.sticky}
+    store.complete(
+        stage.artifact_dir, stage_key(stage, plan), present, sticky=sticky, plan=plan_key_data(plan)
+    )
 
 
 def complete_all(cfg: RlufConfig, store: ArtifactStore) -> None:
@@ -165,6 +168,21 @@ def test_missing_file_and_changed_external_input(tmp_path: Path) -> None:
     assert st["train"].needs == ("sft",)  # an external pairs file: the weights stage is not read
     assert st["train"].reasons == ["external input changed (pairs_sha256)"]
     assert [u.reasons for u in st["train"].units] == [["external input changed"]] * 2
+
+
+def test_sticky_pairs_file_counts_without_set_and_an_unreadable_one_is_an_error(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"prompt": "p", "chosen": "a", "rejected": "b", "weight": 1.0}\n')
+    out = tmp_path / "out"
+    store = ArtifactStore(out)
+    complete_all(load(None, [f"output_dir={out}", f"dpo.pairs_path={pairs}"]), store)
+    plain = load(None, [f"output_dir={out}"])  # `rluf status` after `rluf train --pairs FILE`
+    assert all(s.state == COMPLETE for s in pipeline_status(plain, store))
+    pairs.unlink()
+    statuses = pipeline_status(plain, store)
+    train = by_name(statuses)["train"]
+    assert train.state == ERROR and "cannot read" in train.reasons[0]
+    assert would_run(statuses) == ["train", "infer", "evaluate"]
 
 
 def test_cli_status_prints_a_table_and_run_all_line(built, capsys: pytest.CaptureFixture[str]) -> None:
