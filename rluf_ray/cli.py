@@ -7,6 +7,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rluf_ray import __version__
 from rluf_ray.arms import TRAIN_ARMS
@@ -14,11 +15,14 @@ from rluf_ray.config import ConfigError, RlufConfig, load
 from rluf_ray.errors import RlufError, StageNotBuilt
 from rluf_ray.stages.registry import ORDER
 
+if TYPE_CHECKING:
+    from rluf_ray.store.artifacts import ArtifactStore
+
 EXIT_CONFIG = 2
 BENCHES = ("generate", "judge", "calibrate", "dpo")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, force: bool = True) -> None:
     p.add_argument("--config", help="YAML config (default: the embedded tiny_cpu.yaml)")
     p.add_argument(
         "--set",
@@ -29,7 +33,10 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="override a config key, e.g. --set generation.sampling_num=20 (repeatable)",
     )
     p.add_argument("--output-dir", help="artifact root (overrides output_dir)")
-    p.add_argument("--force", action="store_true", help="redo the stage even if its artifacts are complete")
+    if force:
+        p.add_argument(
+            "--force", action="store_true", help="redo the stage even if its artifacts are complete"
+        )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -37,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs).
 
     Returns:
-        The ``rluf`` parser: one subcommand per stage, plus ``run-all`` and ``bench``.
+        The ``rluf`` parser: one subcommand per stage, plus ``run-all``, ``status`` and ``bench``.
     """
     parser = argparse.ArgumentParser(prog="rluf", description="Conformal Feedback Alignment on Ray.")
     parser.add_argument("--version", action="version", version=f"rluf-ray {__version__}")
@@ -58,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--dry-run", action="store_true", help="print judge calls and cost, call nothing")
     p = sub.add_parser("run-all", help="run every stage in order, skipping complete ones")
     _common(p)
+    p = sub.add_parser("status", help="each stage (and training unit): complete, stale (why) or missing")
+    _common(p, force=False)
     p = sub.add_parser("bench", help="side-by-side benchmarks (last line: JSON)")
     p.add_argument("name", choices=BENCHES)
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
@@ -85,6 +94,13 @@ def _run_bench(name: str, argv: list[str]) -> int:
     return int(mod.main(argv) or 0)
 
 
+def _print_status(cfg: RlufConfig, store: ArtifactStore) -> int:
+    from rluf_ray.status import format_status, pipeline_status
+
+    print("\n".join(format_status(pipeline_status(cfg, store), str(cfg.output_dir))))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``rluf`` and ``python -m rluf_ray``.
 
@@ -109,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rluf_ray.store.artifacts import ArtifactStore
 
         store = ArtifactStore(cfg.output_dir)
+        if args.command == "status":
+            return _print_status(cfg, store)
         if args.command == "run-all":
             run_all(cfg, store, force=args.force)
             print(store.path("report", "index.html"))  # the page to open first, printed last

@@ -30,11 +30,22 @@ def stage_key(stage: StageDef[Any], plan: Any) -> str:
     Returns:
         A sha256 hex digest: the manifest's ``config_hash``.
     """
-    inputs = stage.inputs(plan)
-    base = plan_key(plan)
+    return combine_key(plan_key(plan), stage.inputs(plan))
+
+
+def combine_key(base: str, inputs: Mapping[str, str]) -> str:
+    """A stage key from its plan's key and its external inputs' content hashes.
+
+    Args:
+        base: The plan's key (``plan_key``).
+        inputs: Input name -> content hash (``stage.inputs(plan)``); empty: none.
+
+    Returns:
+        ``base`` itself without inputs, else the digest of both.
+    """
     if not inputs:
         return base
-    return manifest_digest({"config": base, "inputs": inputs})
+    return manifest_digest({"config": base, "inputs": dict(inputs)})
 
 
 def stage_fingerprint(cfg: RlufConfig, stage: StageDef[Any]) -> str:

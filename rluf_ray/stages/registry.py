@@ -144,11 +144,28 @@ class Stage(Protocol[P]):
 
 
 @dataclass(frozen=True)
+class UnitRecord:
+    """One unit of a stage that does its work in units (``train``: one per arm and seed), for ``rluf status``.
+
+    ``key`` is what the unit's finished output must record under the current config; ``recorded`` what
+    the unit's finished output records (None: not finished); ``started``: a run of this very key began
+    and left resumable state behind.
+    """
+
+    name: str
+    key: dict[str, Any]
+    recorded: dict[str, Any] | None
+    started: bool = False
+
+
+@dataclass(frozen=True)
 class StageDef(Generic[P]):
     """A stage, as each stage module declares it (``STAGE = StageDef(...)``).
 
     ``sticky``: config keys whose value, when the config leaves them unset, is taken from the stage's
     last complete run (``rluf train --pairs FILE`` keeps counting as the train stage for what follows).
+    ``units_fn``: for a stage that completes unit by unit, each unit's key and what its output records
+    (``plan, store, upstream manifest hashes``); read by ``rluf status`` only.
     """
 
     name: str
@@ -159,6 +176,7 @@ class StageDef(Generic[P]):
     needs_fn: Callable[[P], tuple[str, ...]] | None = None
     inputs_fn: Callable[[P], dict[str, str]] | None = None
     sticky: tuple[str, ...] = ()
+    units_fn: Callable[[P, ArtifactStore, dict[str, str | None]], list[UnitRecord]] | None = None
 
     def plan(self, cfg: RlufConfig) -> P:
         """The stage's plan under ``cfg`` (``plan_fn``).
@@ -204,6 +222,19 @@ class StageDef(Generic[P]):
             Input name -> content hash.
         """
         return {} if self.inputs_fn is None else self.inputs_fn(plan)
+
+    def units(self, plan: P, store: ArtifactStore, upstream: dict[str, str | None]) -> list[UnitRecord]:
+        """The stage's units and what their outputs record (``units_fn``, else none: a stage of one piece).
+
+        Args:
+            plan: The stage's plan.
+            store: The artifact store holding the stage's outputs.
+            upstream: The needed upstream stages' manifest hashes now (None where absent).
+
+        Returns:
+            One record per configured unit, in the order the stage does them.
+        """
+        return [] if self.units_fn is None else self.units_fn(plan, store, upstream)
 
 
 _OVERRIDES: dict[str, StageDef[Any]] = {}  # tests put fake stages here (monkeypatch.setitem)

@@ -33,8 +33,8 @@ from rluf_ray.schema import (
     WEIGHTED_PAIRS_ARTIFACT,
     train_unit_dir,
 )
-from rluf_ray.stages.registry import StageContext, StageDef, StageResult
-from rluf_ray.store.artifacts import file_sha256, manifest_digest
+from rluf_ray.stages.registry import StageContext, StageDef, StageResult, UnitRecord
+from rluf_ray.store.artifacts import ArtifactStore, file_sha256, manifest_digest
 from rluf_ray.training.losses import drop_zero_enabled
 from rluf_ray.training.ray_train import (
     LoraPlan,
@@ -48,6 +48,7 @@ from rluf_ray.training.ray_train import (
 
 log = logging.getLogger("rluf.train")
 
+STAGE_DIR = "training"
 UNIT_RUN = "_unit.json"  # the key of the unit being trained (a killed unit resumes only under it)
 
 
@@ -246,6 +247,26 @@ def missing_message(missing: list[tuple[str, int]]) -> str:
     return f"units still missing: {names}; run `{cmd}` to finish the stage"
 
 
+def recorded_unit(store: ArtifactStore, stage_dir: str, unit: str) -> dict[str, Any] | None:
+    """The unit's summary when its model and summary both exist (whatever key it records), else None.
+
+    Args:
+        store: The artifact store.
+        stage_dir: The train stage's artifact directory.
+        unit: The unit's directory (``<arm>/seed-<seed>``).
+
+    Returns:
+        The unit's summary, or None when the unit has no finished output.
+    """
+    if not (
+        store.exists(stage_dir, f"{unit}/{TRAIN_SUMMARY_ARTIFACT}")
+        and store.exists(stage_dir, f"{unit}/{MODEL_DIR}/config.json")
+    ):
+        return None
+    summary = store.read_json(stage_dir, f"{unit}/{TRAIN_SUMMARY_ARTIFACT}")
+    return summary if isinstance(summary, dict) else None
+
+
 def unit_done(ctx: StageContext, unit: str, key: dict[str, Any]) -> dict[str, Any] | None:
     """The unit's summary when its model and summary exist for this very key, else None.
 
@@ -257,14 +278,35 @@ def unit_done(ctx: StageContext, unit: str, key: dict[str, Any]) -> dict[str, An
     Returns:
         The unit's summary, or None when the unit is still to train.
     """
-    store = ctx.store
-    if not (
-        store.exists(ctx.dir, f"{unit}/{TRAIN_SUMMARY_ARTIFACT}")
-        and store.exists(ctx.dir, f"{unit}/{MODEL_DIR}/config.json")
-    ):
-        return None
-    summary = store.read_json(ctx.dir, f"{unit}/{TRAIN_SUMMARY_ARTIFACT}")
-    return summary if isinstance(summary, dict) and summary.get("unit_key") == key else None
+    summary = recorded_unit(ctx.store, ctx.dir, unit)
+    return summary if summary is not None and summary.get("unit_key") == key else None
+
+
+def unit_records(p: TrainPlan, store: ArtifactStore, upstream: dict[str, str | None]) -> list[UnitRecord]:
+    """Every configured unit's key now and the key its finished output records (``rluf status``).
+
+    Args:
+        p: The stage's plan.
+        store: The artifact store.
+        upstream: The needed upstream stages' manifest hashes now (``needs(p)``; None where absent).
+
+    Returns:
+        One record per (arm, seed) unit, in training order; ``started`` when a run of this very key
+        left its checkpoints (the next run resumes it).
+    """
+    inputs_hash = inputs(p)
+    records = []
+    for arm, seed in p.units():
+        unit = unit_dir(arm, seed)
+        key = unit_key(p, arm, seed, inputs_hash, upstream)
+        summary = recorded_unit(store, STAGE_DIR, unit)
+        recorded = summary.get("unit_key") if summary is not None else None
+        began = (
+            store.exists(STAGE_DIR, f"{unit}/{UNIT_RUN}")
+            and store.read_json(STAGE_DIR, f"{unit}/{UNIT_RUN}") == key
+        )
+        records.append(UnitRecord(unit, key, recorded, started=summary is None and began))
+    return records
 
 
 def prepare_unit(ctx: StageContext, unit: str, key: dict[str, Any], force: bool) -> None:
@@ -494,11 +536,12 @@ def inputs(p: TrainPlan) -> dict[str, str]:
 
 STAGE = StageDef(
     name="train",
-    artifact_dir="training",
+    artifact_dir=STAGE_DIR,
     upstream=("sft", "assign-weights"),
     plan_fn=plan,
     run_fn=run,
     needs_fn=needs,
     inputs_fn=inputs,
     sticky=("dpo.pairs_path",),
+    units_fn=unit_records,
 )
