@@ -11,8 +11,8 @@ in its ``provider_<name>.py``); nothing outside this package looks at that name.
 
 Layers (``tests/test_layers.py`` checks them):
 
-* pure: ``cost``, ``keys``, ``offline``, ``parsing``, ``requests``, ``retry``, ``schemas``,
-  ``scoring``. They import only the standard library, numpy, torch, rouge-score, other pure modules
+* pure: ``cost``, ``keys``, ``offline``, ``offline_rubric``, ``parsing``, ``requests``, ``retry``,
+  ``schemas``, ``scoring``. They import only the standard library, numpy, torch, rouge-score, other pure modules
   and ``rluf_ray.errors``, and touch no files.
 * components: ``actors``, ``api``, ``batch``, ``cache``, ``cache_store``, ``client``, ``progress``,
   ``provider_*``, ``rate_limit``, ``registry``, ``service``, ``templates``, ``vllm_server``. They may
