@@ -4,7 +4,8 @@ Ray actors, the providers and the one interface the stages call.
 
 The interface is ``rluf_ray.judge.api``: ``judge(section, requests, ctx)`` -> results and a report,
 ``dry_run(...)`` -> a cost estimate, ``score_answers(...)``, and ``judge_plan(...)`` -> the
-``JudgePlan`` a stage's plan holds (``result_settings(section)`` hashed, the section operational).
+``JudgePlan`` a stage's plan holds (``result_settings(section, tasks)`` hashed: the provider's settings
+and the versions of its own rules for the tasks the stage asks; the section operational).
 A request is one of the task kinds ``requests.Task`` (``score``, ``pairwise``, ``rubric``).
 ``judge.provider`` names a provider in ``registry.PROVIDERS`` (``offline``, ``openai``, ``batch``; each
 in its ``provider_<name>.py``); nothing outside this package looks at that name.

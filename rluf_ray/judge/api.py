@@ -74,18 +74,20 @@ class JudgePlan:
         return JudgeContext(run, self.output_dir, self.actors)
 
 
-def judge_plan(section: JudgeConfig, output_dir: str, actors: int) -> JudgePlan:
+def judge_plan(section: JudgeConfig, output_dir: str, actors: int, tasks: Sequence[Task] = ()) -> JudgePlan:
     """The judge of a stage's plan.
 
     Args:
         section: The judge config section the stage judges with.
         output_dir: The run's output directory (``output_dir``).
         actors: Real-time judge actors (``resources.judge_actors``).
+        tasks: The task kinds the stage asks: the provider's rule versions of these are hashed too
+            (:func:`result_settings`).
 
     Returns:
         The judge's plan.
     """
-    settings = tuple(result_settings(section).items())
+    settings = tuple(result_settings(section, tasks).items())
     return JudgePlan(settings=settings, section=section, output_dir=output_dir, actors=actors)
 
 

@@ -44,6 +44,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
+RULE_VERSION = "rubric_facts_1"
+"""This rule's identity (the offline provider's ``rule_versions["rubric"]``): change it with the rule, so
+evaluations judged by an older one are not reused (the first rule, ROUGE-L and a length ratio, had none)."""
 CONTRADICTION_WEIGHT = 2.0
 """How many correct facts one wrong fact outweighs under accuracy (it drops the true value and asserts
 a false one)."""

@@ -90,7 +90,10 @@ def plan(cfg: RlufConfig) -> EvaluatePlan:
         axes=tuple(e.axes),
         seed=e.seed,
         judge=judge_api.judge_plan(
-            evaluation_judge_config(cfg.judge, e.model), cfg.output_dir, cfg.resources.judge_actors
+            evaluation_judge_config(cfg.judge, e.model),
+            cfg.output_dir,
+            cfg.resources.judge_actors,
+            tasks=("pairwise", "rubric"),
         ),
         template=cfg.data.prompt_template,
         rubric_template=t.rubric,

@@ -59,7 +59,9 @@ def plan(cfg: RlufConfig) -> FeedbackPlan:
         max_pairs_per_prompt=f.max_pairs_per_prompt,
         debias_order=f.debias_order,
         seed=f.seed,
-        judge=judge_api.judge_plan(cfg.judge, cfg.output_dir, cfg.resources.judge_actors),
+        judge=judge_api.judge_plan(
+            cfg.judge, cfg.output_dir, cfg.resources.judge_actors, tasks=("pairwise",)
+        ),
         pairwise_template=cfg.judge.templates.pairwise,
         template=cfg.data.prompt_template,
         test_split=split_plan(cfg.data, "test"),
