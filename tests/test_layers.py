@@ -49,6 +49,7 @@ PURE_MODULES: frozenset[str] = frozenset(
         "rluf_ray.judge.cost",
         "rluf_ray.judge.keys",
         "rluf_ray.judge.offline",
+        "rluf_ray.judge.offline_rubric",
         "rluf_ray.judge.parsing",
         "rluf_ray.judge.requests",
         "rluf_ray.judge.retry",

@@ -293,3 +293,17 @@ def _get(cfg: RlufConfig, key: str) -> Any:
     for part in key.split("."):
         node = getattr(node, part)
     return node
+
+
+def test_a_new_offline_rubric_rule_changes_only_the_evaluation_key(monkeypatch) -> None:
+    """The offline judge's rule versions are no config key: a new rubric rule must still re-run evaluate
+    (it asks the rubric) and nothing else (feedback and generate ask pairwise and score)."""
+    from rluf_ray.judge.registry import get_provider
+
+    base = load(None)
+    stages = all_stages()
+    before = {s.name: outcome(s, base)[1] for s in stages}
+    offline = get_provider("offline")
+    monkeypatch.setattr(offline, "rule_versions", {**offline.rule_versions, "rubric": "rubric_next"})
+    changed = {s.name for s in stages if outcome(s, base)[1] != before[s.name]}
+    assert changed == {"evaluate"}

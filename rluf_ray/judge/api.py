@@ -75,19 +75,27 @@ class JudgePlan:
         return JudgeContext(run, self.output_dir, self.actors, self.shared_mount)
 
 
-def judge_plan(section: JudgeConfig, output_dir: str, actors: int, shared_mount: bool = False) -> JudgePlan:
+def judge_plan(
+    section: JudgeConfig,
+    output_dir: str,
+    actors: int,
+    tasks: Sequence[Task] = (),
+    shared_mount: bool = False,
+) -> JudgePlan:
     """The judge of a stage's plan.
 
     Args:
         section: The judge config section the stage judges with.
         output_dir: The run's output directory (``output_dir``).
         actors: Real-time judge actors (``resources.judge_actors``).
+        tasks: The task kinds the stage asks: the provider's rule versions of these are hashed too
+            (:func:`result_settings`).
         shared_mount: ``output_dir`` is a shared mount (``shared_output_dir``).
 
     Returns:
         The judge's plan.
     """
-    settings = tuple(result_settings(section).items())
+    settings = tuple(result_settings(section, tasks).items())
     return JudgePlan(
         settings=settings, section=section, output_dir=output_dir, actors=actors, shared_mount=shared_mount
     )

@@ -1,4 +1,5 @@
-"""The offline judge: reference-based (ROUGE-L from ``rouge-score``), deterministic, no network.
+"""The offline judge: reference-based (ROUGE-L from ``rouge-score``; the rubric's own measures),
+deterministic, no network.
 
 It answers the same requests as the API judge with the same result type, so the embedded default
 runs end to end on a laptop. Scores follow the request's template version:
@@ -11,13 +12,14 @@ runs end to end on a laptop. Scores follow the request's template version:
   a summary that gets two facts wrong is not an accurate summary, although its ROUGE-L F1 is still
   about 0.85.
 
-A pairwise preference picks
-the output with the higher ROUGE-L F1 (ties broken by a hash of the record, never by position); the
-rubric maps ROUGE-L precision / F1 / recall and a length ratio to 0-10 (integers under
-``rubric_v1``, steps of 0.5 under ``rubric_v2``, as each version's prompt asks). ``noise``
-(``judge.offline_noise``) mimics annotator disagreement: with that probability a pairwise preference
-is flipped, seeded per request key so results do not depend on order or batching. Scores and rubrics
-stay deterministic functions of the texts.
+A pairwise preference picks the output with the higher ROUGE-L F1 (ties broken by a hash of the
+record, never by position). The rubric gives each axis its own measure against the reference and the
+post (``rluf_ray.judge.offline_rubric``: accuracy, the reference's key facts stated against the wrong
+ones; completeness, the share of its facts covered; relevance, the share of the answer grounded in the
+post; expression, fluency and length), scaled to 0-10 (integers under ``rubric_v1``, steps of 0.5
+under ``rubric_v2``, as each version's prompt asks). ``noise`` (``judge.offline_noise``) mimics
+annotator disagreement: with that probability a pairwise preference is flipped, seeded per request
+key so results do not depend on order or batching. Scores and rubrics stay deterministic functions of the texts.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections.abc import Sequence
 
 from rouge_score import rouge_scorer, tokenizers
 
+from rluf_ray.judge.offline_rubric import rubric_axes
 from rluf_ray.judge.parsing import RUBRIC_AXES, RUBRIC_STEPS
 from rluf_ray.judge.requests import JudgeRequest, JudgeResult
 
@@ -127,10 +130,7 @@ class OfflineJudge:
             flip = self.noise > 0 and self._rng(req).random() < self.noise
             value = (3 - pref) if flip else pref
         elif req.task == "rubric":
-            p, r, f1 = self._rouge(f["answer"], ref)
-            la, lr = len(f["answer"].split()), max(1, len(ref.split()))
-            length = min(la, lr) / max(la, lr) if la else 0.0
-            raw = {"accuracy": p, "relevance": f1, "completeness": r, "expression": length}
+            raw = rubric_axes(f["answer"], ref, f.get("post", ""))
             step = RUBRIC_STEPS.get(req.version, 1.0)
             value = {axis: float(round(10 * raw[axis] / step) * step) for axis in RUBRIC_AXES}
         else:  # pragma: no cover - Literal guards this

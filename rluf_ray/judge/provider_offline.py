@@ -4,10 +4,12 @@ judged here as usual."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from rluf_ray.judge.cost import CostLedger, offline_dry_run
+from rluf_ray.judge.offline_rubric import RULE_VERSION as RUBRIC_RULE
 from rluf_ray.judge.progress import run_progress
 from rluf_ray.judge.registry import JudgeContext
 from rluf_ray.judge.requests import JudgeRequest, JudgeResult
@@ -21,6 +23,7 @@ class OfflineProvider:
 
     name = "offline"
     result_fields: tuple[str, ...] = ("offline_noise", "seed")
+    rule_versions: Mapping[str, str] = MappingProxyType({"rubric": RUBRIC_RULE})
     batch_provider: str | None = None
 
     def judge(

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from rluf_ray.judge.cache_store import cache_location, driver_cache
@@ -32,6 +33,7 @@ class OpenAIProvider:
         "structured_output",
         "max_parse_retries",  # a reply that still does not parse is recorded missing: results differ
     )
+    rule_versions: Mapping[str, str] = MappingProxyType({})  # a model judges: no rule of its own
     batch_provider: str | None = "batch"
 
     def judge(

@@ -2,8 +2,8 @@
 at the name.
 
 A provider answers a run's requests (``judge``), says what they would cost (``dry_run``), and names
-the judge settings its judgements depend on (``result_fields``: they go into the stages' plans and
-hashes). Each provider lives in its own module and is loaded on first use, so this module imports
+the judge settings its judgements depend on (``result_fields``) and the versions of its own rules
+(``rule_versions``): both go into the plans and hashes of the stages that judge with it. Each provider lives in its own module and is loaded on first use, so this module imports
 nothing of the judge package at run time and the config can take its names from here without an
 import cycle.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -69,6 +69,10 @@ class Provider(Protocol):
     """Its name in :data:`PROVIDERS`."""
     result_fields: tuple[str, ...]
     """The ``judge`` fields its judgements depend on (besides ``provider``): a stage's plan holds them."""
+    rule_versions: Mapping[str, str]
+    """Task -> the version of the provider's own rule for that task, for each task whose rule changed
+    since the first (the offline judge's rubric); a stage that asks the task hashes it, so results of an
+    older rule are not reused. Empty for a provider whose judgements come from a model."""
     batch_provider: str | None
     """The provider that judges its requests when a stage asks for the Batch API (None: no batch mode;
     the request is judged by this provider as usual)."""
@@ -152,17 +156,22 @@ def select_provider(name: str, use_batch_api: bool = False) -> Provider:
     return provider
 
 
-def result_settings(section: JudgeConfig) -> dict[str, Any]:
+def result_settings(section: JudgeConfig, tasks: Iterable[str] = ()) -> dict[str, Any]:
     """The judge settings a judgement depends on under the configured provider.
 
     Args:
         section: The judge config section.
+        tasks: The task kinds the stage asks (``score``, ``pairwise``, ``rubric``): the provider's rule
+            version of each that has one is a setting too.
 
     Returns:
-        ``{"provider": name, field: value, ...}`` for the provider's ``result_fields``.
+        ``{"provider": name, field: value, ...}`` for the provider's ``result_fields``, then
+        ``"rule.<task>": version`` for each of ``tasks`` in the provider's ``rule_versions``.
     """
     provider = get_provider(section.provider)
-    return {"provider": provider.name, **{f: getattr(section, f) for f in provider.result_fields}}
+    fields = {f: getattr(section, f) for f in provider.result_fields}
+    rules = {f"rule.{t}": provider.rule_versions[t] for t in tasks if t in provider.rule_versions}
+    return {"provider": provider.name, **fields, **rules}
 
 
 def result_keys() -> tuple[str, ...]:

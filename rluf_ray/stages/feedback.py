@@ -60,7 +60,11 @@ def plan(cfg: RlufConfig) -> FeedbackPlan:
         debias_order=f.debias_order,
         seed=f.seed,
         judge=judge_api.judge_plan(
-            cfg.judge, cfg.output_dir, cfg.resources.judge_actors, cfg.shared_output_dir
+            cfg.judge,
+            cfg.output_dir,
+            cfg.resources.judge_actors,
+            tasks=("pairwise",),
+            shared_mount=cfg.shared_output_dir,
         ),
         pairwise_template=cfg.judge.templates.pairwise,
         template=cfg.data.prompt_template,

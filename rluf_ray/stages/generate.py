@@ -88,7 +88,11 @@ def plan(cfg: RlufConfig) -> GeneratePlan:
         score_calibration=g.score_calibration,
         score_template=cfg.judge.templates.score,
         judge=judge_api.judge_plan(
-            cfg.judge, cfg.output_dir, cfg.resources.judge_actors, cfg.shared_output_dir
+            cfg.judge,
+            cfg.output_dir,
+            cfg.resources.judge_actors,
+            tasks=("score",),
+            shared_mount=cfg.shared_output_dir,
         ),
     )
 

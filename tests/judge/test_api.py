@@ -19,8 +19,9 @@ def _requests():
         score_request("s", "a post", REF, "the cat sat", "score_v1"),
         # output_2 is the reference itself (F1 1) and output_1 shares no word with it (F1 0): 2 wins
         pairwise_request("p", "Summarize.", "a post", "a dog ran", REF, REF),
-        # rubric_v2, steps of 0.5: accuracy = precision 1 -> 10; relevance = F1 2/3 -> round(13.33) / 2
-        # = 6.5; completeness = recall 1/2 -> 5; expression = length ratio 3/6 -> 5
+        # rubric_v2, steps of 0.5 (rluf_ray.judge.offline_rubric): accuracy: 2 of the facts cat, sat, mat
+        # stated, none wrong -> 10; relevance: both words in the reference -> 10; completeness 2/3 ->
+        # round(13.33) / 2 = 6.5; expression: fluent, 3 of 6 words is inside the length band -> 10
         rubric_request("r", "a post", REF, "the cat sat", "rubric_v2"),
     ]
 
@@ -34,7 +35,7 @@ def test_judge_routes_each_task_kind_through_the_offline_provider(tmp_path) -> N
     score, pref, rubric = (r.value for r in out.results)
     assert score == pytest.approx(2 / 3)
     assert pref == 2
-    assert rubric == {"accuracy": 10.0, "relevance": 6.5, "completeness": 5.0, "expression": 5.0}
+    assert rubric == {"accuracy": 10.0, "relevance": 10.0, "completeness": 6.5, "expression": 10.0}
     assert all(r.ok and not r.cached for r in out.results)
     assert out.report["provider"] == "offline" and out.report["calls"] == 0
     assert out.report["scored"] == 3 and out.report["missing"] == 0 and not out.report["budget_exhausted"]

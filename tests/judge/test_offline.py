@@ -1,4 +1,5 @@
-"""The offline judge: ROUGE-L against the reference, deterministic, seeded noise."""
+"""The offline judge: ROUGE-L against the reference (score, pairwise), the rubric's own measures
+(tested on crafted answers in ``test_offline_rubric.py``), deterministic, seeded noise."""
 
 from __future__ import annotations
 
@@ -70,21 +71,28 @@ def test_pairwise_prefers_closer_output_in_either_order():
 def test_rubric_axes_in_range():
     req = rubric_request("k", "post", "the cat sat on the mat", "the cat sat", "rubric_v1")
     r = OfflineJudge().judge_one(req)
-    # precision 1 -> 10, F1 2/3 -> 7, recall 1/2 -> 5, length 3/6 -> 5
-    assert r.value == {"accuracy": 10.0, "relevance": 7.0, "completeness": 5.0, "expression": 5.0}
+    # no numbers or names: every fact (cat, sat, mat) is a key fact; 2 stated, none wrong -> 10;
+    # both content tokens in the reference -> relevance 10; 2 of 3 facts -> 6.67 -> 7; 3 of 6 words is
+    # inside the length band and neither text ends a sentence -> expression 10
+    assert r.value == {"accuracy": 10.0, "relevance": 10.0, "completeness": 7.0, "expression": 10.0}
 
 
 def test_rubric_v2_answers_on_the_half_point_grid():
     req = rubric_request("k", "post", "the cat sat on the mat", "the cat sat", "rubric_v2")
     r = OfflineJudge().judge_one(req)
-    # F1 2/3 -> 6.67 -> nearest half point 6.5 (v1 rounds it to 7)
-    assert r.value == {"accuracy": 10.0, "relevance": 6.5, "completeness": 5.0, "expression": 5.0}
+    # completeness 2/3 -> 6.67 -> nearest half point 6.5 (v1 rounds it to 7)
+    assert r.value == {"accuracy": 10.0, "relevance": 10.0, "completeness": 6.5, "expression": 10.0}
     assert parse("rubric", json.dumps(r.value), "rubric_v2") == r.value  # its own parser accepts it
     # The default version is the original's scale.
     assert (
         OfflineJudge().judge_one(rubric_request("k", "post", "the cat sat on the mat", "the cat sat")).value
         == r.value
     )
+
+
+def test_rubric_ignores_noise():
+    req = rubric_request("k", "a post about a cat", "the cat sat on the mat", "a cat sat there")
+    assert OfflineJudge(0.5, seed=3).judge_one(req).value == OfflineJudge().judge_one(req).value
 
 
 def test_noise_is_seeded_and_flips_about_the_requested_share():

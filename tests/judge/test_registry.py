@@ -12,6 +12,7 @@ import pytest
 from rluf_ray.config import ConfigError, JudgeConfig, load
 from rluf_ray.errors import RlufError
 from rluf_ray.judge.api import JUDGE_RESULT_KEYS, result_settings
+from rluf_ray.judge.offline_rubric import RULE_VERSION as RUBRIC_RULE
 from rluf_ray.judge.registry import PROVIDERS, get_provider, provider_names, select_provider
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,6 +86,18 @@ def test_result_settings_per_provider() -> None:
         "structured_output": "json_schema",
         "max_parse_retries": 2,
     }
+
+
+def test_rule_versions_are_settings_of_the_tasks_a_stage_asks() -> None:
+    offline = JudgeConfig.model_validate({**SECTION, "provider": "offline"})
+    openai = JudgeConfig.model_validate({**SECTION, "provider": "openai"})
+    base = {"provider": "offline", "offline_noise": 0.1, "seed": 5}
+    assert get_provider("offline").rule_versions == {"rubric": RUBRIC_RULE}
+    assert result_settings(offline, ("pairwise", "rubric")) == {**base, "rule.rubric": RUBRIC_RULE}
+    # score and pairwise keep their first rules: their stages' settings (and keys) are as before
+    assert result_settings(offline, ("score", "pairwise")) == base
+    assert result_settings(openai, ("rubric",)) == result_settings(openai)  # a model judges: no rule
+    assert get_provider("batch").rule_versions == {}
 
 
 def test_result_keys_of_every_provider() -> None:
