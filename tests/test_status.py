@@ -181,7 +181,7 @@ def test_sticky_pairs_file_counts_without_set_and_an_unreadable_one_is_an_error(
     pairs.unlink()
     statuses = pipeline_status(plain, store)
     train = by_name(statuses)["train"]
-    assert train.state == ERROR and "cannot read" in train.reasons[0]
+    assert train.state == ERROR and "file not found" in train.reasons[0]
     assert would_run(statuses) == ["train", "infer", "evaluate"]
 
 
