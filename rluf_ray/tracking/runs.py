@@ -378,7 +378,8 @@ class WandbTracker:
 
         Returns:
             ``WANDB_PROJECT``, ``WANDB_RUN_GROUP``, ``WANDB_JOB_TYPE``, ``WANDB_RUN_ID``,
-            ``WANDB_RESUME``, and ``WANDB_MODE`` and ``WANDB_DIR`` where they are set here.
+            ``WANDB_RESUME``, an empty ``WANDB_SERVICE``, and ``WANDB_MODE`` and ``WANDB_DIR`` where
+            they are set here.
         """
         env = {
             "WANDB_PROJECT": self.project,
@@ -386,6 +387,9 @@ class WandbTracker:
             "WANDB_JOB_TYPE": "train",
             "WANDB_RUN_ID": f"{self.run_id}-{run_id_part(name)}",
             "WANDB_RESUME": "allow",
+            # Empty: each worker starts its own wandb-core service, never this process's (its socket
+            # is on this node, and a run of a service not its own would only be written when it ends).
+            "WANDB_SERVICE": "",
         }
         if os.environ.get("WANDB_MODE"):
             env["WANDB_MODE"] = os.environ["WANDB_MODE"]

@@ -274,7 +274,7 @@ def test_wandb_adapter_with_a_stand_in_module(tmp_path: Path, monkeypatch: pytes
         assert report.trainer_args() == {"report_to": ["wandb"], "run_name": "train-cfa-seed42"}
         assert report.env == {
             "WANDB_PROJECT": "proj", "WANDB_RUN_GROUP": "r", "WANDB_JOB_TYPE": "train",
-            "WANDB_RUN_ID": "abc123-train-cfa-seed42", "WANDB_RESUME": "allow", "WANDB_MODE": "offline",
+            "WANDB_RUN_ID": "abc123-train-cfa-seed42", "WANDB_RESUME": "allow", "WANDB_SERVICE": "", "WANDB_MODE": "offline",
             "WANDB_DIR": str(tmp_path),
         }  # fmt: skip
     t.finish(True)
