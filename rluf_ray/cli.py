@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             return _run_bench(args.name, list(args.bench_args))
         cfg = _config(args)
-        from rluf_ray.pipeline import run_all, run_stage
+        from rluf_ray.pipeline import run_all, run_tracked
         from rluf_ray.store.artifacts import ArtifactStore
 
         store = ArtifactStore(cfg.output_dir)
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             options: dict[str, object] = {"dry_run": bool(getattr(args, "dry_run", False))}
             if getattr(args, "arm", None):
                 options["arm"] = args.arm
-            run_stage(cfg, store, args.command, force=args.force, options=options)
+            run_tracked(cfg, store, [args.command], args.command, force=args.force, options=options)
         return 0
     except ConfigError as exc:
         print(f"rluf: config error: {exc}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -139,7 +140,8 @@ def run_stage(
         name: The stage's name.
         force: Redo the stage even when complete (and ignore the last run's sticky values).
         options: Stage options, e.g. ``dry_run`` (print what it would spend, write nothing) or ``arm``.
-        tracking: run-all's tracked run, under which the stage's Ray Train runs report; None outside it.
+        tracking: The command's tracked run (``run_tracked``), under which the stage's Ray Train runs
+            report; None for none.
 
     Returns:
         The stage's new manifest; None if skipped (complete, or a dry run), or if the stage did only
@@ -196,10 +198,61 @@ def run_stage(
     return man
 
 
+def run_tracked(
+    cfg: RlufConfig,
+    store: ArtifactStore,
+    names: Iterable[str],
+    command: str,
+    force: bool = False,
+    options: Mapping[str, Any] | None = None,
+    report: bool = False,
+) -> list[str]:
+    """Run the given stages under one tracked run (``tracking.backend``), as run-all and each stage
+    command do.
+
+    The tracked run is named ``<command>-YYYYmmdd-HHMMSS``; it gets the config as params and every
+    complete stage's metrics and curves (ran or skipped), and each stage's Ray Train runs report
+    under it as child runs. A dry run (``options["dry_run"]``) opens no tracked run.
+
+    Args:
+        cfg: The config.
+        store: The artifact store.
+        names: The stages to run, in this order.
+        command: The command being run (``run-all`` or a stage's name): the tracked run's name prefix.
+        force: Redo the stages even when complete.
+        options: Stage options (see ``run_stage``), the same for every stage.
+        report: Also write the summary and the HTML report, and log ``report/`` as artifacts.
+
+    Returns:
+        The names of the stages that ran to completion (skipped and incomplete ones left out).
+    """
+    from rluf_ray.tracking.runs import PipelineRun, pipeline_run
+
+    names = list(names)
+    dry = bool((options or {}).get("dry_run"))
+    opened = contextlib.nullcontext(PipelineRun(None, store)) if dry else pipeline_run(cfg, store, command)
+    ran = []
+    with opened as tracked:
+        for name in names:
+            if run_stage(cfg, store, name, force=force, options=options, tracking=tracked) is not None:
+                ran.append(name)
+            tracked.stage(name, get(name).artifact_dir)
+        if report:
+            write_report(store)
+            from rluf_ray.report import html
+
+            page = html.build(store, cfg, {name: get(name).artifact_dir for name in names})
+            tracked.report()
+            log.info("run report: %s", page)
+    return ran
+
+
 def run_all(
     cfg: RlufConfig, store: ArtifactStore, force: bool = False, stages: Iterable[str] | None = None
 ) -> list[str]:
     """Run every stage in order, skipping complete ones, then write the summary and the HTML report.
+
+    One tracked run (``run-all-YYYYmmdd-HHMMSS``) covers them all (``run_tracked``).
 
     Args:
         cfg: The config.
@@ -210,24 +263,9 @@ def run_all(
     Returns:
         The names of the stages that ran to completion (skipped and incomplete ones left out).
     """
-    from rluf_ray.tracking.runs import pipeline_run
-
-    ran = []
-    wanted = list(stages) if stages is not None else list(ORDER)
-    with pipeline_run(cfg, store) as tracked:  # tracking.backend: one tracked run per pipeline run
-        for name in ORDER:
-            if name not in wanted:
-                continue
-            if run_stage(cfg, store, name, force=force, tracking=tracked) is not None:
-                ran.append(name)
-            tracked.stage(name, get(name).artifact_dir)
-        write_report(store)
-        from rluf_ray.report import html
-
-        page = html.build(store, cfg, {name: get(name).artifact_dir for name in wanted if name in ORDER})
-        tracked.report()
-    log.info("run report: %s", page)
-    return ran
+    wanted = set(stages) if stages is not None else set(ORDER)
+    names = [name for name in ORDER if name in wanted]
+    return run_tracked(cfg, store, names, "run-all", force=force, report=True)
 
 
 def write_report(store: ArtifactStore) -> dict[str, Any]:

@@ -99,7 +99,9 @@ def test_train_arm_reaches_the_stage(tmp_path: Path, monkeypatch: pytest.MonkeyP
     from rluf_ray import pipeline
 
     seen: dict[str, object] = {}
-    monkeypatch.setattr(pipeline, "run_stage", lambda cfg, store, name, force, options: seen.update(options))
+    monkeypatch.setattr(
+        pipeline, "run_stage", lambda cfg, store, name, force, options, tracking: seen.update(options)
+    )
     assert main(["train", "--arm", "cfa", "--output-dir", str(tmp_path / "o")]) == 0
     assert seen["arm"] == "cfa"
     seen.clear()

@@ -1,9 +1,11 @@
 """Experiment tracking of a pipeline run (``tracking.backend``: none, mlflow or wandb), from the driver.
 
-One tracked run per ``run-all``: the config as params, every stage's metrics once it is complete (ran
-or skipped: the run describes the outputs it leaves), the SFT and DPO curves per step, and the
-``report/`` folder as artifacts. The flattening is pure (``rluf_ray.tracking.metrics``); this
-module only talks to the tracker.
+One tracked run per command: ``run-all`` (named ``run-all-YYYYmmdd-HHMMSS``) and each stage command
+(``rluf sft`` -> ``sft-YYYYmmdd-HHMMSS``; a dry run opens none), through
+``rluf_ray.pipeline.run_tracked``. It holds the config as params, every stage's metrics once it is
+complete (ran or skipped: the run describes the outputs it leaves), the SFT and DPO curves per step,
+and, for run-all, the ``report/`` folder as artifacts. The flattening is pure
+(``rluf_ray.tracking.metrics``); this module only talks to the tracker.
 
 MLflow's default store is ``sqlite:///<output_dir>/mlflow.db`` with artifacts in
 ``<output_dir>/mlartifacts``: no server. (MLflow 3.17 refuses its old ``./mlruns`` file store unless
@@ -16,19 +18,26 @@ run of the pipeline's run (``train_run``) and hands its workers ``report_to=["ml
 ``MLFLOW_TRACKING_URI`` and ``MLFLOW_RUN_ID`` (transformers' ``MLflowCallback`` reattaches to that run
 on rank 0 only, logs the trainer's arguments as params and every logging step's metrics, and ends it
 at train end); the driver ends it again FINISHED or FAILED once the Ray Train run returns or fails.
-With W&B the workers get ``report_to=["wandb"]``, ``WANDB_PROJECT`` (``tracking.experiment``) and
-``WANDB_RUN_GROUP`` (the pipeline run's name): ``WandbCallback`` opens one W&B run per Ray Train run
-in that group (login from the node's own environment). The environment travels as the run's
-``worker_runtime_env``: it is set before the worker process imports MLflow, holds for that run's
-workers only, is set again for a worker group that ``FailureConfig`` restarts, and leaves the train
-loops unaware of tracking. The parent run still gets every stage metric and curve from the driver
-(``curves.jsonl``), so nothing depends on the workers reaching the store.
+With W&B the pipeline's run is in a group of its own name (job type ``pipeline``), and the workers
+get ``report_to=["wandb"]``, ``WANDB_PROJECT`` (``tracking.experiment``), ``WANDB_RUN_GROUP`` (the
+pipeline run's name), ``WANDB_JOB_TYPE=train``, a ``WANDB_RUN_ID`` chosen by the driver with
+``WANDB_RESUME=allow``, and the driver's ``WANDB_MODE`` and run directory (``wandb_dir``):
+``WandbCallback`` opens, on rank 0, one W&B run per Ray Train run, named like MLflow's child run, in
+that group (login, unless offline, from the node's own environment). ``WANDB_MODE=offline`` writes
+the driver's run under ``<WANDB_DIR or output_dir>/wandb/offline-run-*`` for a later ``wandb sync``,
+and the workers' runs there too where they reach that directory (a local Ray, a shared mount).
+The environment travels as the run's ``worker_runtime_env``: it is set before the worker process
+imports MLflow, holds for that run's workers only, is set again for a worker group that
+``FailureConfig`` restarts, and leaves the train loops unaware of tracking. The parent run still
+gets every stage metric and curve from the driver (``curves.jsonl``), so nothing depends on the
+workers reaching the store.
 
-The workers keep ``report_to="none"`` when there is no pipeline run (single-stage commands), with
-``tracking.backend: none``, and with MLflow when ``output_dir`` is a remote URI and ``tracking.uri``
-is unset: the default store is then ``~/.cache/rluf/mlflow.db`` on the driver's disk, which workers
-on other nodes cannot reach (one info line says so). A local ``output_dir`` (a local Ray, or a shared
-mount with ``shared_output_dir``) or an explicit ``tracking.uri`` is reachable: the workers report.
+The workers keep ``report_to="none"`` when there is no tracked run (a stage run outside
+``run_tracked``), with ``tracking.backend: none``, and with MLflow when ``output_dir`` is a remote URI
+and ``tracking.uri`` is unset: the default store is then ``~/.cache/rluf/mlflow.db`` on the driver's
+disk, which workers on other nodes cannot reach (one info line says so). A local ``output_dir`` (a
+local Ray, or a shared mount with ``shared_output_dir``) or an explicit ``tracking.uri`` is
+reachable: the workers report.
 
 A worker group that ``FailureConfig`` restarts reattaches to the same child run and resumes from the
 last checkpoint: the steps between that checkpoint and the failure are logged a second time (MLflow
@@ -260,15 +269,53 @@ class MlflowTracker:
             self.client.set_terminated(child, "FINISHED" if ok else "FAILED")
 
 
+def wandb_dir(output_dir: str) -> str | None:
+    """Where W&B writes its run files: ``WANDB_DIR`` when set, else the local ``output_dir``.
+
+    W&B puts them in a ``wandb/`` folder inside this directory (``offline-run-*`` folders with
+    ``WANDB_MODE=offline``, ready for ``wandb sync``).
+
+    Args:
+        output_dir: The configured output directory (a path or a URI).
+
+    Returns:
+        An absolute directory; None (W&B's own default, ``./wandb``) when ``WANDB_DIR`` is unset and
+        ``output_dir`` is a remote URI.
+    """
+    if os.environ.get("WANDB_DIR"):
+        return os.path.abspath(os.environ["WANDB_DIR"])
+    return None if is_uri(output_dir) else os.path.abspath(output_dir)
+
+
 class WandbTracker:
-    """One W&B run (needs the ``wandb`` package and its login; not a dependency of this project)."""
+    """One W&B run, in a group of its own name that its Ray Train runs join.
+
+    Needs the ``wandb`` package (the ``wandb`` extra) and, unless ``WANDB_MODE=offline``, its login.
+    ``WANDB_MODE`` and every other W&B setting come from the environment, as W&B reads them.
+
+    Args:
+        project: The W&B project (``tracking.experiment``).
+        run_name: The run's name, also its group's name.
+        out_dir: The directory W&B writes its run files into (``wandb_dir``); None for W&B's default.
+    """
 
     def __init__(self, project: str, run_name: str, out_dir: str | None) -> None:
         import wandb
 
         self.wandb = wandb
-        self.project, self.run_name = project, run_name
-        self.run = wandb.init(project=project, name=run_name, dir=out_dir)
+        self.project, self.run_name, self.dir = project, run_name, out_dir
+        if out_dir is not None:
+            os.makedirs(out_dir, exist_ok=True)
+        # create_new: the run leaves wandb.run alone, so a training callback in this process opens its own.
+        self.run = wandb.init(
+            project=project,
+            name=run_name,
+            group=run_name,
+            job_type="pipeline",
+            dir=out_dir,
+            reinit="create_new",
+        )
+        self.run_id: str = self.run.id
 
     def log_params(self, params: Mapping[str, str]) -> None:
         """Merge params into the run's config (a changed value replaces the old one).
@@ -308,15 +355,59 @@ class WandbTracker:
 
     @contextlib.contextmanager
     def worker_run(self, name: str) -> Iterator[WorkerReport]:
-        """``WandbCallback`` opens the workers' W&B run itself (rank 0), in the pipeline run's group.
+        """The W&B run of one Ray Train run's workers: ``WandbCallback`` opens it on rank 0.
+
+        It is named ``name`` (as MLflow's child run), has job type ``train`` and joins this run's group;
+        its id is chosen here, so a worker group that ``FailureConfig`` restarts resumes the same run
+        (``WANDB_RESUME=allow``). ``WANDB_MODE`` (offline) and the run files' directory go along, so
+        offline workers write their run beside this one; no key or other credential does.
 
         Args:
             name: The Ray Train run's name, the workers' W&B run name.
 
         Yields:
-            ``report_to=["wandb"]`` with ``WANDB_PROJECT`` and ``WANDB_RUN_GROUP`` for the workers.
+            ``report_to=["wandb"]`` with the ``WANDB_*`` environment for the workers.
         """
-        yield WorkerReport(["wandb"], name, {"WANDB_PROJECT": self.project, "WANDB_RUN_GROUP": self.run_name})
+        yield WorkerReport(["wandb"], name, self.worker_env(name))
+
+    def worker_env(self, name: str) -> dict[str, str]:
+        """The environment of one Ray Train run's workers (see ``worker_run``).
+
+        Args:
+            name: The Ray Train run's name.
+
+        Returns:
+            ``WANDB_PROJECT``, ``WANDB_RUN_GROUP``, ``WANDB_JOB_TYPE``, ``WANDB_RUN_ID``,
+            ``WANDB_RESUME``, an empty ``WANDB_SERVICE``, and ``WANDB_MODE`` and ``WANDB_DIR`` where
+            they are set here.
+        """
+        env = {
+            "WANDB_PROJECT": self.project,
+            "WANDB_RUN_GROUP": self.run_name,
+            "WANDB_JOB_TYPE": "train",
+            "WANDB_RUN_ID": f"{self.run_id}-{run_id_part(name)}",
+            "WANDB_RESUME": "allow",
+            # Empty: each worker starts its own wandb-core service, never this process's (its socket
+            # is on this node, and a run of a service not its own would only be written when it ends).
+            "WANDB_SERVICE": "",
+        }
+        if os.environ.get("WANDB_MODE"):
+            env["WANDB_MODE"] = os.environ["WANDB_MODE"]
+        if self.dir is not None:
+            env["WANDB_DIR"] = self.dir
+        return env
+
+
+def run_id_part(name: str) -> str:
+    """``name`` with the characters a W&B run id refuses replaced by ``-``.
+
+    Args:
+        name: A Ray Train run's name (``sft``, ``train-cfa-seed42``).
+
+    Returns:
+        Letters, digits, ``-`` and ``_`` only.
+    """
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
 
 
 def open_tracker(cfg: RlufConfig, run_name: str) -> Tracker | None:
@@ -340,9 +431,12 @@ def open_tracker(cfg: RlufConfig, run_name: str) -> Tracker | None:
         return None
     if t.backend == "wandb":
         if importlib.util.find_spec("wandb") is None:
-            raise RlufError("tracking.backend=wandb: the wandb package is not installed (pip install wandb)")
-        local = None if is_uri(cfg.output_dir) else os.path.abspath(cfg.output_dir)
-        return WandbTracker(t.experiment, run_name, local)
+            raise RlufError(
+                "tracking.backend=wandb: the wandb package is not installed (pip install -e '.[wandb]')"
+            )
+        wb = WandbTracker(t.experiment, run_name, wandb_dir(cfg.output_dir))
+        log.info("tracking: W&B run %s (%s) in project %s", wb.run_id, run_name, t.experiment)
+        return wb
     if importlib.util.find_spec("mlflow") is None:
         raise RlufError("tracking.backend=mlflow: MLflow is not installed (pip install -e '.[tracking]')")
     uri = t.uri or default_mlflow_uri(cfg.output_dir)
@@ -446,7 +540,7 @@ def train_run(run: PipelineRun | None, name: str) -> Iterator[WorkerReport]:
     The child run is ended with the block.
 
     Args:
-        run: The pipeline's tracked run, or ``None`` for a single-stage command.
+        run: The command's tracked run, or ``None`` outside one.
         name: The Ray Train run's name (``sft``, ``train-<arm>-seed<seed>``).
 
     Yields:
@@ -461,20 +555,21 @@ def train_run(run: PipelineRun | None, name: str) -> Iterator[WorkerReport]:
 
 
 @contextlib.contextmanager
-def pipeline_run(cfg: RlufConfig, store: ArtifactStore) -> Iterator[PipelineRun]:
+def pipeline_run(cfg: RlufConfig, store: ArtifactStore, command: str = "run-all") -> Iterator[PipelineRun]:
     """Open one tracked run (config as params), yield it, and close it FINISHED or FAILED.
 
-    The run is named ``run-all-YYYYmmdd-HHMMSS`` (local time); without a configured backend the yielded run
-    does nothing.
+    The run is named ``<command>-YYYYmmdd-HHMMSS`` (local time): ``run-all-...`` for run-all,
+    ``sft-...`` for ``rluf sft``; without a configured backend the yielded run does nothing.
 
     Args:
         cfg: The run's config.
         store: The artifact store the stages write to.
+        command: The command being run (``run-all`` or a stage's name).
 
     Yields:
         The pipeline run; it is closed FAILED when the block raises.
     """
-    tracker = open_tracker(cfg, run_name=time.strftime("run-all-%Y%m%d-%H%M%S"))
+    tracker = open_tracker(cfg, run_name=time.strftime(f"{command}-%Y%m%d-%H%M%S"))
     workers, why = worker_backend(cfg)
     if tracker is not None:
         tracker.log_params(config_params(cfg.model_dump(mode="json")))

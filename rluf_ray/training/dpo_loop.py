@@ -15,6 +15,7 @@ from rluf_ray.training.ray_train import (
     report_final,
     resume_checkpoint,
     scratch_dir,
+    worker_tracking_ends,
 )
 
 
@@ -61,7 +62,7 @@ def dpo_train_loop(config: dict[str, Any]) -> None:
             ],
         )
         trainer = prepare_trainer(trainer)
-        with resume_checkpoint() as ckpt:
+        with resume_checkpoint() as ckpt, worker_tracking_ends():
             quiet_params_on_resume(ckpt is not None)
             add_fault_hooks(trainer, config, resumed=ckpt is not None)
             result = trainer.train(resume_from_checkpoint=ckpt)

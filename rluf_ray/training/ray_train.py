@@ -15,7 +15,8 @@
 - Tracking: ``report_to`` follows ``tracking.backend``. The stage hands ``fit_and_export`` the run's
   ``WorkerReport`` (``rluf_ray.tracking.runs.train_run``: ``report_to``, ``run_name`` and the
   environment transformers' tracking callback reads); it goes into the trainer args and the run's
-  ``worker_runtime_env`` (beside ``WORKER_ENV``). Without one the workers report to nothing.
+  ``worker_runtime_env`` (beside ``WORKER_ENV``). Without one the workers report to nothing. The
+  loops train inside ``worker_tracking_ends``, which ends rank 0's W&B run (W&B only).
 - ``report_final``: rank 0 saves the final model + tokenizer (``save_pretrained``) and the curves
   as the last Ray Train checkpoint; the driver copies it into the store with ``export_final``.
 - Models reach the workers as locations (``ArtifactStore.uri``); the loops open them with
@@ -27,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -330,6 +332,30 @@ def quiet_params_on_resume(resumed: bool) -> None:
     """
     if resumed and os.environ.get("MLFLOW_RUN_ID"):
         os.environ["MLFLOW_MAX_LOG_PARAMS"] = "0"
+
+
+@contextlib.contextmanager
+def worker_tracking_ends() -> Iterator[None]:
+    """End this worker's W&B run, when ``WandbCallback`` opened one (rank 0), as the block ends.
+
+    ``WandbCallback`` never finishes its run and leaves that to the process's exit hook, which a Ray
+    Train worker that Ray ends does not run: W&B then never writes the run's records out (with
+    ``WANDB_MODE=offline`` its ``.wandb`` file stays empty; ``tests/training/test_worker_tracking.py``).
+    The run ends with exit code 0, or 1 when the block raises. Nothing happens without a W&B run
+    (MLflow's callback ends its own run at train end).
+
+    Yields:
+        Nothing; the training call runs inside the block.
+    """
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        wandb = sys.modules.get("wandb")  # imported by WandbCallback only; never imported here
+        run = getattr(wandb, "run", None) if wandb is not None else None
+        if run is not None:
+            run.finish(exit_code=0 if ok else 1)
 
 
 class FailAtStep(TrainerCallback):

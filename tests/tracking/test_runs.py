@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib.machinery
 import logging
+import re
 import sys
 import types
 from dataclasses import replace
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from rluf_ray import pipeline
+from rluf_ray import cli, pipeline
 from rluf_ray.config import load
 from rluf_ray.errors import RlufError
 from rluf_ray.stages import registry
@@ -32,6 +33,7 @@ class Recorder:
         self.artifacts: dict[str, list[str]] = {}
         self.finished: bool | None = None
         self.worker_runs: list[str] = []
+        self.names: list[str] = []  # the runs opened (open_tracker's run_name)
 
     def log_params(self, params: Any) -> None:
         self.params.update(params)
@@ -71,7 +73,14 @@ def _generate(cfg, ctx, fail: bool = False):
 @pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Recorder:
     rec = Recorder()
-    monkeypatch.setattr(tracking, "open_tracker", lambda cfg, run_name: rec)
+
+    def open_tracker(cfg: Any, run_name: str) -> Recorder | None:
+        if cfg.tracking.backend == "none":
+            return None
+        rec.names.append(run_name)
+        return rec
+
+    monkeypatch.setattr(tracking, "open_tracker", open_tracker)
     monkeypatch.setitem(registry._OVERRIDES, "sft", replace(registry.get("sft"), run_fn=_sft))
     monkeypatch.setitem(registry._OVERRIDES, "generate", replace(registry.get("generate"), run_fn=_generate))
     monkeypatch.setattr(pipeline, "ORDER", ("sft", "generate"))
@@ -83,6 +92,7 @@ def test_one_tracked_run_with_params_metrics_curves_and_report(recorder: Recorde
     cfg = load(None, [f"output_dir={tmp_path}", "tracking.backend=mlflow"])
     pipeline.run_all(cfg, ArtifactStore(tmp_path))
     assert recorder.finished is True
+    assert len(recorder.names) == 1 and re.fullmatch(r"run-all-\d{8}-\d{6}", recorder.names[0])
     assert recorder.worker_runs == ["sft"]  # run_all hands its run to the stage's Ray Train run
     assert recorder.params["tracking.backend"] == "mlflow"
     assert recorder.params["judge.api_key_env"] == "OPENAI_API_KEY"  # the name, never the value
@@ -93,6 +103,51 @@ def test_one_tracked_run_with_params_metrics_curves_and_report(recorder: Recorde
         ("sft/curve/loss", 2.5, 1), ("sft/curve/loss", 2.0, 2)
     ]  # fmt: skip
     assert {"index.html", "summary.json"} <= set(recorder.artifacts["report"])
+
+
+def test_a_stage_command_opens_a_tracked_run_named_for_it(recorder: Recorder, tmp_path: Path) -> None:
+    assert cli.main(["sft", "--output-dir", str(tmp_path), "--set", "tracking.backend=mlflow"]) == 0
+    assert len(recorder.names) == 1 and re.fullmatch(r"sft-\d{8}-\d{6}", recorder.names[0])
+    assert recorder.finished is True
+    assert recorder.worker_runs == ["sft"]  # the stage's Ray Train run reports under the command's run
+    assert recorder.params["tracking.backend"] == "mlflow" and recorder.params["output_dir"] == str(tmp_path)
+    assert all(SECRET not in v for v in recorder.params.values())
+    assert ("sft/train_loss", 2.25, 0) in recorder.points
+    assert [p for p in recorder.points if p[0] == "sft/curve/loss"] == [
+        ("sft/curve/loss", 2.5, 1), ("sft/curve/loss", 2.0, 2)
+    ]  # fmt: skip
+    assert not any(p[0].startswith("generate/") for p in recorder.points)  # only this stage's metrics
+    assert recorder.artifacts == {}  # the report is run-all's
+    assert cli.main(["generate", "--output-dir", str(tmp_path), "--set", "tracking.backend=mlflow"]) == 0
+    assert re.fullmatch(r"generate-\d{8}-\d{6}", recorder.names[1])
+    assert ("generate/calibration/distinct_mean", 3.5, 0) in recorder.points
+
+
+def test_a_skipped_stage_command_still_logs_its_metrics(recorder: Recorder, tmp_path: Path) -> None:
+    args = ["sft", "--output-dir", str(tmp_path), "--set", "tracking.backend=mlflow"]
+    assert cli.main(args) == 0
+    recorder.points.clear()
+    assert cli.main(args) == 0  # complete: skipped, and its run describes the outputs it leaves
+    assert len(recorder.names) == 2 and recorder.worker_runs == ["sft"]
+    assert ("sft/train_loss", 2.25, 0) in recorder.points
+
+
+def test_a_dry_run_opens_no_tracked_run(recorder: Recorder, tmp_path: Path) -> None:
+    assert cli.main(["sft", "--output-dir", str(tmp_path)]) == 0  # the upstream, untracked
+    dry = ["generate", "--dry-run", "--output-dir", str(tmp_path), "--set", "tracking.backend=mlflow"]
+    assert cli.main(dry) == 0
+    assert recorder.names == [] and recorder.points == [] and recorder.finished is None
+
+
+def test_a_failing_stage_command_closes_its_run_failed(
+    recorder: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = replace(registry.get("generate"), run_fn=lambda c, x: _generate(c, x, fail=True))
+    monkeypatch.setitem(registry._OVERRIDES, "generate", failing)
+    assert cli.main(["sft", "--output-dir", str(tmp_path)]) == 0
+    with pytest.raises(RuntimeError, match="killed"):
+        cli.main(["generate", "--output-dir", str(tmp_path), "--set", "tracking.backend=mlflow"])
+    assert recorder.finished is False and re.fullmatch(r"generate-\d{8}-\d{6}", recorder.names[0])
 
 
 def test_a_failed_pipeline_closes_the_run_failed(
@@ -180,8 +235,12 @@ def test_wandb_missing_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_wandb_adapter_with_a_stand_in_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, Any]] = []
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_API_KEY", SECRET)  # the node's login: never handed on
 
     class Run:
+        id = "abc123"
         config = types.SimpleNamespace(update=lambda d, allow_val_change: calls.append(("config", d)))
 
         def log(self, d: dict) -> None:
@@ -202,7 +261,7 @@ def test_wandb_adapter_with_a_stand_in_module(tmp_path: Path, monkeypatch: pytes
 
     fake = types.ModuleType("wandb")
     fake.__spec__ = importlib.machinery.ModuleSpec("wandb", None)
-    fake.init = lambda project, name, dir: calls.append(("init", project)) or Run()  # type: ignore[attr-defined]
+    fake.init = lambda **kw: calls.append(("init", kw)) or Run()  # type: ignore[attr-defined]
     fake.Artifact = Artifact  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "wandb", fake)
     cfg = load(None, [f"output_dir={tmp_path}", "tracking.backend=wandb", "tracking.experiment=proj"])
@@ -211,12 +270,34 @@ def test_wandb_adapter_with_a_stand_in_module(tmp_path: Path, monkeypatch: pytes
     t.log_params({"a": "1"})
     t.log_metrics([("sft/curve/loss", 2.0, 3)])
     t.log_artifacts(str(tmp_path), "report")
-    with t.worker_run("sft") as report:
-        assert report.trainer_args() == {"report_to": ["wandb"], "run_name": "sft"}
-        assert report.env == {"WANDB_PROJECT": "proj", "WANDB_RUN_GROUP": "r"}
+    with t.worker_run("train-cfa-seed42") as report:
+        assert report.trainer_args() == {"report_to": ["wandb"], "run_name": "train-cfa-seed42"}
+        assert report.env == {
+            "WANDB_PROJECT": "proj", "WANDB_RUN_GROUP": "r", "WANDB_JOB_TYPE": "train",
+            "WANDB_RUN_ID": "abc123-train-cfa-seed42", "WANDB_RESUME": "allow", "WANDB_SERVICE": "", "WANDB_MODE": "offline",
+            "WANDB_DIR": str(tmp_path),
+        }  # fmt: skip
     t.finish(True)
-    assert calls == [("init", "proj"), ("config", {"a": "1"}), ("log", {"sft/curve/loss": 2.0, "sft/curve/loss/step": 3}),
+    init = {
+        "project": "proj",
+        "name": "r",
+        "group": "r",
+        "job_type": "pipeline",
+        "dir": str(tmp_path),
+        "reinit": "create_new",
+    }
+    assert calls == [("init", init), ("config", {"a": "1"}), ("log", {"sft/curve/loss": 2.0, "sft/curve/loss/step": 3}),
                      ("add_dir", True), ("artifact", "report"), ("finish", 0)]  # fmt: skip
+
+
+def test_wandb_dir_is_wandb_dir_or_the_local_output_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    assert tracking.wandb_dir(str(tmp_path)) == str(tmp_path)
+    assert tracking.wandb_dir("s3://bucket/out") is None  # W&B's own default, ./wandb
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    assert tracking.wandb_dir("s3://bucket/out") == str(tmp_path / "wb")
 
 
 @pytest.mark.slow  # MLflow creates its SQLite tables with Alembic migrations: 20-50 s on 2 cores

@@ -45,3 +45,34 @@ def test_sft_workers_log_to_a_child_run_across_a_restart(ray_idle, tmp_path: Pat
     assert child.data.metrics["train_loss"] > 0 and child.data.params["run_name"] == "sft"
     # The restarted worker logged no params again (its scratch output_dir differs: MLflow refuses).
     assert "Changing param values is not allowed" not in _worker_logs()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_sft_workers_log_to_a_wandb_run_in_the_commands_group(
+    ray_idle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """W&B offline: rank 0's WandbCallback opens a run named ``sft`` in the command's group, in the
+    driver's run directory; nothing but the environment the driver hands over tells it where."""
+    from tests.support.wandb_offline import offline_runs
+
+    monkeypatch.setenv("WANDB_MODE", "offline")  # set after the session Ray started: it reaches the
+    monkeypatch.setenv("WANDB_SILENT", "true")  # workers only through the run's worker_runtime_env
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    out = tmp_path / "out"
+    cfg = load(None, [
+        f"output_dir={out}", "data.sft_size=16", "sft.max_steps=2", "sft.logging_steps=1", "sft.max_length=128",
+        "sft.per_device_batch_size=4", "resources.train_workers=1", "resources.cpus_per_train_worker=1",
+        "tracking.backend=wandb",
+    ])  # fmt: skip
+    store = ArtifactStore(cfg.output_dir)
+    with pipeline_run(cfg, store, "sft") as run:
+        assert run_stage(cfg, store, "sft", tracking=run) is not None
+        run.stage("sft", "sft")
+    runs = {r.job_type: r for r in offline_runs(out)}
+    parent, child = runs["pipeline"], runs["train"]
+    assert len(runs) == 2 and child.name == "sft" and child.group == parent.name == parent.group
+    assert child.id == f"{parent.id}-sft" and child.project == parent.project == "rluf-ray"
+    assert child.metric("train/global_step")[:2] == [1, 2] and len(child.metric("train/loss")) == 2
+    assert child.config["run_name"] == "sft"
+    assert parent.metric("sft/curve/loss") == child.metric("train/loss")  # the driver's curve, the same steps
