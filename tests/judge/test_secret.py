@@ -2,8 +2,9 @@
 
 A unique key is in the environment of the session Ray (set before it starts, as on a cluster node);
 judge actors call a local fake OpenAI server that demands it. Then nothing the test can read holds the
-key: the job's runtime env and metadata, the actors' constructor parameters, every file under the Ray
-session dir (logs included) and every artifact under output_dir.
+key: the driver's runtime env, the actors' constructor parameters, every file under the Ray session dir
+(logs included) and every artifact under output_dir. A job submitted to a multi-node cluster (its
+metadata, logs and the dashboard's job API) is searched in tests/integration/test_cluster.py.
 """
 
 from __future__ import annotations
@@ -20,21 +21,9 @@ from rluf_ray.judge.actors import JudgeWorker
 from rluf_ray.judge.api import JudgeContext, judge
 from rluf_ray.judge.scoring import score_requests
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.secrets import files_holding
 
 KEY_ENV = "RLUF_SECRET_TEST_KEY"  # set in conftest before the session Ray starts
-
-
-def files_holding(root: Path, secret: bytes) -> list[str]:
-    """Every file under ``root`` whose bytes contain ``secret``."""
-    hits = []
-    for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            try:
-                if secret in path.read_bytes():
-                    hits.append(str(path))
-            except OSError:
-                pass
-    return hits
 
 
 @pytest.mark.ray
@@ -58,7 +47,6 @@ def test_the_key_reaches_the_server_and_nothing_else(ray_session, ray_temp_dir: 
     assert "api_key" not in inspect.signature(JudgeWorker).parameters
     ctx = ray_session.get_runtime_context()
     assert key not in json.dumps(ctx.runtime_env, default=str)
-    assert key not in json.dumps(ctx.get_job_id(), default=str)
     secret = key.encode()
     assert files_holding(out, secret) == []
     assert files_holding(ray_temp_dir, secret) == []  # every log and file of the Ray session
