@@ -4,7 +4,8 @@ It is the package's loopback endpoint (``rluf_ray.bench.loopback_endpoint``: the
 shape with ``usage``, a fixed latency, its own requests-per-window cap, the arrival time and outcome
 of every request) plus what only the tests need: seeded faults (429 with Retry-After, 500, a hang
 longer than any client timeout, a garbage non-JSON body, a well-formed reply whose content no parser
-accepts), a demanded API key, a reply function of the test's choosing, and the Batch API (files and
+accepts), a demanded API key, the one model name it serves (any other is a 404, as vLLM answers), a
+reply function of the test's choosing, and the Batch API (files and
 batches, with a delay before a batch completes).
 """
 
@@ -42,7 +43,7 @@ class FakeOpenAI(LoopbackEndpoint):
     """Run with ``with FakeOpenAI(...) as srv: srv.base_url``; the server lives in its own thread.
 
     Outcomes recorded beyond the endpoint's (ok, capped, bad_request): 429, 500, hang, garbage,
-    malformed, unauthorized.
+    malformed, unauthorized, unknown_model (``served_model`` set and the request names another model).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class FakeOpenAI(LoopbackEndpoint):
         api_key: str | None = None,
         reply: Callable[[Sequence[Mapping[str, Any]]], str] = loopback_reply,
         batch_delay_s: float = 0.0,
+        served_model: str | None = None,
     ) -> None:
         super().__init__(latency_s=latency_s, rpm_cap=rpm_cap, window_s=window_s)
         self.faults = faults or Faults()
@@ -62,6 +64,7 @@ class FakeOpenAI(LoopbackEndpoint):
         self.api_key = api_key
         self.reply = reply
         self.batch_delay_s = batch_delay_s
+        self.served_model = served_model
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.batch_creates = 0
@@ -93,6 +96,12 @@ class FakeOpenAI(LoopbackEndpoint):
     async def _answer(
         self, body: dict[str, Any], messages: Sequence[Mapping[str, Any]], now: float
     ) -> web.StreamResponse:
+        if self.served_model is not None and body.get("model") != self.served_model:
+            self._record("unknown_model", now)
+            message = f"The model `{body.get('model')}` does not exist."
+            return web.json_response(
+                {"error": {"message": message, "type": "NotFoundError", "code": 404}}, status=404
+            )
         outcome = self._draw()
         self._record(outcome, now)
         f = self.faults
