@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,7 +99,17 @@ def read_run(folder: Path) -> OfflineRun:
     return run
 
 
-def offline_runs(wandb_dir: Path) -> list[OfflineRun]:
-    """Every offline run under ``<wandb_dir>/wandb`` that has its log file, oldest first."""
-    folders = sorted((wandb_dir / "wandb").glob("offline-run-*"))
-    return [read_run(p) for p in folders if p.is_dir() and any(p.glob("run-*.wandb"))]
+def offline_runs(wandb_dir: Path, settle_s: float = 30.0) -> list[OfflineRun]:
+    """Every offline run under ``<wandb_dir>/wandb`` that has its log file, oldest first.
+
+    W&B's service process writes a run's last records after ``finish()`` returns in the client; on a
+    loaded machine that can take a while, so this waits (up to ``settle_s``) until every run's log
+    holds its exit record.
+    """
+    deadline = time.monotonic() + settle_s
+    while True:
+        folders = sorted((wandb_dir / "wandb").glob("offline-run-*"))
+        runs = [read_run(p) for p in folders if p.is_dir() and any(p.glob("run-*.wandb"))]
+        if all(r.exit_code is not None for r in runs) or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.5)
