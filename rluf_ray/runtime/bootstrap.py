@@ -97,9 +97,18 @@ def quiet_worker() -> None:
     cleaner's client finds no cluster where several Ray instances share the machine (a worker has no
     RAY_ADDRESS, and Ray 2.60's State API client then refuses to pick one). The cleaner only removes a
     placement group whose controller died, which a local Ray does at shutdown anyway, so its logger is
-    kept at ERROR; the warning stays in Ray's worker log under ``logs/``.
+    kept at ERROR; the warning stays in Ray's worker log under ``logs/``. The worker's RAY_ADDRESS is set
+    to its own cluster, so that the client never fails with "multiple active Ray instances" (an
+    uncaught ConnectionError that ended the cleaner's thread with a traceback on the console).
     """
     logging.getLogger(PG_CLEANER_LOGGER).setLevel(logging.ERROR)
+    if not os.environ.get("RAY_ADDRESS"):  # the State API client's cluster: this worker's own, not a guess
+        import ray
+
+        try:
+            os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+        except Exception as exc:  # noqa: BLE001 - a set-up hook that raises would fail the worker
+            logging.getLogger("rluf.ray").debug("worker RAY_ADDRESS not set: %s", exc)
 
 
 def ensure_ray(num_cpus: int | None = None, **overrides: Any) -> None:
