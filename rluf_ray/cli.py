@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import shutil
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rluf_ray import __version__
 from rluf_ray.arms import TRAIN_ARMS
+from rluf_ray.common import console
 from rluf_ray.config import ConfigError, RlufConfig, load
 from rluf_ray.errors import RlufError, StageNotBuilt
 from rluf_ray.stages.registry import ORDER
@@ -37,7 +40,12 @@ def _common(p: argparse.ArgumentParser, force: bool = True) -> None:
         p.add_argument(
             "--force", action="store_true", help="redo the stage even if its artifacts are complete"
         )
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show everything on the console: debug lines, libraries' and Ray's chatter (as RLUF_LOG=debug)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +109,42 @@ def _print_status(cfg: RlufConfig, store: ArtifactStore) -> int:
     return 0
 
 
+def _open_log(store: ArtifactStore) -> None:
+    """Start the full log, ``<output_dir>/logs/rluf.log`` (for a remote output: a local file uploaded)."""
+    local = os.path.join(store.root, console.LOG_STAGE) if store.local else None
+    sink = console.open_log_file(
+        local, lambda data: store.write_bytes(console.LOG_STAGE, console.LOG_NAME, data)
+    )
+    logging.getLogger("rluf").debug(
+        "full log: %s (rluf %s, argv %s)", sink.local_path, __version__, sys.argv[1:]
+    )
+
+
+def _close_log(store: ArtifactStore) -> None:
+    """Keep this run's Ray session logs under ``<output_dir>/logs/ray/<session>/``, then close (and
+    upload) the full log."""
+    try:
+        src = _ray_log_dir()
+        if src is not None:
+            name = f"ray/{os.path.basename(os.path.dirname(src))}"  # session_<date>_<pid>
+            if store.local:
+                dest = os.path.join(store.root, console.LOG_STAGE, name)
+                shutil.copytree(src, dest, dirs_exist_ok=True, ignore_dangling_symlinks=True)
+            else:
+                store.put_dir(console.LOG_STAGE, name, src)
+    except (OSError, shutil.Error) as exc:  # a log being written or removed while copied
+        logging.getLogger("rluf").warning("Ray's logs not kept under %s/logs: %s", store.root, exc)
+    console.close_log_file()
+
+
+def _ray_log_dir() -> str | None:
+    if "ray" not in sys.modules:  # this command never started Ray: nothing to keep, and no import
+        return None
+    from rluf_ray.runtime.bootstrap import ray_log_dir
+
+    return ray_log_dir()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``rluf`` and ``python -m rluf_ray``.
 
@@ -112,11 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         an ``RlufError``, 130 when interrupted.
     """
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    console.setup_logging(console.console_level(getattr(args, "verbose", False)))
+    store: ArtifactStore | None = None
     try:
         if args.command == "bench":
             return _run_bench(args.name, list(args.bench_args))
@@ -127,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = ArtifactStore(cfg.output_dir)
         if args.command == "status":
             return _print_status(cfg, store)
+        if not getattr(args, "dry_run", False):  # a dry run writes nothing, its log neither
+            _open_log(store)
         if args.command == "run-all":
             run_all(cfg, store, force=args.force)
             print(store.path("report", "index.html"))  # the page to open first, printed last
@@ -145,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rluf: interrupted; finished work is kept, rerun to resume", file=sys.stderr)
         return 130
+    finally:
+        if store is not None:
+            _close_log(store)
 
 
 if __name__ == "__main__":

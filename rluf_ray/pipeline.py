@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from rluf_ray.common.console import sync_logs
 from rluf_ray.config import RlufConfig, get_value, plan_key, plan_key_data, with_values
 from rluf_ray.errors import UpstreamMissing
 from rluf_ray.stages.registry import ORDER, StageContext, StageDef, StageResult, get
@@ -150,6 +151,20 @@ def run_stage(
     Raises:
         UpstreamMissing: An upstream stage is missing or stale for this config.
     """
+    try:
+        return _run_stage(cfg, store, name, force, options, tracking)
+    finally:
+        sync_logs()  # the full log so far: uploaded at each stage's end for a remote output
+
+
+def _run_stage(
+    cfg: RlufConfig,
+    store: ArtifactStore,
+    name: str,
+    force: bool,
+    options: Mapping[str, Any] | None,
+    tracking: PipelineRun | None,
+) -> Manifest | None:
     stage = get(name)
     if not force:
         cfg = effective_config(cfg, store, stage)

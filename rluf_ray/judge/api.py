@@ -15,6 +15,7 @@ A request is one of the task kinds :data:`Task` (``score``, ``pairwise``, ``rubr
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -27,6 +28,8 @@ from rluf_ray.judge.scoring import score_requests, score_rows
 if TYPE_CHECKING:
     from rluf_ray.config import JudgeConfig
 
+log = logging.getLogger("rluf.judge")
+
 __all__ = [
     "JUDGE_RESULT_KEYS",
     "JudgeContext",
@@ -36,6 +39,7 @@ __all__ = [
     "dry_run",
     "judge",
     "judge_plan",
+    "warn_missing",
     "result_settings",
     "score_answers",
     "scores_table",
@@ -128,10 +132,30 @@ def judge(
         The results (a failed request has ``value=None`` and its reason in ``error``, never a
         default value) and the run's report.
     """
-    results, report = select_provider(section.provider, use_batch_api).judge(
-        section, unique_requests(requests), ctx
-    )
+    unique = unique_requests(requests)
+    results, report = select_provider(section.provider, use_batch_api).judge(section, unique, ctx)
+    warn_missing(ctx.run, len(unique), report)
     return Judgement(results, report)
+
+
+def warn_missing(run: str, requests: int, report: Mapping[str, Any]) -> bool:
+    """Log one console warning when judge calls were recorded missing (nothing when none were).
+
+    Args:
+        run: The run's name (the stage), e.g. ``feedback``.
+        requests: How many unique requests were judged.
+        report: The run's report (its ``missing`` count and ``missing_reasons`` by kind).
+
+    Returns:
+        Whether a warning was logged.
+    """
+    missing = int(report.get("missing") or 0)
+    if missing <= 0:
+        return False
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted((report.get("missing_reasons") or {}).items()))
+    log.warning("judge %s: %d of %d calls recorded missing (%s); a rerun retries only those",
+                run, missing, requests, reasons or "no reason recorded")  # fmt: skip
+    return True
 
 
 def dry_run(

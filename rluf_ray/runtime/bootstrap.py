@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
+from rluf_ray.common import console
 from rluf_ray.common.frames import drop_frames, trim_tracebacks
 from rluf_ray.errors import RlufError
 
@@ -20,6 +21,9 @@ R = TypeVar("R")
 # as the runtime env of a driver that starts or joins Ray itself (never under ``ray job submit``).
 PROPAGATED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "PYTHONHASHSEED",
                   "TOKENIZERS_PARALLELISM")  # fmt: skip
+# The console's level and the libraries' quiet switches (``rluf_ray.common.console``): the workers print
+# to the driver's console too (``log_to_driver``), so they take the same level.
+CONSOLE_ENV = (console.ENV, *console.QUIET_ENV)
 
 
 def cluster_address() -> str | None:
@@ -65,14 +69,46 @@ def driver_runtime_env() -> dict[str, Any] | None:
     """The runtime env a driver passes to ``ray.init``.
 
     Returns:
-        ``None`` inside a submitted job (Ray refuses env vars set both by the job and by ``ray.init``)
-        or when this process has none of the PROPAGATED_ENV variables; else
-        ``{"env_vars": {...}}`` with those it has.
+        ``None`` inside a submitted job (Ray refuses env vars set both by the job and by ``ray.init``);
+        else ``env_vars`` with the PROPAGATED_ENV and CONSOLE_ENV variables this process has (left out
+        when none) and, unless the console shows everything, the ``quiet_worker`` set-up hook; None
+        when that leaves nothing.
     """
     if in_submitted_job():
         return None
-    env_vars = {k: os.environ[k] for k in PROPAGATED_ENV if k in os.environ}
-    return {"env_vars": env_vars} if env_vars else None
+    env_vars = {k: os.environ[k] for k in (*PROPAGATED_ENV, *CONSOLE_ENV) if k in os.environ}
+    env: dict[str, Any] = {"env_vars": env_vars} if env_vars else {}
+    if not console.is_verbose():
+        env["worker_process_setup_hook"] = quiet_worker
+    return env or None
+
+
+PG_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+"""Ray Train v2's PlacementGroupCleaner: it asks the State API whether the Train controller still lives,
+once a second, and warns each time the State API cannot answer."""
+
+
+def quiet_worker() -> None:
+    """Ray worker set-up hook (``worker_process_setup_hook``, unless the console shows everything).
+
+    Ray Train v2's PlacementGroupCleaner warns about twice a second that the State API is unavailable:
+    the State API lives in the dashboard, which a local Ray here starts without (``include_dashboard``
+    off; on, it costs about 0.9 GiB and 3-6 s of start-up on 2 cores), and even with the dashboard the
+    cleaner's client finds no cluster where several Ray instances share the machine (a worker has no
+    RAY_ADDRESS, and Ray 2.60's State API client then refuses to pick one). The cleaner only removes a
+    placement group whose controller died, which a local Ray does at shutdown anyway, so its logger is
+    kept at ERROR; the warning stays in Ray's worker log under ``logs/``. The worker's RAY_ADDRESS is set
+    to its own cluster, so that the client never fails with "multiple active Ray instances" (an
+    uncaught ConnectionError that ended the cleaner's thread with a traceback on the console).
+    """
+    logging.getLogger(PG_CLEANER_LOGGER).setLevel(logging.ERROR)
+    if not os.environ.get("RAY_ADDRESS"):  # the State API client's cluster: this worker's own, not a guess
+        import ray
+
+        try:
+            os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+        except Exception as exc:  # noqa: BLE001 - a set-up hook that raises would fail the worker
+            logging.getLogger("rluf.ray").debug("worker RAY_ADDRESS not set: %s", exc)
 
 
 def ensure_ray(num_cpus: int | None = None, **overrides: Any) -> None:
@@ -100,6 +136,44 @@ def ensure_ray(num_cpus: int | None = None, **overrides: Any) -> None:
         kwargs.update(overrides)
         log.info("starting a local Ray with %s CPUs", kwargs["num_cpus"])
         ray.init(runtime_env=runtime_env, **kwargs)
+    quiet_ray_data()
+
+
+def quiet_ray_data() -> None:
+    """Keep Ray Data's progress bars and execution dumps off the console unless it shows everything.
+
+    Ray Data's ``ray.data`` logger has its own console handler (``propagate`` off); its level becomes
+    WARNING. Its session log file (``logs/ray-data/``) still gets everything.
+    """
+    if console.is_verbose():
+        return
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.enable_operator_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.execution_options.verbose_progress = False
+    for handler in logging.getLogger("ray.data").handlers:
+        if not isinstance(handler, logging.FileHandler) and type(handler).__name__ != "SessionFileHandler":
+            handler.setLevel(logging.WARNING)
+
+
+def ray_log_dir() -> str | None:
+    """The logs folder of this process's Ray session (a local Ray's, or the joined node's on this machine).
+
+    Returns:
+        ``<session dir>/logs`` when Ray is initialised and the folder exists here, else None.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    node = getattr(ray._private.worker, "_global_node", None)  # the public API has no session dir
+    if node is None:
+        return None
+    path = os.path.join(node.get_session_dir_path(), "logs")
+    return path if os.path.isdir(path) else None
 
 
 def releases_on_error(fn: Callable[P, R]) -> Callable[P, R]:

@@ -7,8 +7,26 @@ from collections.abc import Callable
 from typing import Any
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback
 
+from rluf_ray.common import console
 from rluf_ray.common.progress import step_line
+
+
+def quiet_trainer(trainer: Any) -> Any:
+    """Drop the HF Trainer's ``PrinterCallback`` (its ``{'loss': ...}`` dict line at every logging step)
+    unless the console shows everything (``RLUF_LOG=debug``): ``StepProgressLog`` already prints one
+    line per step, and the values stay in ``trainer.state.log_history`` (the curves).
+
+    Args:
+        trainer: The HF Trainer (it got ``disable_tqdm``, so it prints through ``PrinterCallback``).
+
+    Returns:
+        The same trainer.
+    """
+    if not console.is_verbose():
+        trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 class StepProgressLog(TrainerCallback):

@@ -282,6 +282,19 @@ shows up twice. With the patch off, print is print again. ``tests/training/test_
 fails if the listing comes back."""
 
 
+def train_logging_config() -> Any:
+    """Ray Train's LoggingConfig: console at WARNING, or INFO when the console shows everything.
+
+    Returns:
+        A ``ray.train.LoggingConfig``.
+    """
+    from ray.train import LoggingConfig  # type: ignore[attr-defined]
+
+    from rluf_ray.common import console
+
+    return LoggingConfig(log_level="INFO" if console.is_verbose() else "WARNING")
+
+
 def run_config(
     name: str,
     storage_path: str,
@@ -308,6 +321,9 @@ def run_config(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
 
     return RunConfig(
+        # Ray Train's own INFO lines (worker group started, each report and checkpoint) stay in its
+        # session log files; the console gets them only when it shows everything (``RLUF_LOG=debug``).
+        logging_config=train_logging_config(),  # type: ignore[call-arg]
         name=name,
         storage_path=storage_path,
         storage_filesystem=storage_filesystem,

@@ -14,7 +14,7 @@ from typing import Any
 
 from rluf_ray.errors import RlufError
 from rluf_ray.schema import CURVES_ARTIFACT
-from rluf_ray.training.progress import StepProgressLog
+from rluf_ray.training.progress import StepProgressLog, quiet_trainer
 from rluf_ray.training.ray_train import (
     add_fault_hooks,
     load_model,
@@ -140,7 +140,7 @@ def sft_train_loop(config: dict[str, Any]) -> None:
             peft_config=peft_config,
             callbacks=[RayTrainReportCallback(), StepProgressLog("sft")],
         )
-        trainer = prepare_trainer(trainer)
+        trainer = quiet_trainer(prepare_trainer(trainer))
         with resume_checkpoint() as ckpt, worker_tracking_ends():
             quiet_params_on_resume(ckpt is not None)
             add_fault_hooks(trainer, config, resumed=ckpt is not None)

@@ -7,10 +7,12 @@ import os
 import pytest
 
 from rluf_ray.runtime.bootstrap import (
+    CONSOLE_ENV,
     cluster_address,
     driver_runtime_env,
     ensure_ray,
     local_init_kwargs,
+    quiet_worker,
     releases_on_error,
 )
 
@@ -43,9 +45,13 @@ def test_session_ray_is_local_and_reused(ray_session) -> None:
 def test_driver_passes_no_runtime_env_inside_a_submitted_job(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONHASHSEED", "0")
     monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    monkeypatch.setenv("RLUF_LOG", "warning")  # the console's level reaches the workers too
+    assert "RLUF_LOG" in CONSOLE_ENV and "HF_DATASETS_DISABLE_PROGRESS_BARS" in CONSOLE_ENV
     assert driver_runtime_env() == {"env_vars": {k: v for k, v in os.environ.items() if k in (
         "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "PYTHONHASHSEED",
-        "TOKENIZERS_PARALLELISM")}}  # fmt: skip
+        "TOKENIZERS_PARALLELISM", *CONSOLE_ENV)}, "worker_process_setup_hook": quiet_worker}  # fmt: skip
+    monkeypatch.setenv("RLUF_LOG", "debug")  # everything on the console: no hook quiets the workers
+    assert "worker_process_setup_hook" not in (driver_runtime_env() or {})
     monkeypatch.setenv(
         "RAY_JOB_CONFIG_JSON_ENV_VAR", '{"runtime_env": {"env_vars": {"PYTHONHASHSEED": "0"}}}'
     )

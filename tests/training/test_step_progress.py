@@ -30,3 +30,21 @@ def test_resumed_run_counts_from_its_first_step() -> None:
     now[0], state.global_step = 24.0, 12
     cb.on_log(None, state, None, logs={"loss": 1.0})
     assert lines == ["sft step 12/40 30% | loss 1.0000 | elapsed 24s | ETA 5m36s"]
+
+
+def test_quiet_trainer_drops_the_dict_line_unless_debug(monkeypatch) -> None:
+    from transformers.trainer_callback import PrinterCallback
+
+    from rluf_ray.training.progress import quiet_trainer
+
+    class Trainer:
+        def __init__(self) -> None:
+            self.callbacks: list[object] = [PrinterCallback]
+
+        def remove_callback(self, cb: object) -> None:
+            self.callbacks.remove(cb)
+
+    monkeypatch.setenv("RLUF_LOG", "info")
+    assert quiet_trainer(Trainer()).callbacks == []
+    monkeypatch.setenv("RLUF_LOG", "debug")  # --verbose: the Trainer's own log line is back
+    assert quiet_trainer(Trainer()).callbacks == [PrinterCallback]
