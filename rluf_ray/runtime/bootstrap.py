@@ -130,12 +130,14 @@ def ensure_ray(num_cpus: int | None = None, **overrides: Any) -> None:
     runtime_env = driver_runtime_env()
     if addr:
         log.info("joining Ray cluster at %s%s", addr, " (submitted job)" if runtime_env is None else "")
-        ray.init(address=addr, runtime_env=runtime_env, **overrides)
+        started = ray.init(address=addr, runtime_env=runtime_env, **overrides)
     else:
         kwargs = local_init_kwargs(num_cpus)
         kwargs.update(overrides)
         log.info("starting a local Ray with %s CPUs", kwargs["num_cpus"])
-        ray.init(runtime_env=runtime_env, **kwargs)
+        started = ray.init(runtime_env=runtime_env, **kwargs)
+    info = getattr(started, "address_info", None) or {}  # ray.init's RayContext (a client context has none)
+    _SESSION_DIR[0] = info.get("session_dir")
     quiet_ray_data()
 
 
@@ -159,20 +161,23 @@ def quiet_ray_data() -> None:
             handler.setLevel(logging.WARNING)
 
 
+_SESSION_DIR: list[str | None] = [None]
+"""The session dir that ``ray.init`` reported when :func:`ensure_ray` started or joined Ray."""
+
+
 def ray_log_dir() -> str | None:
-    """The logs folder of this process's Ray session (a local Ray's, or the joined node's on this machine).
+    """The logs folder of the Ray session :func:`ensure_ray` started or joined (when on this machine).
 
     Returns:
-        ``<session dir>/logs`` when Ray is initialised and the folder exists here, else None.
+        ``<session dir>/logs`` when Ray is initialised through :func:`ensure_ray` and the folder exists
+        here, else None.
     """
     import ray
 
-    if not ray.is_initialized():
+    session = _SESSION_DIR[0]
+    if not ray.is_initialized() or not session:
         return None
-    node = getattr(ray._private.worker, "_global_node", None)  # the public API has no session dir
-    if node is None:
-        return None
-    path = os.path.join(node.get_session_dir_path(), "logs")
+    path = os.path.join(session, "logs")
     return path if os.path.isdir(path) else None
 
 

@@ -177,17 +177,3 @@ def _cached_copy(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
-    os.makedirs(root, exist_ok=True)
-    tmp = os.path.join(root, f".tmp-{uuid.uuid4().hex}")
-    log.info("models: copying %s (%d files) to %s", location, len(files), target)
-    try:
-        os.makedirs(tmp)
-        pafs.copy_files(path, tmp, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
-        try:
-            os.rename(tmp, target)
-        except OSError:  # another process on this node finished the same copy first
-            if not os.path.isdir(target):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
