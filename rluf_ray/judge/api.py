@@ -26,7 +26,7 @@ from rluf_ray.judge.requests import JudgeRequest, JudgeResult, Task, unique_requ
 from rluf_ray.judge.scoring import score_requests, score_rows
 
 if TYPE_CHECKING:
-    from rluf_ray.config import JudgeConfig
+    from rluf_ray.config import JudgeConfig, RlufConfig
 
 log = logging.getLogger("rluf.judge")
 
@@ -79,29 +79,25 @@ class JudgePlan:
         return JudgeContext(run, self.output_dir, self.actors, self.shared_mount)
 
 
-def judge_plan(
-    section: JudgeConfig,
-    output_dir: str,
-    actors: int,
-    tasks: Sequence[Task] = (),
-    shared_mount: bool = False,
-) -> JudgePlan:
-    """The judge of a stage's plan.
+def judge_plan(cfg: RlufConfig, tasks: Sequence[Task], section: JudgeConfig | None = None) -> JudgePlan:
+    """The judge of a stage's plan, from the config.
 
     Args:
-        section: The judge config section the stage judges with.
-        output_dir: The run's output directory (``output_dir``).
-        actors: Real-time judge actors (``resources.judge_actors``).
+        cfg: The config (``output_dir``, ``shared_output_dir``, ``resources.judge_actors``).
         tasks: The task kinds the stage asks: the provider's rule versions of these are hashed too
             (:func:`result_settings`).
-        shared_mount: ``output_dir`` is a shared mount (``shared_output_dir``).
+        section: The judge section the stage judges with; None for ``cfg.judge``.
 
     Returns:
         The judge's plan.
     """
-    settings = tuple(result_settings(section, tasks).items())
+    section = cfg.judge if section is None else section
     return JudgePlan(
-        settings=settings, section=section, output_dir=output_dir, actors=actors, shared_mount=shared_mount
+        settings=tuple(result_settings(section, tasks).items()),
+        section=section,
+        output_dir=cfg.output_dir,
+        actors=cfg.resources.judge_actors,
+        shared_mount=cfg.shared_output_dir,
     )
 
 

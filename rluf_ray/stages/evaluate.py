@@ -90,11 +90,7 @@ def plan(cfg: RlufConfig) -> EvaluatePlan:
         axes=tuple(e.axes),
         seed=e.seed,
         judge=judge_api.judge_plan(
-            evaluation_judge_config(cfg.judge, e.model or cfg.judge.model),
-            cfg.output_dir,
-            cfg.resources.judge_actors,
-            tasks=("pairwise", "rubric"),
-            shared_mount=cfg.shared_output_dir,
+            cfg, ("pairwise", "rubric"), evaluation_judge_config(cfg.judge, e.model or cfg.judge.model)
         ),
         template=cfg.data.prompt_template,
         rubric_template=t.rubric,

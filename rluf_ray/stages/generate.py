@@ -87,13 +87,7 @@ def plan(cfg: RlufConfig) -> GeneratePlan:
         samples=SamplesPlan(pool=pool, splits=split_plans, rows_per_file=g.rows_per_file),
         score_calibration=g.score_calibration,
         score_template=cfg.judge.templates.score,
-        judge=judge_api.judge_plan(
-            cfg.judge,
-            cfg.output_dir,
-            cfg.resources.judge_actors,
-            tasks=("score",),
-            shared_mount=cfg.shared_output_dir,
-        ),
+        judge=judge_api.judge_plan(cfg, ("score",)),
     )
 
 
