@@ -112,6 +112,15 @@ def ray_idle(ray_session):
 
 
 @pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory: pytest.TempPathFactory):
+    """One tiny ``./dev demo`` run for the session (tests/support/demo_run.py); tests read it, and one
+    that reruns stages works on its own copy."""
+    from tests.support.demo_run import run_tiny_demo
+
+    return run_tiny_demo(tmp_path_factory.mktemp("tiny-demo") / "out")
+
+
+@pytest.fixture(scope="session")
 def s3_server():
     """One S3-compatible server (moto) on 127.0.0.1 for the whole test session."""
     from tests.support.s3_server import S3Server

@@ -9,11 +9,9 @@ with the cluster tests' tiny ``--set`` overrides and a temporary ``--output-dir`
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
+import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +19,8 @@ from typing import Literal
 
 import pytest
 
-from rluf_ray.bench.local_cluster import TINY_RUN_ALL
 from rluf_ray.config import CONFIG_DIR, load
+from tests.support.demo_run import DEMO_SETS, DemoRun, dev_venv_is_set_up, user_env
 from tests.support.fake_openai import FakeOpenAI
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,9 +106,6 @@ COMMANDS: dict[str, Run | Elsewhere] = {
 }
 """Every README command, exactly as :func:`readme_commands` reads it, and how it is checked."""
 
-# The cluster tests' tiny run, less its cluster-only custom resource (no node here has it).
-SMALL = [s for s in TINY_RUN_ALL if not s.startswith("resources.custom_resources.")]
-
 
 def readme_commands(text: str) -> list[str]:
     """The shell commands of a README, in order (duplicates kept).
@@ -177,18 +172,6 @@ def test_configs_of_commands_not_run_here_load() -> None:
         load(CONFIG_DIR / name)
 
 
-def _dev_venv_is_set_up() -> bool:
-    """Whether ``./dev`` would run at once (its stamp matches), not set up ``.venv`` first."""
-    want = hashlib.sha256(
-        b"".join(
-            (REPO / f).read_bytes()
-            for f in ("pyproject.toml", "constraints/ci.txt", "constraints/no-deps.txt")
-        )
-    ).hexdigest()[:16]
-    stamp = REPO / ".venv" / ".rluf-setup"
-    return (REPO / ".venv/bin/rluf").exists() and stamp.is_file() and stamp.read_text().strip() == want
-
-
 def _shell(cmd: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
     """Run one command line through bash in the repository root; print its time and its tail on failure."""
     t0 = time.monotonic()
@@ -202,24 +185,16 @@ def _shell(cmd: str, env: dict[str, str], timeout: float) -> subprocess.Complete
     return proc
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `rluf` of this Python
-    env.update(
-        RAY_AUTH_MODE="disabled", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1"
-    )
-    return env
-
-
 def _sets(items: list[str]) -> str:
     return " ".join(f"--set {s}" for s in items)
 
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_readme_run_commands(tmp_path: Path) -> None:
-    """The README's RUN commands, at the cluster tests' tiny size, each into its own output dir."""
-    env = _env()
+def test_readme_run_commands(tiny_demo: DemoRun, tmp_path: Path) -> None:
+    """The README's RUN commands at the cluster tests' tiny size: ``./dev demo`` is the session's shared
+    run (tests/support/demo_run.py); ``rluf status`` reads its output; the serve-judge run its own."""
+    env = user_env()
     run_cmds = [c for c, how in COMMANDS.items() if isinstance(how, Run)]
     assert run_cmds == [
         "./dev demo",
@@ -227,28 +202,33 @@ def test_readme_run_commands(tmp_path: Path) -> None:
         SERVE_JUDGE_RUN_ALL,
         "rluf status --output-dir outputs --set generation.temperature=0.9",
     ]
-    # ./dev demo: the tiny default; skipped where ./dev would first (re)install .venv
-    demo = tmp_path / "demo"
-    if _dev_venv_is_set_up():
-        _shell(f"./dev demo {_sets(SMALL)} --output-dir {demo}", env, timeout=600)
-    else:
-        _shell(f"rluf run-all {_sets(SMALL)} --output-dir {demo}", env, timeout=600)
-        print("./dev demo: .venv not set up (./dev would install it first); ran `rluf run-all` instead")
+    # ./dev demo: the tiny default (rluf run-all where ./dev would first set up .venv)
+    tiny_demo.check_ok()
+    assert tiny_demo.command.startswith("./dev demo ") or not dev_venv_is_set_up()
+    demo = tiny_demo.out
     assert (demo / "report" / "index.html").is_file()
     status = _shell(
-        f"rluf status --output-dir {demo} --set generation.temperature=0.9 {_sets(SMALL)}", env, 60
+        f"rluf status --output-dir {demo} --set generation.temperature=0.9 {_sets(DEMO_SETS)}", env, 60
     )
     assert "generation.temperature: 0.85 -> 0.9" in status.stdout
     assert "run-all would run: generate," in status.stdout
 
-    # The serve-judge run-all against a loopback server that serves only smollm2-judge and wants `local`.
+    # The serve-judge run-all against a loopback server that serves only smollm2-judge and wants `local`,
+    # on a copy of the demo's output dir (the README runs both into outputs/): the judge is new, so it
+    # keeps the demo's SFT and re-runs from generate.
     judged = tmp_path / "judged"
+    shutil.copytree(demo, judged, ignore=shutil.ignore_patterns("logs", "mlflow.db", "mlartifacts"))
+    sft_manifest = (judged / "sft" / "_manifest.json").read_bytes()
     fast = ["judge.requests_per_minute=100000", "judge.tokens_per_minute=100000000"]  # operational keys
     with FakeOpenAI(api_key="local", served_model="smollm2-judge") as srv:
         cmd = SERVE_JUDGE_RUN_ALL.replace("http://127.0.0.1:8000/v1", srv.base_url)
-        _shell(f"export OPENAI_API_KEY=local && {cmd} {_sets(SMALL + fast)} --output-dir {judged}", env, 600)
+        run = _shell(
+            f"export OPENAI_API_KEY=local && {cmd} {_sets(DEMO_SETS + fast)} --output-dir {judged}", env, 600
+        )
         counts = srv.counts()
     assert (judged / "report" / "index.html").is_file()
+    assert (judged / "sft" / "_manifest.json").read_bytes() == sft_manifest, "the demo's SFT was re-run"
+    assert " generate: running" in run.stdout + run.stderr
     assert counts.get("ok", 0) > 0 and set(counts) == {"ok"}, counts
 
 

@@ -1,10 +1,13 @@
-"""The whole pipeline end to end on the embedded default (shrunk), with a real local Ray and MLflow
-tracking (read back with MlflowClient: a metric from every stage, the curves, the report, no secret;
-and a child run per Ray Train run, holding what transformers' MLflowCallback logged in the workers)."""
+"""The whole pipeline end to end on the embedded default (shrunk): the session's tiny ``./dev demo``
+(tests/support/demo_run.py: a real local Ray, MLflow tracking) read back: every stage's contract, and
+with MlflowClient a metric from every stage, the curves, the report, no secret, and a child run per Ray
+Train run holding what transformers' MLflowCallback logged in the workers. Then, on a copy, two more
+run-alls in this process: one that runs nothing, one that re-runs from calibrate."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,25 +18,21 @@ from rluf_ray.pipeline import run_all
 from rluf_ray.stages.registry import all_stages
 from rluf_ray.store.artifacts import ArtifactStore
 from rluf_ray.tracking.runs import PARENT_TAG
-
-TINY = [
-    "data.demo.train_docs=64", "sft.logging_steps=2", "data.calibration_size=16", "data.test_size=4", "data.eval_size=3",
-    "sft.num_epochs=1", "generation.sampling_num=6", "generation.max_new_tokens=12",
-    "conformal.random_count=3", "conformal.similarity_epochs=2", "conformal.similarity_vector_size=16",
-    "dpo.max_steps=2", "inference.max_new_tokens=8", "resources.engine_actors=1", "tracking.backend=mlflow",
-]  # fmt: skip
-SECRET = "sk-never-logged-0123456789"
+from tests.support.demo_run import DEMO_SETS, SECRET, DemoRun
 
 
 @pytest.mark.ray
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # 7-9 min on 2 idle cores (three run-alls, MLflow's store set-up); more when shared
-def test_run_all_end_to_end_then_skips(ray_idle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.timeout(900)  # the shared run (~3 min on 2 idle cores) and two in-process run-alls
+def test_run_all_end_to_end_then_skips(
+    tiny_demo: DemoRun, ray_idle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny_demo.check_ok()
+    out = tmp_path / "out"  # the reruns below change artifacts: they work on a copy
+    shutil.copytree(tiny_demo.out, out, ignore=shutil.ignore_patterns("logs"))
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)  # judge.api_key_env's value: must never be logged
-    cfg = load(None, [*TINY, f"output_dir={tmp_path}"])
-    store = ArtifactStore(tmp_path)
-    ran = run_all(cfg, store)
-    assert ran == [s.name for s in all_stages()]
+    cfg = load(None, [*DEMO_SETS, f"output_dir={out}"])
+    store = ArtifactStore(out)
     for spec in all_stages():
         man = store.manifest(spec.artifact_dir)
         assert man is not None and man.status == "complete" and man.files, spec.name
@@ -45,7 +44,7 @@ def test_run_all_end_to_end_then_skips(ray_idle, tmp_path: Path, monkeypatch: py
     weighted = list(store.iter_jsonl("weights", "weighted_pairs.jsonl"))
     assert weighted and all({"prompt", "chosen", "rejected", "weight"} <= set(r) for r in weighted)
     # Weight health as reported equals what the weighted pairs themselves give.
-    health = json.loads((tmp_path / "weights" / "summary.json").read_text())
+    health = json.loads((out / "weights" / "summary.json").read_text())
     ws = [float(r["weight"]) for r in weighted]
     assert health["pairs"] == len(ws)
     assert health["zero_weight_share"] == pytest.approx(sum(w == 0 for w in ws) / len(ws))
@@ -55,26 +54,26 @@ def test_run_all_end_to_end_then_skips(ray_idle, tmp_path: Path, monkeypatch: py
     for value, count in health["weight_histogram"].items():
         assert count == sum(abs(w - float(value)) < 1e-6 for w in ws)
     for arm in ("cfa", "dpo"):  # both arms, one seed (dpo.seed) each
-        assert (tmp_path / "training" / arm / "seed-42" / "model" / "config.json").is_file()
+        assert (out / "training" / arm / "seed-42" / "model" / "config.json").is_file()
     preds = store.read_parquet("inference", "predictions.parquet").to_pylist()
     models = {p["model"] for p in preds}
     assert models == {"sft", "cfa", "dpo"} and len(preds) == 9
     assert {(p["model"], p["seed"]) for p in preds} == {("sft", None), ("cfa", 42), ("dpo", 42)}
-    report = json.loads((tmp_path / "evaluation" / "report.json").read_text())
+    report = json.loads((out / "evaluation" / "report.json").read_text())
     assert [(w["a"], w["b"]) for w in report["win_rates"]] == [("cfa", "dpo"), ("cfa", "sft"), ("dpo", "sft")]
     kept = len({p["prompt_id"] for p in preds}) - report["dropped"]["prompts"]
     for w in report["win_rates"]:
         assert w["ci_low"] <= w["win_rate"] <= w["ci_high"] and w["n"] == kept
     assert set(report["rubric"]) == models
-    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    summary = json.loads((out / "report" / "summary.json").read_text())
     assert set(summary["stages"]) == {s.name for s in all_stages()}
-    _check_tracked_run(tmp_path, health, report)
+    _check_tracked_run(out, health, report)
     # A second run-all finds everything complete and runs nothing.
     assert run_all(cfg, store) == []
     # Changing a key only calibrate reads re-runs calibrate and everything downstream of it.
-    cfg2 = load(None, [*TINY, f"output_dir={tmp_path}", "conformal.accuracy_threshold=0.5"])
+    cfg2 = load(None, [*DEMO_SETS, f"output_dir={out}", "conformal.accuracy_threshold=0.5"])
     assert run_all(cfg2, store) == ["calibrate", "assign-weights", "train", "infer", "evaluate"]
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("rluf-ray").experiment_id])
     assert sum(PARENT_TAG not in r.data.tags for r in runs) == 3  # one per run-all
     children = sorted(r.info.run_name for r in runs if PARENT_TAG in r.data.tags)
