@@ -126,3 +126,23 @@ def test_rerun_stops_the_leftovers_of_a_dead_driver_only(tmp_path: Path) -> None
         for p in (*mine, theirs):
             p.kill()
             p.wait()
+
+
+@needs_proc
+@pytest.mark.timeout(120)
+def test_a_stage_command_stops_the_leftovers_and_status_does_not(tmp_path: Path) -> None:
+    from rluf_ray import cli
+
+    out = tmp_path / "out"
+    session = str(tmp_path / "ray" / "session_y_1")
+    left = _stand_in(session, ignore_term=True)
+    try:
+        pid, start = _dead_driver()
+        orphans.write_record(str(out / "logs"), SessionRecord(session, pid, start, socket.gethostname()))
+        assert cli.main(["status", "--output-dir", str(out)]) == 0
+        assert left.poll() is None, "status stopped a process"
+        cli.main(["generate", "--dry-run", "--output-dir", str(out)])  # then fails: SFT is missing
+        assert left.wait(timeout=10) == -orphans.signal.SIGKILL
+    finally:
+        left.kill()
+        left.wait()
