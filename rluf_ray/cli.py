@@ -16,6 +16,7 @@ from rluf_ray.arms import TRAIN_ARMS
 from rluf_ray.common import console
 from rluf_ray.config import ConfigError, RlufConfig, load
 from rluf_ray.errors import RlufError, StageNotBuilt
+from rluf_ray.runtime.bootstrap import record_sessions_in
 from rluf_ray.stages.registry import ORDER
 
 if TYPE_CHECKING:
@@ -137,6 +138,20 @@ def _close_log(store: ArtifactStore) -> None:
     console.close_log_file()
 
 
+def _reap_and_record(store: ArtifactStore, record: bool) -> None:
+    """Stop what a killed earlier driver of this output dir left of its local Ray, then (``record``)
+    have this command record the local Ray it starts (a local output dir only: the record is per
+    machine)."""
+    if not store.local:
+        return
+    from rluf_ray.runtime.orphans import reap_dead_driver
+
+    folder = os.path.join(store.root, console.LOG_STAGE)
+    reap_dead_driver(folder)
+    if record:
+        record_sessions_in(folder)
+
+
 def _ray_log_dir() -> str | None:
     if "ray" not in sys.modules:  # this command never started Ray: nothing to keep, and no import
         return None
@@ -170,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _print_status(cfg, store)
         if not getattr(args, "dry_run", False):  # a dry run writes nothing, its log neither
             _open_log(store)
+        _reap_and_record(store, record=not getattr(args, "dry_run", False))
         if args.command == "run-all":
             run_all(cfg, store, force=args.force)
             print(store.path("report", "index.html"))  # the page to open first, printed last
@@ -191,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if store is not None:
             _close_log(store)
+            record_sessions_in(None)  # a later main() in this process records only if it asks
 
 
 if __name__ == "__main__":

@@ -138,7 +138,40 @@ def ensure_ray(num_cpus: int | None = None, **overrides: Any) -> None:
         started = ray.init(runtime_env=runtime_env, **kwargs)
     info = getattr(started, "address_info", None) or {}  # ray.init's RayContext (a client context has none)
     _SESSION_DIR[0] = info.get("session_dir")
+    if not addr:
+        _record_local_session(_SESSION_DIR[0])
     quiet_ray_data()
+
+
+_RECORD_DIR: list[str | None] = [None]
+"""Where :func:`ensure_ray` records the local Ray it starts (see :func:`record_sessions_in`)."""
+
+
+def record_sessions_in(folder: str | None) -> None:
+    """Have :func:`ensure_ray` record the local Ray session it starts in ``folder``.
+
+    The record (``ray_session.json``: session dir, this driver's pid and start time) lets the next
+    command on the same output dir stop what a killed driver left of its Ray
+    (:func:`rluf_ray.runtime.orphans.reap_dead_driver`). A joined cluster is never recorded.
+
+    Args:
+        folder: The output dir's logs folder; None to record nothing.
+    """
+    _RECORD_DIR[0] = folder
+
+
+def _record_local_session(session_dir: str | None) -> None:
+    """Write the record of the local Ray just started, when a folder was set and Ray named its session."""
+    folder = _RECORD_DIR[0]
+    if not folder or not session_dir:
+        return
+    from rluf_ray.runtime import orphans
+
+    try:
+        path = orphans.write_record(folder, orphans.this_session(session_dir))
+        log.debug("Ray session recorded in %s", path)
+    except OSError as exc:
+        log.warning("Ray session not recorded in %s: %s", folder, exc)
 
 
 def quiet_ray_data() -> None:
