@@ -4,7 +4,8 @@ exercises it elsewhere (and why it cannot run here: a GPU, a cluster, a key, a v
 The fast test parses the README's fenced ``bash`` blocks (and ``$ `` lines of its plain blocks) and
 checks that :data:`COMMANDS` classifies each command, that no entry is stale, and that every named
 test exists. The slow test runs the ``RUN`` commands through ``bash`` in the repository root, shrunk
-with the cluster tests' tiny ``--set`` overrides and a temporary ``--output-dir``.
+with the cluster tests' tiny ``--set`` overrides: ``./dev demo`` is the session's shared tiny run
+(tests/support/demo_run.py), ``rluf status`` reads it, the serve-judge run-all works on a copy of it.
 """
 
 from __future__ import annotations
