@@ -170,6 +170,22 @@ def demo_rows(batch: dict[str, Any], seed: int, split: str, done: frozenset[str]
     return {k: [v[i] for i in keep] for k, v in cols.items()}
 
 
+class DemoRows:
+    """:func:`demo_rows` as a callable class, so that Ray Data runs it in a long-lived actor.
+
+    Args:
+        seed: The demo dataset's seed.
+        split: The split name.
+        done: Prompt ids already finished.
+    """
+
+    def __init__(self, seed: int, split: str, done: frozenset[str]):
+        self.seed, self.split, self.done = seed, split, done
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
+        return demo_rows(batch, self.seed, self.split, self.done)
+
+
 def load_split(plan: SplitPlan) -> list[dict[str, str]]:
     """The rows of a split (keys prompt_id, post, reference), honouring its size.
 

@@ -1,4 +1,4 @@
-"""The engine pool's output as Parquet part files: written by light tasks, tallied on the driver.
+"""The engine pool's output as Parquet part files: written by a light actor, tallied on the driver.
 
 Rows that come out of :func:`rluf_ray.engines.pool.apply` (GENERATION_SCHEMA) are grouped
 ``rows_per_file`` at a time and written atomically through the artifact store, one part per split,
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from rluf_ray.engines.pool import io_task_kwargs
+from rluf_ray.engines.pool import io_actor_kwargs
 from rluf_ray.schema import GENERATION_SCHEMA
 from rluf_ray.store.artifacts import ArtifactStore
 
@@ -84,6 +84,21 @@ def write_part(batch: dict[str, Any], store: ArtifactStore, stage_dir: str) -> d
     return out
 
 
+class PartWriter:
+    """The Ray Data step that writes part files (a callable class: it runs in a long-lived actor).
+
+    Args:
+        store: The artifact store to write into.
+        stage_dir: The generate stage's artifact directory.
+    """
+
+    def __init__(self, store: ArtifactStore, stage_dir: str):
+        self.store, self.stage_dir = store, stage_dir
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        return write_part(batch, self.store, self.stage_dir)
+
+
 def write_parts(sampled: Any, store: ArtifactStore, stage_dir: str, rows_per_file: int) -> Any:
     """The Ray Data step writing ``sampled`` rows as part files.
 
@@ -99,10 +114,10 @@ def write_parts(sampled: Any, store: ArtifactStore, stage_dir: str, rows_per_fil
         consumed (``drain``).
     """
     return sampled.map_batches(
-        write_part,
-        fn_kwargs={"store": store, "stage_dir": stage_dir},
+        PartWriter,
+        fn_constructor_kwargs={"store": store, "stage_dir": stage_dir},
         batch_size=rows_per_file,
-        **io_task_kwargs(),
+        **io_actor_kwargs(),
     )
 
 
