@@ -1,19 +1,24 @@
-"""``rluf bench generate``: N samples per prompt, the original loop vs our engine path, side by side.
+"""``rluf bench generate``: the whole ``generate`` stage against what a user would run instead.
 
-Fixed shape so figures compare across runs: by default a 2-layer, 128-wide Llama (head_dim 64) with a
-byte-level BPE tokenizer; ``--model embedded:smollm2-135m-instruct`` (or a local model folder) runs the
-same comparison on a real pretrained 30-layer model. Prompts of about 200 tokens, exactly 32 new tokens
-per sample (min = max new tokens), temperature 0.35, float32, the same total number of threads on both
-sides.
+Three figures from one run, on the same prompts, model, N, token budget and total threads:
 
-* baseline (the original approach, honestly done): transformers ``generate`` with its KV cache, one
-  sample per call, N calls per prompt.
-* ours: the engine adapter that the engine pool (``rluf_ray.engines.pool``) builds in its actors
-  (``hf``: one ``generate`` call per batch of prompts with ``num_return_sequences=N``, log-probs
-  included; ``vllm``: ``SamplingParams(n=N)``).
+* **stage**: ``rluf generate`` itself (Ray Data, engine actors, Parquet part files, the manifest),
+  run through :func:`rluf_ray.pipeline.run_stage` on the embedded demo's prompts, its engines timed
+  from inside the actors (:mod:`rluf_ray.bench.stage_timing`);
+* **bare**: the strongest single-process use of the same engine (:mod:`rluf_ray.bench.bare_generate`):
+  hf, batched ``generate(num_return_sequences=N)`` over the stage's own prompt batches; vllm,
+  ``LLM.generate(prompts, SamplingParams(n=N))`` over all prompts at once;
+* **loop**: one ``generate`` call per sample (the original project's loop), on ``--loop-prompts``.
 
-The last line printed is a JSON object with ``engine``, ``baseline_samples_per_s``,
-``ours_samples_per_s`` and ``ratio``.
+Every sample is exactly ``--new-tokens`` tokens on every side (min = max). Steady state leaves the
+engine start out on both sides (the stage: its slowest actor's engine build; bare: the model load),
+end to end counts it; Ray's own start is outside both (Ray is up before the clock starts). The
+default model is a seeded 2-layer, 128-wide Llama (head_dim 64); ``--model
+embedded:smollm2-135m-instruct`` or a local folder runs the same on a real pretrained model.
+
+The last line printed is a JSON object with ``engine``, ``model``, ``prompts``,
+``stage_samples_per_s``, ``bare_samples_per_s``, ``ratio_vs_bare`` (steady state),
+``loop_samples_per_s``, ``engine_start_s``, the end-to-end figures and the stage's ``phases``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ import gc
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -43,22 +47,30 @@ def _parser() -> argparse.ArgumentParser:
         "(default: the benchmark's seeded tiny Llama, built per run)",
     )
     p.add_argument("--samples", type=int, default=60, help="samples per prompt (N)")
-    p.add_argument("--prompts", type=int, default=8, help="prompts for our engine path")
-    p.add_argument("--baseline-prompts", type=int, default=1, help="prompts for the one-sample-per-call loop")
-    p.add_argument("--prompt-tokens", type=int, default=200)
-    p.add_argument("--new-tokens", type=int, default=32)
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="total threads, both sides")
+    p.add_argument(
+        "--prompts",
+        type=int,
+        default=90,
+        help="prompts, half calibration, half test (the default config's 50 + 40)",
+    )
+    p.add_argument("--loop-prompts", type=int, default=1, help="prompts for the one-sample-per-call loop")
+    p.add_argument("--new-tokens", type=int, default=32, help="tokens per sample, exactly")
+    p.add_argument(
+        "--batch", type=int, default=4, help="prompts per engine call (generation.prompts_per_batch)"
+    )
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="total threads, every side")
     p.add_argument(
         "--actors",
         type=int,
         default=None,
-        help="engine actors sharing the threads (default: hf one per 1 thread; vllm 1)",
+        help="the stage's engine actors sharing the threads (default: hf one per thread; vllm 1)",
     )
+    p.add_argument("--rows-per-file", type=int, default=None,
+                   help="generation.rows_per_file (default: --batch, so every batch is a block)")  # fmt: skip
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--temperature", type=float, default=0.35)
     p.add_argument("--vllm-memory", type=float, default=0.3, help="vLLM memory share (CPU build: RAM share)")
-    p.add_argument("--repeats", type=int, default=3, help="timed rounds per side; medians are reported")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -114,65 +126,27 @@ def resolve_bench_model(name: str | None, tmp: Path, args: argparse.Namespace) -
     return path, f"{name}: {cfg.get('num_hidden_layers')} layers x {cfg.get('hidden_size')} wide"
 
 
-def make_prompts(tokenizer, count: int, target_tokens: int, seed: int) -> list[str]:
-    """``count`` prompts of about ``target_tokens`` tokens built from demo documents.
-
-    Consecutive test-split demo posts are joined until the rendered prompt reaches ``target_tokens``,
-    then words are cut from the end until it fits; no two prompts share a document.
-
-    Args:
-        tokenizer: The model's tokenizer (a transformers tokenizer), which measures the length.
-        count: Number of prompts.
-        target_tokens: Most tokens per rendered prompt (special tokens included).
-        seed: Seed of the demo documents.
-
-    Returns:
-        The rendered prompts.
-    """
-    from rluf_ray.common.text import render_prompt
-    from rluf_ray.data import demo
-
-    prompts, i = [], 0
-    for k in range(count):
-        body: list[str] = []
-        while True:
-            body.append(demo.make_doc(seed, "test", i).post)
-            i += 1
-            text = render_prompt(" ".join(body))
-            if len(tokenizer(text)["input_ids"]) >= target_tokens:
-                break
-        # trim to the target at a word boundary
-        words = " ".join(body).split()
-        while len(tokenizer(render_prompt(" ".join(words)))["input_ids"]) > target_tokens:
-            words = words[:-1]
-        prompts.append(render_prompt(" ".join(words)))
-        del k
-    return prompts
-
-
-class Baseline:
+class OneSampleLoop:
     """The original loop: one sample per ``generate`` call, N calls per prompt (KV cache on).
 
     Args:
         model_dir: The save_pretrained folder to load.
-        prompts: The prompts to sample.
         n: Samples per prompt.
         new_tokens: New tokens per sample (exactly: min = max).
         temperature: Sampling temperature (> 0).
         threads: Torch threads of this process.
+        dtype: Torch dtype name of the weights.
     """
 
-    def __init__(
-        self, model_dir: Path, prompts: list[str], n: int, new_tokens: int, temperature: float, threads: int
-    ):
+    def __init__(self, model_dir: Path, n: int, new_tokens: int, temperature: float, threads: int,
+                 dtype: str):  # fmt: skip
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         torch.set_num_threads(threads)
         self.tok = AutoTokenizer.from_pretrained(model_dir)
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-        self.prompts, self.n, self.new_tokens, self.temperature = prompts, n, new_tokens, temperature
-        self._sample(self.tok(prompts[0], return_tensors="pt"))  # warm-up at the timed shape, not timed
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
+        self.n, self.new_tokens, self.temperature = n, new_tokens, temperature
 
     def _sample(self, enc) -> None:
         import torch
@@ -180,18 +154,22 @@ class Baseline:
         with torch.inference_mode():
             out = self.model.generate(**enc, do_sample=True, temperature=self.temperature, top_k=0, use_cache=True,
                                       max_new_tokens=self.new_tokens, min_new_tokens=self.new_tokens,
-                                      pad_token_id=self.tok.pad_token_id)  # fmt: skip
+                                      pad_token_id=self.tok.pad_token_id or self.tok.eos_token_id)  # fmt: skip
         assert out.shape[1] - enc["input_ids"].shape[1] == self.new_tokens
 
-    def run(self) -> tuple[int, float]:
-        """(samples, seconds) of one timed round.
+    def run(self, prompts: list[str]) -> tuple[int, float]:
+        """Every prompt's N calls, after one untimed warm-up call.
+
+        Args:
+            prompts: The rendered prompts.
 
         Returns:
-            ``(samples drawn, wall seconds)`` over every prompt's N calls.
+            ``(samples drawn, wall seconds)``.
         """
+        self._sample(self.tok(prompts[0], return_tensors="pt"))
         samples = 0
         t0 = time.perf_counter()
-        for prompt in self.prompts:
+        for prompt in prompts:
             enc = self.tok(prompt, return_tensors="pt")
             for _ in range(self.n):
                 self._sample(enc)
@@ -199,128 +177,130 @@ class Baseline:
         return samples, time.perf_counter() - t0
 
 
-class EngineActor:
-    """One engine in a Ray actor (the engine pool's actor, without Ray Data around it).
+def stage_overrides(args: argparse.Namespace, out: Path) -> list[str]:
+    """The config overrides under which the benchmark runs the generate stage.
 
     Args:
-        engine_name: A registered engine name.
-        model_dir: The save_pretrained folder the engine loads.
-        threads: CPUs of the actor (``resources.cpus_per_actor``: the hf engine's torch threads).
-        vllm_memory: vLLM's memory share (``generation.vllm_gpu_memory_utilization``).
+        args: The parsed command line.
+        out: The run's output directory.
+
+    Returns:
+        ``KEY=VALUE`` overrides of the embedded default: the demo's splits at ``--prompts`` (half
+        calibration, half test), the sampling, batching and pool of the command line, no scoring.
     """
-
-    def __init__(self, engine_name: str, model_dir: str, threads: int, vllm_memory: float):
-        from rluf_ray.config import GenerationConfig, ModelConfig, ResourcesConfig
-        from rluf_ray.engines.pool import EngineFactory
-
-        # the options the pipeline would give this engine for these settings (the rest at defaults)
-        options = engine_registry.options_for(
-            engine_name,
-            GenerationConfig(seed=0, vllm_gpu_memory_utilization=vllm_memory),
-            ModelConfig(max_context=1024),
-            ResourcesConfig(cpus_per_actor=threads),
-        )
-        self.engine = EngineFactory(engine_name, model_dir, options)()
-
-    def generate(self, prompts: list[str], spec, seed: int) -> int:
-        """Sample one batch through the engine.
-
-        Args:
-            prompts: The rendered prompts.
-            spec: How to sample (a ``SamplingSpec``).
-            seed: The engine call's seed.
-
-        Returns:
-            The number of samples drawn (``spec.n`` per prompt).
-        """
-        return sum(len(c.texts) for c in self.engine.generate(prompts, spec, seed=seed))
-
-    def close(self) -> None:
-        """Release the engine."""
-        self.engine.close()
+    cal = (args.prompts + 1) // 2
+    test = args.prompts - cal
+    return [
+        f"data.demo.calibration_docs={cal}", f"data.calibration_size={cal}",
+        f"data.demo.test_docs={test}", f"data.test_size={test}",
+        f"generation.engine={args.engine}", f"generation.sampling_num={args.samples}",
+        f"generation.temperature={args.temperature}", f"generation.max_new_tokens={args.new_tokens}",
+        f"generation.prompts_per_batch={args.batch}",
+        f"generation.rows_per_file={args.rows_per_file or args.batch}",
+        f"generation.vllm_gpu_memory_utilization={args.vllm_memory}", f"generation.seed={args.seed}",
+        "generation.score_calibration=false",
+        f"resources.engine_actors={args.actors}", f"resources.cpus_per_actor={args.threads // args.actors}",
+        f"output_dir={out}",
+    ]  # fmt: skip
 
 
-class Ours:
-    """Our engine path: each prompt's N samples in one request, each actor's prompts in one call.
+def run_stage_timed(
+    args: argparse.Namespace, out: Path, model_dir: Path
+) -> tuple[Any, dict[str, float], Any]:
+    """The real generate stage over ``model_dir`` (installed as the SFT stage's model), timed.
 
-    ``actors`` > 1 splits the same total threads over several engine actors (as the stage's pool
-    does); everything is warmed up at the timed shape before the clock starts, as the baseline is.
+    Args:
+        args: The parsed command line.
+        out: The run's output directory (the stage's store).
+        model_dir: The model folder.
+
+    Returns:
+        ``(config, phases, store)``: the stage's config, :func:`stage_timing.stage_phases` of the run,
+        and its artifact store.
     """
+    from rluf_ray.bench.stage_timing import TimedEngineFactory, read_events, stage_phases
+    from rluf_ray.config import load
+    from rluf_ray.engines.pool import EngineFactory
+    from rluf_ray.pipeline import run_stage, stage_fingerprint
+    from rluf_ray.runtime.bootstrap import ensure_ray
+    from rluf_ray.schema import MODEL_DIR
+    from rluf_ray.stages.registry import get
+    from rluf_ray.store.artifacts import ArtifactStore
 
-    def __init__(self, engine_name: str, model_dir: Path, prompts: list[str], n: int, new_tokens: int,
-                 temperature: float, threads: int, vllm_memory: float, actors: int):  # fmt: skip
-        from rluf_ray.engines.base import SamplingSpec
+    cfg = load(overrides=stage_overrides(args, out))
+    store = ArtifactStore(out)
+    sft_model = out / get("sft").artifact_dir / MODEL_DIR
+    sft_model.parent.mkdir(parents=True, exist_ok=True)
+    if sft_model != model_dir:
+        sft_model.symlink_to(model_dir.resolve(), target_is_directory=True)
+    store.complete("sft", stage_fingerprint(cfg, get("sft")), {})
+    options = engine_registry.options_for(args.engine, cfg.generation, cfg.model, cfg.resources)
+    events = out / "engine_events.jsonl"
+    factory = TimedEngineFactory(EngineFactory(args.engine, str(sft_model), options), str(events))
+    ensure_ray(num_cpus=args.threads)  # Ray's start is outside the clock
+    t0 = time.time()
+    man = run_stage(cfg, store, "generate", force=True, options={"engine_factory": factory})
+    t1 = time.time()
+    if man is None:
+        raise SystemExit("rluf bench generate: the generate stage did not complete")
+    return cfg, stage_phases(read_events(events), t0, t1), store
 
-        self.spec = SamplingSpec(
-            n=n, temperature=temperature, max_new_tokens=new_tokens, min_new_tokens=new_tokens
-        )
-        self.expected = n * len(prompts)
-        self.actors = actors
-        if actors <= 1:
-            self.local = EngineActor(engine_name, str(model_dir), threads, vllm_memory)
-            self.prompts = prompts
-        else:
-            import ray
 
-            from rluf_ray.runtime.bootstrap import ensure_ray
+def stage_batches(store: Any, batch: int) -> list[list[str]]:
+    """The rendered prompts the stage sampled, read back from its part files, in batches of ``batch``.
 
-            ensure_ray(num_cpus=threads)
-            per = max(1, threads // actors)
-            # Any: Ray's ActorHandle[EngineActor] types the methods without their ``.remote``
-            self.handles: list[Any] = [
-                ray.remote(EngineActor)
-                .options(num_cpus=per)
-                .remote(engine_name, str(model_dir), per, vllm_memory)
-                for _ in range(actors)
-            ]
-            self.chunks = [prompts[k::actors] for k in range(actors)]
-        self._round(seed=1)  # warm-up
+    Args:
+        store: The stage's artifact store.
+        batch: Prompts per batch (``generation.prompts_per_batch``).
 
-    def _round(self, seed: int) -> int:
-        if self.actors <= 1:
-            return self.local.generate(self.prompts, self.spec, seed)
-        import ray
+    Returns:
+        The prompt batches, split by split (a batch never mixes splits, as in the stage).
+    """
+    from rluf_ray.schema import GENERATION_SPLITS
+    from rluf_ray.stages.registry import get
 
-        return sum(
-            ray.get(
-                [
-                    h.generate.remote(c, self.spec, seed)
-                    for h, c in zip(self.handles, self.chunks, strict=True)
-                ]
-            )
-        )
+    batches: list[list[str]] = []
+    for split in GENERATION_SPLITS:
+        prompts = [p for d in store.iter_part_batches(get("generate").artifact_dir, split, ["prompt"])
+                   for p in d["prompt"]]  # fmt: skip
+        batches += [prompts[i : i + batch] for i in range(0, len(prompts), batch)]
+    return batches
 
-    def run(self, seed: int = 0) -> tuple[int, float]:
-        """One timed round: every prompt's N samples, each actor's prompts in one engine call.
 
-        Args:
-            seed: The engine calls' seed.
+def run_bare(
+    args: argparse.Namespace, cfg: Any, model_dir: Path, batches: list[list[str]]
+) -> tuple[float, int, float]:
+    """The single-process baseline of the engine over the same batches.
 
-        Returns:
-            ``(samples drawn, wall seconds)``.
-        """
-        t0 = time.perf_counter()
-        samples = self._round(seed)
-        wall = time.perf_counter() - t0
-        assert samples == self.expected
-        return samples, wall
+    Args:
+        args: The parsed command line.
+        cfg: The stage's config (its dtype, context and sampling).
+        model_dir: The model folder.
+        batches: The stage's prompt batches.
 
-    def close(self) -> None:
-        """Close the engine(s); with actors, close each one and kill it."""
-        if self.actors <= 1:
-            self.local.close()  # vLLM shuts its engine process down here, before the JSON line
-            del self.local
-            gc.collect()
-        else:
-            import ray
+    Returns:
+        ``(start seconds, samples, sampling seconds)``.
+    """
+    from rluf_ray.bench.bare_generate import BareHF, BareVLLM
 
-            for h in self.handles:
-                ray.get(h.close.remote())
-                ray.kill(h)
+    g = cfg.generation
+    bare: BareHF | BareVLLM
+    if args.engine == "vllm":
+        bare = BareVLLM(model_dir, args.samples, args.new_tokens, g.temperature, g.top_p, cfg.model.dtype,
+                        args.vllm_memory, cfg.model.max_context, g.seed)  # fmt: skip
+    else:
+        bare = BareHF(model_dir, args.samples, args.new_tokens, g.temperature, g.top_p, args.threads,
+                      cfg.model.dtype)  # fmt: skip
+    samples, wall = bare.run(batches)
+    start = bare.start_s
+    bare.close()
+    del bare
+    gc.collect()
+    return start, samples, wall
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the side-by-side benchmark; the last printed line is JSON.
+    """Run the stage, the bare baseline and the loop; the last printed line is JSON.
 
     Args:
         argv: Command-line arguments (``None``: ``sys.argv[1:]``); see ``_parser`` for the options.
@@ -329,60 +309,62 @@ def main(argv: list[str] | None = None) -> int:
         The exit status, 0.
     """
     args = _parser().parse_args(argv)
+    if args.prompts < 2:
+        raise SystemExit("rluf bench generate: --prompts must be at least 2 (one per split)")
     if args.actors is None:
         args.actors = args.threads if args.engine == "hf" else 1
-    from transformers import AutoTokenizer
+    if args.actors < 1 or args.threads % args.actors:
+        raise SystemExit(f"rluf bench generate: --threads {args.threads} must split evenly over --actors")
+    import ray
 
-    machine = {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
+    machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+               "python": platform.python_version()}  # fmt: skip
+    print(f"machine: {machine}")
     with tempfile.TemporaryDirectory(prefix="rluf-bench-gen-") as tmp:
+        out = Path(tmp) / "run"
         model_dir, model_desc = resolve_bench_model(args.model, Path(tmp), args)
-        tok = AutoTokenizer.from_pretrained(model_dir)
-        prompts = make_prompts(tok, max(args.prompts, args.baseline_prompts), args.prompt_tokens, args.seed)
-        lengths = [len(tok(p)["input_ids"]) for p in prompts]
-        print(f"machine: {machine}")
-        print(f"shape: {model_desc}, prompts {lengths} tokens, "
-              f"{args.new_tokens} new tokens, N={args.samples}, threads={args.threads}")  # fmt: skip
-        # The baseline runs first, alone: none of our engine processes (or Ray) exist yet, so nothing of
-        # ours competes with it for the CPU. Several rounds each; medians are reported.
-        base = Baseline(model_dir, prompts[: args.baseline_prompts], args.samples, args.new_tokens,
-                        args.temperature, args.threads)  # fmt: skip
-        base_rates, our_rates = [], []
-        for r in range(args.repeats):
-            b_samples, b_wall = base.run()
-            base_rates.append(b_samples / b_wall)
-            print(f"baseline round {r + 1} (1 sample per generate call): {b_samples} samples in {b_wall:.2f}s = "
-                  f"{base_rates[-1]:.2f} samples/s")  # fmt: skip
-        del base
-        gc.collect()
-        ours = Ours(args.engine, model_dir, prompts[: args.prompts], args.samples, args.new_tokens,
-                    args.temperature, args.threads, args.vllm_memory, args.actors)  # fmt: skip
-        for r in range(args.repeats):
-            o_samples, o_wall = ours.run(seed=r)
-            our_rates.append(o_samples / o_wall)
-            print(f"ours round {r + 1} ({args.engine}, N per request, {args.prompts} prompts over {args.actors} "
-                  f"actor(s), {args.threads} threads in all): {o_samples} samples in {o_wall:.2f}s = "
-                  f"{our_rates[-1]:.2f} samples/s")  # fmt: skip
-        ours.close()
-    base_rate, our_rate = statistics.median(base_rates), statistics.median(our_rates)
-    print(
-        f"median over {args.repeats} rounds: baseline {base_rate:.2f} samples/s, ours {our_rate:.2f} samples/s"
-    )
+        print(f"model: {model_desc}; N={args.samples}, {args.new_tokens} new tokens, {args.prompts} prompts "
+              f"in batches of {args.batch}, {args.threads} threads ({args.actors} actor(s) in the stage)")  # fmt: skip
+        cfg, phases, store = run_stage_timed(args, out, model_dir)
+        batches = stage_batches(store, args.batch)
+        ray.shutdown()  # the baselines run with no Ray process left
+        prompts = sum(len(b) for b in batches)
+        expected = prompts * args.samples
+        if phases["samples"] != expected:
+            raise SystemExit(
+                f"rluf bench generate: the stage drew {phases['samples']:.0f} samples, not {expected}"
+            )
+        stage_steady = phases["wall_s"] - phases["engine_start_s"]
+        print(f"stage ({args.engine}): {expected} samples in {phases['wall_s']:.2f}s end to end, "
+              f"{stage_steady:.2f}s without the engine start; phases {json.dumps(_rounded(phases))}")  # fmt: skip
+        bare_start, bare_samples, bare_wall = run_bare(args, cfg, model_dir, batches)
+        assert bare_samples == expected, (bare_samples, expected)
+        print(f"bare ({args.engine}, one process): {bare_samples} samples in {bare_wall:.2f}s "
+              f"+ {bare_start:.2f}s model load")  # fmt: skip
+        loop = OneSampleLoop(model_dir, args.samples, args.new_tokens, cfg.generation.temperature, args.threads,
+                             cfg.model.dtype)  # fmt: skip
+        loop_samples, loop_wall = loop.run([p for b in batches for p in b][: args.loop_prompts])
+        del loop
+        print(f"loop (1 sample per generate call): {loop_samples} samples in {loop_wall:.2f}s")
+    stage_rate, bare_rate = expected / stage_steady, bare_samples / bare_wall
+    stage_e2e, bare_e2e = expected / phases["wall_s"], bare_samples / (bare_wall + bare_start)
     result = {
         "engine": args.engine,
         "model": args.model or "bench-tiny-llama",
-        "baseline_samples_per_s": round(base_rate, 3),
-        "ours_samples_per_s": round(our_rate, 3),
-        "ratio": round(our_rate / base_rate, 2),
-        "rounds": args.repeats,
-        "baseline_per_round": [round(x, 2) for x in base_rates],
-        "ours_per_round": [round(x, 2) for x in our_rates],
+        "prompts": prompts,
         "samples_per_prompt": args.samples,
         "new_tokens": args.new_tokens,
-        "prompt_tokens": round(sum(lengths) / len(lengths), 1),
+        "prompts_per_batch": args.batch,
+        "stage_samples_per_s": round(stage_rate, 3),
+        "bare_samples_per_s": round(bare_rate, 3),
+        "ratio_vs_bare": round(stage_rate / bare_rate, 3),
+        "stage_end_to_end_samples_per_s": round(stage_e2e, 3),
+        "bare_end_to_end_samples_per_s": round(bare_e2e, 3),
+        "ratio_vs_bare_end_to_end": round(stage_e2e / bare_e2e, 3),
+        "loop_samples_per_s": round(loop_samples / loop_wall, 3),
+        "engine_start_s": round(phases["engine_start_s"], 2),
+        "bare_engine_start_s": round(bare_start, 2),
+        "phases": _rounded(phases),
         "threads": args.threads,
         "actors": args.actors,
         "machine": machine,
@@ -390,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.stderr.flush()
     print(json.dumps(result), flush=True)
     return 0
+
+
+def _rounded(figures: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 3) for k, v in figures.items()}
 
 
 if __name__ == "__main__":

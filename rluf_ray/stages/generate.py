@@ -165,10 +165,10 @@ def prompt_dataset(split: SplitPlan, done: set[str], rows_per_file: int, blocks:
         ds = ray.data.from_items(ranges, override_num_blocks=min(len(ranges), blocks or len(ranges)))
         kwargs = {"seed": split.demo.seed, "split": name, "done": frozenset(done)}
         return ds.map_batches(
-            splits.demo_rows,  # type: ignore[arg-type]  # Ray's types want a one-argument fn (no fn_kwargs)
-            fn_kwargs=kwargs,
+            splits.DemoRows,
+            fn_constructor_kwargs=kwargs,
             batch_size=1,
-            **engine_pool.io_task_kwargs(),
+            **engine_pool.io_actor_kwargs(),
         ), n
     rows = splits.load_split(split)
     if not rows:
@@ -307,7 +307,8 @@ def run(p: GeneratePlan, ctx: StageContext) -> StageResult:
 
     Args:
         p: The stage's plan (samples and scoring).
-        ctx: The run's context (store, options, stage key).
+        ctx: The run's context (store, options, stage key); ``options["engine_factory"]`` replaces the
+            plan's engine (``rluf bench generate`` times the stage through it; no command sets it).
 
     Returns:
         Row counts and metrics for the manifest.
@@ -315,7 +316,7 @@ def run(p: GeneratePlan, ctx: StageContext) -> StageResult:
     if ctx.options.get("dry_run"):
         print(scoring_estimate(p))
         return StageResult()
-    return run_generation(p, ctx)
+    return run_generation(p, ctx, ctx.options.get("engine_factory"))
 
 
 STAGE = StageDef(

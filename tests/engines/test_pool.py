@@ -210,7 +210,11 @@ def test_layering_of_the_engine_pool_and_its_users() -> None:
         assert not any(m.startswith("rluf_ray.stages") for m in _imports(path)), (
             f"{path.name} imports stages/"
         )
-    assert not any(m.startswith("rluf_ray.stages") for m in _imports(ROOT / "rluf_ray/bench/generate.py"))
+    # the generate benchmark times the whole stage through the pipeline: it reads the stage registry only
+    bench_stages = {
+        m for m in _imports(ROOT / "rluf_ray/bench/generate.py") if m.startswith("rluf_ray.stages")
+    }
+    assert bench_stages == {"rluf_ray.stages.registry", "rluf_ray.stages.registry.get"}
     stages_in_infer = {
         m for m in _imports(ROOT / "rluf_ray/stages/infer.py") if m.startswith("rluf_ray.stages")
     }
