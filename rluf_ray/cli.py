@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from rluf_ray.store.artifacts import ArtifactStore
 
 EXIT_CONFIG = 2
-BENCHES = ("generate", "judge", "calibrate", "dpo")
+BENCHES = ("generate", "scale", "judge", "calibrate", "dpo")
 
 
 def _common(p: argparse.ArgumentParser, force: bool = True) -> None:
