@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import shutil
 import subprocess
@@ -43,20 +44,26 @@ def peak_rss_mib() -> float:
 
 
 def spilled_bytes(address: str) -> int | None:
-    """Bytes the cluster's object stores spilled to disk so far (Ray's private memory-info API).
+    """Bytes the cluster's object stores spilled to disk so far, from ``ray memory --stats-only``.
+
+    Ray prints a ``Spilled N MiB`` line only once something was spilled, so no such line is 0.
 
     Args:
         address: The GCS address.
 
     Returns:
-        The total spilled bytes over every node, or None where this Ray has no such API.
+        The spilled bytes over every node (MiB resolution), or None when the command failed.
     """
+    ray_bin = str(Path(sys.executable).with_name("ray"))
     try:
-        from ray._private.internal_api import get_memory_info_reply, get_state_from_address
-
-        return int(get_memory_info_reply(get_state_from_address(address)).store_stats.spilled_bytes_total)
-    except Exception:  # a private API: absent or changed in another Ray
+        proc = subprocess.run([ray_bin, "memory", "--stats-only", f"--address={address}"],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
         return None
+    if proc.returncode != 0 or "object store stats" not in proc.stdout:
+        return None
+    found = re.search(r"Spilled (\d+) MiB", proc.stdout)
+    return int(found.group(1)) * 1024 * 1024 if found else 0
 
 
 def efficiency(
